@@ -1,0 +1,1 @@
+"""Parity Workbench converter: zoo.yaml -> eager, TorchScript, ONNX and Paddle artifacts + manifest."""

@@ -1,0 +1,114 @@
+"""python -m converter ZOO [--out DIR] [--models a,b] [--formats onnx,paddle] [--verbose]
+
+Exit codes: 0 every requested artifact was built; 1 some artifact failed (see the manifest);
+2 bad zoo file or usage; 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ INFO logs drown the progress lines
+    _configure_logging(args.verbose)
+    from .errors import WorkbenchError
+    from .pipeline import RunOptions, convert_zoo
+    from .zoo import ZOO_FORMATS, load_zoo
+
+    formats = _split(args.formats)
+    unknown = [f for f in formats or [] if f not in ZOO_FORMATS]
+    if unknown:
+        print(f"error: --formats: unknown {unknown} (choose from {', '.join(ZOO_FORMATS)})", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        zoo = load_zoo(args.zoo)
+        options = RunOptions(out=Path(args.out), models=_split(args.models), formats=formats)
+        zoo.select(options.models)  # unknown --models is a usage error, before any work
+        started = time.perf_counter()
+        manifest = convert_zoo(zoo, options, progress=_print_progress)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: the previous manifest and artifacts are intact", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
+    selected = [m.name for m in zoo.select(options.models)]
+    print(_summary(manifest, selected))
+    print(f"\nmanifest: {Path(args.out) / 'manifest.json'}  ({time.perf_counter() - started:.1f}s)")
+    failed = [f for f in manifest.failed_artifacts() if f[0] in selected]
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Our own loggers only: x2paddle and Paddle log chattily through the root logger."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("converter")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")  # "jit is deprecated"
+        warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's extension builder, unused
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m converter", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("zoo", help="the zoo YAML file")
+    parser.add_argument("--out", default="artifacts", help="artifact folder (default: artifacts)")
+    parser.add_argument("--models", help="comma-separated model names (default: all)")
+    parser.add_argument("--formats", help="comma-separated formats among eager,torchscript,onnx,paddle "
+                                          "(default: each model's own)")
+    parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
+    return parser.parse_args(argv)
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+def _print_progress(model: str, artifact: str, record) -> None:
+    status = "ok" if record.ok else "FAILED"
+    detail = f"  {record.error}" if record.error else ""
+    print(f"  {model:<22} {artifact:<16} {status:<7} {record.seconds:7.1f}s{detail}", file=sys.stderr, flush=True)
+
+
+def _summary(manifest, selected: list[str]) -> str:
+    from .exporters import EXPORTERS
+
+    columns = [name for name in EXPORTERS if any(name in manifest.models[m].artifacts for m in selected)]
+    rows = [["model", *columns]]
+    for model in selected:
+        artifacts = manifest.models[model].artifacts
+        rows.append([model, *[_cell(artifacts.get(name)) for name in columns]])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    failures = [f"  {m}/{a}: {e}" for m, a, e in manifest.failed_artifacts() if m in selected]
+    if failures:
+        lines += ["", "failed:", *failures]
+    return "\n".join(lines)
+
+
+def _cell(record) -> str:
+    if record is None:
+        return "-"
+    return f"ok {record.seconds:.1f}s" if record.ok else "FAILED"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Read user checkpoints safely: weights-only unpickling unless the zoo explicitly trusts the file."""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .errors import ModelLoadError
+
+DATA_PARALLEL_PREFIX = "module."
+
+
+def is_torchscript_archive(path: Path) -> bool:
+    """TorchScript archives are zip files with a `code/` folder; torch.save archives have none."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+
+
+def load_checkpoint(path: Path, trust_pickle: bool) -> object:
+    """torch.load with weights_only=True, unless trust_pickle; never retried without it after an error."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as exc:
+        if trust_pickle:
+            raise ModelLoadError(f"checkpoint {path}: cannot unpickle: {exc}") from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            f"checkpoint {path}: refused by weights-only loading ({first_line}); it holds more than "
+            "tensors, e.g. a whole pickled model. Set trust_pickle: true only if you trust this file"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelLoadError(f"checkpoint {path}: not a readable torch checkpoint: {exc}") from None
+
+
+def extract_state_dict(obj: object, path: Path, key: str | None) -> dict[str, torch.Tensor]:
+    """The state_dict in a checkpoint: the object itself, or the entry under `key`.
+
+    A `module.` prefix on every key (saved from DataParallel/DDP) is removed.
+    """
+    if key is not None:
+        if not isinstance(obj, Mapping) or key not in obj:
+            present = ", ".join(sorted(map(str, obj))[:8]) if isinstance(obj, Mapping) else type(obj).__name__
+            raise ModelLoadError(f"checkpoint {path}: state_dict_key '{key}' is absent (found: {present})")
+        obj = obj[key]
+    if isinstance(obj, nn.Module):
+        raise ModelLoadError(f"checkpoint {path}: holds a whole module; remove `arch` to use it as the model")
+    if not isinstance(obj, Mapping) or not obj:
+        raise ModelLoadError(f"checkpoint {path}: expected a state_dict (a mapping of tensors), found {type(obj).__name__}")
+    non_tensors = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if non_tensors:
+        raise ModelLoadError(
+            f"checkpoint {path}: entries {non_tensors[:3]} are not tensors; if the state_dict is nested, "
+            "name it with state_dict_key"
+        )
+    state = dict(obj)
+    if all(k.startswith(DATA_PARALLEL_PREFIX) for k in state):
+        state = {k[len(DATA_PARALLEL_PREFIX):]: v for k, v in state.items()}
+    return state
+
+
+def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """load_state_dict(strict=True) with an error that names the first mismatching keys and shapes."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing[:3]}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected[:3]}")
+    if mismatched:
+        problems.append(f"shape mismatch (checkpoint vs model) {mismatched[:3]}")
+    if problems:
+        raise ModelLoadError(f"checkpoint {path}: does not fit the architecture: {'; '.join(problems)}")
+    model.load_state_dict(state, strict=True)

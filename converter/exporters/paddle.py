@@ -1,0 +1,99 @@
+"""Paddle inference model via x2paddle's PyTorch tracer, with its telemetry off and its exits caught."""
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConversionError
+from .base import ExportContext, ExportResult, sanity_batches
+
+MODEL_FILES = ("model.json", "model.pdmodel")  # Paddle 3 (PIR) writes json, Paddle 2 pdmodel
+PARAMS_FILE = "model.pdiparams"
+CODE_FILE = "x2paddle_code.py"
+
+
+def export(ctx: ExportContext) -> ExportResult:
+    work = ctx.out_dir / "_x2paddle"
+    log = _run_x2paddle(ctx.built.module, ctx.example, work)
+    # x2paddle reports many failures by printing and returning: judge by what it wrote, not by its return.
+    inference = work / "inference_model"
+    model_file = next((inference / name for name in MODEL_FILES if (inference / name).is_file()), None)
+    if model_file is None or not (inference / PARAMS_FILE).is_file():
+        raise ConversionError(f"x2paddle wrote no inference model{_tail(log)}")
+    shutil.move(str(model_file), ctx.out_dir / model_file.name)
+    shutil.move(str(inference / PARAMS_FILE), ctx.out_dir / PARAMS_FILE)
+    if (work / CODE_FILE).is_file():
+        shutil.move(str(work / CODE_FILE), ctx.out_dir / CODE_FILE)  # the generated Paddle code, for debugging
+    shutil.rmtree(work)
+    max_diff = _check_with_paddle_inference(ctx, ctx.out_dir / model_file.name)
+    return ExportResult(model_file.name, {"converter": "x2paddle pytorch2paddle (trace)",
+                                          "predictor_max_abs_diff": max_diff})
+
+
+def _run_x2paddle(module: torch.nn.Module, example: torch.Tensor, work: Path) -> str:
+    """Call pytorch2paddle and return what it printed; it must never reach the network or end the process."""
+    import x2paddle.convert as x2p
+
+    saved_path, saved_check = list(sys.path), x2p.ConverterCheck
+    x2p.ConverterCheck = _NoFeedback  # belt and braces: disable_feedback=True already skips it
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            x2p.pytorch2paddle(module, str(work), jit_type="trace", input_examples=[example],
+                               disable_feedback=True)
+    except SystemExit:  # x2paddle calls exit(0) on some failures
+        raise ConversionError(f"x2paddle gave up{_tail(captured.getvalue())}") from None
+    except Exception as exc:
+        unsupported = re.findall(r"=+ (\S+::\S+) =+", captured.getvalue())
+        detail = f": unsupported ops {', '.join(sorted(set(unsupported)))}" if unsupported else ""
+        raise ConversionError(f"x2paddle: {str(exc).strip() or type(exc).__name__}{detail}") from None
+    finally:
+        # x2paddle puts the save folder on sys.path to import the code it generated.
+        sys.path[:] = saved_path
+        sys.modules.pop("x2paddle_code", None)
+        x2p.ConverterCheck = saved_check
+    return captured.getvalue()
+
+
+def _check_with_paddle_inference(ctx: ExportContext, model_file: Path) -> float:
+    import paddle.inference as paddle_infer
+
+    config = paddle_infer.Config(str(model_file), str(model_file.parent / PARAMS_FILE))
+    config.disable_gpu()
+    config.disable_glog_info()
+    predictor = paddle_infer.create_predictor(config)
+    max_diff = 0.0
+    for size, batch in sanity_batches(ctx).items():
+        handle = predictor.get_input_handle(predictor.get_input_names()[0])
+        handle.reshape(list(batch.shape))
+        handle.copy_from_cpu(batch.numpy())
+        predictor.run()
+        got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+        with torch.no_grad():
+            expected = ctx.built.module(batch).numpy()
+        if got.shape != expected.shape:
+            raise ConversionError(f"Paddle Inference output {got.shape} at batch {size}, expected {expected.shape}")
+        if not np.isfinite(got).all():
+            raise ConversionError(f"Paddle Inference output is non-finite at batch {size}")
+        max_diff = max(max_diff, float(np.abs(got - expected).max()))
+    return max_diff
+
+
+class _NoFeedback:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def start(self):
+        pass
+
+
+def _tail(log: str, lines: int = 3) -> str:
+    kept = [line.strip() for line in log.strip().splitlines() if line.strip() and "INFO" not in line][-lines:]
+    return f": {' | '.join(kept)}" if kept else ""

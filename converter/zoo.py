@@ -1,0 +1,294 @@
+"""The zoo file: schema, defaults and validation. The rest of the code only sees validated models."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .archs import TORCHVISION_PREFIX, resolve_factory
+from .checkpoints import is_torchscript_archive
+from .errors import ZooError
+
+ZOO_FORMATS = ("eager", "torchscript", "onnx", "paddle")
+MAX_ZOO_BYTES = 1 << 20  # a zoo is a page of YAML; anything larger is a mistake or an attack
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # becomes a folder name: no separators, no leading dot
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class InputSpec(_Section):
+    shape: list[int] = Field(default=[3, 224, 224], min_length=3, max_length=3)
+    name: str = "input"
+
+
+class Preprocess(_Section):
+    resize: int = Field(default=256, gt=0)
+    crop: int = Field(default=224, gt=0)
+    mean: list[float] = Field(default=[0.485, 0.456, 0.406], min_length=1, max_length=4)
+    std: list[float] = Field(default=[0.229, 0.224, 0.225], min_length=1, max_length=4)
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+
+
+class Tolerance(_Section):
+    atol: float = Field(default=1e-4, ge=0)
+    rtol: float = Field(default=1e-3, ge=0)
+    min_cosine: float = Field(default=0.99999, ge=-1, le=1)
+    top1: float = Field(default=1.0, ge=0, le=1)
+
+
+class OnnxOptions(_Section):
+    opset: int = Field(default=17, ge=9, le=23)
+    dynamic_batch: bool = True
+    simplify: bool = True
+
+
+class TorchScriptOptions(_Section):
+    method: Literal["trace", "script"] = "trace"
+
+
+class Calibration(_Section):
+    """Forward passes used to re-estimate BatchNorm statistics for `weights: random`."""
+
+    batches: int = Field(default=4, gt=0, le=1000)
+    batch_size: int = Field(default=8, gt=0, le=1024)
+
+
+class ModelEntry(_Section):
+    name: str = Field(pattern=NAME_PATTERN, max_length=128)
+    arch: str | None = None
+    arch_args: dict[str, Any] = Field(default_factory=dict)
+    num_classes: int | None = Field(default=None, gt=0)
+    weights: str | None = None
+    seed: int = Field(default=0, ge=0)
+    checkpoint: str | None = None
+    state_dict_key: str | None = None
+    trust_pickle: bool = False
+    classes: list[str] | None = None
+    input: InputSpec = InputSpec()
+    preprocess: Preprocess = Preprocess()
+    tolerance: Tolerance = Tolerance()
+    formats: list[Literal["eager", "torchscript", "onnx", "paddle"]] = Field(
+        default=list(ZOO_FORMATS), min_length=1
+    )
+    onnx: OnnxOptions = OnnxOptions()
+    torchscript: TorchScriptOptions = TorchScriptOptions()
+    calibration: Calibration = Calibration()
+
+    @property
+    def source_kind(self) -> str:
+        """random | torchvision-weights | state_dict | pickled_module | torchscript."""
+        if self.checkpoint is None:
+            return "random" if self.weights == "random" else "torchvision-weights"
+        if is_torchscript_archive(Path(self.checkpoint)):
+            return "torchscript"
+        return "state_dict" if self.arch is not None else "pickled_module"
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(self.arch_args)
+        if self.num_classes is not None:
+            kwargs["num_classes"] = self.num_classes
+        return kwargs
+
+
+# Sections a `defaults:` block may set; each is merged key by key into every model's own section.
+DEFAULTABLE = ("input", "preprocess", "tolerance", "formats", "onnx", "torchscript", "calibration", "seed")
+
+
+class Zoo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    models: tuple[ModelEntry, ...]
+
+    def select(self, names: list[str] | None) -> tuple[ModelEntry, ...]:
+        if not names:
+            return self.models
+        known = {m.name: m for m in self.models}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ZooError(str(self.path), f"--models names {unknown} not in the zoo (known: {sorted(known)})")
+        return tuple(known[n] for n in names)
+
+
+def load_zoo(path: str | Path) -> Zoo:
+    """Read, merge defaults, validate every field and every cross-field rule; ZooError on the first problem."""
+    path = Path(path)
+    file = str(path)
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ZooError(file, f"expected a mapping with 'models:' at the top, found {_kind(raw)}")
+    unknown = sorted(set(raw) - {"defaults", "models"})
+    if unknown:
+        raise ZooError(file, f"unknown key '{unknown[0]}' at the top level (allowed: defaults, models)", field=unknown[0])
+    defaults = raw.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ZooError(file, f"expected a mapping, found {_kind(defaults)}", model="defaults")
+    for key in defaults:
+        if key not in DEFAULTABLE:
+            raise ZooError(file, f"unknown key (allowed in defaults: {', '.join(DEFAULTABLE)})", model="defaults", field=str(key))
+    models_raw = raw.get("models")
+    if not isinstance(models_raw, list) or not models_raw:
+        raise ZooError(file, "'models' must be a non-empty list", field="models")
+
+    entries: list[ModelEntry] = []
+    seen: set[str] = set()
+    for index, item in enumerate(models_raw):
+        label = item.get("name") if isinstance(item, dict) and isinstance(item.get("name"), str) else f"#{index + 1}"
+        if not isinstance(item, dict):
+            raise ZooError(file, f"expected a mapping, found {_kind(item)}", model=label)
+        merged = _merge_defaults(defaults, item)
+        for key in ("checkpoint",):
+            if isinstance(merged.get(key), str):
+                merged[key] = str((path.parent / merged[key]).resolve())
+        try:
+            entry = ModelEntry.model_validate(merged)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(str(part) for part in error["loc"]) or None
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            raise ZooError(file, message, model=label, field=field) from None
+        if entry.name in seen:
+            raise ZooError(file, "duplicate model name", model=entry.name, field="name")
+        seen.add(entry.name)
+        _check_entry(entry, file)
+        entries.append(entry)
+    return Zoo(path=path, models=tuple(entries))
+
+
+def entry_from_config(config: dict[str, Any], origin: str) -> ModelEntry:
+    """Rebuild a validated entry from the manifest's copy of it (the converter wrote it from a ModelEntry)."""
+    try:
+        return ModelEntry.model_validate(config)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ZooError(origin, error["msg"], model=str(config.get("name")), field=".".join(map(str, error["loc"])))
+
+
+def _read_yaml(path: Path) -> Any:
+    file = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_ZOO_BYTES:
+            raise ZooError(file, f"file is {size} bytes; a zoo file may be at most {MAX_ZOO_BYTES}")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ZooError(file, "file not found") from None
+    except IsADirectoryError:
+        raise ZooError(file, "is a directory, expected a YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ZooError(file, f"cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = " ".join(str(exc).split())
+        raise ZooError(file, f"not valid YAML: {first}") from None
+    if data is None:
+        raise ZooError(file, "file is empty")
+    return data
+
+
+def _merge_defaults(defaults: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(item)
+    for key, value in defaults.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, dict) and isinstance(merged[key], dict):
+            merged[key] = {**value, **merged[key]}
+    return merged
+
+
+def _check_entry(entry: ModelEntry, file: str) -> None:
+    """Rules that involve several fields or the file system."""
+
+    def fail(field: str, message: str) -> None:
+        raise ZooError(file, message, model=entry.name, field=field)
+
+    channels, height, width = entry.input.shape
+    if min(entry.input.shape) <= 0:
+        fail("input.shape", f"every dimension must be positive, got {entry.input.shape}")
+    if len(entry.preprocess.mean) != channels or len(entry.preprocess.std) != channels:
+        fail("preprocess.mean", f"mean and std need one value per input channel ({channels})")
+    if any(s <= 0 for s in entry.preprocess.std):
+        fail("preprocess.std", "every std must be positive")
+    if entry.preprocess.crop != height or entry.preprocess.crop != width:
+        fail("preprocess.crop", f"crop {entry.preprocess.crop} does not match input.shape {entry.input.shape}")
+    if entry.preprocess.resize < entry.preprocess.crop:
+        fail("preprocess.resize", f"resize {entry.preprocess.resize} is smaller than crop {entry.preprocess.crop}")
+    if entry.classes is not None and entry.num_classes is not None and len(entry.classes) != entry.num_classes:
+        fail("classes", f"{len(entry.classes)} class names for num_classes {entry.num_classes}")
+    if len(set(entry.formats)) != len(entry.formats):
+        fail("formats", "lists a format twice")
+
+    if entry.checkpoint is not None:
+        if entry.weights is not None:
+            fail("weights", "give either weights or checkpoint, not both")
+        checkpoint = Path(entry.checkpoint)
+        if not checkpoint.is_file():
+            fail("checkpoint", f"file not found: {checkpoint}")
+        if is_torchscript_archive(checkpoint):
+            if entry.arch is not None:
+                fail("arch", "the checkpoint is a TorchScript file, which carries its own architecture: remove arch")
+            if not entry.trust_pickle:
+                fail("trust_pickle", "a TorchScript file runs code when loaded: set trust_pickle: true to allow it")
+        elif entry.arch is None and not entry.trust_pickle:
+            fail("arch", "required to load a state_dict checkpoint (a whole pickled model needs trust_pickle: true)")
+    else:
+        if entry.weights is None:
+            fail("weights", "give weights (random or a torchvision weights name) or a checkpoint")
+        if entry.arch is None:
+            fail("arch", "required")
+        if entry.state_dict_key is not None:
+            fail("state_dict_key", "only applies with a checkpoint")
+
+    if entry.arch is not None:
+        try:
+            resolve_factory(entry.arch)
+        except ValueError as exc:
+            fail("arch", str(exc))
+    if entry.weights not in (None, "random"):
+        _check_torchvision_weights(entry, fail)
+
+
+def _check_torchvision_weights(entry: ModelEntry, fail) -> None:
+    import torch
+
+    if not (entry.arch or "").startswith(TORCHVISION_PREFIX):
+        fail("weights", "named weights need a torchvision arch; use a checkpoint for other factories")
+    try:
+        weights = torchvision_weights(entry)
+    except ValueError as exc:
+        fail("weights", str(exc))
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    if not cached.is_file():
+        fail("weights", f"{weights} is not in the local torch cache ({cached}); this tool never downloads: "
+                        "copy the file there, give it as a checkpoint, or use weights: random")
+
+
+def torchvision_weights(entry: ModelEntry):
+    """The torchvision Weights enum member named by `weights` (short 'IMAGENET1K_V1' or qualified)."""
+    import torchvision
+
+    arch_name = entry.arch[len(TORCHVISION_PREFIX):]
+    try:
+        enum = torchvision.models.get_model_weights(arch_name)
+    except (ValueError, KeyError):
+        raise ValueError(f"torchvision has no weights for '{arch_name}'") from None
+    short = entry.weights.split(".", 1)[1] if entry.weights.startswith(enum.__name__ + ".") else entry.weights
+    try:
+        return enum[short]
+    except KeyError:
+        choices = [f"{enum.__name__}.{w.name}" for w in enum]
+        raise ValueError(f"'{entry.weights}' is not one of {choices} or 'random'") from None
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
