@@ -71,6 +71,8 @@ def realistic_init(module: nn.Module, seed: int, input_shape, batches: int, batc
 
     torchvision's default init gives degenerate logits for many models (std ~1e-14 for efficientnet_b0,
     exactly 0 for vit_b_16 whose head is zero-initialised), so parity checks on them pass vacuously.
+    The statistics fit inputs like the calibration batches (normalised, image-like); white noise, which
+    has far more high-frequency energy, drives the activations well beyond that range.
     """
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():

@@ -6,7 +6,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
 from .archs import TORCHVISION_PREFIX, resolve_factory
 from .checkpoints import is_torchscript_archive
@@ -22,7 +22,7 @@ class _Section(BaseModel):
 
 
 class InputSpec(_Section):
-    shape: list[int] = Field(default=[3, 224, 224], min_length=3, max_length=3)
+    shape: list[PositiveInt] = Field(default=[3, 224, 224], min_length=3, max_length=3)
     name: str = "input"
 
 
@@ -30,7 +30,7 @@ class Preprocess(_Section):
     resize: int = Field(default=256, gt=0)
     crop: int = Field(default=224, gt=0)
     mean: list[float] = Field(default=[0.485, 0.456, 0.406], min_length=1, max_length=4)
-    std: list[float] = Field(default=[0.229, 0.224, 0.225], min_length=1, max_length=4)
+    std: list[PositiveFloat] = Field(default=[0.229, 0.224, 0.225], min_length=1, max_length=4)
     channel_order: Literal["RGB", "BGR"] = "RGB"
     interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
 
@@ -211,12 +211,8 @@ def _check_entry(entry: ModelEntry, file: str) -> None:
         raise ZooError(file, message, model=entry.name, field=field)
 
     channels, height, width = entry.input.shape
-    if min(entry.input.shape) <= 0:
-        fail("input.shape", f"every dimension must be positive, got {entry.input.shape}")
     if len(entry.preprocess.mean) != channels or len(entry.preprocess.std) != channels:
         fail("preprocess.mean", f"mean and std need one value per input channel ({channels})")
-    if any(s <= 0 for s in entry.preprocess.std):
-        fail("preprocess.std", "every std must be positive")
     if entry.preprocess.crop != height or entry.preprocess.crop != width:
         fail("preprocess.crop", f"crop {entry.preprocess.crop} does not match input.shape {entry.input.shape}")
     if entry.preprocess.resize < entry.preprocess.crop:

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+TINY = "tests.tiny_models:tiny_cnn"
+SMALL_INPUT = {"input": {"shape": [3, 32, 32]}, "preprocess": {"resize": 36, "crop": 32}}
+
+
+def tiny_entry(name: str = "tiny", **fields) -> dict:
+    """A zoo entry for a tiny model at 32x32; fields override."""
+    entry = {"name": name, "arch": TINY, "weights": "random", "num_classes": 10, "seed": 0, **SMALL_INPUT}
+    entry.update(fields)
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+@pytest.fixture
+def write_zoo(tmp_path: Path):
+    """write_zoo(models, defaults=None, text=None) -> path of a zoo file in tmp_path."""
+
+    def write(models=None, defaults=None, text: str | None = None, name: str = "zoo.yaml") -> Path:
+        path = tmp_path / name
+        if text is None:
+            data = {"models": models}
+            if defaults is not None:
+                data["defaults"] = defaults
+            text = yaml.safe_dump(data, sort_keys=False)
+        path.write_text(text)
+        return path
+
+    return write

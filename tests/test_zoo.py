@@ -1,0 +1,128 @@
+"""Zoo validation: every bad zoo stops before any work with the file, model and field named."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from converter.__main__ import main as converter_main
+from converter.errors import ZooError
+from converter.zoo import load_zoo
+from tests.conftest import tiny_entry
+
+
+def test_defaults_merge_key_by_key_and_paths_resolve(write_zoo, tmp_path):
+    ckpt = tmp_path / "weights" / "w.pt"
+    ckpt.parent.mkdir()
+    torch.save({"x": torch.zeros(1)}, ckpt)
+    path = write_zoo(
+        models=[tiny_entry("a", preprocess={"resize": 40, "crop": 32}),
+                tiny_entry("b", weights=None, checkpoint="weights/w.pt")],
+        defaults={"preprocess": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+                  "tolerance": {"atol": 0.01}, "formats": ["eager", "onnx"]},
+    )
+    zoo = load_zoo(path)
+    a, b = zoo.models
+    assert a.preprocess.resize == 40 and a.preprocess.mean == [0.5, 0.5, 0.5]  # model keys win, others merge
+    assert a.tolerance.atol == 0.01 and a.tolerance.rtol == 1e-3  # unset keys keep built-in defaults
+    assert a.formats == ["eager", "onnx"]
+    assert b.checkpoint == str(ckpt.resolve())  # relative to the zoo file, not the working directory
+    assert zoo.select(["b"]) == (b,)
+
+
+BAD_ZOOS = [
+    # (description, zoo text or models list, expected model, expected field, message fragment)
+    ("not yaml", "models: [a, b\n", None, None, "not valid YAML"),
+    ("empty", "", None, None, "empty"),
+    ("a list", "- name: a\n", None, None, "found a list"),
+    ("unknown top key", "modles: []\n", None, "modles", "unknown key"),
+    ("no models", "models: []\n", None, "models", "non-empty list"),
+    ("unknown model key", [tiny_entry(colour="red")], "tiny", "colour", "unknown key"),
+    ("typo in section", [tiny_entry(tolerance={"atoll": 1})], "tiny", "tolerance.atoll", "unknown key"),
+    ("wrong type", [tiny_entry(seed="zero")], "tiny", "seed", "integer"),
+    ("bool for int", [tiny_entry(num_classes=True)], "tiny", "num_classes", "integer"),
+    ("zero shape", [tiny_entry(input={"shape": [3, 0, 32]})], "tiny", "input.shape.1", "greater than 0"),
+    ("negative shape", [tiny_entry(input={"shape": [3, -32, 32]})], "tiny", "input.shape.1", "greater than 0"),
+    ("short shape", [tiny_entry(input={"shape": [32, 32]})], "tiny", "input.shape", "at least 3"),
+    ("crop vs shape", [tiny_entry(preprocess={"resize": 36, "crop": 30})], "tiny", "preprocess.crop", "does not match"),
+    ("resize < crop", [tiny_entry(preprocess={"resize": 16, "crop": 32})], "tiny", "preprocess.resize", "smaller"),
+    ("channel order", [tiny_entry(preprocess={"resize": 36, "crop": 32, "channel_order": "GBR"})],
+     "tiny", "preprocess.channel_order", "'RGB' or 'BGR'"),
+    ("zero std", [tiny_entry(preprocess={"resize": 36, "crop": 32, "std": [0.2, 0, 0.2]})],
+     "tiny", "preprocess.std.1", "greater than 0"),
+    ("atol negative", [tiny_entry(tolerance={"atol": -1.0})], "tiny", "tolerance.atol", "greater than or equal"),
+    ("cosine > 1", [tiny_entry(tolerance={"min_cosine": 1.5})], "tiny", "tolerance.min_cosine", "less than or equal"),
+    ("top1 > 1", [tiny_entry(tolerance={"top1": 2})], "tiny", "tolerance.top1", "less than or equal"),
+    ("bad format", [tiny_entry(formats=["onnx", "tflite"])], "tiny", "formats.1", "'eager'"),
+    ("opset", [tiny_entry(onnx={"opset": 3})], "tiny", "onnx.opset", "greater than or equal"),
+    ("bad name", [tiny_entry("../escape")], "../escape", "name", "pattern"),
+    ("duplicate", [tiny_entry("a"), tiny_entry("a")], "a", "name", "duplicate"),
+    ("unknown torchvision arch", [tiny_entry(arch="torchvision:resnet19")], "tiny", "arch", "did you mean resnet18"),
+    ("unimportable factory", [tiny_entry(arch="no_such_pkg.models:net")], "tiny", "arch", "cannot import"),
+    ("missing factory", [tiny_entry(arch="tests.tiny_models:nope")], "tiny", "arch", "no callable 'nope'"),
+    ("arch without colon", [tiny_entry(arch="resnet18")], "tiny", "arch", "neither"),
+    ("no weights", [tiny_entry(weights=None)], "tiny", "weights", "give weights"),
+    ("missing checkpoint", [tiny_entry(weights=None, checkpoint="nope.pt")], "tiny", "checkpoint", "file not found"),
+    ("uncached weights", [tiny_entry(arch="torchvision:resnet18", weights="IMAGENET1K_V1")],
+     "tiny", "weights", "not in the local torch cache"),
+    ("unknown weights", [tiny_entry(arch="torchvision:resnet18", weights="IMAGENET9K")],
+     "tiny", "weights", "ResNet18_Weights.IMAGENET1K_V1"),
+    ("classes vs num_classes", [tiny_entry(classes=["a", "b"])], "tiny", "classes", "2 class names"),
+    ("defaults not a mapping", "defaults: [1]\nmodels: [{name: a}]\n", "defaults", None, "expected a mapping"),
+    ("unknown default", "defaults: {arch: x}\nmodels: [{name: a}]\n", "defaults", "arch", "unknown key"),
+    ("model not a mapping", "models: [resnet18]\n", "#1", None, "found a string"),
+    ("python tag", "models: !!python/object/apply:os.system ['true']\n", None, None, "not valid YAML"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_ZOOS, ids=[c[0] for c in BAD_ZOOS])
+def test_bad_zoo_names_file_model_and_field(case, write_zoo):
+    _, content, model, field, fragment = case
+    path = write_zoo(text=content) if isinstance(content, str) else write_zoo(models=content)
+    with pytest.raises(ZooError) as info:
+        load_zoo(path)
+    error = info.value
+    assert error.file == str(path)
+    assert (error.model, error.field) == (model, field)
+    assert fragment in error.message
+    assert "\n" not in str(error)
+
+
+def test_checkpoint_source_rules(write_zoo, tmp_path):
+    scripted = torch.jit.script(torch.nn.Linear(2, 2))
+    torch.jit.save(scripted, str(tmp_path / "m.ts"))
+    with pytest.raises(ZooError, match="TorchScript file runs code") as info:
+        load_zoo(write_zoo(models=[tiny_entry(arch=None, weights=None, checkpoint="m.ts")]))
+    assert info.value.field == "trust_pickle"
+    with pytest.raises(ZooError, match="carries its own architecture"):
+        load_zoo(write_zoo(models=[tiny_entry(weights=None, checkpoint="m.ts", trust_pickle=True)]))
+    torch.save({"w": torch.zeros(1)}, tmp_path / "sd.pt")
+    with pytest.raises(ZooError, match="either weights or checkpoint"):
+        load_zoo(write_zoo(models=[tiny_entry(checkpoint="sd.pt")]))
+    with pytest.raises(ZooError, match="required to load a state_dict") as info:
+        load_zoo(write_zoo(models=[tiny_entry(arch=None, weights=None, checkpoint="sd.pt")]))
+    assert info.value.field == "arch"
+
+
+def test_oversized_zoo_is_refused_before_parsing(write_zoo):
+    path = write_zoo(text="# " + "x" * (1 << 20) + "\nmodels: []\n")
+    with pytest.raises(ZooError, match="at most"):
+        load_zoo(path)
+
+
+def test_cli_bad_zoo_is_one_line_and_exit_2(write_zoo, tmp_path, capsys):
+    path = write_zoo(models=[tiny_entry(tolerance={"atol": "tight"})])
+    code = converter_main([str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert str(path) in err and "model 'tiny'" in err and "field 'tolerance.atol'" in err
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_cli_usage_errors_exit_2(write_zoo, tmp_path, capsys):
+    path = write_zoo(models=[tiny_entry()])
+    assert converter_main([str(path), "--models", "ghost", "--out", str(tmp_path / "o")]) == 2
+    assert "ghost" in capsys.readouterr().err
+    assert converter_main([str(path), "--formats", "tflite", "--out", str(tmp_path / "o")]) == 2
+    assert converter_main([str(tmp_path / "missing.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err

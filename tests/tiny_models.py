@@ -1,0 +1,55 @@
+"""Tiny models the tests build, convert and verify in seconds. Importable as zoo factories."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class TinyCNN(nn.Module):
+    def __init__(self, num_classes: int = 10, width: int = 8):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, width * 2, 3, stride=2, padding=1), nn.BatchNorm2d(width * 2), nn.ReLU(),
+            nn.Conv2d(width * 2, width * 2, 3, padding=1), nn.BatchNorm2d(width * 2), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.classifier = nn.Linear(width * 2, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def tiny_cnn(num_classes: int = 10, width: int = 8) -> nn.Module:
+    return TinyCNN(num_classes, width)
+
+
+class Flipping(TinyCNN):
+    """ONNX exports torch.flip; x2paddle 1.6 has no mapping for aten::flip."""
+
+    def forward(self, x):
+        return self.classifier(self.features(torch.flip(x, dims=[3])))
+
+
+def flipping_cnn(num_classes: int = 10) -> nn.Module:
+    return Flipping(num_classes)
+
+
+class CallCounting(TinyCNN):
+    """Its output depends on Python state that a trace freezes: torch.jit.trace's check rejects it."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__(num_classes)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.classifier(self.features(x)) * float(self.calls)
+
+
+def call_counting_cnn(num_classes: int = 10) -> nn.Module:
+    return CallCounting(num_classes)
+
+
+def not_a_module(num_classes: int = 10):
+    return {"num_classes": num_classes}
