@@ -18,16 +18,17 @@ DEFAULT_PATH = Path("artifacts/demo/checkpoint_14_epoch.pkl")
 def make_checkpoint(path: Path, seed: int = 14, steps: int = 2) -> Path:
     import torch
 
-    from .models import calibration_batch, instantiate, realistic_init
+    from .models import image_batch, instantiate, realistic_init
+    from .zoo import Preprocess
 
     model = instantiate("torchvision:resnet18", {"num_classes": 2}, seed=seed)
-    realistic_init(model, seed, (3, 224, 224), batches=2, batch_size=8)
+    realistic_init(model, seed, Preprocess(), batches=2, batch_size=8)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     generator = torch.Generator().manual_seed(seed)
     model.train()
     loss = torch.tensor(0.0)
-    for _ in range(steps):
-        images = calibration_batch(generator, 8, (3, 224, 224))
+    for step in range(steps):
+        images = image_batch(Preprocess(), 8, seed=seed * 100 + step)
         labels = torch.randint(0, 2, (8,), generator=generator)
         optimizer.zero_grad()
         loss = torch.nn.functional.cross_entropy(model(images), labels)
@@ -35,7 +36,7 @@ def make_checkpoint(path: Path, seed: int = 14, steps: int = 2) -> Path:
         optimizer.step()
     model.eval()
     checkpoint = {"epoch": 14, "model_state_dict": model.state_dict(),
-                  "optimizer_state_dict": optimizer.state_dict(), "loss": float(loss)}
+                  "optimizer_state_dict": optimizer.state_dict(), "loss": float(loss.detach())}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)

@@ -8,12 +8,16 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .archs import resolve_factory
 from .checkpoints import extract_state_dict, load_checkpoint, load_state_dict_strict
 from .errors import ModelLoadError
-from .zoo import ModelEntry, torchvision_weights
+from .images import preprocess as preprocess_images, synthetic_images
+from .zoo import ModelEntry, Preprocess, torchvision_weights
+
+# Image seeds kept apart from the verifier's default set (seed 0), so calibration never sees test inputs.
+CALIBRATION_SEED = 1_000_003
+EXAMPLE_SEED = 2_000_003
 
 
 @dataclass
@@ -42,9 +46,7 @@ def build_model(entry: ModelEntry) -> BuiltModel:
         load_state_dict_strict(module, state, checkpoint)
     elif kind == "random":
         module = instantiate(entry.arch, entry.model_kwargs, seed=entry.seed)
-        realistic_init(
-            module, entry.seed, entry.input.shape, entry.calibration.batches, entry.calibration.batch_size
-        )
+        realistic_init(module, entry.seed, entry.preprocess, entry.calibration.batches, entry.calibration.batch_size)
     else:  # torchvision-weights: validated to be in the local cache, so nothing is downloaded
         module = instantiate(entry.arch, {**entry.model_kwargs, "weights": torchvision_weights(entry)}, seed=entry.seed)
     module = module.float().eval()
@@ -66,13 +68,14 @@ def instantiate(arch: str, kwargs: dict, seed: int) -> nn.Module:
     return module
 
 
-def realistic_init(module: nn.Module, seed: int, input_shape, batches: int, batch_size: int) -> None:
+def realistic_init(module: nn.Module, seed: int, preprocess: Preprocess, batches: int, batch_size: int) -> None:
     """Seeded Kaiming fan-in init of every conv and linear layer, then BatchNorm statistics re-estimated.
 
     torchvision's default init gives degenerate logits for many models (std ~1e-14 for efficientnet_b0,
     exactly 0 for vit_b_16 whose head is zero-initialised), so parity checks on them pass vacuously.
-    The statistics fit inputs like the calibration batches (normalised, image-like); white noise, which
-    has far more high-frequency energy, drives the activations well beyond that range.
+    The statistics are estimated on preprocessed natural-looking images, the kind of input the verifier
+    feeds: calibrating on zero-mean noise instead left efficientnet_b0 with a common logit offset of ~500
+    on real images, too flat for any tolerance to mean something.
     """
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -83,10 +86,11 @@ def realistic_init(module: nn.Module, seed: int, input_shape, batches: int, batc
                 if layer.bias is not None:
                     bound = 1.0 / math.sqrt(fan_in)
                     layer.bias.copy_((torch.rand(layer.bias.shape, generator=generator) * 2 - 1) * bound)
-    recalibrate_batchnorm(module, generator, input_shape, batches, batch_size)
+    calibration = [image_batch(preprocess, batch_size, seed=CALIBRATION_SEED + seed * 1000 + i) for i in range(batches)]
+    recalibrate_batchnorm(module, calibration)
 
 
-def recalibrate_batchnorm(module: nn.Module, generator: torch.Generator, input_shape, batches: int, batch_size: int):
+def recalibrate_batchnorm(module: nn.Module, batches: list[torch.Tensor]) -> None:
     """Cumulative-average BatchNorm statistics over calibration batches; everything else stays in eval mode
     (no dropout or stochastic depth during calibration)."""
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -99,21 +103,16 @@ def recalibrate_batchnorm(module: nn.Module, generator: torch.Generator, input_s
         norm.momentum = None  # cumulative moving average
         norm.train()
     with torch.no_grad():
-        for _ in range(batches):
-            module(calibration_batch(generator, batch_size, input_shape))
+        for batch in batches:
+            module(batch)
     for norm, momentum in zip(norms, saved_momentum):
         norm.momentum = momentum
     module.eval()
 
 
-def calibration_batch(generator: torch.Generator, batch_size: int, input_shape) -> torch.Tensor:
-    """Smooth random fields with unit spread, like normalised natural images (not white noise)."""
-    channels, height, width = input_shape
-    coarse = torch.randn((batch_size, channels, max(2, height // 16), max(2, width // 16)), generator=generator)
-    smooth = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
-    detail = 0.25 * torch.randn((batch_size, channels, height, width), generator=generator)
-    batch = smooth + detail
-    return (batch - batch.mean()) / batch.std()
+def image_batch(preprocess: Preprocess, count: int, seed: int) -> torch.Tensor:
+    """`count` synthetic natural-looking images through the model's own preprocessing, NCHW float32."""
+    return torch.from_numpy(preprocess_images(synthetic_images(count, seed), preprocess))
 
 
 def check_finite(module: nn.Module) -> None:
@@ -134,8 +133,7 @@ def weights_sha256(module: nn.Module) -> str:
 
 def example_input(entry: ModelEntry, batch: int = 1) -> torch.Tensor:
     """A deterministic example batch, used to trace and to sanity-check exported artifacts."""
-    generator = torch.Generator().manual_seed(entry.seed + 1)
-    return calibration_batch(generator, batch, entry.input.shape)
+    return image_batch(entry.preprocess, batch, seed=EXAMPLE_SEED + entry.seed)
 
 
 def _format_kwargs(kwargs: dict) -> str:

@@ -13,6 +13,10 @@ from .checkpoints import is_torchscript_archive
 from .errors import ZooError
 
 ZOO_FORMATS = ("eager", "torchscript", "onnx", "paddle")
+# The verifier's vocabulary, part of the contract: waivers, overrides and requirements name these.
+ARTIFACTS = ("eager", "torchscript", "onnx", "onnx_simplified", "paddle")
+RUNTIMES = ("torch", "torchscript", "onnxruntime", "paddle-inference", "paddle-jit")
+DEVICES = ("cpu", "cuda", "tensorrt")
 MAX_ZOO_BYTES = 1 << 20  # a zoo is a page of YAML; anything larger is a mistake or an attack
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # becomes a folder name: no separators, no leading dot
 
@@ -29,8 +33,8 @@ class InputSpec(_Section):
 class Preprocess(_Section):
     resize: int = Field(default=256, gt=0)
     crop: int = Field(default=224, gt=0)
-    mean: list[float] = Field(default=[0.485, 0.456, 0.406], min_length=1, max_length=4)
-    std: list[PositiveFloat] = Field(default=[0.229, 0.224, 0.225], min_length=1, max_length=4)
+    mean: list[float] = Field(default=[0.485, 0.456, 0.406], min_length=1, max_length=3)
+    std: list[PositiveFloat] = Field(default=[0.229, 0.224, 0.225], min_length=1, max_length=3)
     channel_order: Literal["RGB", "BGR"] = "RGB"
     interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
 
@@ -59,6 +63,22 @@ class Calibration(_Section):
     batch_size: int = Field(default=8, gt=0, le=1024)
 
 
+class ToleranceOverride(_Section):
+    atol: float | None = Field(default=None, ge=0)
+    rtol: float | None = Field(default=None, ge=0)
+    min_cosine: float | None = Field(default=None, ge=-1, le=1)
+    top1: float | None = Field(default=None, ge=0, le=1)
+
+
+class Waiver(_Section):
+    """An accepted failure: a conversion (artifact) or a runtime's cells, always with a reason."""
+
+    runtime: Literal["torch", "torchscript", "onnxruntime", "paddle-inference", "paddle-jit"] | None = None
+    device: Literal["cpu", "cuda", "tensorrt"] | None = None
+    artifact: Literal["eager", "torchscript", "onnx", "onnx_simplified", "paddle"] | None = None
+    reason: str = Field(min_length=3)
+
+
 class ModelEntry(_Section):
     name: str = Field(pattern=NAME_PATTERN, max_length=128)
     arch: str | None = None
@@ -79,6 +99,18 @@ class ModelEntry(_Section):
     onnx: OnnxOptions = OnnxOptions()
     torchscript: TorchScriptOptions = TorchScriptOptions()
     calibration: Calibration = Calibration()
+    # verification: per-runtime tolerances ("runtime" or "runtime@device"), accepted failures, and
+    # runtimes whose cells must run (a SKIP there blocks the gate)
+    tolerance_overrides: dict[str, ToleranceOverride] = Field(default_factory=dict)
+    allow_failures: list[Waiver] = Field(default_factory=list)
+    required: list[str] = Field(default_factory=list)
+
+    def tolerance_for(self, runtime: str, device: str) -> Tolerance:
+        merged = self.tolerance.model_dump()
+        for key in (runtime, f"{runtime}@{device}"):
+            if key in self.tolerance_overrides:
+                merged.update(self.tolerance_overrides[key].model_dump(exclude_none=True))
+        return Tolerance(**merged)
 
     @property
     def source_kind(self) -> str:
@@ -98,7 +130,8 @@ class ModelEntry(_Section):
 
 
 # Sections a `defaults:` block may set; each is merged key by key into every model's own section.
-DEFAULTABLE = ("input", "preprocess", "tolerance", "formats", "onnx", "torchscript", "calibration", "seed")
+DEFAULTABLE = ("input", "preprocess", "tolerance", "formats", "onnx", "torchscript", "calibration", "seed",
+               "tolerance_overrides", "required")
 
 
 class Zoo(BaseModel):
@@ -211,6 +244,8 @@ def _check_entry(entry: ModelEntry, file: str) -> None:
         raise ZooError(file, message, model=entry.name, field=field)
 
     channels, height, width = entry.input.shape
+    if channels not in (1, 3):
+        fail("input.shape", f"{channels} channels: image models take 1 (grayscale) or 3 (RGB/BGR)")
     if len(entry.preprocess.mean) != channels or len(entry.preprocess.std) != channels:
         fail("preprocess.mean", f"mean and std need one value per input channel ({channels})")
     if entry.preprocess.crop != height or entry.preprocess.crop != width:
@@ -221,6 +256,15 @@ def _check_entry(entry: ModelEntry, file: str) -> None:
         fail("classes", f"{len(entry.classes)} class names for num_classes {entry.num_classes}")
     if len(set(entry.formats)) != len(entry.formats):
         fail("formats", "lists a format twice")
+    for key in list(entry.tolerance_overrides) + entry.required:
+        runtime, _, device = key.partition("@")
+        if runtime not in RUNTIMES or (device and device not in DEVICES):
+            field = "required" if key in entry.required else f"tolerance_overrides.{key}"
+            fail(field, f"'{key}' is not 'runtime' or 'runtime@device' (runtimes: {', '.join(RUNTIMES)}; "
+                        f"devices: {', '.join(DEVICES)})")
+    for index, waiver in enumerate(entry.allow_failures):
+        if waiver.runtime is None and waiver.artifact is None:
+            fail(f"allow_failures.{index}", "name the runtime or the artifact whose failure is accepted")
 
     if entry.checkpoint is not None:
         if entry.weights is not None:

@@ -7,7 +7,8 @@ import torch
 import torchvision
 
 from converter.errors import ModelLoadError
-from converter.models import build_model, calibration_batch, example_input, instantiate, realistic_init
+from converter.models import build_model, example_input, image_batch, instantiate, realistic_init
+from converter.zoo import Preprocess
 from converter.zoo import ModelEntry, load_zoo
 from tests.conftest import tiny_entry
 from tests.tiny_models import tiny_cnn
@@ -156,11 +157,11 @@ REAL_NETS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("arch,kwargs,size", REAL_NETS, ids=[n[0] for n in REAL_NETS])
 def test_realistic_weights_give_healthy_logits(arch, kwargs, size):
-    shape = (3, size, size)
+    settings = Preprocess(resize=size + size // 7, crop=size)
     module = instantiate(f"torchvision:{arch}", kwargs, seed=0)
-    realistic_init(module, 0, shape, batches=2, batch_size=4)
-    # held-out inputs (another seed) from the image-like distribution the statistics were estimated on
-    images = calibration_batch(torch.Generator().manual_seed(9), 4, shape)
+    realistic_init(module, 0, settings, batches=2, batch_size=4)
+    # held-out images: the verifier's default set (seed 0), never used for calibration
+    images = image_batch(settings, 4, seed=0)
     with torch.no_grad():
         out = module.eval()(images)
     assert torch.isfinite(out).all()

@@ -126,3 +126,30 @@ def test_cli_usage_errors_exit_2(write_zoo, tmp_path, capsys):
     assert converter_main([str(path), "--formats", "tflite", "--out", str(tmp_path / "o")]) == 2
     assert converter_main([str(tmp_path / "missing.yaml")]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+VERIFY_FIELD_ERRORS = [
+    ("bad override key", {"tolerance_overrides": {"tflite": {"atol": 1}}}, "tolerance_overrides.tflite", "not 'runtime'"),
+    ("bad device", {"required": ["onnxruntime@tpu"]}, "required", "not 'runtime'"),
+    ("waiver without reason", {"allow_failures": [{"runtime": "paddle-jit"}]}, "allow_failures.0.reason", "required"),
+    ("waiver without target", {"allow_failures": [{"reason": "known"}]}, "allow_failures.0", "name the runtime"),
+    ("waiver unknown runtime", {"allow_failures": [{"runtime": "tvm", "reason": "x"}]},
+     "allow_failures.0.runtime", "'torch'"),
+]
+
+
+@pytest.mark.parametrize("case", VERIFY_FIELD_ERRORS, ids=[c[0] for c in VERIFY_FIELD_ERRORS])
+def test_verification_fields_are_validated(case, write_zoo):
+    _, fields, field, fragment = case
+    with pytest.raises(ZooError) as info:
+        load_zoo(write_zoo(models=[tiny_entry(**fields)]))
+    assert info.value.field == field and fragment in info.value.message
+
+
+def test_tolerance_overrides_apply_per_runtime_and_device(write_zoo):
+    entry = load_zoo(write_zoo(models=[tiny_entry(tolerance_overrides={
+        "paddle-inference": {"atol": 1e-3}, "onnxruntime@tensorrt": {"atol": 1e-2, "min_cosine": 0.999}})])).models[0]
+    assert entry.tolerance_for("paddle-inference", "cpu").atol == 1e-3
+    assert entry.tolerance_for("paddle-inference", "cpu").rtol == 1e-3  # the rest from the model's tolerance
+    assert entry.tolerance_for("onnxruntime", "cpu").atol == 1e-4
+    assert entry.tolerance_for("onnxruntime", "tensorrt").min_cosine == 0.999

@@ -1,0 +1,74 @@
+"""Natural-looking synthetic images and the one preprocessing implementation, shared by the converter
+(BatchNorm calibration, example inputs) and the verifier (the batch every runtime gets)."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from .zoo import Preprocess
+
+RESAMPLING = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+# Sizes that do not divide evenly by common resize targets, in both orientations.
+SYNTHETIC_SIZES = ((300, 217), (640, 480), (333, 500), (256, 256), (401, 299), (224, 371), (517, 389), (288, 288))
+
+
+def synthetic_images(count: int, seed: int = 0) -> list[Image.Image]:
+    """Deterministic natural-looking RGB images: smooth colour gradients, blurred shapes with edges, texture."""
+    rng = np.random.default_rng(seed)
+    return [_synthetic_image(rng, *SYNTHETIC_SIZES[i % len(SYNTHETIC_SIZES)]) for i in range(count)]
+
+
+def _synthetic_image(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    corners = rng.uniform(0, 255, size=(4, 3))
+    u, v = (x / max(width - 1, 1))[..., None], (y / max(height - 1, 1))[..., None]
+    field = (corners[0] * (1 - u) * (1 - v) + corners[1] * u * (1 - v)
+             + corners[2] * (1 - u) * v + corners[3] * u * v)
+    image = Image.fromarray(field.clip(0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(3, 8))):
+        x0, x1 = sorted(rng.uniform(-0.2, 1.2, 2) * width)
+        y0, y1 = sorted(rng.uniform(-0.2, 1.2, 2) * height)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape([x0, y0, max(x1, x0 + 2), max(y1, y0 + 2)], fill=colour)
+    image = image.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.5, 2.5))))
+    noise = rng.normal(0, 6, size=(height, width, 3))
+    return Image.fromarray((np.asarray(image, np.float32) + noise).clip(0, 255).astype(np.uint8), "RGB")
+
+
+def preprocess(images: list[Image.Image], settings: Preprocess) -> np.ndarray:
+    """Resize the shorter side to `resize`, center-crop `crop`, scale to [0, 1], normalise, order channels;
+    NCHW float32. Matches torchvision's Resize(int)/CenterCrop/ToTensor/Normalize on PIL images.
+    mean and std are given in the model's channel order."""
+    return np.stack([_preprocess_one(image, settings) for image in images]).astype(np.float32)
+
+
+def _preprocess_one(image: Image.Image, settings: Preprocess) -> np.ndarray:
+    image = to_rgb(image)
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = settings.resize, int(settings.resize * long / short)
+    size = (new_short, new_long) if width <= height else (new_long, new_short)
+    image = image.resize(size, RESAMPLING[settings.interpolation])
+    width, height = image.size
+    crop = settings.crop
+    top, left = int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
+    image = image.crop((left, top, left + crop, top + crop))
+    array = np.asarray(image, dtype=np.float32) / 255.0  # HWC, RGB
+    if len(settings.mean) == 1:  # a single-channel model: ITU-R 601 luma, as PIL's convert("L")
+        array = (array @ np.asarray([0.299, 0.587, 0.114], np.float32))[..., None]
+    elif settings.channel_order == "BGR":
+        array = array[..., ::-1]
+    array = (array - np.asarray(settings.mean, np.float32)) / np.asarray(settings.std, np.float32)
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")

@@ -1,0 +1,1 @@
+"""Parity Workbench verifier: identical inputs through every runtime, parity and timing reports, CI gate."""

@@ -1,0 +1,148 @@
+"""python -m verify --report DIR [--artifacts artifacts] [--images DIR] [--models a,b] [...]
+
+Exit codes: 0 every required cell PASS; 1 a cell FAILed or ERRORed, a required runtime was skipped, or a
+conversion failed (unless waived by allow_failures in the zoo); 2 usage error (no manifest, bad path, bad zoo).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+EXIT_PASS, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    _configure_logging(args.verbose)
+    from converter.errors import WorkbenchError
+    from converter.manifest import read_manifest
+    from converter.zoo import DEVICES, RUNTIMES
+
+    from .entries import resolve_entries
+    from .environment import describe_machine, physical_cores
+    from .gate import decide
+    from .inputs import load_images, synthetic_images
+    from .report import markdown, parity_frame, summary, timing_frame
+    from .results import ModelResult
+    from .runners import Availability
+    from .session import VerifyOptions, verify_model
+
+    devices, runtimes, models = _split(args.devices), _split(args.runtimes), _split(args.models)
+    for flag, values, known in (("--devices", devices, DEVICES), ("--runtimes", runtimes, RUNTIMES)):
+        unknown = [v for v in values or [] if v not in known]
+        if unknown:
+            return _usage(f"{flag}: unknown {unknown} (choose from {', '.join(known)})")
+    if min(args.runs, args.batch, args.num_images) < 1 or args.warmup < 0:
+        return _usage("--runs, --batch and --num-images must be at least 1, --warmup at least 0")
+    artifacts = Path(args.artifacts)
+    try:
+        manifest = read_manifest(artifacts)
+        unknown = [m for m in models or [] if m not in manifest.models]
+        if unknown:
+            return _usage(f"--models: {unknown} not in {artifacts / 'manifest.json'} (has: {sorted(manifest.models)})")
+        entries = resolve_entries(manifest, Path(args.zoo) if args.zoo else None, str(artifacts / "manifest.json"))
+        images = load_images(Path(args.images)) if args.images else synthetic_images(args.num_images)
+    except WorkbenchError as exc:
+        return _usage(str(exc))
+
+    threads = args.threads or physical_cores()
+    report_dir = Path(args.report)
+    options = VerifyOptions(artifacts=artifacts, report=report_dir, devices=tuple(devices or DEVICES),
+                            runtimes=tuple(runtimes) if runtimes else None, threads=threads,
+                            timing=not args.no_timing, warmup=args.warmup, runs=args.runs,
+                            throughput_batch=args.batch)
+    availability = Availability.probe()
+    results = []
+    try:
+        for name in models or list(manifest.models):
+            resolved = entries[name]
+            print(f"{name}: {len(images.images)} images", file=sys.stderr, flush=True)
+            if resolved.stale:
+                result = ModelResult(name, error=resolved.stale)
+            else:
+                result = verify_model(name, manifest.models[name], resolved.entry, images, options, availability)
+            for cell in result.cells:
+                print(f"  {cell.runtime:<17} {cell.artifact:<16} {cell.device:<9} {cell.status:<6} {cell.detail}",
+                      file=sys.stderr, flush=True)
+            results.append(result)
+    except KeyboardInterrupt:
+        print("interrupted: no report written", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --verbose)", file=sys.stderr)
+        return EXIT_BLOCKED
+
+    by_name = {name: resolved.entry for name, resolved in entries.items()}
+    verdict = decide(results, by_name)
+    environment = describe_machine(threads)
+    _write(report_dir / "report.md", markdown(results, verdict, environment))
+    _write(report_dir / "parity.csv", parity_frame(results, by_name).to_csv(index=False))
+    _write(report_dir / "timing.csv", timing_frame(results).to_csv(index=False))
+    _write(report_dir / "summary.json", json.dumps(summary(results, verdict, environment), indent=2, default=str))
+    print(f"\n{verdict.label}: {len(verdict.blocking)} blocking, {len(verdict.waived)} waived "
+          f"-> {report_dir / 'report.md'}")
+    for line in verdict.blocking:
+        print(f"  blocking: {line}")
+    return verdict.exit_code
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--report", required=True, help="folder for report.md, parity.csv, timing.csv, summary.json")
+    parser.add_argument("--artifacts", default="artifacts", help="the converter's output folder (default: artifacts)")
+    parser.add_argument("--zoo", help="zoo file for tolerances and waivers (default: the one the manifest names)")
+    parser.add_argument("--images", help="folder of jpg/png images (default: seeded synthetic images)")
+    parser.add_argument("--num-images", type=int, default=8, help="synthetic images to generate (default: 8)")
+    parser.add_argument("--models", help="comma-separated model names (default: all in the manifest)")
+    parser.add_argument("--runtimes", help="comma-separated runtimes (default: all); the reference always runs")
+    parser.add_argument("--devices", help="comma-separated among cpu,cuda,tensorrt (default: all; unavailable ones SKIP)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per runtime (default: physical cores)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing (default: 2)")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per batch size (default: 10)")
+    parser.add_argument("--batch", type=int, default=8, help="batch size for throughput (default: 8)")
+    parser.add_argument("--no-timing", action="store_true", help="parity only")
+    parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
+    return parser.parse_args(argv)
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    for name in ("verify", "converter"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+        warnings.filterwarnings("ignore", message="No ccache found")
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+def _usage(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _write(path: Path, text: str) -> None:
+    """Write next to the target, then rename: a report is never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Which zoo entry verifies each model: the zoo file's current one, checked against what was converted."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from converter.manifest import Manifest
+from converter.zoo import ModelEntry, entry_from_config, load_zoo
+
+# Fields that only steer verification: editing them needs no new conversion.
+VERIFICATION_FIELDS = {"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required", "classes"}
+
+
+@dataclass
+class ResolvedEntry:
+    entry: ModelEntry
+    stale: str | None = None  # why the artifacts no longer match the zoo entry
+
+
+def resolve_entries(manifest: Manifest, zoo_path: Path | None, origin: str) -> dict[str, ResolvedEntry]:
+    """The zoo file (given, or the one the manifest names, when it still exists) supplies tolerances, waivers
+    and preprocessing; the manifest's copy is used for models the zoo no longer lists or when it is gone."""
+    path = zoo_path or Path(manifest.zoo.get("path", ""))
+    zoo = load_zoo(path) if zoo_path is not None or path.is_file() else None
+    current = {m.name: m for m in zoo.models} if zoo else {}
+    resolved = {}
+    for name, record in manifest.models.items():
+        converted = entry_from_config(record.config, origin)
+        entry = current.get(name)
+        if entry is None:
+            resolved[name] = ResolvedEntry(converted)
+            continue
+        before, now = converted.model_dump(), entry.model_dump()
+        changed = sorted(k for k in now if k not in VERIFICATION_FIELDS and now[k] != before.get(k))
+        stale = (f"the zoo entry changed since conversion ({', '.join(changed)}): re-run the converter"
+                 if changed else None)
+        resolved[name] = ResolvedEntry(entry, stale)
+    return resolved

@@ -1,0 +1,60 @@
+"""The images the verifier feeds: a folder of the user's, or the seeded synthetic set."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from converter.errors import WorkbenchError
+from converter.images import preprocess, synthetic_images as _synthetic, to_rgb
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+__all__ = ["ImageSet", "InputError", "load_images", "preprocess", "save_inputs", "synthetic_images"]
+
+
+class InputError(WorkbenchError):
+    """No usable images."""
+
+
+@dataclass
+class ImageSet:
+    images: list[Image.Image]  # RGB
+    names: list[str]
+
+
+def load_images(folder: Path) -> ImageSet:
+    """Every readable image in `folder`, sorted by name, as RGB. Grayscale is replicated to three
+    channels; transparency is composited on black. Corrupt files are skipped with a warning."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise InputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    images, names = [], []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(to_rgb(image))
+                names.append(path.name)
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            log.warning("skipping %s: not a readable image (%s)", path, exc)
+    if not images:
+        raise InputError(f"{folder}: none of the {len(paths)} image files could be read")
+    return ImageSet(images, names)
+
+
+def synthetic_images(count: int = 8, seed: int = 0) -> ImageSet:
+    return ImageSet(_synthetic(count, seed), [f"synthetic-{seed}-{i}.png" for i in range(count)])
+
+
+def save_inputs(path: Path, batch: np.ndarray, names: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, inputs=batch, names=np.asarray(names))
+    tmp.replace(path)

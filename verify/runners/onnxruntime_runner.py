@@ -1,0 +1,50 @@
+"""ONNX Runtime on the raw and the simplified ONNX model: CPU, CUDA and TensorRT execution providers."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Availability, DeviceUnavailable, LoadRequest, Runner
+
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+class OnnxRuntimeRunner(Runner):
+    name = "onnxruntime"
+    artifacts = ("onnx", "onnx_simplified")
+    devices = ("cpu", "cuda", "tensorrt")
+
+    @classmethod
+    def unavailable(cls, device: str, availability: Availability) -> str | None:
+        wanted = PROVIDERS[device][0]
+        if wanted not in availability.onnxruntime_providers:
+            return f"onnxruntime has no {wanted} (available: {', '.join(availability.onnxruntime_providers)})"
+        return None
+
+    def load(self, request: LoadRequest) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = request.threads
+        self.session = ort.InferenceSession(str(request.path), sess_options=options,
+                                            providers=PROVIDERS[request.device])
+        active = self.session.get_providers()
+        # ONNX Runtime quietly falls back to the CPU when a GPU provider cannot start.
+        if active[0] != PROVIDERS[request.device][0]:
+            raise DeviceUnavailable(f"onnxruntime fell back to {active[0]} instead of {PROVIDERS[request.device][0]}")
+        self.input_name = self.session.get_inputs()[0].name
+        self.threads = request.threads
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        (out,) = self.session.run(None, {self.input_name: batch})[:1]
+        return np.asarray(out, dtype=np.float32)
+
+    def describe(self) -> dict:
+        import onnxruntime as ort
+
+        return {"version": ort.__version__, "providers": self.session.get_providers(),
+                "graph_optimization": "ORT_ENABLE_ALL", "threads": self.threads}

@@ -1,0 +1,155 @@
+"""One model through every runtime on one shared input batch."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from converter.manifest import ModelRecord, file_sha256
+from converter.zoo import ModelEntry
+
+from .compare import ERROR, PASS, SKIP, compare, reference_problem
+from .inputs import ImageSet, preprocess, save_inputs
+from .results import Cell, ModelResult
+from .runners import REFERENCE, RUNNERS, Availability, DeviceUnavailable, LoadRequest
+from .timing import batch_of, measure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    artifacts: Path
+    report: Path
+    devices: tuple[str, ...] = ("cpu", "cuda", "tensorrt")
+    runtimes: tuple[str, ...] | None = None  # None: every registered runtime
+    threads: int = 1
+    timing: bool = True
+    warmup: int = 2
+    runs: int = 10
+    throughput_batch: int = 8
+
+
+def plan_cells(model: str, record: ModelRecord, options: VerifyOptions) -> list[Cell]:
+    """Every (artifact, runtime, device) this model has, as unstarted cells."""
+    cells = []
+    for name, runner in RUNNERS.items():
+        if options.runtimes is not None and name not in options.runtimes and (name, "eager") != REFERENCE[:2]:
+            continue
+        for artifact in runner.artifacts:
+            if artifact not in record.artifacts:
+                continue
+            for device in runner.devices:
+                if device in options.devices or (name, artifact, device) == REFERENCE:
+                    cells.append(Cell(model, artifact, name, device, status="", detail=""))
+    return cells
+
+
+def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: ImageSet, options: VerifyOptions,
+                 availability: Availability) -> ModelResult:
+    result = ModelResult(model, trusted_pickle=bool(record.source.get("trusted_pickle")))
+    result.conversion_failures = {a: r.error or "failed" for a, r in record.artifacts.items() if not r.ok}
+    result.cells = plan_cells(model, record, options)
+    if record.error:
+        result.error = f"model could not be built: {record.error}"
+        return _finish_all(result, ERROR, result.error)
+
+    batch = preprocess(images.images, entry.preprocess)
+    result.samples = len(batch)
+    inputs_path = options.report / "inputs" / f"{model}.npz"
+    save_inputs(inputs_path, batch, images.names)
+    result.inputs_file = str(inputs_path.relative_to(options.report))
+
+    problems = {artifact: _integrity_problem(record, artifact, options.artifacts) for artifact in record.artifacts}
+    reference_cell = next(c for c in result.cells if (c.runtime, c.artifact, c.device) == REFERENCE) \
+        if "eager" in record.artifacts else None
+    if reference_cell is None or not record.artifacts["eager"].ok or problems["eager"]:
+        why = (problems.get("eager") or result.conversion_failures.get("eager")
+               or "no eager artifact in the manifest (add eager to formats)")
+        result.error = f"no reference: {why}"
+        return _finish_all(result, ERROR, result.error)
+
+    # The reference runs first; its comparison with its own second run also rejects a degenerate output.
+    reference_cell.reference = True
+    reference = _run_cell(reference_cell, entry, record.artifacts["eager"].path, batch, result.trusted_pickle, options)
+    if reference_cell.status != PASS:
+        result.error = f"reference (torch eager, CPU): {reference_cell.detail}"
+        return _finish_all(result, ERROR, result.error, keep=reference_cell)
+
+    for cell in result.cells:
+        if cell is reference_cell:
+            continue
+        artifact = record.artifacts[cell.artifact]
+        skip = RUNNERS[cell.runtime].unavailable(cell.device, availability)
+        if not artifact.ok:
+            cell.status, cell.detail, cell.conversion_failed = ERROR, f"conversion failed: {artifact.error}", True
+        elif problems[cell.artifact]:
+            cell.status, cell.detail = ERROR, problems[cell.artifact]
+        elif skip:
+            cell.status, cell.detail = SKIP, skip
+        else:
+            _run_cell(cell, entry, artifact.path, batch, result.trusted_pickle, options, reference)
+    return result
+
+
+def _finish_all(result: ModelResult, status: str, detail: str, keep: Cell | None = None) -> ModelResult:
+    for cell in result.cells:
+        if cell is not keep:
+            cell.status, cell.detail = status, detail
+    return result
+
+
+def _integrity_problem(record: ModelRecord, artifact: str, root: Path) -> str | None:
+    """An artifact must be what the converter recorded: built from this model's weights, files unchanged."""
+    art = record.artifacts[artifact]
+    if not art.ok:
+        return None
+    weights = record.source.get("weights_sha256")
+    if art.source_sha256 != weights:
+        return "built from other weights than the current reference: re-run the converter"
+    for rel, info in art.files.items():
+        path = root / rel
+        if not path.is_file():
+            return f"artifact file missing: {rel}"
+        if path.stat().st_size != info.size or file_sha256(path) != info.sha256:
+            return f"artifact file changed since conversion (sha256 mismatch): {rel}"
+    return None
+
+
+def _run_cell(cell: Cell, entry: ModelEntry, path: str, batch: np.ndarray, trust: bool,
+              options: VerifyOptions, reference: np.ndarray | None = None) -> np.ndarray | None:
+    """Load, run twice (a runtime must agree with itself), compare, time. Fills the cell; returns the output."""
+    runner = RUNNERS[cell.runtime]()
+    request = LoadRequest(options.artifacts / path, cell.device, options.threads, entry.input.name, trust)
+    try:
+        runner.load(request)
+        cell.config = runner.describe()
+        output = runner.run(batch)
+        again = runner.run(batch)
+    except DeviceUnavailable as exc:
+        cell.status, cell.detail = SKIP, str(exc)
+        return None
+    except Exception as exc:  # one runtime failing must not stop the others
+        log.debug("%s failed", cell.key, exc_info=True)
+        cell.status, cell.detail = ERROR, f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+        return None
+    tolerance = entry.tolerance_for(cell.runtime, cell.device)
+    if cell.reference:
+        # the reference is compared with its own second run: eager PyTorch must be deterministic
+        cell.comparison = compare(output, again, tolerance)
+    else:
+        cell.comparison = compare(reference, output, tolerance)
+        if cell.comparison.status == PASS and not np.array_equal(output, again):
+            repeat = compare(output, again, tolerance)
+            if repeat.status != PASS:
+                cell.comparison.status, cell.comparison.reason = repeat.status, f"not deterministic: {repeat.reason}"
+    cell.status, cell.detail = cell.comparison.status, cell.comparison.reason
+    if options.timing:
+        try:
+            cell.timings = [measure(runner.run, batch_of(batch, size), options.warmup, options.runs)
+                            for size in sorted({1, options.throughput_batch})]
+        except Exception as exc:
+            cell.detail += f"; timing failed: {type(exc).__name__}: {exc}"
+    return output

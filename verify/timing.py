@@ -1,0 +1,44 @@
+"""Latency and throughput of one runner. Timing never changes a verdict."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Timing:
+    batch: int
+    runs: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    throughput_ips: float  # images per second at this batch size
+
+
+def measure(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, warmup: int, runs: int) -> Timing:
+    """`warmup` untimed calls, then `runs` timed ones. run() returns host arrays, so GPU work is complete."""
+    for _ in range(warmup):
+        run(batch)
+    seconds = np.empty(runs)
+    for index in range(runs):
+        started = time.perf_counter()
+        run(batch)
+        seconds[index] = time.perf_counter() - started
+    return summarise(seconds, len(batch))
+
+
+def summarise(seconds: np.ndarray, batch: int) -> Timing:
+    ms = seconds * 1000.0
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    mean = float(ms.mean())
+    return Timing(batch, len(ms), float(p50), float(p90), float(p99), mean, batch / (mean / 1000.0))
+
+
+def batch_of(inputs: np.ndarray, size: int) -> np.ndarray:
+    """`size` samples from `inputs`, repeating them when there are fewer."""
+    reps = -(-size // len(inputs))
+    return np.ascontiguousarray(np.concatenate([inputs] * reps)[:size])
