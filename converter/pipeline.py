@@ -70,7 +70,8 @@ def convert_model(entry: ModelEntry, options: RunOptions, old: ModelRecord | Non
             progress(entry.name, name, failed)
         return record
     record.source = {"kind": built.source_kind, "weights_sha256": built.weights_sha256,
-                     "trusted_pickle": built.trusted_pickle, "build_seconds": round(time.perf_counter() - started, 3)}
+                     "trusted_pickle": built.trusted_pickle, "build_seconds": round(time.perf_counter() - started, 3),
+                     "checkpoint_sha256": file_sha256(Path(entry.checkpoint)) if entry.checkpoint else None}
     example = example_input(entry)
     earlier: dict[str, Path] = {}
     for name in planned:

@@ -29,7 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     from .gate import decide
     from .inputs import load_images, synthetic_images
     from .report import markdown, parity_frame, summary, timing_frame
-    from .results import ModelResult
     from .runners import Availability
     from .session import VerifyOptions, verify_model
 
@@ -63,10 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in models or list(manifest.models):
             resolved = entries[name]
             print(f"{name}: {len(images.images)} images", file=sys.stderr, flush=True)
-            if resolved.stale:
-                result = ModelResult(name, error=resolved.stale)
-            else:
-                result = verify_model(name, manifest.models[name], resolved.entry, images, options, availability)
+            result = verify_model(name, manifest.models[name], resolved.entry, images, options, availability,
+                                  stale=resolved.stale)
             for cell in result.cells:
                 print(f"  {cell.runtime:<17} {cell.artifact:<16} {cell.device:<9} {cell.status:<6} {cell.detail}",
                       file=sys.stderr, flush=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from converter.manifest import Manifest
+from converter.manifest import Manifest, file_sha256
 from converter.zoo import ModelEntry, entry_from_config, load_zoo
 
-# Fields that only steer verification: editing them needs no new conversion.
+# Fields that only steer verification: editing them needs no new conversion. The checkpoint is compared by
+# content (its sha256 in the manifest), not by path, so a moved checkout still verifies.
 VERIFICATION_FIELDS = {"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required", "classes"}
+COMPARED_BY_CONTENT = {"checkpoint"}
 
 
 @dataclass
@@ -31,7 +33,12 @@ def resolve_entries(manifest: Manifest, zoo_path: Path | None, origin: str) -> d
             resolved[name] = ResolvedEntry(converted)
             continue
         before, now = converted.model_dump(), entry.model_dump()
-        changed = sorted(k for k in now if k not in VERIFICATION_FIELDS and now[k] != before.get(k))
+        changed = sorted(k for k in now if k not in VERIFICATION_FIELDS | COMPARED_BY_CONTENT
+                         and now[k] != before.get(k))
+        recorded = record.source.get("checkpoint_sha256")
+        if entry.checkpoint and recorded and Path(entry.checkpoint).is_file() \
+                and file_sha256(Path(entry.checkpoint)) != recorded:
+            changed.append("checkpoint file content")
         stale = (f"the zoo entry changed since conversion ({', '.join(changed)}): re-run the converter"
                  if changed else None)
         resolved[name] = ResolvedEntry(entry, stale)

@@ -48,12 +48,13 @@ def plan_cells(model: str, record: ModelRecord, options: VerifyOptions) -> list[
 
 
 def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: ImageSet, options: VerifyOptions,
-                 availability: Availability) -> ModelResult:
+                 availability: Availability, stale: str | None = None) -> ModelResult:
+    """Every cell of one model; `stale` says why the artifacts no longer match the zoo (then nothing runs)."""
     result = ModelResult(model, trusted_pickle=bool(record.source.get("trusted_pickle")))
     result.conversion_failures = {a: r.error or "failed" for a, r in record.artifacts.items() if not r.ok}
     result.cells = plan_cells(model, record, options)
-    if record.error:
-        result.error = f"model could not be built: {record.error}"
+    if record.error or stale:
+        result.error = stale or f"model could not be built: {record.error}"
         return _finish_all(result, ERROR, result.error)
 
     batch = preprocess(images.images, entry.preprocess)

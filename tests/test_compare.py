@@ -1,0 +1,133 @@
+"""Comparison on plain arrays: metrics, verdicts, degenerate references, tie-aware top-1."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from converter.zoo import Tolerance
+from verify.compare import ERROR, FAIL, PASS, compare, reference_problem
+
+TOL = Tolerance()  # atol 1e-4, rtol 1e-3, min_cosine 0.99999, top1 1.0
+
+
+def logits(samples=6, classes=10, seed=0):
+    return np.random.default_rng(seed).normal(0, 1.5, (samples, classes)).astype(np.float32)
+
+
+def test_identical_passes_with_zero_metrics():
+    ref = logits()
+    result = compare(ref, ref.copy(), TOL)
+    assert result.status == PASS
+    assert result.max_abs_diff == 0 and result.max_rel_diff == 0
+    assert result.cosine == pytest.approx(1.0) and result.top1_agreement == 1.0 and result.top5_overlap == 1.0
+    assert result.samples == 6
+
+
+def test_float_noise_passes_and_one_percent_fails():
+    ref = logits()
+    noisy = ref + np.random.default_rng(1).normal(0, 1e-6, ref.shape).astype(np.float32)
+    assert compare(ref, noisy, TOL).status == PASS
+    drifted = ref * 1.01
+    result = compare(ref, drifted, TOL)
+    assert result.status == FAIL
+    assert "outside atol" in result.reason
+    assert result.max_rel_diff == pytest.approx(0.01, rel=1e-3)
+
+
+def test_rtol_scales_with_the_samples_magnitude():
+    ref = np.array([[5.0, 0.0, -3.0]], dtype=np.float32)
+    # 3e-3 on the near-zero logit: within rtol 1e-3 x max|ref| 5 (+ atol), though not within 1e-3 x |0|
+    assert compare(ref, ref + np.array([[0, 3e-3, 0]], np.float32), Tolerance(min_cosine=0.999)).status == PASS
+    assert compare(ref, ref + np.array([[0, 6e-3, 0]], np.float32), Tolerance(min_cosine=0.999)).status == FAIL
+
+
+def test_cosine_threshold_is_enforced():
+    ref = logits()
+    loose = Tolerance(atol=0.3, rtol=0, min_cosine=0.9999, top1=0)
+    candidate = ref + 0.05 * logits(seed=3)
+    result = compare(ref, candidate, loose)
+    assert result.status == FAIL and "cosine" in result.reason
+    assert result.cosine < 0.9999
+
+
+def test_nan_or_inf_in_candidate_fails():
+    ref = logits()
+    for bad in (np.nan, np.inf):
+        candidate = ref.copy()
+        candidate[2, 3] = bad
+        result = compare(ref, candidate, TOL)
+        assert result.status == FAIL and "NaN or Inf" in result.reason
+
+
+def test_shape_mismatch_fails():
+    ref = logits()
+    assert compare(ref, ref[:, :5], TOL).status == FAIL
+    assert compare(ref, ref[:3], TOL).status == FAIL
+
+
+@pytest.mark.parametrize("name,reference,fragment", [
+    ("all zero", np.zeros((4, 10), np.float32), "constant"),
+    ("constant", np.full((4, 10), 3.0, np.float32), "constant"),
+    ("nan", np.where(np.eye(4, 10) > 0, np.nan, 1.0).astype(np.float32), "NaN"),
+    ("flat", (np.ones((4, 10)) + np.random.default_rng(0).normal(0, 1e-6, (4, 10))).astype(np.float32), "too flat"),
+    ("input independent", np.tile(logits(1), (4, 1)), "does not depend on the input"),
+    ("no samples", np.zeros((0, 10), np.float32), "shape"),
+    ("not 2-d", np.zeros((4,), np.float32), "shape"),
+])
+def test_degenerate_reference_is_error_not_pass(name, reference, fragment):
+    assert fragment in reference_problem(reference, TOL)
+    result = compare(reference, reference.copy(), TOL)  # even an identical candidate must not pass
+    assert result.status == ERROR and fragment in result.reason
+
+
+def test_healthy_reference_has_no_problem():
+    assert reference_problem(logits(), TOL) is None
+
+
+def test_a_tolerance_wider_than_the_logit_spread_makes_the_reference_unusable():
+    # with atol 5, logits spread over ~5 could be permuted at will: such a check cannot fail
+    assert "too flat" in reference_problem(logits(), Tolerance(atol=5))
+
+
+def test_top1_disagreement_outside_tolerance_fails():
+    ref = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0]], np.float32)
+    candidate = ref.copy()
+    candidate[0] = [1.0, 3.0, 0.0]  # a clear swap of classes 0 and 1
+    result = compare(ref, candidate, TOL)
+    assert result.status == FAIL and "top-1 agreement 0.500 < 1" in result.reason
+    assert result.top1_agreement == 0.5 and result.top1_ties == 0
+
+
+def test_top1_tie_within_tolerance_is_reported_not_failed():
+    # sample 0: the reference's top two classes differ by 5e-5, inside atol 1e-4
+    ref = np.array([[2.00005, 2.0, -1.0], [0.0, 3.0, 1.0]], np.float32)
+    candidate = ref.copy()
+    candidate[0] = [2.0, 2.00004, -1.0]
+    result = compare(ref, candidate, Tolerance(atol=1e-4, rtol=0, min_cosine=0.9999, top1=1.0))
+    assert result.status == PASS
+    assert result.top1_agreement == 0.5 and result.top1_ties == 1
+    assert "tie" in result.reason
+
+
+def test_top1_threshold_allows_a_fraction():
+    # sample 0's two best classes are 1.5e-4 apart: each moves by 8e-5 (inside atol 1e-4) and they swap;
+    # the reference's margin exceeds atol, so this is a real disagreement, not a tie
+    ref = logits(samples=10)
+    ref[0, 0], ref[0, 1] = 5.0, 5.0 - 1.5e-4
+    candidate = ref.copy()
+    candidate[0, 0] -= 8e-5
+    candidate[0, 1] += 8e-5
+    tolerance = Tolerance(atol=1e-4, rtol=0, min_cosine=0.999, top1=0.9)
+    passed = compare(ref, candidate, tolerance)
+    assert passed.status == PASS and passed.top1_agreement == pytest.approx(0.9) and passed.top1_ties == 0
+    failed = compare(ref, candidate, tolerance.model_copy(update={"top1": 0.95}))
+    assert failed.status == FAIL and failed.failures == ["top-1 agreement 0.900 < 0.95"]
+
+
+def test_top5_overlap():
+    ref = np.arange(10, dtype=np.float32)[None, :].repeat(2, axis=0) + np.array([[0], [1]], np.float32) * 0.1
+    candidate = ref.copy()
+    candidate[:, 9], candidate[:, 4] = ref[:, 4], ref[:, 9]  # top-1 pushed out of the top 5
+    result = compare(ref, candidate, TOL)
+    assert result.status == FAIL
+    assert result.top5_overlap == pytest.approx(0.8)

@@ -1,0 +1,89 @@
+"""The gate on plain results: exit codes, waivers, required runtimes, conversion failures."""
+from __future__ import annotations
+
+import pytest
+
+from converter.zoo import ModelEntry
+from verify.gate import decide
+from verify.results import Cell, ModelResult
+
+
+def entry(**fields) -> ModelEntry:
+    return ModelEntry(name="m", arch="tests.tiny_models:tiny_cnn", weights="random", **fields)
+
+
+def cell(runtime="onnxruntime", artifact="onnx", device="cpu", status="PASS", detail="", **kw) -> Cell:
+    return Cell("m", artifact, runtime, device, status, detail, **kw)
+
+
+def result(*cells, **kw) -> ModelResult:
+    return ModelResult("m", cells=list(cells), **kw)
+
+
+REF = dict(runtime="torch", artifact="eager", reference=True)
+
+
+def test_all_pass_and_optional_gpu_skips_exit_0():
+    verdict = decide([result(cell(**REF), cell(), cell(device="cuda", status="SKIP", detail="no GPU"))],
+                     {"m": entry()})
+    assert verdict.passed and verdict.exit_code == 0 and verdict.blocking == []
+
+
+@pytest.mark.parametrize("status", ["FAIL", "ERROR"])
+def test_fail_or_error_blocks(status):
+    verdict = decide([result(cell(**REF), cell(status=status, detail="boom"))], {"m": entry()})
+    assert not verdict.passed and verdict.exit_code == 1
+    assert verdict.blocking == [f"m/onnx/onnxruntime@cpu: {status}: boom"]
+
+
+def test_cpu_skip_blocks_and_required_gpu_skip_blocks():
+    skipped_cpu = decide([result(cell(status="SKIP", detail="?"))], {"m": entry()})
+    assert not skipped_cpu.passed and "required but skipped" in skipped_cpu.blocking[0]
+    gpu = cell(device="cuda", status="SKIP", detail="no GPU")
+    assert decide([result(gpu)], {"m": entry()}).passed
+    assert not decide([result(gpu)], {"m": entry(required=["onnxruntime@cuda"])}).passed
+    assert not decide([result(gpu)], {"m": entry(required=["onnxruntime"])}).passed
+    assert decide([result(gpu)], {"m": entry(required=["paddle-inference"])}).passed
+
+
+def test_waiver_accepts_a_runtime_and_is_reported():
+    failing = cell(runtime="paddle-jit", artifact="paddle", status="FAIL", detail="drift")
+    waived = entry(allow_failures=[{"runtime": "paddle-jit", "reason": "known: issue 42"}])
+    verdict = decide([result(failing)], {"m": waived})
+    assert verdict.passed
+    assert failing.waiver == "known: issue 42"
+    assert verdict.waived == ["m/paddle/paddle-jit@cpu: FAIL: drift (known: issue 42)"]
+
+
+def test_waiver_for_another_device_does_not_apply():
+    failing = cell(device="cpu", status="FAIL", detail="drift")
+    waived = entry(allow_failures=[{"runtime": "onnxruntime", "device": "tensorrt", "reason": "fp16 kernels"}])
+    verdict = decide([result(failing)], {"m": waived})
+    assert not verdict.passed
+    assert verdict.notes and "matched no failure" in verdict.notes[0]
+
+
+def test_conversion_failure_blocks_once_unless_waived():
+    failed = cell(runtime="paddle-inference", artifact="paddle", status="ERROR",
+                  detail="conversion failed: x", conversion_failed=True)
+    res = result(cell(**REF), failed, conversion_failures={"paddle": "unsupported ops aten::roll"})
+    verdict = decide([res], {"m": entry()})
+    assert verdict.blocking == ["m: conversion to paddle failed: unsupported ops aten::roll"]
+    # a runtime waiver does not excuse the conversion; an artifact waiver does, and covers its cells
+    runtime_only = entry(allow_failures=[{"runtime": "paddle-inference", "reason": "later"}])
+    assert not decide([res], {"m": runtime_only}).passed
+    artifact = entry(allow_failures=[{"artifact": "paddle", "reason": "x2paddle lacks aten::roll"}])
+    verdict = decide([res], {"m": artifact})
+    assert verdict.passed and verdict.waived == ["m: conversion to paddle failed (x2paddle lacks aten::roll)"]
+    assert failed.waiver == "x2paddle lacks aten::roll"
+
+
+def test_model_error_blocks_once():
+    res = result(cell(**REF, status="ERROR", detail="flat"), cell(status="ERROR", detail="flat"),
+                 error="degenerate reference: flat")
+    verdict = decide([res], {"m": entry()})
+    assert verdict.blocking == ["m: degenerate reference: flat"]
+
+
+def test_nothing_verified_is_not_a_pass():
+    assert not decide([], {}).passed

@@ -1,0 +1,83 @@
+"""Reports from hand-built results: no model, no runtime."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from converter.zoo import ModelEntry
+from verify.compare import Comparison
+from verify.gate import decide
+from verify.report import PARITY_COLUMNS, TIMING_COLUMNS, markdown, parity_frame, summary, timing_frame
+from verify.results import Cell, ModelResult
+from verify.timing import Timing, batch_of, summarise
+
+ENTRY = ModelEntry(name="m", arch="tests.tiny_models:tiny_cnn", weights="random",
+                   allow_failures=[{"runtime": "paddle-jit", "reason": "known drift, issue 9"}])
+
+
+def results() -> list[ModelResult]:
+    ok = Comparison("PASS", "max |diff| 2e-06", samples=8, max_abs_diff=2e-6, max_rel_diff=1e-6, cosine=1.0,
+                    top1_agreement=1.0, top5_overlap=1.0)
+    bad = Comparison("FAIL", "cosine 0.99 < 0.99999", samples=8, max_abs_diff=0.3, max_rel_diff=0.1, cosine=0.99,
+                     top1_agreement=0.75, top5_overlap=0.9)
+    timing = [Timing(1, 10, 5.0, 6.0, 7.0, 5.5, 181.8), Timing(8, 10, 30.0, 31.0, 33.0, 30.5, 262.3)]
+    cells = [
+        Cell("m", "eager", "torch", "cpu", "PASS", "max |diff| 0", comparison=ok, timings=timing, reference=True,
+             config={"version": "2.14.1", "threads": 2}),
+        Cell("m", "onnx", "onnxruntime", "cpu", "FAIL", bad.reason, comparison=bad, timings=timing,
+             config={"providers": ["CPUExecutionProvider"], "threads": 2}),
+        Cell("m", "paddle", "paddle-jit", "cpu", "ERROR", "RuntimeError: boom"),
+        Cell("m", "onnx", "onnxruntime", "cuda", "SKIP", "no CUDAExecutionProvider"),
+    ]
+    return [ModelResult("m", cells=cells, samples=8, inputs_file="inputs/m.npz",
+                        conversion_failures={"torchscript": "TracingCheckError: graphs differ"})]
+
+
+def test_markdown_puts_the_verdict_first_and_shows_everything():
+    res = results()
+    verdict = decide(res, {"m": ENTRY})
+    text = markdown(res, verdict, {"cpu": "test cpu", "threads": 2})
+    lines = text.splitlines()
+    assert lines[0] == "# Parity report: BLOCKED"
+    assert "- m/onnx/onnxruntime@cpu: FAIL: cosine 0.99 < 0.99999" in text
+    assert "- m: conversion to torchscript failed: TracingCheckError: graphs differ" in text
+    assert "known drift, issue 9" in text  # the waiver is shown
+    matrix_row = next(line for line in lines if line.startswith("| m | REF"))
+    assert "FAIL 3.0e-01" in matrix_row and "ERROR (waived)" in matrix_row and "SKIP" in matrix_row
+    assert "## Conversion failures" in text and "| test cpu |" in text
+    assert "inputs saved in `inputs/m.npz`" in text
+    assert "providers=['CPUExecutionProvider']" in text
+
+
+def test_parity_and_timing_frames():
+    res = results()
+    decide(res, {"m": ENTRY})
+    parity = parity_frame(res, {"m": ENTRY})
+    assert list(parity.columns) == PARITY_COLUMNS and len(parity) == 4
+    row = parity[parity.runtime == "onnxruntime"].iloc[0]
+    assert row.status == "FAIL" and row.max_abs_diff == 0.3 and row.top1_agreement == 0.75 and row.required
+    assert not parity[parity.device == "cuda"].iloc[0].required
+    assert math.isnan(parity[parity.runtime == "paddle-jit"].iloc[0].max_abs_diff)
+    assert parity[parity.runtime == "paddle-jit"].iloc[0].waiver == "known drift, issue 9"
+    timing = timing_frame(res)
+    assert list(timing.columns) == TIMING_COLUMNS and len(timing) == 4
+    assert timing.threads.tolist() == [2, 2, 2, 2]
+
+
+def test_summary_lists_failing_cells_and_the_verdict():
+    res = results()
+    verdict = decide(res, {"m": ENTRY})
+    data = summary(res, verdict, {})
+    assert data["verdict"] == "BLOCKED" and data["exit_code"] == 1
+    assert {(c["runtime"], c["status"]) for c in data["failing_cells"]} == {("onnxruntime", "FAIL"),
+                                                                             ("paddle-jit", "ERROR")}
+    assert data["cells"] == {"PASS": 1, "FAIL": 1, "ERROR": 1, "SKIP": 1}
+
+
+def test_timing_statistics():
+    stats = summarise(np.array([0.001 * i for i in range(1, 101)]), batch=4)
+    assert stats.p50_ms == 50.5 and round(stats.p99_ms, 2) == 99.01 and stats.mean_ms == 50.5
+    assert round(stats.throughput_ips, 3) == round(4 / 0.0505, 3)
+    batch = batch_of(np.arange(3 * 2).reshape(3, 2).astype(np.float32), 8)
+    assert batch.shape == (8, 2) and batch[3].tolist() == [0.0, 1.0]

@@ -1,0 +1,233 @@
+"""The verifier end to end through its CLI: reports, and a gate that demonstrably blocks."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+import torch
+import yaml
+from onnx import numpy_helper
+
+from converter.manifest import FileRecord, file_sha256, read_manifest, write_manifest
+from converter.pipeline import RunOptions, convert_zoo
+from converter.zoo import load_zoo
+from tests.conftest import tiny_entry
+from tests.tiny_models import tiny_cnn
+from verify import runners as runner_registry
+from verify.__main__ import main as verify_main
+from verify.runners.onnxruntime_runner import OnnxRuntimeRunner
+
+FAST = ["--devices", "cpu", "--num-images", "4"]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """tiny (healthy) and flat (a model whose output ignores its input) converted once."""
+    root = tmp_path_factory.mktemp("verify")
+    flat = tiny_cnn()
+    with torch.no_grad():
+        flat.classifier.weight.zero_()
+        flat.classifier.bias.copy_(torch.linspace(-1, 1, 10))
+    torch.save(flat.state_dict(), root / "flat.pt")
+    zoo = {"models": [tiny_entry("tiny"), tiny_entry("flat", weights=None, checkpoint="flat.pt")]}
+    (root / "zoo.yaml").write_text(yaml.safe_dump(zoo))
+    convert_zoo(load_zoo(root / "zoo.yaml"), RunOptions(out=root / "artifacts"))
+    return root
+
+
+@pytest.fixture
+def workdir(converted, tmp_path):
+    """A private copy of the converted artifacts and zoo, free to be damaged."""
+    shutil.copytree(converted / "artifacts", tmp_path / "artifacts")
+    shutil.copy(converted / "zoo.yaml", tmp_path / "zoo.yaml")
+    shutil.copy(converted / "flat.pt", tmp_path / "flat.pt")
+    return tmp_path
+
+
+def run(workdir, *extra, models="tiny", zoo=None, timing=False):
+    args = ["--artifacts", str(workdir / "artifacts"), "--report", str(workdir / "reports"),
+            "--zoo", str(zoo or workdir / "zoo.yaml"), *FAST, *extra, *([] if timing else ["--no-timing"])]
+    if models:
+        args += ["--models", models]
+    return verify_main(args)
+
+
+def parity(workdir) -> pd.DataFrame:
+    return pd.read_csv(workdir / "reports" / "parity.csv")
+
+
+def status(frame, artifact, runtime, device="cpu") -> str:
+    row = frame[(frame.artifact == artifact) & (frame.runtime == runtime) & (frame.device == device)]
+    assert len(row) == 1, (artifact, runtime, device)
+    return row.iloc[0].status
+
+
+def test_clean_model_passes_and_writes_every_report(workdir):
+    code = run(workdir, "--runs", "2", "--warmup", "0", "--batch", "2", timing=True)
+    reports = workdir / "reports"
+    assert code == 0
+    markdown = (reports / "report.md").read_text()
+    assert markdown.startswith("# Parity report: PASS")
+    assert "## Matrix" in markdown and "## Environment" in markdown and "onednn=True" in markdown
+    frame = parity(workdir)
+    assert set(frame.status[frame.device == "cpu"]) == {"PASS"}
+    assert {("onnx", "onnxruntime"), ("onnx_simplified", "onnxruntime"), ("paddle", "paddle-inference"),
+            ("paddle", "paddle-jit"), ("torchscript", "torchscript")} <= set(zip(frame.artifact, frame.runtime))
+    assert frame.max_abs_diff.max() < 1e-4 and (frame.cosine > 0.99999).all()
+    timing = pd.read_csv(reports / "timing.csv")
+    assert set(timing.batch) == {1, 2} and (timing.p50_ms > 0).all() and (timing.throughput_ips > 0).all()
+    summary = json.loads((reports / "summary.json").read_text())
+    assert summary["verdict"] == "PASS" and summary["exit_code"] == 0 and summary["failing_cells"] == []
+    saved = np.load(reports / "inputs" / "tiny.npz")
+    assert saved["inputs"].shape == (4, 3, 32, 32) and len(saved["names"]) == 4
+
+
+def _perturb_onnx(workdir, artifact="onnx", factor=1.01, update_manifest=True):
+    """Scale the largest initializer by `factor`: what a buggy conversion could have written."""
+    root = workdir / "artifacts"
+    path = root / "tiny" / artifact / "model.onnx"
+    model = onnx.load(str(path))
+    target = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    array = numpy_helper.to_array(target) * np.float32(factor)
+    target.CopyFrom(numpy_helper.from_array(array.astype(np.float32), target.name))
+    onnx.save(model, str(path))
+    if update_manifest:
+        manifest = read_manifest(root)
+        rel = str(path.relative_to(root))
+        manifest.models["tiny"].artifacts[artifact].files[rel] = FileRecord(file_sha256(path), path.stat().st_size)
+        write_manifest(root, manifest)
+    return target.name
+
+
+def test_one_percent_onnx_initializer_perturbation_fails_the_gate(workdir, capsys):
+    name = _perturb_onnx(workdir)
+    assert run(workdir) == 1
+    frame = parity(workdir)
+    assert status(frame, "onnx", "onnxruntime") == "FAIL"
+    assert status(frame, "onnx_simplified", "onnxruntime") == "PASS"  # the other cells still run and pass
+    assert status(frame, "paddle", "paddle-inference") == "PASS"
+    assert "tiny/onnx/onnxruntime@cpu: FAIL" in capsys.readouterr().out
+    summary = json.loads((workdir / "reports" / "summary.json").read_text())
+    assert summary["verdict"] == "BLOCKED" and summary["failing_cells"][0]["runtime"] == "onnxruntime"
+    assert name  # a real initializer was changed
+
+
+def test_artifact_changed_after_conversion_is_an_error(workdir):
+    _perturb_onnx(workdir, factor=1.0001, update_manifest=False)
+    assert run(workdir) == 1
+    row = parity(workdir).query("artifact == 'onnx' and device == 'cpu'").iloc[0]
+    assert row.status == "ERROR" and "sha256 mismatch" in row.detail
+
+
+def test_degenerate_reference_is_error_not_pass(workdir):
+    assert run(workdir, models="flat") == 1
+    frame = parity(workdir)
+    assert "PASS" not in set(frame.status)
+    assert "does not depend on the input" in frame.detail.iloc[0]
+    summary = json.loads((workdir / "reports" / "summary.json").read_text())
+    assert summary["blocking"] == [
+        "flat: reference (torch eager, CPU): reference output does not depend on the input: every sample gives "
+        "the same logits"]
+
+
+class _Crashing(OnnxRuntimeRunner):
+    def run(self, batch):
+        raise RuntimeError("segfault-like failure in the runtime")
+
+
+class _NaN(OnnxRuntimeRunner):
+    def run(self, batch):
+        out = super().run(batch)
+        out[0, 0] = np.nan
+        return out
+
+
+@pytest.mark.parametrize("runner,expected", [(_Crashing, "ERROR"), (_NaN, "FAIL")])
+def test_broken_runtime_is_its_own_cell_and_the_others_run(workdir, monkeypatch, runner, expected):
+    monkeypatch.setitem(runner_registry.RUNNERS, "onnxruntime", runner)
+    monkeypatch.setattr("verify.session.RUNNERS", runner_registry.RUNNERS)
+    assert run(workdir) == 1
+    frame = parity(workdir)
+    assert status(frame, "onnx", "onnxruntime") == expected
+    assert status(frame, "onnx_simplified", "onnxruntime") == expected
+    for artifact, runtime in [("eager", "torch"), ("torchscript", "torchscript"), ("paddle", "paddle-inference"),
+                              ("paddle", "paddle-jit")]:
+        assert status(frame, artifact, runtime) == "PASS"
+
+
+def test_waiver_lets_a_known_failure_through_and_is_reported(workdir, monkeypatch):
+    monkeypatch.setitem(runner_registry.RUNNERS, "onnxruntime", _Crashing)
+    zoo = yaml.safe_load((workdir / "zoo.yaml").read_text())
+    zoo["models"][0]["allow_failures"] = [{"runtime": "onnxruntime", "reason": "ORT 1.32 crash, tracked in #7"}]
+    (workdir / "zoo.yaml").write_text(yaml.safe_dump(zoo))
+    assert run(workdir) == 0
+    report = (workdir / "reports" / "report.md").read_text()
+    assert "Waived by `allow_failures`" in report and "tracked in #7" in report
+
+
+def test_required_gpu_runtime_that_skips_blocks(workdir):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the cell would run")
+    zoo = yaml.safe_load((workdir / "zoo.yaml").read_text())
+    zoo["models"][0]["required"] = ["torch@cuda"]
+    (workdir / "zoo.yaml").write_text(yaml.safe_dump(zoo))
+    args = ["--artifacts", str(workdir / "artifacts"), "--report", str(workdir / "reports"), "--models", "tiny",
+            "--zoo", str(workdir / "zoo.yaml"), "--no-timing", "--num-images", "2", "--runtimes", "torch"]
+    assert verify_main(args) == 1
+    summary = json.loads((workdir / "reports" / "summary.json").read_text())
+    assert any("torch@cuda: required but skipped" in line for line in summary["blocking"])
+
+
+def test_zoo_tolerance_edit_applies_without_reconverting(workdir):
+    zoo = yaml.safe_load((workdir / "zoo.yaml").read_text())
+    zoo["models"][0]["tolerance"] = {"atol": 0.0, "rtol": 0.0}  # nothing but bit-exact passes
+    (workdir / "zoo.yaml").write_text(yaml.safe_dump(zoo))
+    assert run(workdir) == 1
+    assert status(parity(workdir), "onnx", "onnxruntime") == "FAIL"
+
+
+def test_zoo_changed_since_conversion_is_reported(workdir):
+    zoo = yaml.safe_load((workdir / "zoo.yaml").read_text())
+    zoo["models"][0]["seed"] = 99
+    (workdir / "zoo.yaml").write_text(yaml.safe_dump(zoo))
+    assert run(workdir) == 1
+    summary = json.loads((workdir / "reports" / "summary.json").read_text())
+    assert "changed since conversion (seed)" in summary["blocking"][0]
+    assert set(parity(workdir).status) == {"ERROR"}  # every planned cell is shown, none ran
+
+
+def test_checkpoint_compared_by_content_not_path(workdir):
+    assert run(workdir, models="flat") == 1  # (flat is degenerate, but not stale: its copy moved, unchanged)
+    assert "changed since conversion" not in (workdir / "reports" / "summary.json").read_text()
+    torch.save({k: v + 1 for k, v in torch.load(workdir / "flat.pt").items()}, workdir / "flat.pt")
+    assert run(workdir, models="flat") == 1
+    assert "checkpoint file content" in (workdir / "reports" / "summary.json").read_text()
+
+
+def test_user_images_folder(workdir):
+    from PIL import Image
+
+    images = workdir / "images"
+    images.mkdir()
+    for index, size in enumerate([(300, 217), (64, 90)]):
+        Image.new("RGB", size, (40 * index, 100, 200)).save(images / f"{index}.png")
+    assert run(workdir, "--images", str(images)) == 0
+    assert np.load(workdir / "reports" / "inputs" / "tiny.npz")["inputs"].shape[0] == 2
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--artifacts", "{w}/nowhere"], "no manifest"),
+    (["--models", "ghost"], "not in"),
+    (["--images", "{w}/no-images"], "not a folder"),
+    (["--devices", "tpu"], "unknown"),
+    (["--runs", "0"], "at least 1"),
+])
+def test_usage_errors_exit_2_with_one_line(workdir, capsys, args, fragment):
+    base = ["--report", str(workdir / "reports"), "--artifacts", str(workdir / "artifacts"), "--no-timing"]
+    code = verify_main(base + [a.format(w=workdir) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and fragment in err and "\n" not in err and "Traceback" not in err
