@@ -10,7 +10,7 @@ import numpy as np
 from converter.manifest import ModelRecord, file_sha256
 from converter.zoo import ModelEntry
 
-from .compare import ERROR, PASS, SKIP, compare, reference_problem
+from .compare import ERROR, PASS, SKIP, compare
 from .inputs import ImageSet, preprocess, save_inputs
 from .results import Cell, ModelResult
 from .runners import REFERENCE, RUNNERS, Availability, DeviceUnavailable, LoadRequest

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
 
+from ..errors import ConversionError
 from ..models import BuiltModel
 from ..zoo import ModelEntry
 
@@ -32,3 +34,20 @@ def sanity_batches(ctx: ExportContext) -> dict[int, torch.Tensor]:
 
     sizes = (1, 3) if ctx.entry.onnx.dynamic_batch else (1,)
     return {n: example_input(ctx.entry, n) for n in sizes}
+
+
+def sanity_check(ctx: ExportContext, run: Callable[[np.ndarray], np.ndarray], runtime: str) -> float:
+    """Run a saved artifact on the sanity batches: it must load, keep the batch axis and give finite logits
+    of the reference's shape. Returns the largest difference seen (parity is the verifier's job; this only
+    proves the artifact is usable)."""
+    max_diff = 0.0
+    for size, batch in sanity_batches(ctx).items():
+        got = np.asarray(run(batch.numpy()))
+        with torch.no_grad():
+            expected = ctx.built.module(batch).numpy()
+        if got.shape != expected.shape:
+            raise ConversionError(f"{runtime} output {got.shape} at batch {size}, expected {expected.shape}")
+        if not np.isfinite(got).all():
+            raise ConversionError(f"{runtime} output is non-finite at batch {size}")
+        max_diff = max(max_diff, float(np.abs(got - expected).max()))
+    return max_diff

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConversionError
-from .base import ExportContext, ExportResult, sanity_batches
+from .base import ExportContext, ExportResult, sanity_batches, sanity_check
 
 FILE = "model.ts"
 
@@ -23,19 +23,15 @@ def export(ctx: ExportContext) -> ExportResult:
     path = ctx.out_dir / FILE
     torch.jit.save(scripted, str(path))
     reloaded = torch.jit.load(str(path), map_location="cpu")
-    max_diff = 0.0
-    with torch.no_grad():
-        for size, batch in batches.items():
-            expected, got = module(batch), reloaded(batch)
-            if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
-                raise ConversionError(f"reloaded module returned {_describe(got)} at batch {size}, "
-                                      f"expected {tuple(expected.shape)}")
-            if not torch.isfinite(got).all():
-                raise ConversionError(f"reloaded module returned non-finite values at batch {size}")
-            max_diff = max(max_diff, (got - expected).abs().max().item())
+
+    def run(batch):
+        with torch.no_grad():
+            out = reloaded(torch.from_numpy(batch))
+        if not isinstance(out, torch.Tensor):
+            raise ConversionError(f"reloaded module returned {type(out).__name__}, expected a tensor")
+        return out.numpy()
+
+    max_diff = sanity_check(ctx, run, "reloaded TorchScript")
     return ExportResult(FILE, {"method": "as-is" if scripted is module else method,
                                "reload_max_abs_diff": max_diff})
 
-
-def _describe(value) -> str:
-    return f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
