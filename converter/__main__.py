@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -20,8 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ INFO logs drown the progress lines
     _configure_logging(args.verbose)
+    from converter.checkpoints import unsafe_load_forced
+
+    if unsafe_load_forced():
+        print(f"error: {unsafe_load_forced()}", file=sys.stderr)
+        return EXIT_USAGE
     from .errors import WorkbenchError
-    from .pipeline import RunOptions, convert_zoo
+    from .isolation import Limits
+    from .pipeline import RunOptions, RunStats, convert_zoo
     from .zoo import ZOO_FORMATS, load_zoo
 
     formats = _split(args.formats)
@@ -29,13 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: --formats: unknown {unknown} (choose from {', '.join(ZOO_FORMATS)})", file=sys.stderr)
         return EXIT_USAGE
+    if args.timeout <= 0 or args.memory_limit_mb < 0:
+        print("error: --timeout must be positive and --memory-limit-mb at least 0 (0: no limit)", file=sys.stderr)
+        return EXIT_USAGE
+    stats = RunStats()
     try:
         zoo = load_zoo(args.zoo)
-        options = RunOptions(out=Path(args.out), models=_split(args.models), formats=formats)
+        options = RunOptions(out=Path(args.out), models=_split(args.models), formats=formats, force=args.force,
+                             limits=Limits(timeout_s=args.timeout, memory_mb=args.memory_limit_mb))
         zoo.select(options.models)  # unknown --models is a usage error, before any work
         started = time.perf_counter()
-        manifest = convert_zoo(zoo, options, progress=_print_progress)
+        manifest = convert_zoo(zoo, options, progress=_print_progress, stats=stats)
     except WorkbenchError as exc:
+        if args.verbose:
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -48,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     selected = [m.name for m in zoo.select(options.models)]
     print(_summary(manifest, selected))
-    print(f"\nmanifest: {Path(args.out) / 'manifest.json'}  ({time.perf_counter() - started:.1f}s)")
+    print(f"\n{stats.converted} converted, {stats.cached} up to date (not converted again), {stats.failed} failed"
+          + ("  [use --force to convert anyway]" if stats.cached and not stats.converted else ""))
+    print(f"manifest: {Path(args.out) / 'manifest.json'}  ({time.perf_counter() - started:.1f}s)")
     failed = [f for f in manifest.failed_artifacts() if f[0] in selected]
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -73,6 +89,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", help="comma-separated model names (default: all)")
     parser.add_argument("--formats", help="comma-separated formats among eager,torchscript,onnx,paddle "
                                           "(default: each model's own)")
+    parser.add_argument("--force", action="store_true", help="convert even artifacts that are up to date")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds per format before its worker is killed (default: 600)")
+    parser.add_argument("--memory-limit-mb", type=int, default=8192,
+                        help="address-space limit per format's worker, MiB; 0: none (default: 8192)")
     parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
     return parser.parse_args(argv)
 
@@ -82,7 +103,7 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _print_progress(model: str, artifact: str, record) -> None:
-    status = "ok" if record.ok else "FAILED"
+    status = ("cached" if record.details.get("cached") else "ok") if record.ok else "FAILED"
     detail = f"  {record.error}" if record.error else ""
     print(f"  {model:<22} {artifact:<16} {status:<7} {record.seconds:7.1f}s{detail}", file=sys.stderr, flush=True)
 
@@ -107,7 +128,9 @@ def _summary(manifest, selected: list[str]) -> str:
 def _cell(record) -> str:
     if record is None:
         return "-"
-    return f"ok {record.seconds:.1f}s" if record.ok else "FAILED"
+    if not record.ok:
+        return "FAILED"
+    return "cached" if record.details.get("cached") else f"ok {record.seconds:.1f}s"
 
 
 if __name__ == "__main__":

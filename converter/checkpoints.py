@@ -1,6 +1,7 @@
 """Read user checkpoints safely: weights-only unpickling unless the zoo explicitly trusts the file."""
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -12,6 +13,15 @@ import torch.nn as nn
 from .errors import ModelLoadError
 
 DATA_PARALLEL_PREFIX = "module."
+UNSAFE_LOAD_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+
+def unsafe_load_forced() -> str | None:
+    """torch honours this variable by unpickling everything, weights_only=True or not: refuse to run."""
+    if os.environ.get(UNSAFE_LOAD_VARIABLE, "").strip().lower() not in ("", "0", "false"):
+        return (f"{UNSAFE_LOAD_VARIABLE} is set: torch would unpickle checkpoints without the weights-only "
+                "safeguard. Unset it; use trust_pickle: true in the zoo for a file you trust")
+    return None
 
 
 def is_torchscript_archive(path: Path) -> bool:
@@ -24,6 +34,9 @@ def is_torchscript_archive(path: Path) -> bool:
 
 def load_checkpoint(path: Path, trust_pickle: bool) -> object:
     """torch.load with weights_only=True, unless trust_pickle; never retried without it after an error."""
+    forced = unsafe_load_forced()
+    if forced:
+        raise ModelLoadError(forced)
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:

@@ -18,6 +18,7 @@ ARTIFACTS = ("eager", "torchscript", "onnx", "onnx_simplified", "paddle")
 RUNTIMES = ("torch", "torchscript", "onnxruntime", "paddle-inference", "paddle-jit")
 DEVICES = ("cpu", "cuda", "tensorrt")
 MAX_ZOO_BYTES = 1 << 20  # a zoo is a page of YAML; anything larger is a mistake or an attack
+MAX_ZOO_NODES = 100_000  # after expanding YAML aliases: refuses "billion laughs" documents quickly
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # becomes a folder name: no separators, no leading dot
 
 
@@ -79,6 +80,13 @@ class Waiver(_Section):
     reason: str = Field(min_length=3)
 
 
+class WorkerLimits(_Section):
+    """Per conversion format and per verifier cell; unset: the command line's (600 s, 8192 MiB)."""
+
+    timeout_s: float | None = Field(default=None, gt=0)
+    memory_mb: int | None = Field(default=None, ge=0)  # 0: no limit
+
+
 class ModelEntry(_Section):
     name: str = Field(pattern=NAME_PATTERN, max_length=128)
     arch: str | None = None
@@ -99,6 +107,7 @@ class ModelEntry(_Section):
     onnx: OnnxOptions = OnnxOptions()
     torchscript: TorchScriptOptions = TorchScriptOptions()
     calibration: Calibration = Calibration()
+    limits: WorkerLimits = WorkerLimits()
     # verification: per-runtime tolerances ("runtime" or "runtime@device"), accepted failures, and
     # runtimes whose cells must run (a SKIP there blocks the gate)
     tolerance_overrides: dict[str, ToleranceOverride] = Field(default_factory=dict)
@@ -131,7 +140,7 @@ class ModelEntry(_Section):
 
 # Sections a `defaults:` block may set; each is merged key by key into every model's own section.
 DEFAULTABLE = ("input", "preprocess", "tolerance", "formats", "onnx", "torchscript", "calibration", "seed",
-               "tolerance_overrides", "required")
+               "tolerance_overrides", "required", "limits")
 
 
 class Zoo(BaseModel):
@@ -224,7 +233,31 @@ def _read_yaml(path: Path) -> Any:
         raise ZooError(file, f"not valid YAML: {first}") from None
     if data is None:
         raise ZooError(file, "file is empty")
+    nodes = _expanded_size(data, {}, set())
+    if nodes > MAX_ZOO_NODES:
+        raise ZooError(file, f"expands to more than {MAX_ZOO_NODES} values through YAML aliases; refused")
     return data
+
+
+def _expanded_size(value: Any, memo: dict[int, int], active: set[int]) -> int:
+    """How many values the document has with every alias expanded, computed once per shared node."""
+    if not isinstance(value, (dict, list)):
+        return 1
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    if key in active:  # a recursive alias: infinitely large
+        return MAX_ZOO_NODES + 1
+    active.add(key)
+    children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+    total = 1
+    for child in children:
+        total += _expanded_size(child, memo, active)
+        if total > MAX_ZOO_NODES:
+            break
+    active.discard(key)
+    memo[key] = total
+    return total
 
 
 def _merge_defaults(defaults: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:

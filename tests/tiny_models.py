@@ -53,3 +53,16 @@ def call_counting_cnn(num_classes: int = 10) -> nn.Module:
 
 def not_a_module(num_classes: int = 10):
     return {"num_classes": num_classes}
+
+
+class BatchDependent(TinyCNN):
+    """Python control flow on the batch size: deterministic in eager, but a trace freezes one branch
+    (torch.jit.trace's own check catches it; the ONNX export silently keeps the wrong branch)."""
+
+    def forward(self, x):
+        logits = self.classifier(self.features(x))
+        return logits * 2.0 if x.shape[0] > 1 else logits
+
+
+def batch_dependent_cnn(num_classes: int = 10) -> nn.Module:
+    return BatchDependent(num_classes)

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -20,7 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
     _configure_logging(args.verbose)
+    from converter.checkpoints import unsafe_load_forced
+
+    if unsafe_load_forced():
+        print(f"error: {unsafe_load_forced()}", file=sys.stderr)
+        return EXIT_USAGE
     from converter.errors import WorkbenchError
+    from converter.isolation import Limits
     from converter.manifest import read_manifest
     from converter.zoo import DEVICES, RUNTIMES
 
@@ -39,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             return _usage(f"{flag}: unknown {unknown} (choose from {', '.join(known)})")
     if min(args.runs, args.batch, args.num_images) < 1 or args.warmup < 0:
         return _usage("--runs, --batch and --num-images must be at least 1, --warmup at least 0")
+    if args.timeout <= 0 or args.memory_limit_mb < 0:
+        return _usage("--timeout must be positive and --memory-limit-mb at least 0 (0: no limit)")
     artifacts = Path(args.artifacts)
     try:
         manifest = read_manifest(artifacts)
@@ -49,13 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         images = load_images(Path(args.images)) if args.images else synthetic_images(args.num_images)
     except WorkbenchError as exc:
         return _usage(str(exc))
+    if len({image.tobytes() for image in images.images}) < 2:
+        # one input cannot show that an output depends on the input, nor catch most reorderings
+        return _usage(f"{args.images or '--num-images'}: at least 2 distinct images are needed")
 
     threads = args.threads or physical_cores()
     report_dir = Path(args.report)
     options = VerifyOptions(artifacts=artifacts, report=report_dir, devices=tuple(devices or DEVICES),
                             runtimes=tuple(runtimes) if runtimes else None, threads=threads,
                             timing=not args.no_timing, warmup=args.warmup, runs=args.runs,
-                            throughput_batch=args.batch)
+                            throughput_batch=args.batch,
+                            limits=Limits(timeout_s=args.timeout, memory_mb=args.memory_limit_mb))
     availability = Availability.probe()
     results = []
     try:
@@ -99,7 +112,8 @@ def _parse(argv):
     parser.add_argument("--artifacts", default="artifacts", help="the converter's output folder (default: artifacts)")
     parser.add_argument("--zoo", help="zoo file for tolerances and waivers (default: the one the manifest names)")
     parser.add_argument("--images", help="folder of jpg/png images (default: seeded synthetic images)")
-    parser.add_argument("--num-images", type=int, default=8, help="synthetic images to generate (default: 8)")
+    parser.add_argument("--num-images", type=int, default=8,
+                        help="synthetic images to generate, at least 2 (default: 8)")
     parser.add_argument("--models", help="comma-separated model names (default: all in the manifest)")
     parser.add_argument("--runtimes", help="comma-separated runtimes (default: all); the reference always runs")
     parser.add_argument("--devices", help="comma-separated among cpu,cuda,tensorrt (default: all; unavailable ones SKIP)")
@@ -108,6 +122,10 @@ def _parse(argv):
     parser.add_argument("--runs", type=int, default=10, help="timed runs per batch size (default: 10)")
     parser.add_argument("--batch", type=int, default=8, help="batch size for throughput (default: 8)")
     parser.add_argument("--no-timing", action="store_true", help="parity only")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds per cell (load, runs, timing) before its worker is killed (default: 600)")
+    parser.add_argument("--memory-limit-mb", type=int, default=8192,
+                        help="address-space limit per CPU cell's worker, MiB; 0: none (default: 8192)")
     parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
     return parser.parse_args(argv)
 
@@ -129,6 +147,8 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _usage(message: str) -> int:
+    if sys.exc_info()[0] is not None and logging.getLogger("verify").isEnabledFor(logging.DEBUG):
+        traceback.print_exc()  # --verbose: the traceback behind a user error
     print(f"error: {message}", file=sys.stderr)
     return EXIT_USAGE
 

@@ -9,7 +9,8 @@ from converter.zoo import ModelEntry, entry_from_config, load_zoo
 
 # Fields that only steer verification: editing them needs no new conversion. The checkpoint is compared by
 # content (its sha256 in the manifest), not by path, so a moved checkout still verifies.
-VERIFICATION_FIELDS = {"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required", "classes"}
+VERIFICATION_FIELDS = {"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required", "classes",
+                       "limits"}
 COMPARED_BY_CONTENT = {"checkpoint"}
 
 

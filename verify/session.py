@@ -7,14 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+from converter.isolation import Limits, run_isolated
 from converter.manifest import ModelRecord, file_sha256
 from converter.zoo import ModelEntry
 
 from .compare import ERROR, PASS, SKIP, compare
 from .inputs import ImageSet, preprocess, save_inputs
 from .results import Cell, ModelResult
-from .runners import REFERENCE, RUNNERS, Availability, DeviceUnavailable, LoadRequest
-from .timing import batch_of, measure
+from .runners import REFERENCE, RUNNERS, Availability, DeviceUnavailable, LoadRequest, Runner
+from .timing import Timing, batch_of, measure
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class VerifyOptions:
     warmup: int = 2
     runs: int = 10
     throughput_batch: int = 8
+    limits: Limits = Limits()  # per cell, unless the zoo entry sets its own
 
 
 def plan_cells(model: str, record: ModelRecord, options: VerifyOptions) -> list[Cell]:
@@ -110,6 +112,9 @@ def _integrity_problem(record: ModelRecord, artifact: str, root: Path) -> str | 
     weights = record.source.get("weights_sha256")
     if art.source_sha256 != weights:
         return "built from other weights than the current reference: re-run the converter"
+    for rel in [art.path, *art.files]:
+        if not (root / rel).resolve().is_relative_to(root.resolve()):
+            return f"manifest path escapes the artifacts folder: {rel}"
     for rel, info in art.files.items():
         path = root / rel
         if not path.is_file():
@@ -119,22 +124,54 @@ def _integrity_problem(record: ModelRecord, artifact: str, root: Path) -> str | 
     return None
 
 
+@dataclass(frozen=True)
+class CellJob:
+    """Everything a worker needs for one cell; it pickles (the runner class goes by reference)."""
+
+    runner: type[Runner]
+    request: LoadRequest
+    batch: np.ndarray
+    timing: bool
+    warmup: int
+    runs: int
+    throughput_batch: int
+
+
+def run_cell_job(job: CellJob) -> dict:
+    """In the worker: load, run twice (a runtime must agree with itself), time. Returns plain data."""
+    runner = job.runner()
+    try:
+        runner.load(job.request)
+    except DeviceUnavailable as exc:
+        return {"skip": str(exc)}
+    output, again = runner.run(job.batch), runner.run(job.batch)
+    timings: list[Timing] = []
+    if job.timing:
+        timings = [measure(runner.run, batch_of(job.batch, size), job.warmup, job.runs)
+                   for size in sorted({1, job.throughput_batch})]
+    return {"output": output, "again": again, "config": runner.describe(), "timings": timings}
+
+
 def _run_cell(cell: Cell, entry: ModelEntry, path: str, batch: np.ndarray, trust: bool,
               options: VerifyOptions, reference: np.ndarray | None = None) -> np.ndarray | None:
-    """Load, run twice (a runtime must agree with itself), compare, time. Fills the cell; returns the output."""
-    runner = RUNNERS[cell.runtime]()
+    """Run the cell in a worker, then compare. Fills the cell; returns the output when there is one."""
     request = LoadRequest(options.artifacts / path, cell.device, options.threads, entry.input.name, trust)
-    try:
-        runner.load(request)
-        cell.config = runner.describe()
-        output = runner.run(batch)
-        again = runner.run(batch)
-    except DeviceUnavailable as exc:
-        cell.status, cell.detail = SKIP, str(exc)
+    job = CellJob(RUNNERS[cell.runtime], request, batch, options.timing, options.warmup, options.runs,
+                  options.throughput_batch)
+    outcome = run_isolated(run_cell_job, job, limits=cell_limits(entry, cell.device, options.limits))
+    if not outcome.ok:  # one runtime failing (even crashing or hanging) must not stop the others
+        log.debug("%s failed:\n%s", cell.key, outcome.traceback)
+        cell.status, cell.detail = ERROR, outcome.message
         return None
-    except Exception as exc:  # one runtime failing must not stop the others
-        log.debug("%s failed", cell.key, exc_info=True)
-        cell.status, cell.detail = ERROR, f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+    value = outcome.value
+    if "skip" in value:
+        cell.status, cell.detail = SKIP, value["skip"]
+        return None
+    cell.config, cell.timings = value["config"], value["timings"]
+    output, again = value["output"], value["again"]
+    problem = output_problem(output, len(batch)) or output_problem(again, len(batch))
+    if problem:
+        cell.status, cell.detail = ERROR, problem
         return None
     tolerance = entry.tolerance_for(cell.runtime, cell.device)
     if cell.reference:
@@ -147,10 +184,22 @@ def _run_cell(cell: Cell, entry: ModelEntry, path: str, batch: np.ndarray, trust
             if repeat.status != PASS:
                 cell.comparison.status, cell.comparison.reason = repeat.status, f"not deterministic: {repeat.reason}"
     cell.status, cell.detail = cell.comparison.status, cell.comparison.reason
-    if options.timing:
-        try:
-            cell.timings = [measure(runner.run, batch_of(batch, size), options.warmup, options.runs)
-                            for size in sorted({1, options.throughput_batch})]
-        except Exception as exc:
-            cell.detail += f"; timing failed: {type(exc).__name__}: {exc}"
     return output
+
+
+def output_problem(output: object, samples: int) -> str | None:
+    """A result counts only as a non-empty floating (samples, classes) array."""
+    if not isinstance(output, np.ndarray):
+        return f"runtime returned {type(output).__name__}, expected an array"
+    if output.dtype.kind != "f":
+        return f"runtime returned dtype {output.dtype}, expected floating point"
+    if output.ndim != 2 or output.shape[0] != samples or output.shape[1] == 0:
+        return f"runtime returned shape {output.shape}, expected ({samples}, classes)"
+    return None
+
+
+def cell_limits(entry: ModelEntry, device: str, default: Limits) -> Limits:
+    """The zoo entry's limits win over the command line's; GPU drivers reserve address space, so no memory cap."""
+    timeout = entry.limits.timeout_s if entry.limits.timeout_s is not None else default.timeout_s
+    memory = entry.limits.memory_mb if entry.limits.memory_mb is not None else default.memory_mb
+    return Limits(timeout_s=timeout, memory_mb=memory if device == "cpu" else 0)

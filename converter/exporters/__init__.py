@@ -17,13 +17,14 @@ EXPORTERS: dict[str, Exporter] = {
     "paddle": paddle.export,
 }
 
-# What each exporter needs built before it in the same run.
-REQUIRES: dict[str, str] = {"onnx_simplified": "onnx"}
+# What each exporter needs built before it: every format is exported from the saved eager reference.
+REQUIRES: dict[str, str] = {"torchscript": "eager", "onnx": "eager", "onnx_simplified": "onnx", "paddle": "eager"}
 
 
 def planned_artifacts(zoo_formats: list[str], simplify_onnx: bool) -> list[str]:
-    """The artifact names a model's `formats` expand to, in build order."""
-    names = []
+    """The artifact names a model's `formats` expand to, in build order. The eager reference is always
+    built: every other format is exported from it, and the verifier compares against it."""
+    names = ["eager"]
     for fmt in zoo_formats:
         names.append(fmt)
         if fmt == "onnx" and simplify_onnx:

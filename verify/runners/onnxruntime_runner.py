@@ -1,9 +1,12 @@
 """ONNX Runtime on the raw and the simplified ONNX model: CPU, CUDA and TensorRT execution providers."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
-from .base import Availability, DeviceUnavailable, LoadRequest, Runner
+from .base import Availability, DeviceUnavailable, LoadRequest, Runner, RunnerError
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -27,6 +30,7 @@ class OnnxRuntimeRunner(Runner):
     def load(self, request: LoadRequest) -> None:
         import onnxruntime as ort
 
+        check_external_data(request.path)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = request.threads
@@ -48,3 +52,23 @@ class OnnxRuntimeRunner(Runner):
 
         return {"version": ort.__version__, "providers": self.session.get_providers(),
                 "graph_optimization": "ORT_ENABLE_ALL", "threads": self.threads}
+
+
+def check_external_data(model_path: Path) -> None:
+    """Tensors stored outside the .onnx file may only come from inside the model's own folder: a location
+    that escapes it (../, an absolute path, a symlink out) would let a model file read any file."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    folder = model_path.parent.resolve()
+    tensors = list(model.graph.initializer) + [
+        attr.t for node in model.graph.node for attr in node.attribute if attr.HasField("t")]
+    for tensor in tensors:
+        if not uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if os.path.isabs(location) or not target.is_relative_to(folder):
+            raise RunnerError(f"external data of tensor '{tensor.name}' at '{location}' is outside the "
+                              f"artifact folder: refused")

@@ -1,0 +1,117 @@
+"""Run one step (a conversion, a runtime's cell) in a worker process with a time and a memory limit.
+
+A segfault, an abort, a hang or an out-of-memory kill in a runtime becomes a WorkerResult that says which,
+and the caller goes on. Workers fork from a fork server that imported the heavy libraries once, so each
+step starts in well under a second and never inherits a parent's running thread pools.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import signal
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+PRELOAD = ["torch", "torchvision", "onnx", "onnxruntime", "numpy"]
+OOM_MARKERS = ("can't allocate memory", "bad_alloc", "Unable to allocate", "out of memory", "MemoryError")
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_MEMORY_MB = 8192
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    memory_mb: int = DEFAULT_MEMORY_MB  # address space of the worker; 0: no limit (GPU drivers need one off)
+
+
+@dataclass
+class WorkerResult:
+    ok: bool
+    value: Any = None
+    failure: str = ""  # exception, timeout, signal, exit, out-of-memory
+    detail: str = ""
+    traceback: str = ""
+
+    @property
+    def message(self) -> str:
+        return self.detail if self.failure == "exception" else f"{self.failure}: {self.detail}"
+
+
+_context = None
+
+
+def _fork_server():
+    global _context
+    if _context is None:
+        _context = multiprocessing.get_context("forkserver")
+        _context.set_forkserver_preload(PRELOAD + _optional_preload())
+    return _context
+
+
+def _optional_preload() -> list[str]:
+    import importlib.util
+
+    return [name for name in ("paddle", "paddle.inference") if importlib.util.find_spec(name.split(".")[0])]
+
+
+def run_isolated(function: Callable[..., Any], *args: Any, limits: Limits = Limits()) -> WorkerResult:
+    """function(*args) in a worker; function and args must pickle (module-level functions, plain data)."""
+    context = _fork_server()
+    receiver, sender = context.Pipe(duplex=False)
+    worker = context.Process(target=_child, args=(sender, function, args, limits.memory_mb), daemon=True)
+    worker.start()
+    sender.close()
+    try:
+        if not receiver.poll(limits.timeout_s):
+            _kill(worker)
+            return WorkerResult(False, failure="timeout", detail=f"no result after {limits.timeout_s:g}s; worker killed")
+        try:
+            status, payload, trace = receiver.recv()
+        except (EOFError, OSError):
+            worker.join(10)
+            return _died(worker, limits)
+        worker.join(10)
+        if worker.is_alive():
+            _kill(worker)
+    finally:
+        receiver.close()
+    if status == "ok":
+        return WorkerResult(True, value=payload)
+    failure = "out-of-memory" if any(m in payload for m in OOM_MARKERS) else "exception"
+    if failure == "out-of-memory":
+        payload = f"{payload} (limit {limits.memory_mb} MiB)" if limits.memory_mb else payload
+    return WorkerResult(False, failure=failure, detail=payload, traceback=trace)
+
+
+def _child(sender, function, args, memory_mb: int) -> None:
+    if memory_mb:
+        limit = memory_mb << 20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        value = function(*args)
+        message = ("ok", value, "")
+    except BaseException as exc:  # everything goes back to the parent as data
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        message = ("error", f"{type(exc).__name__}: {text}"[:2000], traceback.format_exc())
+    try:
+        sender.send(message)
+    except BaseException as exc:  # e.g. an unpicklable result
+        sender.send(("error", f"cannot return the result: {type(exc).__name__}: {exc}", traceback.format_exc()))
+    sender.close()
+    os._exit(0)  # skip interpreter teardown: some runtimes crash in their atexit handlers
+
+
+def _died(worker, limits: Limits) -> WorkerResult:
+    code = worker.exitcode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        hint = " (likely the out-of-memory killer)" if -code == signal.SIGKILL else ""
+        return WorkerResult(False, failure="signal", detail=f"worker killed by {name}{hint}")
+    return WorkerResult(False, failure="exit", detail=f"worker exited with code {code} before returning a result")
+
+
+def _kill(worker) -> None:
+    worker.kill()
+    worker.join(10)

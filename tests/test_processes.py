@@ -1,0 +1,82 @@
+"""Whole runs in subprocesses: killed at random moments, and with the network fenced off."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from converter.manifest import ManifestError, file_sha256, read_manifest
+from tests.conftest import tiny_entry
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "GLOG_minloglevel": "2", **extra}
+
+
+def _consistent(out: Path) -> int:
+    """Every artifact the manifest calls ok is on disk with its recorded sha256; returns how many."""
+    try:
+        manifest = read_manifest(out)
+    except ManifestError:
+        assert not (out / "manifest.json").exists(), "a manifest exists but cannot be read"
+        return 0
+    count = 0
+    for model in manifest.models.values():
+        for art in model.artifacts.values():
+            if art.ok:
+                assert (out / art.path).is_file()
+                for rel, info in art.files.items():
+                    assert file_sha256(out / rel) == info.sha256, rel
+                count += 1
+    return count
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_leaves_a_consistent_manifest(tmp_path):
+    out = tmp_path / "artifacts"
+    zoo = tmp_path / "zoo.yaml"
+    command = [sys.executable, "-m", "converter", str(zoo), "--out", str(out)]
+    rng = random.Random(20261123)
+    for attempt in range(4):
+        # a new seed each time, so every run has real conversions to do (and old artifacts to keep safe)
+        zoo.write_text(yaml.safe_dump({"models": [tiny_entry("a", seed=attempt), tiny_entry("b", seed=attempt)]}))
+        process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
+        time.sleep(rng.uniform(2.0, 14.0))
+        os.killpg(process.pid, signal.SIGKILL)  # the converter, its fork server and its workers
+        process.wait()
+        _consistent(out)
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _consistent(out) == 10  # 2 models x 5 artifacts
+    assert not [p for p in out.rglob(".staging-*")]
+    assert sorted(p.name.split("-")[0] for p in (out / "a").iterdir()) == [
+        "eager", "onnx", "onnx_simplified", "paddle", "torchscript"]  # no folder of the killed runs is left
+
+
+def test_no_network_access_by_converter_or_verifier(tmp_path):
+    log = tmp_path / "network.log"
+    env = _env(PYTHONPATH=f"{REPO / 'tests' / 'netguard'}{os.pathsep}{REPO}", PARITY_NETWORK_LOG=str(log))
+    probe = subprocess.run([sys.executable, "-c", "import socket; socket.create_connection(('192.0.2.1', 80), 1)"],
+                           env=env, capture_output=True, text=True)
+    assert probe.returncode != 0 and len(log.read_text().splitlines()) == 1  # the guard does catch attempts
+    log.unlink()
+    (tmp_path / "zoo.yaml").write_text(yaml.safe_dump({"models": [tiny_entry()]}))
+    convert = subprocess.run([sys.executable, "-m", "converter", str(tmp_path / "zoo.yaml"),
+                              "--out", str(tmp_path / "artifacts")], env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert convert.returncode == 0, convert.stderr[-2000:]
+    check = subprocess.run([sys.executable, "-m", "verify", "--artifacts", str(tmp_path / "artifacts"),
+                            "--report", str(tmp_path / "reports"), "--no-timing", "--num-images", "2"],
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert check.returncode == 0, check.stderr[-2000:]
+    assert not log.exists(), log.read_text()  # x2paddle's feedback calls included: nothing tried to connect
