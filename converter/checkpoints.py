@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,15 +41,17 @@ def load_checkpoint(path: Path, trust_pickle: bool) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
-        if trust_pickle:
-            raise ModelLoadError(f"checkpoint {path}: cannot unpickle: {exc}") from None
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(
-            f"checkpoint {path}: refused by weights-only loading ({first_line}); it holds more than "
-            "tensors, e.g. a whole pickled model. Set trust_pickle: true only if you trust this file"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        if not trust_pickle and "Weights only load failed" in str(exc):
+            blocked = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+            what = f"it references {blocked.group(1)}" if blocked else "it holds more than tensors"
+            raise ModelLoadError(
+                f"checkpoint {path}: refused by weights-only loading ({what}; e.g. a whole pickled model). "
+                "Set trust_pickle: true only if you trust this file"
+            ) from None
         raise ModelLoadError(f"checkpoint {path}: not a readable torch checkpoint: {exc}") from None
+    except Exception as exc:  # torch raises many kinds for a file that is not a checkpoint at all
+        raise ModelLoadError(f"checkpoint {path}: not a readable torch checkpoint "
+                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
 
 
 def extract_state_dict(obj: object, path: Path, key: str | None) -> dict[str, torch.Tensor]:

@@ -140,6 +140,25 @@ def test_crashing_conversion_is_recorded_and_the_rest_goes_on(write_zoo, tmp_pat
     assert artifacts["onnx"].ok and artifacts["onnx_simplified"].ok
 
 
+def _simplify_reports_failure(ctx):
+    """onnxsim returning check_ok=False (its own comparison of the two models failed)."""
+    import onnxsim
+
+    from converter.exporters.onnx_export import export_simplified
+
+    original = onnxsim.simplify
+    onnxsim.simplify = lambda model, *args, **kwargs: (original(model)[0], False)
+    return export_simplified(ctx)
+
+
+def test_onnxsim_check_failure_marks_the_simplified_artifact_failed(write_zoo, tmp_path, monkeypatch):
+    monkeypatch.setitem(exporters.EXPORTERS, "onnx_simplified", _simplify_reports_failure)
+    zoo = load_zoo(write_zoo(models=[tiny_entry(formats=["eager", "onnx"])]))
+    artifacts = convert_zoo(zoo, RunOptions(out=tmp_path / "a")).models["tiny"].artifacts
+    assert artifacts["onnx"].ok
+    assert not artifacts["onnx_simplified"].ok and "onnxsim's own output check failed" in artifacts["onnx_simplified"].error
+
+
 def _replace_file(workdir, artifact: str, damage) -> None:
     """Damage an artifact file and record the damaged file in the manifest, as a broken conversion would."""
     root = workdir / "artifacts"

@@ -92,6 +92,12 @@ def test_truncated_checkpoint_is_a_clear_error(write_zoo, tmp_path):
         build_model(entry_of(write_zoo, weights=None, checkpoint="cut.pt"))
 
 
+def test_file_that_is_not_a_checkpoint_is_a_clear_error(write_zoo, tmp_path):
+    (tmp_path / "notes.pt").write_text("hello, not a checkpoint\n")
+    with pytest.raises(ModelLoadError, match="not a readable torch checkpoint"):
+        build_model(entry_of(write_zoo, weights=None, checkpoint="notes.pt"))
+
+
 def test_torchscript_source(write_zoo, tmp_path):
     source = build_model(entry_of(write_zoo, seed=5))
     torch.jit.save(torch.jit.trace(source.module, torch.zeros(1, 3, 32, 32)), str(tmp_path / "model.ts"))
@@ -115,7 +121,7 @@ def test_unsafe_pickle_is_refused_and_never_runs(write_zoo, tmp_path):
     _Sentinel.path = sentinel
     torch.save({"model_state_dict": tiny_cnn().state_dict(), "payload": _Sentinel()}, tmp_path / "evil.pkl")
     entry = entry_of(write_zoo, weights=None, checkpoint="evil.pkl", state_dict_key="model_state_dict")
-    with pytest.raises(ModelLoadError, match="refused by weights-only loading.*trust_pickle"):
+    with pytest.raises(ModelLoadError, match="refused by weights-only loading.*references io.open.*trust_pickle"):
         build_model(entry)
     assert not sentinel.exists()
 

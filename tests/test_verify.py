@@ -89,7 +89,7 @@ def test_clean_model_passes_and_writes_every_report(workdir):
 def _perturb_onnx(workdir, artifact="onnx", factor=1.01, update_manifest=True):
     """Scale the largest initializer by `factor`: what a buggy conversion could have written."""
     root = workdir / "artifacts"
-    path = root / "tiny" / artifact / "model.onnx"
+    path = root / read_manifest(root).models["tiny"].artifacts[artifact].path
     model = onnx.load(str(path))
     target = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
     array = numpy_helper.to_array(target) * np.float32(factor)

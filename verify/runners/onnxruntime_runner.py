@@ -40,12 +40,15 @@ class OnnxRuntimeRunner(Runner):
         # ONNX Runtime quietly falls back to the CPU when a GPU provider cannot start.
         if active[0] != PROVIDERS[request.device][0]:
             raise DeviceUnavailable(f"onnxruntime fell back to {active[0]} instead of {PROVIDERS[request.device][0]}")
+        outputs = [o.name for o in self.session.get_outputs()]
+        if len(outputs) != 1:
+            raise RunnerError(f"expected one output (the logits), the model has {outputs}")
         self.input_name = self.session.get_inputs()[0].name
         self.threads = request.threads
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        (out,) = self.session.run(None, {self.input_name: batch})[:1]
-        return np.asarray(out, dtype=np.float32)
+        (out,) = self.session.run(None, {self.input_name: batch})
+        return np.asarray(out)
 
     def describe(self) -> dict:
         import onnxruntime as ort

@@ -5,7 +5,7 @@ import numpy as np
 
 from converter.exporters.paddle import PARAMS_FILE
 
-from .base import Availability, LoadRequest, Runner
+from .base import Availability, LoadRequest, Runner, RunnerError
 
 GPU_MEMORY_POOL_MB = 256
 
@@ -48,14 +48,17 @@ class PaddleInferenceRunner(Runner):
         self.config = config
         self.device, self.threads = request.device, request.threads
         self.predictor = paddle_infer.create_predictor(config)
+        outputs = self.predictor.get_output_names()
+        if len(outputs) != 1:
+            raise RunnerError(f"expected one output (the logits), the model has {outputs}")
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        self.output_name = self.predictor.get_output_names()[0]
+        self.output_name = outputs[0]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         self.input.reshape(list(batch.shape))
         self.input.copy_from_cpu(np.ascontiguousarray(batch))
         self.predictor.run()
-        return self.predictor.get_output_handle(self.output_name).copy_to_cpu().astype(np.float32, copy=False)
+        return self.predictor.get_output_handle(self.output_name).copy_to_cpu()
 
     def describe(self) -> dict:
         import paddle
@@ -88,7 +91,7 @@ class PaddleJitRunner(Runner):
 
         with paddle.no_grad():
             out = self.layer(paddle.to_tensor(batch))
-        return np.asarray(out.numpy(), dtype=np.float32)
+        return np.asarray(out.numpy())
 
     def describe(self) -> dict:
         import paddle

@@ -6,7 +6,7 @@ import torch
 
 from converter.exporters.eager import load_reference
 
-from .base import Availability, LoadRequest, Runner
+from .base import Availability, LoadRequest, Runner, RunnerError
 
 TORCH_DEVICES = {"cpu": "cpu", "cuda": "cuda"}
 
@@ -31,7 +31,9 @@ class _TorchRunner(Runner):
     def run(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             out = self.module(torch.from_numpy(batch).to(self.device))
-        return out.float().cpu().numpy()
+        if not isinstance(out, torch.Tensor):
+            raise RunnerError(f"the module returned {type(out).__name__}, expected one tensor of logits")
+        return out.cpu().numpy()
 
     def describe(self) -> dict:
         info = {"version": torch.__version__, "device": str(self.device), "threads": torch.get_num_threads()}
