@@ -6,44 +6,37 @@ Exit codes: 0 every requested artifact was built; 1 some artifact failed (see th
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import time
 import traceback
-import warnings
 from pathlib import Path
+
+from converter.cli_common import UsageError, add_limit_arguments, split_list, start
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ INFO logs drown the progress lines
-    _configure_logging(args.verbose)
-    from converter.checkpoints import unsafe_load_forced
-
-    if unsafe_load_forced():
-        print(f"error: {unsafe_load_forced()}", file=sys.stderr)
+    try:
+        limits = start(args, ("converter",), "%(message)s")
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from .errors import WorkbenchError
-    from .isolation import Limits
     from .pipeline import RunOptions, RunStats, convert_zoo
     from .zoo import ZOO_FORMATS, load_zoo
 
-    formats = _split(args.formats)
+    formats = split_list(args.formats)
     unknown = [f for f in formats or [] if f not in ZOO_FORMATS]
     if unknown:
         print(f"error: --formats: unknown {unknown} (choose from {', '.join(ZOO_FORMATS)})", file=sys.stderr)
         return EXIT_USAGE
-    if args.timeout <= 0 or args.memory_limit_mb < 0:
-        print("error: --timeout must be positive and --memory-limit-mb at least 0 (0: no limit)", file=sys.stderr)
-        return EXIT_USAGE
     stats = RunStats()
     try:
         zoo = load_zoo(args.zoo)
-        options = RunOptions(out=Path(args.out), models=_split(args.models), formats=formats, force=args.force,
-                             limits=Limits(timeout_s=args.timeout, memory_mb=args.memory_limit_mb))
+        options = RunOptions(out=Path(args.out), models=split_list(args.models), formats=formats, force=args.force,
+                             limits=limits)
         zoo.select(options.models)  # unknown --models is a usage error, before any work
         started = time.perf_counter()
         manifest = convert_zoo(zoo, options, progress=_print_progress, stats=stats)
@@ -69,18 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _configure_logging(verbose: bool) -> None:
-    """Our own loggers only: x2paddle and Paddle log chattily through the root logger."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("converter")
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not verbose:
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")  # "jit is deprecated"
-        warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's extension builder, unused
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m converter", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,16 +71,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--formats", help="comma-separated formats among eager,torchscript,onnx,paddle "
                                           "(default: each model's own)")
     parser.add_argument("--force", action="store_true", help="convert even artifacts that are up to date")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds per format before its worker is killed (default: 600)")
-    parser.add_argument("--memory-limit-mb", type=int, default=8192,
-                        help="address-space limit per format's worker, MiB; 0: none (default: 8192)")
+    add_limit_arguments(parser, "format")
     parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
     return parser.parse_args(argv)
-
-
-def _split(value: str | None) -> list[str] | None:
-    return [part.strip() for part in value.split(",") if part.strip()] if value else None
 
 
 def _print_progress(model: str, artifact: str, record) -> None:

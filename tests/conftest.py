@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,19 @@ def write_zoo(tmp_path: Path):
         return path
 
     return write
+
+
+def convert_tiny_zoo(root: Path, models: list[dict]) -> Path:
+    """Write a zoo of `models` in root and convert it into root/artifacts; returns root."""
+    from converter.pipeline import RunOptions, convert_zoo
+    from converter.zoo import load_zoo
+
+    (root / "zoo.yaml").write_text(yaml.safe_dump({"models": models}))
+    convert_zoo(load_zoo(root / "zoo.yaml"), RunOptions(out=root / "artifacts"))
+    return root
+
+
+def private_copy(converted: Path, tmp_path: Path) -> Path:
+    """A copy of a converted folder (zoo, checkpoints, artifacts) that a test is free to damage."""
+    shutil.copytree(converted, tmp_path, dirs_exist_ok=True)
+    return tmp_path

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 
@@ -12,7 +11,6 @@ import onnx
 import pandas as pd
 import pytest
 import torch
-import yaml
 from onnx import TensorProto, helper
 
 from converter import exporters
@@ -23,7 +21,7 @@ from converter.isolation import Limits, run_isolated
 from converter.manifest import FileRecord, file_sha256, read_manifest, write_manifest
 from converter.pipeline import RunOptions, convert_zoo
 from converter.zoo import load_zoo
-from tests.conftest import tiny_entry
+from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry
 from verify import runners as runner_registry
 from verify.__main__ import main as verify_main
 from verify.runners import RunnerError
@@ -89,17 +87,12 @@ class _HoardingRunner(OnnxRuntimeRunner):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hardening")
-    (root / "zoo.yaml").write_text(yaml.safe_dump({"models": [tiny_entry()]}))
-    convert_zoo(load_zoo(root / "zoo.yaml"), RunOptions(out=root / "artifacts"))
-    return root
+    return convert_tiny_zoo(tmp_path_factory.mktemp("hardening"), [tiny_entry()])
 
 
 @pytest.fixture
 def workdir(converted, tmp_path):
-    shutil.copytree(converted / "artifacts", tmp_path / "artifacts")
-    shutil.copy(converted / "zoo.yaml", tmp_path / "zoo.yaml")
-    return tmp_path
+    return private_copy(converted, tmp_path)
 
 
 def verify(workdir, *extra):

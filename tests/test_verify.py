@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import onnx
@@ -13,9 +12,7 @@ import yaml
 from onnx import numpy_helper
 
 from converter.manifest import FileRecord, file_sha256, read_manifest, write_manifest
-from converter.pipeline import RunOptions, convert_zoo
-from converter.zoo import load_zoo
-from tests.conftest import tiny_entry
+from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry
 from tests.tiny_models import tiny_cnn
 from verify import runners as runner_registry
 from verify.__main__ import main as verify_main
@@ -33,19 +30,12 @@ def converted(tmp_path_factory):
         flat.classifier.weight.zero_()
         flat.classifier.bias.copy_(torch.linspace(-1, 1, 10))
     torch.save(flat.state_dict(), root / "flat.pt")
-    zoo = {"models": [tiny_entry("tiny"), tiny_entry("flat", weights=None, checkpoint="flat.pt")]}
-    (root / "zoo.yaml").write_text(yaml.safe_dump(zoo))
-    convert_zoo(load_zoo(root / "zoo.yaml"), RunOptions(out=root / "artifacts"))
-    return root
+    return convert_tiny_zoo(root, [tiny_entry("tiny"), tiny_entry("flat", weights=None, checkpoint="flat.pt")])
 
 
 @pytest.fixture
 def workdir(converted, tmp_path):
-    """A private copy of the converted artifacts and zoo, free to be damaged."""
-    shutil.copytree(converted / "artifacts", tmp_path / "artifacts")
-    shutil.copy(converted / "zoo.yaml", tmp_path / "zoo.yaml")
-    shutil.copy(converted / "flat.pt", tmp_path / "flat.pt")
-    return tmp_path
+    return private_copy(converted, tmp_path)
 
 
 def run(workdir, *extra, models="tiny", zoo=None, timing=False):

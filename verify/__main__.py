@@ -11,23 +11,21 @@ import logging
 import os
 import sys
 import traceback
-import warnings
 from pathlib import Path
+
+from converter.cli_common import UsageError, add_limit_arguments, split_list, start
 
 EXIT_PASS, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    _configure_logging(args.verbose)
-    from converter.checkpoints import unsafe_load_forced
-
-    if unsafe_load_forced():
-        print(f"error: {unsafe_load_forced()}", file=sys.stderr)
+    try:
+        limits = start(args, ("verify", "converter"), "%(levelname)s: %(message)s")
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from converter.errors import WorkbenchError
-    from converter.isolation import Limits
     from converter.manifest import read_manifest
     from converter.zoo import DEVICES, RUNTIMES
 
@@ -39,15 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     from .runners import Availability
     from .session import VerifyOptions, verify_model
 
-    devices, runtimes, models = _split(args.devices), _split(args.runtimes), _split(args.models)
+    devices, runtimes, models = split_list(args.devices), split_list(args.runtimes), split_list(args.models)
     for flag, values, known in (("--devices", devices, DEVICES), ("--runtimes", runtimes, RUNTIMES)):
         unknown = [v for v in values or [] if v not in known]
         if unknown:
             return _usage(f"{flag}: unknown {unknown} (choose from {', '.join(known)})")
     if min(args.runs, args.batch, args.num_images) < 1 or args.warmup < 0:
         return _usage("--runs, --batch and --num-images must be at least 1, --warmup at least 0")
-    if args.timeout <= 0 or args.memory_limit_mb < 0:
-        return _usage("--timeout must be positive and --memory-limit-mb at least 0 (0: no limit)")
     artifacts = Path(args.artifacts)
     try:
         manifest = read_manifest(artifacts)
@@ -68,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                             runtimes=tuple(runtimes) if runtimes else None, threads=threads,
                             timing=not args.no_timing, warmup=args.warmup, runs=args.runs,
                             throughput_batch=args.batch,
-                            limits=Limits(timeout_s=args.timeout, memory_mb=args.memory_limit_mb))
+                            limits=limits)
     availability = Availability.probe()
     results = []
     try:
@@ -122,28 +118,9 @@ def _parse(argv):
     parser.add_argument("--runs", type=int, default=10, help="timed runs per batch size (default: 10)")
     parser.add_argument("--batch", type=int, default=8, help="batch size for throughput (default: 8)")
     parser.add_argument("--no-timing", action="store_true", help="parity only")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds per cell (load, runs, timing) before its worker is killed (default: 600)")
-    parser.add_argument("--memory-limit-mb", type=int, default=8192,
-                        help="address-space limit per CPU cell's worker, MiB; 0: none (default: 8192)")
+    add_limit_arguments(parser, "CPU cell")
     parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
     return parser.parse_args(argv)
-
-
-def _configure_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    for name in ("verify", "converter"):
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not verbose:
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-        warnings.filterwarnings("ignore", message="No ccache found")
-
-
-def _split(value: str | None) -> list[str] | None:
-    return [part.strip() for part in value.split(",") if part.strip()] if value else None
 
 
 def _usage(message: str) -> int:

@@ -1,0 +1,47 @@
+"""What the two command lines share: limit flags, list options, logging, and the start-up safety check."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+from .checkpoints import unsafe_load_forced
+from .isolation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, Limits
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser, unit: str) -> None:
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                        help=f"seconds per {unit} before its worker is killed (default: {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument("--memory-limit-mb", type=int, default=DEFAULT_MEMORY_MB,
+                        help=f"address-space limit per {unit}'s worker, MiB; 0: none (default: {DEFAULT_MEMORY_MB})")
+
+
+class UsageError(Exception):
+    """The command line cannot run as given: one line for the user, exit code 2."""
+
+
+def split_list(value: str | None) -> list[str] | None:
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+def start(args: argparse.Namespace, loggers: tuple[str, ...], fmt: str) -> Limits:
+    """Quiet the libraries, log our own loggers to stderr, refuse unsafe settings; the workers' limits."""
+    verbose = args.verbose
+    os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ INFO logs drown the progress lines
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    for name in loggers:  # x2paddle and Paddle log chattily through the root logger: leave it alone
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")  # "jit is deprecated"
+        warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's extension builder, unused
+    refusal = unsafe_load_forced()
+    if refusal:
+        raise UsageError(refusal)
+    if args.timeout <= 0 or args.memory_limit_mb < 0:
+        raise UsageError("--timeout must be positive and --memory-limit-mb at least 0 (0: no limit)")
+    return Limits(timeout_s=args.timeout, memory_mb=args.memory_limit_mb)
