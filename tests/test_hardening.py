@@ -11,6 +11,7 @@ import onnx
 import pandas as pd
 import pytest
 import torch
+import yaml
 from onnx import TensorProto, helper
 
 from converter import exporters
@@ -275,3 +276,44 @@ def test_report_records_each_runtimes_effective_configuration(workdir):
 
 
 del signal
+
+
+class _FlickeringRunner(OnnxRuntimeRunner):
+    """Each run stays within atol of the truth, but consecutive runs differ by 1.8 x atol."""
+
+    calls = 0
+
+    def run(self, batch):
+        _FlickeringRunner.calls += 1
+        return super().run(batch) + np.float32(9e-4 if self.calls % 2 else -9e-4)
+
+
+def test_non_deterministic_runtime_is_reported(workdir, monkeypatch):
+    monkeypatch.setitem(runner_registry.RUNNERS, "onnxruntime", _FlickeringRunner)
+    zoo = yaml.safe_load((workdir / "zoo.yaml").read_text())
+    zoo["models"][0]["tolerance"] = {"atol": 1e-3, "rtol": 0.0}
+    (workdir / "zoo.yaml").write_text(yaml.safe_dump(zoo))
+    assert verify(workdir) == 1
+    onnx_cell = cells(workdir)[("onnx", "onnxruntime")]
+    assert onnx_cell.status == "FAIL" and onnx_cell.detail.startswith("not deterministic")
+    assert cells(workdir)[("paddle", "paddle-inference")].status == "PASS"
+
+
+def test_trusted_torchscript_source_is_named_in_the_report(tmp_path):
+    module = tiny_cnn_module()
+    torch.jit.save(torch.jit.trace(module, torch.zeros(1, 3, 32, 32)), str(tmp_path / "model.ts"))
+    convert_tiny_zoo(tmp_path, [tiny_entry("scripted", arch=None, weights=None, num_classes=None,
+                                           checkpoint="model.ts", trust_pickle=True, formats=["eager", "onnx"])])
+    assert verify(tmp_path) == 0
+    assert "loaded from a **trusted pickle** (`trust_pickle: true`)" in (tmp_path / "reports" / "report.md").read_text()
+    assert json.loads((tmp_path / "reports" / "summary.json").read_text())["models"]["scripted"]["trusted_pickle"]
+
+
+def tiny_cnn_module():
+    from converter.models import realistic_init
+    from converter.zoo import Preprocess
+    from tests.tiny_models import tiny_cnn
+
+    module = tiny_cnn()
+    realistic_init(module, 0, Preprocess(resize=36, crop=32), batches=1, batch_size=4)
+    return module.eval()
