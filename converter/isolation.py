@@ -93,8 +93,11 @@ def _child(sender, function, args, memory_mb: int) -> None:
         value = function(*args)
         message = ("ok", value, "")
     except BaseException as exc:  # everything goes back to the parent as data
+        from .errors import WorkbenchError
+
         text = " ".join(str(exc).split()) or type(exc).__name__
-        message = ("error", f"{type(exc).__name__}: {text}"[:2000], traceback.format_exc())
+        prefix = "" if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: "  # ours already say what
+        message = ("error", f"{prefix}{text}"[:2000], traceback.format_exc())
     try:
         sender.send(message)
     except BaseException as exc:  # e.g. an unpicklable result

@@ -15,7 +15,7 @@ import re
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -54,7 +54,6 @@ class RunStats:
     converted: int = 0
     cached: int = 0
     failed: int = 0
-    cached_models: list[str] = field(default_factory=list)
 
 
 def convert_zoo(zoo: Zoo, options: RunOptions, progress: Progress | None = None,
@@ -116,26 +115,12 @@ def convert_model(entry: ModelEntry, options: RunOptions, old: ModelRecord | Non
     if old is not None and set(reusable) == set(planned):
         record.source, record.artifacts = old.source, {**record.artifacts, **reusable}
         stats.cached += len(planned)
-        stats.cached_models.append(entry.name)
         for name in planned:
             progress(entry.name, name, _as_cached(reusable[name]))
         return record
 
-    started = time.perf_counter()
-    try:
-        built = build_model(entry)
-    except Exception as exc:  # a bad checkpoint or factory fails this model only
-        record.error = _one_line(exc)
-        for name in planned:
-            failed = ArtifactRecord("failed", seconds=round(time.perf_counter() - started, 3),
-                                    error=f"model could not be built: {record.error}")
-            record.artifacts[name] = failed
-            stats.failed += 1
-            progress(entry.name, name, failed)
-        return record
-    record.source = {"kind": built.source_kind, "weights_sha256": built.weights_sha256, "key": key,
-                     "trusted_pickle": built.trusted_pickle, "build_seconds": round(time.perf_counter() - started, 3),
-                     "checkpoint_sha256": file_sha256(Path(entry.checkpoint)) if entry.checkpoint else None}
+    if "eager" in reusable:
+        record.source = old.source
     done: dict[str, Path] = {}
     for name in planned:
         needed = REQUIRES.get(name)
@@ -146,16 +131,38 @@ def convert_model(entry: ModelEntry, options: RunOptions, old: ModelRecord | Non
             art = ArtifactRecord("failed", error=f"not attempted: needs {needed}, which failed")
         else:
             folder = model_dir / f"{name}-{artifact_key(key, name)}"
-            art = _export_one(name, entry, built, folder, done, options)
-            art.source_sha256 = built.weights_sha256
+            art, source = _export_one(name, entry, record.source, folder, done, options)
+            if name == "eager":
+                record.source = {**source, "key": key, "checkpoint_sha256":
+                                 file_sha256(Path(entry.checkpoint)) if entry.checkpoint else None}
+                record.error = None if art.ok else art.error
+            art.source_sha256 = record.source.get("weights_sha256")
+            stats.converted += int(art.ok)
+        stats.failed += int(not art.ok)
         if art.ok:
             done[name] = options.out / Path(art.path).parent
-            stats.converted += 0 if art.details.get("cached") else 1
-        else:
-            stats.failed += 1
         record.artifacts[name] = art
         progress(entry.name, name, art)
     return record
+
+
+@dataclass(frozen=True)
+class EagerJob:
+    """Build the model (factory, checkpoint, realistic init) and save the reference, in a worker: a factory
+    or a trusted pickle that crashes takes down only its worker."""
+
+    exporter: Callable[[ExportContext], ExportResult]
+    entry: ModelEntry
+    out_dir: Path
+
+
+def run_eager_job(job: EagerJob) -> tuple[ExportResult, dict]:
+    started = time.perf_counter()
+    built = build_model(job.entry)
+    build_seconds = round(time.perf_counter() - started, 3)
+    result = job.exporter(ExportContext(job.entry, built, example_input(job.entry), job.out_dir, {}))
+    return result, {"kind": built.source_kind, "weights_sha256": built.weights_sha256,
+                    "trusted_pickle": built.trusted_pickle, "build_seconds": build_seconds}
 
 
 @dataclass(frozen=True)
@@ -177,46 +184,46 @@ def run_export_job(job: ExportJob) -> ExportResult:
     return job.exporter(ExportContext(job.entry, built, example_input(job.entry), job.out_dir, dict(job.earlier)))
 
 
-def _export_one(name: str, entry: ModelEntry, built: BuiltModel, final: Path, done: dict[str, Path],
-                options: RunOptions) -> ArtifactRecord:
-    """Build one artifact in a staging folder and move it to its keyed folder only when the exporter
-    succeeded, so an interrupted or failed export never leaves a half-written artifact under a final name.
-    The eager reference is saved in this process; every other format runs in an isolated worker."""
+def _export_one(name: str, entry: ModelEntry, source: dict, final: Path, done: dict[str, Path],
+                options: RunOptions) -> tuple[ArtifactRecord, dict]:
+    """Build one artifact in a worker, into a staging folder that is moved to its keyed folder only when the
+    exporter succeeded: an interrupted or failed export never leaves a half-written artifact under a final
+    name. Returns the record and, for the eager reference, what the model was built from."""
     staging = final.with_name(f"{STAGING_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}")
     staging.mkdir()
     started = time.perf_counter()
+    if name == "eager":
+        job = EagerJob(EXPORTERS[name], entry, staging)
+        worker = run_eager_job
+    else:
+        job = ExportJob(EXPORTERS[name], entry, source["kind"], source["weights_sha256"], source["trusted_pickle"],
+                        staging, dict(done))
+        worker = run_export_job
     try:
-        if name == "eager":
-            result = EXPORTERS[name](ExportContext(entry, built, example_input(entry), staging, dict(done)))
-        else:
-            job = ExportJob(EXPORTERS[name], entry, built.source_kind, built.weights_sha256, built.trusted_pickle,
-                            staging, dict(done))
-            outcome = run_isolated(run_export_job, job, limits=_limits(entry, options.limits))
-            if not outcome.ok:
-                log.debug("export %s/%s failed:\n%s", entry.name, name, outcome.traceback)
-                raise _WorkerFailed(outcome.message)
-            result = outcome.value
+        outcome = run_isolated(worker, job, limits=_limits(entry, options.limits))
+        if not outcome.ok:
+            log.debug("export %s/%s failed:\n%s", entry.name, name, outcome.traceback)
+            raise _WorkerFailed(outcome.message)
+        result, source = outcome.value if name == "eager" else (outcome.value, {})
         if not (staging / result.main_file).is_file():
             raise RuntimeError(f"exporter reported {result.main_file} but did not write it")
     except Exception as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        log.debug("export %s/%s failed", entry.name, name, exc_info=True)
-        return ArtifactRecord("failed", seconds=round(time.perf_counter() - started, 3), error=_one_line(exc))
+        return ArtifactRecord("failed", seconds=round(time.perf_counter() - started, 3), error=_one_line(exc)), {}
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    finally:
-        built.module.eval()
     if final.exists():  # a leftover of an interrupted run with the same key, never recorded as good
         shutil.rmtree(final)
     os.replace(staging, final)
-    return ArtifactRecord(
+    record = ArtifactRecord(
         "ok",
         path=str((final / result.main_file).relative_to(options.out)),
         files=describe_files(final, options.out),
         seconds=round(time.perf_counter() - started, 3),
         details=result.details,
     )
+    return record, source
 
 
 class _WorkerFailed(Exception):

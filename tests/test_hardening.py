@@ -153,6 +153,16 @@ def test_onnxsim_check_failure_marks_the_simplified_artifact_failed(write_zoo, t
     assert not artifacts["onnx_simplified"].ok and "onnxsim's own output check failed" in artifacts["onnx_simplified"].error
 
 
+def test_factory_that_crashes_fails_only_its_model(write_zoo, tmp_path):
+    zoo = load_zoo(write_zoo(models=[tiny_entry("crashing", arch="tests.tiny_models:aborting_factory"),
+                                     tiny_entry("fine", formats=["eager", "onnx"])]))
+    manifest = convert_zoo(zoo, RunOptions(out=tmp_path / "a"))
+    crashing = manifest.models["crashing"]
+    assert "SIGABRT" in crashing.error and "SIGABRT" in crashing.artifacts["eager"].error
+    assert crashing.artifacts["paddle"].error == "not attempted: needs eager, which failed"
+    assert all(art.ok for art in manifest.models["fine"].artifacts.values())
+
+
 def _replace_file(workdir, artifact: str, damage) -> None:
     """Damage an artifact file and record the damaged file in the manifest, as a broken conversion would."""
     root = workdir / "artifacts"

@@ -66,3 +66,10 @@ class BatchDependent(TinyCNN):
 
 def batch_dependent_cnn(num_classes: int = 10) -> nn.Module:
     return BatchDependent(num_classes)
+
+
+def aborting_factory(num_classes: int = 10) -> nn.Module:
+    """A user's factory that crashes the process building it (a native extension gone wrong)."""
+    import os
+
+    os.abort()
