@@ -8,6 +8,7 @@ moment, the manifest on disk still describes intact artifacts. An unchanged mode
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -78,9 +79,14 @@ def convert_zoo(zoo: Zoo, options: RunOptions, progress: Progress | None = None,
 
 
 def source_key(entry: ModelEntry, tools: dict[str, str]) -> str:
-    """What every artifact of this model is built from; equal keys mean nothing needs converting."""
+    """What every artifact of this model is built from; equal keys mean nothing needs converting.
+    A factory's own module file counts; modules it imports in turn do not (use --force after editing those)."""
     config = {k: v for k, v in entry.model_dump(mode="json").items() if k not in NOT_BUILD_INPUTS}
     files = {}
+    if entry.arch and not entry.arch.startswith("torchvision:"):  # the user's own model code
+        spec = importlib.util.find_spec(entry.arch.partition(":")[0])
+        if spec is not None and spec.origin and Path(spec.origin).is_file():
+            files["factory"] = file_sha256(Path(spec.origin))
     if entry.checkpoint:
         files["checkpoint"] = file_sha256(Path(entry.checkpoint))
     elif entry.weights not in (None, "random"):

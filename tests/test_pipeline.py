@@ -159,6 +159,20 @@ def test_unchanged_model_is_not_converted_again(write_zoo, tmp_path, capsys):
     assert len([p for p in (out / "tiny").iterdir()]) == 3  # the old keyed folders were collected
 
 
+def test_editing_the_factory_module_invalidates_the_key(tmp_path, monkeypatch):
+    from converter.pipeline import source_key
+    from converter.zoo import ModelEntry
+
+    (tmp_path / "my_models.py").write_text("from tests.tiny_models import tiny_cnn as net\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = ModelEntry(name="m", arch="my_models:net", weights="random")
+    before = source_key(entry, {"torch": "x"})
+    assert source_key(entry, {"torch": "x"}) == before
+    (tmp_path / "my_models.py").write_text("from tests.tiny_models import tiny_cnn as net  # edited\n")
+    assert source_key(entry, {"torch": "x"}) != before
+    assert source_key(entry, {"torch": "y"}) != before
+
+
 def test_formats_subset_keeps_other_artifacts(write_zoo, tmp_path):
     out = tmp_path / "a"
     zoo = load_zoo(write_zoo(models=[tiny_entry(formats=["eager", "onnx"], onnx={"simplify": False})]))
