@@ -206,7 +206,7 @@ def _export_one(name: str, entry: ModelEntry, source: dict, final: Path, done: d
                         staging, dict(done))
         worker = run_export_job
     try:
-        outcome = run_isolated(worker, job, limits=_limits(entry, options.limits))
+        outcome = run_isolated(worker, job, limits=entry.limits.over(options.limits))
         if not outcome.ok:
             log.debug("export %s/%s failed:\n%s", entry.name, name, outcome.traceback)
             raise _WorkerFailed(outcome.message)
@@ -234,11 +234,6 @@ def _export_one(name: str, entry: ModelEntry, source: dict, final: Path, done: d
 
 class _WorkerFailed(Exception):
     pass
-
-
-def _limits(entry: ModelEntry, default: Limits) -> Limits:
-    return Limits(timeout_s=entry.limits.timeout_s or default.timeout_s,
-                  memory_mb=default.memory_mb if entry.limits.memory_mb is None else entry.limits.memory_mb)
 
 
 def _as_cached(art: ArtifactRecord) -> ArtifactRecord:

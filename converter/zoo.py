@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 from .archs import TORCHVISION_PREFIX, resolve_factory
 from .checkpoints import is_torchscript_archive
 from .errors import ZooError
+from .isolation import Limits
 
 ZOO_FORMATS = ("eager", "torchscript", "onnx", "paddle")
 # The verifier's vocabulary, part of the contract: waivers, overrides and requirements name these.
@@ -85,6 +86,12 @@ class WorkerLimits(_Section):
 
     timeout_s: float | None = Field(default=None, gt=0)
     memory_mb: int | None = Field(default=None, ge=0)  # 0: no limit
+
+    def over(self, default: Limits, gpu: bool = False) -> Limits:
+        """These limits where set, the command line's otherwise. GPU drivers reserve address space, so a
+        GPU worker gets no memory cap."""
+        memory = default.memory_mb if self.memory_mb is None else self.memory_mb
+        return Limits(timeout_s=self.timeout_s or default.timeout_s, memory_mb=0 if gpu else memory)
 
 
 class ModelEntry(_Section):

@@ -153,3 +153,16 @@ def test_tolerance_overrides_apply_per_runtime_and_device(write_zoo):
     assert entry.tolerance_for("paddle-inference", "cpu").rtol == 1e-3  # the rest from the model's tolerance
     assert entry.tolerance_for("onnxruntime", "cpu").atol == 1e-4
     assert entry.tolerance_for("onnxruntime", "tensorrt").min_cosine == 0.999
+
+
+def test_zoo_limits_override_the_command_line(write_zoo):
+    from converter.isolation import Limits
+
+    entry = load_zoo(write_zoo(models=[tiny_entry(limits={"timeout_s": 30})])).models[0]
+    cli = Limits(timeout_s=600, memory_mb=4096)
+    assert entry.limits.over(cli) == Limits(timeout_s=30, memory_mb=4096)
+    assert entry.limits.over(cli, gpu=True) == Limits(timeout_s=30, memory_mb=0)
+    no_cap = load_zoo(write_zoo(models=[tiny_entry(limits={"memory_mb": 0})])).models[0]
+    assert no_cap.limits.over(cli) == Limits(timeout_s=600, memory_mb=0)
+    with pytest.raises(ZooError, match="greater than 0"):
+        load_zoo(write_zoo(models=[tiny_entry(limits={"timeout_s": 0})]))

@@ -158,7 +158,7 @@ def _run_cell(cell: Cell, entry: ModelEntry, path: str, batch: np.ndarray, trust
     request = LoadRequest(options.artifacts / path, cell.device, options.threads, entry.input.name, trust)
     job = CellJob(RUNNERS[cell.runtime], request, batch, options.timing, options.warmup, options.runs,
                   options.throughput_batch)
-    outcome = run_isolated(run_cell_job, job, limits=cell_limits(entry, cell.device, options.limits))
+    outcome = run_isolated(run_cell_job, job, limits=entry.limits.over(options.limits, gpu=cell.device != "cpu"))
     if not outcome.ok:  # one runtime failing (even crashing or hanging) must not stop the others
         log.debug("%s failed:\n%s", cell.key, outcome.traceback)
         cell.status, cell.detail = ERROR, outcome.message
@@ -196,10 +196,3 @@ def output_problem(output: object, samples: int) -> str | None:
     if output.ndim != 2 or output.shape[0] != samples or output.shape[1] == 0:
         return f"runtime returned shape {output.shape}, expected ({samples}, classes)"
     return None
-
-
-def cell_limits(entry: ModelEntry, device: str, default: Limits) -> Limits:
-    """The zoo entry's limits win over the command line's; GPU drivers reserve address space, so no memory cap."""
-    timeout = entry.limits.timeout_s if entry.limits.timeout_s is not None else default.timeout_s
-    memory = entry.limits.memory_mb if entry.limits.memory_mb is not None else default.memory_mb
-    return Limits(timeout_s=timeout, memory_mb=memory if device == "cpu" else 0)
