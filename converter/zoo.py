@@ -199,10 +199,7 @@ def load_zoo(path: str | Path) -> Zoo:
         try:
             entry = ModelEntry.model_validate(merged)
         except ValidationError as exc:
-            error = exc.errors()[0]
-            field = ".".join(str(part) for part in error["loc"]) or None
-            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-            raise ZooError(file, message, model=label, field=field) from None
+            raise _as_zoo_error(exc, file, label) from None
         if entry.name in seen:
             raise ZooError(file, "duplicate model name", model=entry.name, field="name")
         seen.add(entry.name)
@@ -216,8 +213,15 @@ def entry_from_config(config: dict[str, Any], origin: str) -> ModelEntry:
     try:
         return ModelEntry.model_validate(config)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        raise ZooError(origin, error["msg"], model=str(config.get("name")), field=".".join(map(str, error["loc"])))
+        raise _as_zoo_error(exc, origin, str(config.get("name"))) from None
+
+
+def _as_zoo_error(exc: ValidationError, file: str, model: str) -> ZooError:
+    """The first problem pydantic found, as one line naming the file, the model and the field."""
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or None
+    message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+    return ZooError(file, message, model=model, field=field)
 
 
 def _read_yaml(path: Path) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from converter.cli_common import UsageError, add_limit_arguments, split_list, start
 
-EXIT_PASS, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
+from .gate import EXIT_BLOCKED, EXIT_USAGE, decide
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from .entries import resolve_entries
     from .environment import describe_machine, physical_cores
-    from .gate import decide
     from .inputs import load_images, synthetic_images
     from .report import markdown, parity_frame, summary, timing_frame
     from .runners import Availability
