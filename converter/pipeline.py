@@ -26,16 +26,13 @@ from .isolation import Limits, run_isolated
 from .manifest import (ArtifactRecord, Manifest, ManifestError, ModelRecord, describe_files, file_sha256,
                        read_manifest, tool_versions, write_manifest)
 from .models import BuiltModel, build_model, example_input
-from .zoo import ModelEntry, Zoo, torchvision_weights
+from .zoo import NOT_BUILD_INPUTS, ModelEntry, Zoo, torchvision_weights
 
 log = logging.getLogger(__name__)
 STAGING_PREFIX = ".staging-"
 MAX_ERROR_CHARS = 600
 KEY_CHARS = 12
 KEYED_FOLDER = re.compile(r"^(?P<artifact>[a-z_]+)-(?P<key>[0-9a-f]{%d})$" % KEY_CHARS)
-# Fields that do not change what is built: editing them must not trigger a conversion.
-NOT_BUILD_INPUTS = {"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required", "classes",
-                    "limits", "formats", "checkpoint"}
 CODE_VERSION = "1"  # bump when an exporter's output changes for the same inputs
 
 Progress = Callable[[str, str, ArtifactRecord], None]

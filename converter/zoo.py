@@ -145,6 +145,11 @@ class ModelEntry(_Section):
         return kwargs
 
 
+# Fields that do not change what the converter builds: editing them needs no new conversion. The
+# checkpoint counts by content (its sha256), not by path; formats only say which artifacts to build.
+NOT_BUILD_INPUTS = frozenset({"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required",
+                              "classes", "limits", "formats", "checkpoint"})
+
 # Sections a `defaults:` block may set; each is merged key by key into every model's own section.
 DEFAULTABLE = ("input", "preprocess", "tolerance", "formats", "onnx", "torchscript", "calibration", "seed",
                "tolerance_overrides", "required", "limits")

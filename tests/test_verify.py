@@ -190,6 +190,13 @@ def test_zoo_changed_since_conversion_is_reported(workdir):
     assert set(parity(workdir).status) == {"ERROR"}  # every planned cell is shown, none ran
 
 
+def test_formats_edit_is_not_stale(workdir):
+    zoo = yaml.safe_load((workdir / "zoo.yaml").read_text())
+    zoo["models"][0]["formats"] = ["eager", "onnx"]  # the converter would keep every artifact: so does verify
+    (workdir / "zoo.yaml").write_text(yaml.safe_dump(zoo))
+    assert run(workdir) == 0
+
+
 def test_checkpoint_compared_by_content_not_path(workdir):
     assert run(workdir, models="flat") == 1  # (flat is degenerate, but not stale: its copy moved, unchanged)
     assert "changed since conversion" not in (workdir / "reports" / "summary.json").read_text()

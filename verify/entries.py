@@ -5,13 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from converter.manifest import Manifest, file_sha256
-from converter.zoo import ModelEntry, entry_from_config, load_zoo
+from converter.zoo import NOT_BUILD_INPUTS, ModelEntry, entry_from_config, load_zoo
 
-# Fields that only steer verification: editing them needs no new conversion. The checkpoint is compared by
-# content (its sha256 in the manifest), not by path, so a moved checkout still verifies.
-VERIFICATION_FIELDS = {"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required", "classes",
-                       "limits"}
-COMPARED_BY_CONTENT = {"checkpoint"}
 
 
 @dataclass
@@ -34,8 +29,7 @@ def resolve_entries(manifest: Manifest, zoo_path: Path | None, origin: str) -> d
             resolved[name] = ResolvedEntry(converted)
             continue
         before, now = converted.model_dump(), entry.model_dump()
-        changed = sorted(k for k in now if k not in VERIFICATION_FIELDS | COMPARED_BY_CONTENT
-                         and now[k] != before.get(k))
+        changed = sorted(k for k in now if k not in NOT_BUILD_INPUTS and now[k] != before.get(k))
         recorded = record.source.get("checkpoint_sha256")
         if entry.checkpoint and recorded and Path(entry.checkpoint).is_file() \
                 and file_sha256(Path(entry.checkpoint)) != recorded:
