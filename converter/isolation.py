@@ -71,7 +71,7 @@ def run_isolated(function: Callable[..., Any], *args: Any, limits: Limits = Limi
             status, payload, trace = receiver.recv()
         except (EOFError, OSError):
             worker.join(10)
-            return _died(worker, limits)
+            return _died(worker)
         worker.join(10)
         if worker.is_alive():
             _kill(worker)
@@ -106,7 +106,7 @@ def _child(sender, function, args, memory_mb: int) -> None:
     os._exit(0)  # skip interpreter teardown: some runtimes crash in their atexit handlers
 
 
-def _died(worker, limits: Limits) -> WorkerResult:
+def _died(worker) -> WorkerResult:
     code = worker.exitcode
     if code is not None and code < 0:
         name = signal.Signals(-code).name
