@@ -26,14 +26,20 @@ def split_list(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()] if value else None
 
 
+HANDLER_NAME = "parity-workbench"
+
+
 def start(args: argparse.Namespace, loggers: tuple[str, ...], fmt: str) -> Limits:
     """Quiet the libraries, log our own loggers to stderr, refuse unsafe settings; the workers' limits."""
     verbose = args.verbose
     os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ INFO logs drown the progress lines
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(fmt))
+    handler.set_name(HANDLER_NAME)
     for name in loggers:  # x2paddle and Paddle log chattily through the root logger: leave it alone
         logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if h.get_name() == HANDLER_NAME]:
+            logger.removeHandler(old)  # called again in one process (the self-test): one handler, today's stderr
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:

@@ -65,6 +65,34 @@ class Calibration(_Section):
     batch_size: int = Field(default=8, gt=0, le=1024)
 
 
+class DeploymentTolerance(_Section):
+    """How far a deployment's preprocessing may move the model's input and output. Resampling libraries differ
+    by design (PIL antialiases when shrinking, OpenCV's INTER_LINEAR does not): on the default zoo's randomly
+    initialised nets that alone changes top-1 on up to 20% of images, while it keeps every image's per-channel
+    mean within 0.01 (in units of the normalised input). Swapped channels or a wrong mean/std move it by 0.7
+    or more, another resize (field of view) by about 0.1."""
+
+    max_channel_shift: float = Field(default=0.05, ge=0)
+    top1: float = Field(default=0.5, ge=0, le=1)
+
+
+class Deployment(_Section):
+    """A deployment's own preprocessing code, checked against the reference transform. Fields left unset
+    are the model's `preprocess`; setting one records what that deployment really does differently."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=64)
+    library: Literal["pil-numpy", "opencv"]
+    channel_order: Literal["RGB", "BGR"] | None = None
+    mean: list[float] | None = Field(default=None, min_length=1, max_length=3)
+    std: list[PositiveFloat] | None = Field(default=None, min_length=1, max_length=3)
+    interpolation: Literal["bilinear", "bicubic", "nearest"] | None = None
+    resize: int | None = Field(default=None, gt=0)
+    tolerance: DeploymentTolerance = DeploymentTolerance()
+
+
+DEFAULT_DEPLOYMENTS = [Deployment(name="pil-numpy", library="pil-numpy"), Deployment(name="opencv", library="opencv")]
+
+
 class ToleranceOverride(_Section):
     atol: float | None = Field(default=None, ge=0)
     rtol: float | None = Field(default=None, ge=0)
@@ -78,6 +106,7 @@ class Waiver(_Section):
     runtime: Literal["torch", "torchscript", "onnxruntime", "paddle-inference", "paddle-jit"] | None = None
     device: Literal["cpu", "cuda", "tensorrt"] | None = None
     artifact: Literal["eager", "torchscript", "onnx", "onnx_simplified", "paddle"] | None = None
+    preprocessing: str | None = None  # a deployment's name: its preprocessing check may fail
     reason: str = Field(min_length=3)
 
 
@@ -118,6 +147,8 @@ class ModelEntry(_Section):
     # verification: per-runtime tolerances ("runtime" or "runtime@device"), accepted failures, and
     # runtimes whose cells must run (a SKIP there blocks the gate)
     tolerance_overrides: dict[str, ToleranceOverride] = Field(default_factory=dict)
+    # deployment preprocessing implementations checked against the reference transform
+    deployments: list[Deployment] = Field(default_factory=lambda: list(DEFAULT_DEPLOYMENTS))
     allow_failures: list[Waiver] = Field(default_factory=list)
     required: list[str] = Field(default_factory=list)
 
@@ -148,11 +179,11 @@ class ModelEntry(_Section):
 # Fields that do not change what the converter builds: editing them needs no new conversion. The
 # checkpoint counts by content (its sha256), not by path; formats only say which artifacts to build.
 NOT_BUILD_INPUTS = frozenset({"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required",
-                              "classes", "limits", "formats", "checkpoint"})
+                              "classes", "limits", "formats", "checkpoint", "deployments"})
 
 # Sections a `defaults:` block may set; each is merged key by key into every model's own section.
 DEFAULTABLE = ("input", "preprocess", "tolerance", "formats", "onnx", "torchscript", "calibration", "seed",
-               "tolerance_overrides", "required", "limits")
+               "tolerance_overrides", "required", "limits", "deployments")
 
 
 class Zoo(BaseModel):
@@ -311,9 +342,24 @@ def _check_entry(entry: ModelEntry, file: str) -> None:
             field = "required" if key in entry.required else f"tolerance_overrides.{key}"
             fail(field, f"'{key}' is not 'runtime' or 'runtime@device' (runtimes: {', '.join(RUNTIMES)}; "
                         f"devices: {', '.join(DEVICES)})")
+    names = [d.name for d in entry.deployments]
+    if len(set(names)) != len(names):
+        fail("deployments", "two deployments share a name")
+    for index, deployment in enumerate(entry.deployments):
+        for key in ("mean", "std"):
+            value = getattr(deployment, key)
+            if value is not None and len(value) != channels:
+                fail(f"deployments.{index}.{key}", f"needs one value per input channel ({channels})")
+        if deployment.resize is not None and deployment.resize < entry.preprocess.crop:
+            fail(f"deployments.{index}.resize", f"resize {deployment.resize} is smaller than crop {entry.preprocess.crop}")
     for index, waiver in enumerate(entry.allow_failures):
-        if waiver.runtime is None and waiver.artifact is None:
-            fail(f"allow_failures.{index}", "name the runtime or the artifact whose failure is accepted")
+        if waiver.preprocessing is not None:
+            if waiver.runtime or waiver.artifact or waiver.device:
+                fail(f"allow_failures.{index}", "a preprocessing waiver names only the deployment")
+            if waiver.preprocessing not in names:
+                fail(f"allow_failures.{index}.preprocessing", f"no deployment named '{waiver.preprocessing}'")
+        elif waiver.runtime is None and waiver.artifact is None:
+            fail(f"allow_failures.{index}", "name the runtime, the artifact or the preprocessing whose failure is accepted")
 
     if entry.checkpoint is not None:
         if entry.weights is not None:

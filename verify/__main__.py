@@ -1,4 +1,5 @@
 """python -m verify --report DIR [--artifacts artifacts] [--images DIR] [--models a,b] [...]
+   python -m verify --selftest [--report reports/selftest] [--seeds 0,1,2]
 
 Exit codes: 0 every required cell PASS; 1 a cell FAILed or ERRORed, a required runtime was skipped, or a
 conversion failed (unless waived by allow_failures in the zoo); 2 usage error (no manifest, bad path, bad zoo).
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from converter.cli_common import UsageError, add_limit_arguments, split_list, start
 
-from .gate import EXIT_BLOCKED, EXIT_USAGE, decide
+from .gate import EXIT_BLOCKED, EXIT_PASS, EXIT_USAGE, decide
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,10 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     from .entries import resolve_entries
     from .environment import describe_machine, physical_cores
     from .inputs import load_images, synthetic_images
-    from .report import markdown, parity_frame, summary, timing_frame
+    from .report import markdown, parity_frame, preprocessing_frame, summary, timing_frame
     from .runners import Availability
     from .session import VerifyOptions, verify_model
 
+    if args.selftest:
+        return _selftest(args)
+    if not args.report:
+        return _usage("--report is required (a folder for the reports)")
     devices, runtimes, models = split_list(args.devices), split_list(args.runtimes), split_list(args.models)
     for flag, values, known in (("--devices", devices, DEVICES), ("--runtimes", runtimes, RUNTIMES)):
         unknown = [v for v in values or [] if v not in known]
@@ -75,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             for cell in result.cells:
                 print(f"  {cell.runtime:<17} {cell.artifact:<16} {cell.device:<9} {cell.status:<6} {cell.detail}",
                       file=sys.stderr, flush=True)
+                if cell.divergence:
+                    print(f"  {'':<44}{cell.divergence.summary}", file=sys.stderr, flush=True)
+            for check in result.preprocessing:
+                print(f"  {'preprocessing':<17} {check.deployment:<16} {check.library:<9} {check.status:<6} "
+                      f"{check.detail}", file=sys.stderr, flush=True)
             results.append(result)
     except KeyboardInterrupt:
         print("interrupted: no report written", file=sys.stderr)
@@ -91,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     _write(report_dir / "report.md", markdown(results, verdict, environment))
     _write(report_dir / "parity.csv", parity_frame(results, by_name).to_csv(index=False))
     _write(report_dir / "timing.csv", timing_frame(results).to_csv(index=False))
+    _write(report_dir / "preprocessing.csv", preprocessing_frame(results).to_csv(index=False))
     _write(report_dir / "summary.json", json.dumps(summary(results, verdict, environment), indent=2, default=str))
     print(f"\n{verdict.label}: {len(verdict.blocking)} blocking, {len(verdict.waived)} waived "
           f"-> {report_dir / 'report.md'}")
@@ -103,7 +114,8 @@ def _parse(argv):
     parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--report", required=True, help="folder for report.md, parity.csv, timing.csv, summary.json")
+    parser.add_argument("--report", help="folder for report.md, parity.csv, preprocessing.csv, timing.csv, "
+                                         "summary.json (with --selftest: selftest.md, selftest.csv)")
     parser.add_argument("--artifacts", default="artifacts", help="the converter's output folder (default: artifacts)")
     parser.add_argument("--zoo", help="zoo file for tolerances and waivers (default: the one the manifest names)")
     parser.add_argument("--images", help="folder of jpg/png images (default: seeded synthetic images)")
@@ -118,8 +130,39 @@ def _parse(argv):
     parser.add_argument("--batch", type=int, default=8, help="batch size for throughput (default: 8)")
     parser.add_argument("--no-timing", action="store_true", help="parity only")
     add_limit_arguments(parser, "CPU cell")
+    parser.add_argument("--selftest", action="store_true",
+                        help="prove the gate: inject known faults into a small converted model and check each is "
+                             "blocked (report default: reports/selftest)")
+    parser.add_argument("--seeds", default="0,1,2", help="--selftest: model and image seeds (default: 0,1,2)")
     parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
     return parser.parse_args(argv)
+
+
+def _selftest(args) -> int:
+    from .environment import physical_cores
+    from .selftest.run import SelftestError, run_selftest, selftest_frame, selftest_markdown
+
+    try:
+        seeds = [int(s) for s in split_list(args.seeds) or []]
+    except ValueError:
+        return _usage(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
+    if not seeds or min(seeds) < 0:
+        return _usage("--seeds: give at least one seed >= 0")
+    report = Path(args.report or "reports/selftest")
+    try:
+        rows = run_selftest(report, seeds, num_images=args.num_images, threads=args.threads or physical_cores())
+    except SelftestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BLOCKED
+    except KeyboardInterrupt:
+        print("interrupted: no self-test report written", file=sys.stderr)
+        return 130
+    text = selftest_markdown(rows)
+    _write(report / "selftest.md", text)
+    _write(report / "selftest.csv", selftest_frame(rows).to_csv(index=False))
+    print(text)
+    print(f"-> {report / 'selftest.md'} (each run's own report under {report / 'runs'})")
+    return EXIT_PASS if all(r.detected for r in rows) else EXIT_BLOCKED
 
 
 def _usage(message: str) -> int:

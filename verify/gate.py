@@ -55,7 +55,19 @@ def decide(results: list[ModelResult], entries: dict[str, ModelEntry]) -> Verdic
                 if not cell.conversion_failed:
                     verdict.waived.append(f"{cell.key}: {problem} ({cell.waiver})")
             elif not cell.conversion_failed:  # the conversion failure itself is already listed
-                verdict.blocking.append(f"{cell.key}: {problem}")
+                where = f" [{cell.divergence.summary}]" if cell.divergence and cell.divergence.layer else ""
+                verdict.blocking.append(f"{cell.key}: {problem}{where}")
+        for check in result.preprocessing:
+            if check.status not in (FAIL, ERROR) or result.error:
+                continue
+            problem = f"{check.status}: {check.detail}"
+            index = next((i for i, w in enumerate(waivers) if w.preprocessing == check.deployment), None)
+            if index is None:
+                verdict.blocking.append(f"{check.key}: {problem}")
+            else:
+                used.add(index)
+                check.waiver = waivers[index].reason
+                verdict.waived.append(f"{check.key}: {problem} ({check.waiver})")
         for index, waiver in enumerate(waivers):
             if index not in used:
                 verdict.notes.append(f"{result.model}: waiver {_describe(waiver)} matched no failure: remove it?")
@@ -83,6 +95,8 @@ def _cell_problem(cell: Cell, entry: ModelEntry | None) -> str | None:
 
 def _match(waivers: list[Waiver], artifact: str, runtime: str | None = None, device: str | None = None) -> int | None:
     for index, waiver in enumerate(waivers):
+        if waiver.preprocessing is not None:
+            continue  # excuses only its deployment's preprocessing check
         if runtime is None and waiver.runtime is not None:
             continue  # a runtime waiver does not excuse a failed conversion
         if ((waiver.artifact is None or waiver.artifact == artifact)
@@ -94,5 +108,5 @@ def _match(waivers: list[Waiver], artifact: str, runtime: str | None = None, dev
 
 def _describe(waiver: Waiver) -> str:
     parts = [f"{k}={v}" for k, v in (("artifact", waiver.artifact), ("runtime", waiver.runtime),
-                                      ("device", waiver.device)) if v]
+                                      ("device", waiver.device), ("preprocessing", waiver.preprocessing)) if v]
     return "{" + ", ".join(parts) + "}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
@@ -10,7 +11,10 @@ from .gate import Verdict, is_required
 from .results import Cell, ModelResult
 
 PARITY_COLUMNS = ["model", "artifact", "runtime", "device", "status", "max_abs_diff", "max_rel_diff", "cosine",
-                  "top1_agreement", "top5_overlap", "top1_ties", "samples", "required", "waiver", "detail"]
+                  "top1_agreement", "top5_overlap", "top1_ties", "samples", "required", "waiver", "detail",
+                  "first_divergence"]
+PREPROCESSING_COLUMNS = ["model", "deployment", "library", "status", "channel_shift", "input_max_abs_diff",
+                         "max_abs_diff", "top1_agreement", "waiver", "detail"]
 TIMING_COLUMNS = ["model", "artifact", "runtime", "device", "batch", "runs", "p50_ms", "p90_ms", "p99_ms",
                   "mean_ms", "throughput_ips", "threads"]
 
@@ -29,8 +33,24 @@ def parity_frame(results: list[ModelResult], entries: dict) -> pd.DataFrame:
                 "samples": c.samples if c else result.samples,
                 "required": is_required(cell, entries.get(cell.model)), "waiver": cell.waiver or "",
                 "detail": ("reference; " if cell.reference else "") + cell.detail,
+                "first_divergence": cell.divergence.summary if cell.divergence else "",
             })
     return pd.DataFrame(rows, columns=PARITY_COLUMNS)
+
+
+def preprocessing_frame(results: list[ModelResult]) -> pd.DataFrame:
+    rows = []
+    for result in results:
+        for check in result.preprocessing:
+            c = check.comparison
+            rows.append({"model": check.model, "deployment": check.deployment, "library": check.library,
+                         "status": check.status,
+                         "channel_shift": c.channel_shift if c else math.nan,
+                         "input_max_abs_diff": c.input_max_abs_diff if c else math.nan,
+                         "max_abs_diff": c.max_abs_diff if c else math.nan,
+                         "top1_agreement": c.top1_agreement if c else math.nan,
+                         "waiver": check.waiver or "", "detail": check.detail})
+    return pd.DataFrame(rows, columns=PREPROCESSING_COLUMNS)
 
 
 def timing_frame(results: list[ModelResult]) -> pd.DataFrame:
@@ -55,8 +75,14 @@ def summary(results: list[ModelResult], verdict: Verdict, environment: dict) -> 
         "cells": counts,
         "failing_cells": [
             {"model": c.model, "artifact": c.artifact, "runtime": c.runtime, "device": c.device,
-             "status": c.status, "detail": c.detail, "waiver": c.waiver}
+             "status": c.status, "detail": c.detail, "waiver": c.waiver,
+             "first_divergence": asdict(c.divergence) if c.divergence else None}
             for r in results for c in r.cells if c.status in ("FAIL", "ERROR")
+        ],
+        "failing_preprocessing": [
+            {"model": p.model, "deployment": p.deployment, "library": p.library, "status": p.status,
+             "detail": p.detail, "waiver": p.waiver}
+            for r in results for p in r.preprocessing if p.status in ("FAIL", "ERROR")
         ],
         "models": {r.model: {"error": r.error, "samples": r.samples, "inputs": r.inputs_file,
                              "conversion_failures": r.conversion_failures, "trusted_pickle": r.trusted_pickle}
@@ -94,6 +120,22 @@ def markdown(results: list[ModelResult], verdict: Verdict, environment: dict) ->
             ["artifact", "runtime", "device", "status", "max abs", "max rel", "cosine", "top-1", "top-5",
              "b1 p50 ms", "b1 p90 ms", "b1 p99 ms", "img/s", "detail"],
             [_model_row(cell) for cell in result.cells])
+        divergences = [c for c in result.cells if c.divergence]
+        if divergences:
+            lines += ["", "Where the failing cells diverge from the reference:", ""]
+            lines += [f"- {c.runtime} ({c.artifact}) {c.device}: {c.divergence.summary}" for c in divergences]
+        if result.preprocessing:
+            lines += ["", "Deployment preprocessing against the reference transform (torchvision on PIL), "
+                          "through the reference model:", ""]
+            lines += _table(["deployment", "library", "status", "channel shift", "input max abs", "logit max abs",
+                             "top-1", "detail"],
+                            [[p.deployment, p.library, p.status,
+                              _num(p.comparison.channel_shift if p.comparison else None, "{:.3g}"),
+                              _num(p.comparison.input_max_abs_diff if p.comparison else None, "{:.3g}"),
+                              _num(p.comparison.max_abs_diff if p.comparison else None, "{:.3g}"),
+                              _num(p.comparison.top1_agreement if p.comparison else None, "{:.2f}"),
+                              p.detail + (f" (waived: {p.waiver})" if p.waiver else "")]
+                             for p in result.preprocessing])
 
     failures = [(r.model, a, e) for r in results for a, e in r.conversion_failures.items()]
     if failures:

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .compare import Comparison
+from .localize import Divergence
+from .preprocessing import PreprocessingComparison
 from .timing import Timing
 
 
@@ -22,10 +24,28 @@ class Cell:
     conversion_failed: bool = False  # ERROR because its artifact was never built
     reference: bool = False
     waiver: str | None = None  # set by the gate when an allow_failures entry accepts this cell
+    divergence: Divergence | None = None  # for a FAILing cell: the first layer that differs
 
     @property
     def key(self) -> str:
         return f"{self.model}/{self.artifact}/{self.runtime}@{self.device}"
+
+
+@dataclass
+class PreprocessingCheck:
+    """One deployment preprocessing against the reference transform, through the reference model."""
+
+    model: str
+    deployment: str
+    library: str
+    status: str  # PASS, FAIL or ERROR
+    detail: str
+    comparison: PreprocessingComparison | None = None
+    waiver: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/preprocessing:{self.deployment}"
 
 
 @dataclass
@@ -37,3 +57,4 @@ class ModelResult:
     samples: int = 0
     inputs_file: str | None = None
     trusted_pickle: bool = False
+    preprocessing: list[PreprocessingCheck] = field(default_factory=list)

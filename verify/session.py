@@ -11,9 +11,11 @@ from converter.isolation import Limits, run_isolated
 from converter.manifest import ModelRecord, file_sha256
 from converter.zoo import ModelEntry
 
-from .compare import ERROR, PASS, SKIP, compare
+from .compare import ERROR, FAIL, PASS, SKIP, compare
 from .inputs import ImageSet, preprocess, save_inputs
-from .results import Cell, ModelResult
+from .localize import PADDLE_UNAVAILABLE, Divergence, LocalizeJob, run_localize_job
+from .preprocessing import deployment_batch, judge, reference_batch
+from .results import Cell, ModelResult, PreprocessingCheck
 from .runners import REFERENCE, RUNNERS, Availability, DeviceUnavailable, LoadRequest, Runner
 from .timing import Timing, batch_of, measure
 
@@ -80,6 +82,8 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
     if reference_cell.status != PASS:
         result.error = f"reference (torch eager, CPU): {reference_cell.detail}"
         return _finish_all(result, ERROR, result.error, keep=reference_cell)
+    reference_path = options.artifacts / record.artifacts["eager"].path
+    result.preprocessing = check_preprocessing(model, entry, reference_path, images, result.trusted_pickle, options)
 
     for cell in result.cells:
         if cell is reference_cell:
@@ -94,7 +98,72 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
             cell.status, cell.detail = SKIP, skip
         else:
             _run_cell(cell, entry, artifact.path, batch, result.trusted_pickle, options, reference)
+            if cell.status == FAIL:
+                cell.divergence = _localize(cell, entry, reference_path.parent, options.artifacts / artifact.path, batch,
+                                            result.trusted_pickle, options)
     return result
+
+
+LOCALIZABLE = {"onnxruntime": "onnx", "torchscript": "torchscript"}  # runtime -> how its artifact is opened
+
+
+def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: Path, batch: np.ndarray,
+              trust: bool, options: VerifyOptions) -> Divergence:
+    if cell.runtime not in LOCALIZABLE:
+        if cell.runtime.startswith("paddle"):
+            return Divergence(False, f"layer localisation {PADDLE_UNAVAILABLE}")
+        return Divergence(False, f"layer localisation is not implemented for {cell.runtime}")
+    job = LocalizeJob(LOCALIZABLE[cell.runtime], reference_folder, artifact, batch,
+                      entry.tolerance_for(cell.runtime, cell.device), trust, options.threads)
+    outcome = run_isolated(run_localize_job, job, limits=entry.limits.over(options.limits))
+    if not outcome.ok:
+        log.debug("localisation of %s failed:\n%s", cell.key, outcome.traceback)
+        return Divergence(False, f"localisation failed: {outcome.message}")
+    return outcome.value
+
+
+@dataclass(frozen=True)
+class LogitsJob:
+    """The reference model on several input batches (one per preprocessing), in a worker."""
+
+    runner: type[Runner]
+    request: LoadRequest
+    batches: dict[str, np.ndarray]
+
+
+def run_logits_job(job: LogitsJob) -> dict[str, np.ndarray]:
+    runner = job.runner()
+    runner.load(job.request)
+    return {name: runner.run(batch) for name, batch in job.batches.items()}
+
+
+def check_preprocessing(model: str, entry: ModelEntry, reference_path: Path, images: ImageSet, trust: bool,
+                        options: VerifyOptions) -> list[PreprocessingCheck]:
+    """Each deployment preprocessing the zoo names against the reference transform, through the reference."""
+    if not entry.deployments:
+        return []
+    checks = {d.name: PreprocessingCheck(model, d.name, d.library, "", "") for d in entry.deployments}
+    batches = {"": reference_batch(images.images, entry.preprocess)}  # "" cannot be a deployment's name
+    for deployment in entry.deployments:
+        try:
+            batches[deployment.name] = deployment_batch(images.images, deployment, entry.preprocess)
+        except Exception as exc:  # a deployment's settings that its library cannot apply
+            checks[deployment.name].status, checks[deployment.name].detail = ERROR, f"preprocessing failed: {exc}"
+    request = LoadRequest(reference_path, "cpu", options.threads, entry.input.name, trust)
+    outcome = run_isolated(run_logits_job, LogitsJob(RUNNERS[REFERENCE[0]], request, batches),
+                           limits=entry.limits.over(options.limits))
+    for deployment in entry.deployments:
+        check = checks[deployment.name]
+        if check.status:
+            continue
+        if not outcome.ok:
+            check.status, check.detail = ERROR, f"reference model could not run: {outcome.message}"
+            continue
+        logits = outcome.value
+        check.comparison = judge(batches[""], batches[deployment.name], logits[""], logits[deployment.name],
+                                 deployment.tolerance)
+        check.status, check.detail = check.comparison.status, check.comparison.detail
+    return list(checks.values())
 
 
 def _finish_all(result: ModelResult, status: str, detail: str, keep: Cell | None = None) -> ModelResult:
@@ -177,6 +246,9 @@ def _run_cell(cell: Cell, entry: ModelEntry, path: str, batch: np.ndarray, trust
     if cell.reference:
         # the reference is compared with its own second run: eager PyTorch must be deterministic
         cell.comparison = compare(output, again, tolerance)
+        if cell.comparison.status == FAIL:
+            cell.comparison.reason = ("two runs on the same input differ (left in train mode? dropout or batch "
+                                      f"statistics active?): {cell.comparison.reason}")
     else:
         cell.comparison = compare(reference, output, tolerance)
         if cell.comparison.status == PASS and not np.array_equal(output, again):

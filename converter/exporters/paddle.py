@@ -67,6 +67,7 @@ def _check_with_paddle_inference(ctx: ExportContext, model_file: Path) -> float:
 
     config = paddle_infer.Config(str(model_file), str(model_file.parent / PARAMS_FILE))
     config.disable_gpu()
+    config.disable_mkldnn()  # the portable kernels: oneDNN cannot run every op x2paddle writes (see the runner)
     config.disable_glog_info()
     predictor = paddle_infer.create_predictor(config)
     handle = predictor.get_input_handle(predictor.get_input_names()[0])

@@ -27,9 +27,16 @@ class PaddleInferenceRunner(Runner):
     def unavailable(cls, device: str, availability: Availability) -> str | None:
         return _unavailable(device, availability)
 
+    onednn_fallback: str | None = None  # why oneDNN was turned off for this model
+
     def load(self, request: LoadRequest) -> None:
+        self.request = request
+        self._create_predictor(onednn=True)
+
+    def _create_predictor(self, onednn: bool) -> None:
         import paddle.inference as paddle_infer
 
+        request = self.request
         config = paddle_infer.Config(str(request.path), str(request.path.parent / PARAMS_FILE))
         config.switch_ir_optim(True)
         config.disable_glog_info()
@@ -37,7 +44,10 @@ class PaddleInferenceRunner(Runner):
             # Paddle's documented CPU setup: oneDNN + IR optimisation, threads = physical cores.
             # Without oneDNN, ResNet-style models run 2-4x slower.
             config.disable_gpu()
-            config.enable_mkldnn()
+            if onednn:
+                config.enable_mkldnn()
+            else:
+                config.disable_mkldnn()
             config.set_cpu_math_library_num_threads(request.threads)
         else:
             config.enable_use_gpu(GPU_MEMORY_POOL_MB, 0)
@@ -55,6 +65,19 @@ class PaddleInferenceRunner(Runner):
         self.output_name = outputs[0]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            return self._predict(batch)
+        except Exception as exc:
+            # Paddle 3.3's oneDNN executor cannot run some ops x2paddle writes (bilinear interpolate:
+            # "ConvertPirAttribute2RuntimeAttribute not support ArrayAttribute<DoubleAttribute>",
+            # PaddlePaddle/Paddle#79749). Plain CPU kernels run them; the fallback is reported.
+            if self.device != "cpu" or not self.config.mkldnn_enabled() or "onednn" not in str(exc).lower():
+                raise
+            self.onednn_fallback = str(exc).strip().splitlines()[0][:200]
+            self._create_predictor(onednn=False)
+            return self._predict(batch)
+
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
         self.input.reshape(list(batch.shape))
         self.input.copy_from_cpu(np.ascontiguousarray(batch))
         self.predictor.run()
@@ -66,7 +89,8 @@ class PaddleInferenceRunner(Runner):
         return {"version": paddle.__version__, "device": self.device,
                 "onednn": bool(self.config.mkldnn_enabled()), "ir_optim": bool(self.config.ir_optim()),
                 "threads": self.threads if self.device == "cpu" else None,
-                "tensorrt": bool(self.config.tensorrt_engine_enabled())}
+                "tensorrt": bool(self.config.tensorrt_engine_enabled()),
+                **({"onednn_fallback": self.onednn_fallback} if self.onednn_fallback else {})}
 
 
 class PaddleJitRunner(Runner):

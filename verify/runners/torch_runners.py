@@ -1,6 +1,8 @@
 """PyTorch eager (the reference) and TorchScript."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -55,4 +57,6 @@ class TorchScriptRunner(_TorchRunner):
     artifacts = ("torchscript",)
 
     def _load_module(self, request: LoadRequest) -> torch.nn.Module:
-        return torch.jit.load(str(request.path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": it is what we verify
+            return torch.jit.load(str(request.path), map_location="cpu")

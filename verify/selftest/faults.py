@@ -1,0 +1,261 @@
+"""The conversion and deployment bugs the self-test injects, one at a time, each with the runtime that the
+gate must name. A fault either edits a copy of the converted artifacts (then re-signs the manifest, as a
+buggy converter would have written it), re-exports one artifact from a subtly changed model, edits the zoo,
+or swaps a runtime for a faulty one while the verifier runs."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import yaml
+
+from converter.manifest import describe_files, read_manifest, write_manifest
+from verify.runners import Runner
+from verify.runners.onnxruntime_runner import OnnxRuntimeRunner
+from verify.runners.paddle_runners import PaddleInferenceRunner, PaddleJitRunner
+from verify.runners.torch_runners import TorchEagerRunner, TorchScriptRunner
+
+MODEL = "selftest"
+IMAGENET_MEAN = np.asarray([0.485, 0.456, 0.406], np.float32)[None, :, None, None]
+IMAGENET_STD = np.asarray([0.229, 0.224, 0.225], np.float32)[None, :, None, None]
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    description: str
+    expected: tuple[str, ...]  # the runtimes the gate must name (and no other), or "preprocessing:<deployment>"
+    inject: Callable[[Path], None] | None = None  # edits the work folder's copy (artifacts/, zoo.yaml)
+    runners: dict[str, type[Runner]] = field(default_factory=dict)  # runtimes replaced while verifying
+    localise: str | None = None  # the PyTorch module the divergence report must name
+
+
+# ---- runtimes that mishandle their input or output (registered in place of the real ones) ----
+
+class BgrInputPaddleInference(PaddleInferenceRunner):
+    """Feeds the model BGR where it was trained on RGB."""
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return super().run(np.ascontiguousarray(batch[:, ::-1]))
+
+
+class WrongNormalisationOnnxRuntime(OnnxRuntimeRunner):
+    """Normalises with mean 0.5 / std 0.5 (a common default) instead of the model's ImageNet statistics."""
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        pixels = batch * IMAGENET_STD + IMAGENET_MEAN
+        return super().run(np.ascontiguousarray((pixels - 0.5) / 0.5, dtype=np.float32))
+
+
+class TrainModeReference(TorchEagerRunner):
+    """The reference left in train mode: dropout active, BatchNorm using the batch's own statistics."""
+
+    def load(self, request) -> None:
+        super().load(request)
+        self.module.train()
+
+
+class SwappedClassesTorchScript(TorchScriptRunner):
+    """Returns its logits with classes 0 and 1 swapped (a label-map mix-up in the serving code)."""
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        out = super().run(batch).copy()
+        out[:, [0, 1]] = out[:, [1, 0]]
+        return out
+
+
+class NanPaddleJit(PaddleJitRunner):
+    """Returns one NaN logit (an overflow, or uninitialised memory)."""
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        out = np.array(super().run(batch), dtype=np.float32)
+        out[0, 0] = np.nan
+        return out
+
+
+# ---- edits of the converted artifacts ----
+
+def resign(root: Path, artifact: str) -> None:
+    """Record an edited artifact's files in the manifest, as if the converter had written them."""
+    manifest = read_manifest(root)
+    record = manifest.models[MODEL].artifacts[artifact]
+    record.files = describe_files((root / record.path).parent, root)
+    write_manifest(root, manifest)
+
+
+def _onnx_path(root: Path, artifact: str) -> Path:
+    return root / read_manifest(root).models[MODEL].artifacts[artifact].path
+
+
+def _edit_onnx(workdir: Path, artifact: str, edit: Callable) -> None:
+    import onnx
+
+    root = workdir / "artifacts"
+    path = _onnx_path(root, artifact)
+    model = onnx.load(str(path))
+    edit(model)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    resign(root, artifact)
+
+
+def scale_mid_conv_weight(workdir: Path) -> None:
+    """The weight tensor of the middle convolution, times 1.01."""
+    from onnx import numpy_helper
+
+    def edit(model):
+        node = next(n for n in model.graph.node if n.name == "/mid/conv/Conv")
+        weight = next(t for t in model.graph.initializer if t.name == node.input[1])
+        scaled = numpy_helper.to_array(weight) * np.float32(1.01)
+        weight.CopyFrom(numpy_helper.from_array(scaled.astype(np.float32), weight.name))
+
+    _edit_onnx(workdir, "onnx", edit)
+
+
+def resize_to_nearest(workdir: Path) -> None:
+    """Every Resize node switched from bilinear to nearest-neighbour (a converter's op-mapping bug)."""
+    from onnx import helper
+
+    def edit(model):
+        resizes = [n for n in model.graph.node if n.op_type == "Resize"]
+        if not resizes:
+            raise RuntimeError("the self-test model has no Resize node")
+        for node in resizes:
+            kept = [a for a in node.attribute if a.name != "mode"]
+            del node.attribute[:]
+            node.attribute.extend(kept + [helper.make_attribute("mode", "nearest")])
+
+    _edit_onnx(workdir, "onnx_simplified", edit)
+
+
+def weights_to_float16(workdir: Path) -> None:
+    """Every float weight stored as float16, cast back to float32 where it is used: the precision an fp16
+    export keeps, run by ONNX Runtime's fp32 CPU kernels. Verified with the model's fp32 tolerances."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def edit(model):
+        resize_inputs = {i for n in model.graph.node if n.op_type == "Resize" for i in n.input}
+        casts, kept = [], []
+        for tensor in model.graph.initializer:
+            if tensor.data_type != TensorProto.FLOAT or tensor.name in resize_inputs:
+                kept.append(tensor)
+                continue
+            half = numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), f"{tensor.name}_fp16")
+            kept.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [tensor.name], to=TensorProto.FLOAT,
+                                          name=f"fp16_cast_{len(casts)}"))
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept)
+        nodes = casts + list(model.graph.node)
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+
+    _edit_onnx(workdir, "onnx", edit)
+
+
+def add_bgr_deployment(workdir: Path) -> None:
+    """A deployment whose OpenCV code never converts cv2.imread's BGR to RGB."""
+    zoo_path = workdir / "zoo.yaml"
+    zoo = yaml.safe_load(zoo_path.read_text())
+    zoo["models"][0].setdefault("deployments", [{"name": "pil-numpy", "library": "pil-numpy"},
+                                                {"name": "opencv", "library": "opencv"}])
+    zoo["models"][0]["deployments"].append({"name": "opencv-bgr", "library": "opencv", "channel_order": "BGR"})
+    zoo_path.write_text(yaml.safe_dump(zoo, sort_keys=False))
+
+
+# ---- artifacts re-exported from a changed model: the converter's own bug ----
+
+def drop_head_conv_bias(module: torch.nn.Module) -> None:
+    with torch.no_grad():
+        module.head.conv.bias.zero_()
+
+
+def batchnorm_epsilon_1e3(module: torch.nn.Module) -> None:
+    """TensorFlow/Keras's BatchNorm epsilon (1e-3) instead of PyTorch's (1e-5)."""
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            layer.eps = 1e-3
+
+
+def scale_mid_conv_weight_in_torch(module: torch.nn.Module) -> None:
+    with torch.no_grad():
+        module.mid.conv.weight.mul_(1.01)
+
+
+@dataclass(frozen=True)
+class ReexportJob:
+    artifact: str
+    mutate: Callable[[torch.nn.Module], None]
+    entry_config: dict
+    source: dict
+    earlier: dict[str, Path]
+    out_dir: Path
+
+
+def run_reexport_job(job: ReexportJob) -> str:
+    """In a worker: the real exporter, on the reference with one change. Returns the main file's name."""
+    from converter.exporters import EXPORTERS, ExportContext
+    from converter.exporters.eager import load_reference
+    from converter.models import BuiltModel, example_input
+    from converter.zoo import entry_from_config
+
+    entry = entry_from_config(job.entry_config, "manifest")
+    module = load_reference(job.earlier["eager"])
+    job.mutate(module)
+    built = BuiltModel(module, job.source["kind"], job.source["weights_sha256"], False)
+    result = EXPORTERS[job.artifact](ExportContext(entry, built, example_input(entry), job.out_dir, dict(job.earlier)))
+    return result.main_file
+
+
+def reexporter(artifact: str, mutate: Callable[[torch.nn.Module], None]) -> Callable[[Path], None]:
+    def inject(workdir: Path) -> None:
+        from converter.isolation import run_isolated
+
+        root = workdir / "artifacts"
+        record = read_manifest(root).models[MODEL]
+        folder = (root / record.artifacts[artifact].path).parent
+        earlier = {name: (root / art.path).parent for name, art in record.artifacts.items() if art.ok}
+        staging = folder.with_name(folder.name + "-faulty")
+        staging.mkdir()
+        job = ReexportJob(artifact, mutate, record.config, record.source, earlier, staging)
+        outcome = run_isolated(run_reexport_job, job)
+        if not outcome.ok:
+            raise RuntimeError(f"re-exporting {artifact} failed: {outcome.message}")
+        if outcome.value != Path(record.artifacts[artifact].path).name:
+            raise RuntimeError(f"re-exported {artifact} has another main file: {outcome.value}")
+        shutil.rmtree(folder)
+        staging.rename(folder)
+        resign(root, artifact)
+
+    return inject
+
+
+FAULTS: tuple[Fault, ...] = (
+    Fault("onnx-weight-1pct", "ONNX: the middle conv's weights changed by 1%", ("onnxruntime",),
+          inject=scale_mid_conv_weight, localise="mid.conv"),
+    Fault("torchscript-weight-1pct", "TorchScript exported with the middle conv's weights changed by 1%",
+          ("torchscript",), inject=reexporter("torchscript", scale_mid_conv_weight_in_torch), localise="mid.conv"),
+    Fault("paddle-bias-dropped", "Paddle: the last conv's bias dropped (zero) in the params",
+          ("paddle-inference", "paddle-jit"), inject=reexporter("paddle", drop_head_conv_bias)),
+    Fault("bgr-input", "Paddle Inference fed BGR instead of RGB", ("paddle-inference",),
+          runners={"paddle-inference": BgrInputPaddleInference}),
+    Fault("wrong-mean-std", "ONNX Runtime fed inputs normalised with mean/std 0.5 instead of ImageNet's",
+          ("onnxruntime",), runners={"onnxruntime": WrongNormalisationOnnxRuntime}),
+    Fault("reference-train-mode", "the reference left in train mode (dropout, batch statistics)", ("torch",),
+          runners={"torch": TrainModeReference}),
+    Fault("batchnorm-epsilon", "ONNX exported with BatchNorm epsilon 1e-3 (Keras) instead of 1e-5", ("onnxruntime",),
+          inject=reexporter("onnx", batchnorm_epsilon_1e3), localise="stem.conv"),
+    Fault("resize-nearest", "ONNX (simplified): the bilinear Resize changed to nearest", ("onnxruntime",),
+          inject=resize_to_nearest, localise="up"),
+    Fault("onnx-float16", "ONNX weights cast to float16, checked with fp32 tolerances", ("onnxruntime",),
+          inject=weights_to_float16, localise="stem.conv"),
+    Fault("swapped-classes", "TorchScript's output with classes 0 and 1 swapped", ("torchscript",),
+          runners={"torchscript": SwappedClassesTorchScript}),
+    Fault("nan-output", "paddle-jit returns one NaN logit", ("paddle-jit",), runners={"paddle-jit": NanPaddleJit}),
+    Fault("bgr-deployment-preprocessing", "a deployment's OpenCV preprocessing feeds BGR",
+          ("preprocessing:opencv-bgr",), inject=add_bgr_deployment),
+)

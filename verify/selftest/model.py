@@ -1,0 +1,36 @@
+"""The self-test's model: small enough to convert and verify in seconds, with every kind of layer the
+injected faults touch (convolutions with BatchNorm, a bilinear resize, dropout, a biased classifier)."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch.nn as nn
+
+INPUT_SIZE = 32
+
+
+def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(OrderedDict(conv=nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
+                                     bn=nn.BatchNorm2d(cout), relu=nn.ReLU()))
+
+
+class SelftestNet(nn.Module):
+    def __init__(self, num_classes: int = 10, width: int = 8):
+        super().__init__()
+        self.stem = _conv_bn_relu(3, width, 1)  # 32x32
+        self.down = _conv_bn_relu(width, width * 2, 2)  # 16x16
+        self.up = nn.Upsample(size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)  # an ONNX Resize
+        self.mid = _conv_bn_relu(width * 2, width * 2, 2)  # 16x16
+        self.head = _conv_bn_relu(width * 2, width * 4, 2)  # 8x8
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.dropout = nn.Dropout(0.2)
+        self.classifier = nn.Linear(width * 4, num_classes)
+
+    def forward(self, x):
+        x = self.head(self.mid(self.up(self.down(self.stem(x)))))
+        return self.classifier(self.dropout(self.flatten(self.pool(x))))
+
+
+def selftest_net(num_classes: int = 10) -> nn.Module:
+    return SelftestNet(num_classes)
