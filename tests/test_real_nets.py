@@ -26,3 +26,31 @@ def test_real_nets_convert_and_known_failures_are_recorded(write_zoo, tmp_path):
     assert "not supported" in swin["paddle"].error
     assert vit["eager"].ok and not vit["torchscript"].ok
     assert "TracingCheckError" in vit["torchscript"].error
+
+
+def test_localisation_names_a_perturbed_conv_inside_a_resnet_block(write_zoo, tmp_path):
+    """Nested scopes (layer2/layer2.0/conv2), Conv+BatchNorm folding and a ReLU module called twice per block."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from converter.exporters.eager import load_reference
+    from converter.zoo import Tolerance
+    from verify.localize import capture_module_calls, locate_in_onnx
+
+    zoo = load_zoo(write_zoo(models=[{"name": "resnet", "arch": "torchvision:resnet18", "weights": "random",
+                                      "formats": ["eager", "onnx"], "onnx": {"simplify": False}}]))
+    root = tmp_path / "artifacts"
+    record = convert_zoo(zoo, RunOptions(out=root)).models["resnet"]
+    path = root / record.artifacts["onnx"].path
+    model = onnx.load(str(path))
+    node = next(n for n in model.graph.node if n.name == "/layer2/layer2.0/conv2/Conv")
+    weight = next(t for t in model.graph.initializer if t.name == node.input[1])
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(1.01), weight.name))
+    onnx.save(model, str(path))
+
+    batch = np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32)
+    calls = capture_module_calls(load_reference((root / record.artifacts["eager"].path).parent), batch)
+    found = locate_in_onnx(path, batch, calls, Tolerance(atol=1e-4, rtol=1e-3))
+    assert found.layer == "/layer2/layer2.0/conv2/Conv" and found.module == "layer2.0.conv2", found.summary
+    assert found.compared_with == "layer2.0.bn2" and found.layers_compared >= 10

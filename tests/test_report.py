@@ -81,3 +81,35 @@ def test_timing_statistics():
     assert round(stats.throughput_ips, 3) == round(4 / 0.0505, 3)
     batch = batch_of(np.arange(3 * 2).reshape(3, 2).astype(np.float32), 8)
     assert batch.shape == (8, 2) and batch[3].tolist() == [0.0, 1.0]
+
+
+def test_divergence_and_preprocessing_are_reported_everywhere():
+    from verify.localize import Divergence
+    from verify.preprocessing import PreprocessingComparison
+    from verify.report import PREPROCESSING_COLUMNS, preprocessing_frame
+    from verify.results import PreprocessingCheck
+
+    res = results()
+    failing = res[0].cells[1]
+    failing.divergence = Divergence(True, "first divergence at ONNX node /mid/conv/Conv (Conv), module mid.conv",
+                                    "/mid/conv/Conv", "Conv", "mid.conv", "mid.bn", 0.05, 4e-4, 7)
+    res[0].preprocessing = [
+        PreprocessingCheck("m", "opencv", "opencv", "PASS", "top-1 agreement 1.00",
+                           PreprocessingComparison("PASS", "top-1 agreement 1.00", 0.003, 0.3, 0.2, 1.0)),
+        PreprocessingCheck("m", "bgr", "opencv", "FAIL", "channel mean moved by 2",
+                           PreprocessingComparison("FAIL", "channel mean moved by 2", 2.0, 3.4, 1.7, 0.5)),
+    ]
+    verdict = decide(res, {"m": ENTRY})
+    assert "m/preprocessing:bgr: FAIL: channel mean moved by 2" in verdict.blocking
+    assert any(line.endswith("[first divergence at ONNX node /mid/conv/Conv (Conv), module mid.conv]")
+               for line in verdict.blocking)
+    text = markdown(res, verdict, {})
+    assert "- onnxruntime (onnx) cpu: first divergence at ONNX node /mid/conv/Conv" in text
+    assert "| bgr | opencv | FAIL | 2 | 3.4 | 1.7 | 0.50 | channel mean moved by 2 |" in text
+    frame = preprocessing_frame(res)
+    assert list(frame.columns) == PREPROCESSING_COLUMNS and list(frame.status) == ["PASS", "FAIL"]
+    assert parity_frame(res, {"m": ENTRY}).first_divergence.iloc[1].startswith("first divergence")
+    data = summary(res, verdict, {})
+    onnx = next(c for c in data["failing_cells"] if c["runtime"] == "onnxruntime")
+    assert onnx["first_divergence"]["module"] == "mid.conv"
+    assert data["failing_preprocessing"][0]["deployment"] == "bgr"

@@ -72,6 +72,9 @@ def test_clean_model_passes_and_writes_every_report(workdir):
     assert set(timing.batch) == {1, 2} and (timing.p50_ms > 0).all() and (timing.throughput_ips > 0).all()
     summary = json.loads((reports / "summary.json").read_text())
     assert summary["verdict"] == "PASS" and summary["exit_code"] == 0 and summary["failing_cells"] == []
+    checks = pd.read_csv(reports / "preprocessing.csv")
+    assert list(checks.deployment) == ["pil-numpy", "opencv"] and set(checks.status) == {"PASS"}
+    assert checks.set_index("deployment").loc["pil-numpy"].max_abs_diff < 1e-5  # PIL under both
     saved = np.load(reports / "inputs" / "tiny.npz")
     assert saved["inputs"].shape == (4, 3, 32, 32) and len(saved["names"]) == 4
 
@@ -195,6 +198,21 @@ def test_formats_edit_is_not_stale(workdir):
     zoo["models"][0]["formats"] = ["eager", "onnx"]  # the converter would keep every artifact: so does verify
     (workdir / "zoo.yaml").write_text(yaml.safe_dump(zoo))
     assert run(workdir) == 0
+
+
+def test_bgr_deployment_preprocessing_blocks_without_reconverting(workdir, capsys):
+    """Every runtime agrees on the shared tensor; only the preprocessing check sees the service's BGR."""
+    zoo = yaml.safe_load((workdir / "zoo.yaml").read_text())
+    zoo["models"][0]["deployments"] = [{"name": "opencv", "library": "opencv"},
+                                       {"name": "cpp-service", "library": "opencv", "channel_order": "BGR"}]
+    (workdir / "zoo.yaml").write_text(yaml.safe_dump(zoo))
+    assert run(workdir) == 1
+    assert set(parity(workdir).query("device == 'cpu'").status) == {"PASS"}
+    checks = pd.read_csv(workdir / "reports" / "preprocessing.csv").set_index("deployment")
+    assert checks.loc["opencv"].status == "PASS" and checks.loc["opencv"].channel_shift < 0.05
+    assert checks.loc["cpp-service"].status == "FAIL" and checks.loc["cpp-service"].channel_shift > 0.5
+    assert "tiny/preprocessing:cpp-service: FAIL: an image's channel mean moved" in capsys.readouterr().out
+    assert "| cpp-service | opencv | FAIL |" in (workdir / "reports" / "report.md").read_text()
 
 
 def test_checkpoint_compared_by_content_not_path(workdir):

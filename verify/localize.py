@@ -40,6 +40,7 @@ class ModuleCall:
     kind: str
     inputs: tuple
     output: np.ndarray
+    leaf: bool = True  # no submodules: its output is computed by its own op(s)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ def capture_module_calls(module: torch.nn.Module, batch: np.ndarray) -> list[Mod
     def hook(name: str):
         def record(mod, inputs, output):
             if isinstance(output, torch.Tensor) and output.is_floating_point():
-                calls.append(ModuleCall(name, type(mod).__name__, tuple(inputs), output.detach().numpy().copy()))
+                calls.append(ModuleCall(name, type(mod).__name__, tuple(inputs), output.detach().numpy().copy(),
+                                        leaf=next(mod.children(), None) is None))
         return record
 
     handles = [m.register_forward_hook(hook(name)) for name, m in module.named_modules() if name]
@@ -114,7 +116,9 @@ def locate_in_onnx(path: Path, batch: np.ndarray, calls: list[ModuleCall], toler
 
     model = onnx.load(str(path))
     values = _intermediate_values(model, batch, threads, ort)
-    names = {call.name for call in calls}
+    # Only a leaf module's output is some node's output; a container's own ops (a residual Add) have no
+    # captured counterpart (its output is taken after the block's last ReLU).
+    names = {call.name for call in calls if call.leaf}
     cursor, compared = 0, 0
     for node in model.graph.node:
         if not node.output or node.output[0] not in values:

@@ -79,10 +79,10 @@ class NanPaddleJit(PaddleJitRunner):
 
 # ---- edits of the converted artifacts ----
 
-def resign(root: Path, artifact: str) -> None:
+def resign(root: Path, artifact: str, model: str = MODEL) -> None:
     """Record an edited artifact's files in the manifest, as if the converter had written them."""
     manifest = read_manifest(root)
-    record = manifest.models[MODEL].artifacts[artifact]
+    record = manifest.models[model].artifacts[artifact]
     record.files = describe_files((root / record.path).parent, root)
     write_manifest(root, manifest)
 

@@ -1,0 +1,98 @@
+"""Divergence localisation: scope parsing and the tolerance rule on arrays, then the real thing: a perturbed
+conv in the middle of a small model's ONNX and TorchScript files is named in the report."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from converter.manifest import read_manifest
+from converter.zoo import Tolerance
+from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry
+from verify.__main__ import main as verify_main
+from verify.localize import capture_module_calls, exceeds, locate_in_onnx, scope_module
+from verify.selftest.faults import resign
+
+
+@pytest.mark.parametrize("node, module", [
+    ("/layer1/layer1.0/conv1/Conv", "layer1.0.conv1"),
+    ("/features/features.3/Conv", "features.3"),
+    ("/mid/conv/Conv", "mid.conv"),
+    ("/classifier/Gemm", "classifier"),
+    ("/Flatten", None),
+    ("Conv_12", None),
+])
+def test_scope_module_from_onnx_node_names(node, module):
+    assert scope_module(node) == module
+
+
+def test_exceeds_uses_each_samples_magnitude():
+    reference = np.array([[1.0, 100.0], [1.0, 1.0]])
+    tolerance = Tolerance(atol=0.0, rtol=1e-2)
+    assert not exceeds(reference, reference + np.array([[0.5, 0.5], [0.0, 0.0]]), tolerance)[0]  # 0.5 <= 1.0
+    bad, diff, allowed = exceeds(reference, reference + np.array([[0.0, 0.0], [0.5, 0.0]]), tolerance)
+    assert bad and diff == 0.5 and allowed == pytest.approx(0.01)
+    assert exceeds(reference, reference * np.nan, tolerance)[0]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    return convert_tiny_zoo(tmp_path_factory.mktemp("localize"),
+                            [tiny_entry("tiny", deployments=[], tolerance={"atol": 1e-5, "rtol": 1e-4})])
+
+
+def _perturb(workdir, artifact: str) -> None:
+    """Scale features.3 (the middle conv of TinyCNN) by 1.01 inside the artifact, and re-sign it."""
+    root = workdir / "artifacts"
+    path = root / read_manifest(root).models["tiny"].artifacts[artifact].path
+    if artifact == "torchscript":
+        module = torch.jit.load(str(path))
+        with torch.no_grad():
+            getattr(module.features, "3").weight.mul_(1.01)
+        torch.jit.save(module, str(path))
+    else:
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(str(path))
+        node = next(n for n in model.graph.node if n.name == "/features/features.3/Conv")
+        weight = next(t for t in model.graph.initializer if t.name == node.input[1])
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(1.01), weight.name))
+        onnx.save(model, str(path))
+    resign(root, artifact, model="tiny")
+
+
+@pytest.mark.parametrize("artifact, runtime, words", [
+    ("onnx", "onnxruntime", "ONNX node /features/features.3/Conv (Conv), module features.3"),
+    ("torchscript", "torchscript", "TorchScript submodule features.3 (Conv2d)"),
+])
+def test_a_perturbed_middle_conv_is_named_as_the_first_divergence(converted, tmp_path, artifact, runtime, words):
+    workdir = private_copy(converted, tmp_path)
+    _perturb(workdir, artifact)
+    code = verify_main(["--artifacts", str(workdir / "artifacts"), "--report", str(workdir / "reports"),
+                        "--devices", "cpu", "--num-images", "4", "--no-timing"])
+    assert code == 1
+    summary = json.loads((workdir / "reports" / "summary.json").read_text())
+    (failing,) = summary["failing_cells"]
+    assert failing["runtime"] == runtime and failing["first_divergence"]["module"] == "features.3"
+    assert words in failing["first_divergence"]["summary"]
+    assert words in (workdir / "reports" / "report.md").read_text()
+    assert words in summary["blocking"][0]  # the CI log line says where, too
+
+
+def test_a_clean_onnx_graph_reports_no_divergence_inside_the_graph(converted):
+    """A failure fed in from outside (here: nothing wrong at all) is not blamed on a layer."""
+    from converter.exporters.eager import load_reference
+
+    root = converted / "artifacts"
+    record = read_manifest(root).models["tiny"]
+    reference = load_reference((root / record.artifacts["eager"].path).parent)
+    batch = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    calls = capture_module_calls(reference, batch)
+    assert [c.name for c in calls][:3] == ["features.0", "features.1", "features.2"]
+    found = locate_in_onnx(root / record.artifacts["onnx"].path, batch, calls, Tolerance(atol=1e-5, rtol=1e-4))
+    assert found.available and found.layer is None and found.layers_compared >= 8
+    assert "outside the model graph" in found.summary
+

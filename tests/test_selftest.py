@@ -1,0 +1,77 @@
+"""The gate's self-test: every injected fault is blocked with the right runtime named, the clean model passes
+for several seeds, and the self-test itself can fail (a fault that changes nothing is reported undetected)."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from verify.__main__ import main as verify_main
+from verify.selftest.faults import FAULTS, BgrInputPaddleInference, Fault
+from verify.selftest.run import SelftestRow, named_runtimes, run_selftest, selftest_markdown
+
+
+@pytest.mark.slow
+def test_selftest_cli_detects_every_fault_without_false_alarms_over_two_seeds(tmp_path, capsys):
+    report = tmp_path / "selftest"
+    assert verify_main(["--selftest", "--seeds", "0,1", "--report", str(report)]) == 0
+    frame = pd.read_csv(report / "selftest.csv")
+    assert len(frame) == 2 * (1 + len(FAULTS)) and frame.detected.all(), frame[~frame.detected].to_dict("records")
+    clean = frame[frame.fault == "clean"]
+    assert list(clean.got) == ["PASS", "PASS"] and (clean.max_abs_diff < 1e-5).all()
+    faults = frame[frame.fault != "clean"].set_index(["seed", "fault"])
+    assert (faults.exit_code == 1).all()
+    for fault in FAULTS:
+        row = faults.loc[(0, fault.name)]
+        assert row.got == "BLOCKED: " + ", ".join(sorted(fault.expected))
+        if fault.localise:
+            assert row.localised == fault.localise
+    text = (report / "selftest.md").read_text()
+    assert text.startswith("# Gate self-test: PASS") and "| 1 | onnx-float16" in text
+    assert "Gate self-test: PASS" in capsys.readouterr().out
+    # The self-test model has a bilinear resize, which Paddle 3.3's oneDNN cannot run: the fallback is reported.
+    assert "onednn_fallback=" in (report / "runs" / "seed-0" / "clean" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_selftest_reports_faults_it_cannot_see_and_wrong_blame(tmp_path):
+    noop = Fault("no-op", "changes nothing", ("onnxruntime",))
+    misnamed = Fault("misnamed", "BGR into Paddle Inference, blamed on ONNX Runtime", ("onnxruntime",),
+                     runners={"paddle-inference": BgrInputPaddleInference})
+    rows = run_selftest(tmp_path, [0], num_images=4, faults=(noop, misnamed))
+    by_fault = {row.fault: row for row in rows}
+    assert by_fault["clean"].detected
+    assert not by_fault["no-op"].detected and "not blocked (exit 0)" in by_fault["no-op"].problems
+    assert not by_fault["misnamed"].detected
+    assert by_fault["misnamed"].problems == ["named ['paddle-inference'], expected ['onnxruntime']"]
+    assert selftest_markdown(rows).startswith("# Gate self-test: FAIL")
+
+
+def test_named_runtimes_from_a_summary():
+    summary = {"models": {"selftest": {"error": None}},
+               "failing_cells": [{"runtime": "onnxruntime", "status": "FAIL"}, {"runtime": "onnxruntime", "status": "FAIL"}],
+               "failing_preprocessing": [{"deployment": "opencv-bgr"}]}
+    assert named_runtimes(summary) == {"onnxruntime", "preprocessing:opencv-bgr"}
+    stopped = {"models": {"selftest": {"error": "reference (torch eager, CPU): two runs differ"}},
+               "failing_cells": [{"runtime": r, "status": "ERROR"} for r in ("torch", "onnxruntime")]}
+    assert named_runtimes(stopped) == {"torch"}
+
+
+def test_selftest_table_marks_misses():
+    rows = [SelftestRow(0, "clean", "no fault", "PASS", "PASS", 0, 1e-7, detected=True),
+            SelftestRow(0, "nan-output", "one NaN", "BLOCKED: paddle-jit", "exit 0: nothing named", 0, math.nan,
+                        problems=["not blocked (exit 0)"])]
+    text = selftest_markdown(rows)
+    assert text.startswith("# Gate self-test: FAIL")
+    assert "- seed 0 nan-output: not blocked (exit 0)" in text and "**NO**" in text and "n/a (non-finite)" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--selftest", "--seeds", "a"], "--seeds: expected comma-separated integers"),
+    (["--selftest", "--seeds", ","], "--seeds: give at least one seed"),
+    ([], "--report is required"),
+])
+def test_usage_errors(argv, message, capsys):
+    assert verify_main(argv) == 2
+    assert message in capsys.readouterr().err
