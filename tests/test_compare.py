@@ -122,6 +122,7 @@ def test_top1_threshold_allows_a_fraction():
     assert passed.status == PASS and passed.top1_agreement == pytest.approx(0.9) and passed.top1_ties == 0
     failed = compare(ref, candidate, tolerance.model_copy(update={"top1": 0.95}))
     assert failed.status == FAIL and failed.failures == ["top-1 agreement 0.900 < 0.95"]
+    assert failed.failed_checks == ["top1"] and not failed.elementwise_failed
 
 
 def test_top5_overlap():

@@ -96,3 +96,17 @@ def test_a_clean_onnx_graph_reports_no_divergence_inside_the_graph(converted):
     assert found.available and found.layer is None and found.layers_compared >= 8
     assert "outside the model graph" in found.summary
 
+
+
+def test_a_cell_failing_only_on_top1_is_not_blamed_on_a_layer(tmp_path):
+    from converter.zoo import ModelEntry
+    from verify.compare import Comparison
+    from verify.results import Cell
+    from verify.session import VerifyOptions, _localize
+
+    entry = ModelEntry(name="m", arch="tests.tiny_models:tiny_cnn", weights="random")
+    cell = Cell("m", "onnx", "onnxruntime", "cpu", "FAIL", "top-1",
+                comparison=Comparison("FAIL", "top-1", failures=["top-1 agreement 0.5 < 1"], failed_checks=["top1"]))
+    found = _localize(cell, entry, tmp_path, tmp_path / "model.onnx", np.zeros((1, 3, 8, 8), np.float32), False,
+                      VerifyOptions(artifacts=tmp_path, report=tmp_path))
+    assert not found.available and "fails only on cosine or top-1" in found.summary

@@ -9,7 +9,8 @@ import pytest
 
 from verify.__main__ import main as verify_main
 from verify.selftest.faults import FAULTS, BgrInputPaddleInference, Fault
-from verify.selftest.run import SelftestRow, named_runtimes, run_selftest, selftest_markdown
+from verify.selftest.run import run_selftest
+from verify.selftest.table import SelftestRow, named_runtimes, selftest_markdown
 
 
 @pytest.mark.slow
@@ -52,10 +53,10 @@ def test_named_runtimes_from_a_summary():
     summary = {"models": {"selftest": {"error": None}},
                "failing_cells": [{"runtime": "onnxruntime", "status": "FAIL"}, {"runtime": "onnxruntime", "status": "FAIL"}],
                "failing_preprocessing": [{"deployment": "opencv-bgr"}]}
-    assert named_runtimes(summary) == {"onnxruntime", "preprocessing:opencv-bgr"}
+    assert named_runtimes(summary, "selftest") == {"onnxruntime", "preprocessing:opencv-bgr"}
     stopped = {"models": {"selftest": {"error": "reference (torch eager, CPU): two runs differ"}},
                "failing_cells": [{"runtime": r, "status": "ERROR"} for r in ("torch", "onnxruntime")]}
-    assert named_runtimes(stopped) == {"torch"}
+    assert named_runtimes(stopped, "selftest") == {"torch"}
 
 
 def test_selftest_table_marks_misses():

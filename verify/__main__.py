@@ -140,7 +140,8 @@ def _parse(argv):
 
 def _selftest(args) -> int:
     from .environment import physical_cores
-    from .selftest.run import SelftestError, run_selftest, selftest_frame, selftest_markdown
+    from .selftest.run import SelftestError, run_selftest
+    from .selftest.table import selftest_frame, selftest_markdown
 
     try:
         seeds = [int(s) for s in split_list(args.seeds) or []]

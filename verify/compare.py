@@ -10,6 +10,7 @@ from converter.zoo import Tolerance
 PASS, FAIL, ERROR, SKIP = "PASS", "FAIL", "ERROR", "SKIP"
 MIN_SPREAD_FACTOR = 10.0  # a reference whose logits differ by less than 10x the tolerance cannot fail a check
 TOP_K = 5
+ELEMENTWISE, COSINE, TOP1, NON_FINITE = "elementwise", "cosine", "top1", "non-finite"
 
 
 @dataclass
@@ -23,7 +24,13 @@ class Comparison:
     top1_agreement: float = float("nan")  # fraction of samples with the same top-1 class
     top1_ties: int = 0  # disagreements where the reference's own margin is inside the tolerance
     top5_overlap: float = float("nan")  # mean fraction of shared top-5 classes
-    failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # one line per failed check, for people
+    failed_checks: list[str] = field(default_factory=list)  # which: among CHECKS
+
+    @property
+    def elementwise_failed(self) -> bool:
+        """Some logit is outside atol/rtol or not finite: the rule a layer-by-layer search can apply."""
+        return NON_FINITE in self.failed_checks or ELEMENTWISE in self.failed_checks
 
 
 def reference_problem(reference: np.ndarray, tolerance: Tolerance) -> str | None:
@@ -61,7 +68,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance) 
     samples = len(reference)
     if not np.isfinite(candidate).all():
         bad = int((~np.isfinite(candidate)).sum())
-        return Comparison(FAIL, f"output contains NaN or Inf ({bad} values)", samples=samples, failures=["non-finite"])
+        return Comparison(FAIL, f"output contains NaN or Inf ({bad} values)", samples=samples, failures=[NON_FINITE], failed_checks=[NON_FINITE])
 
     ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
     diff = np.abs(cand - ref)
@@ -90,10 +97,13 @@ def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance) 
             f"{int(outside.sum())}/{diff.size} logits outside atol {tolerance.atol:g} + rtol {tolerance.rtol:g}"
             f" x max|ref| (worst: sample {worst[0]} class {worst[1]}, |diff| {diff[worst]:.3g}"
             f" > {allowed[worst[0], 0]:.3g})")
+        result.failed_checks.append(ELEMENTWISE)
     if result.cosine < tolerance.min_cosine:
         result.failures.append(f"cosine {result.cosine:.6f} < {tolerance.min_cosine:g}")
+        result.failed_checks.append(COSINE)
     if effective_top1 < tolerance.top1:
         result.failures.append(f"top-1 agreement {effective_top1:.3f} < {tolerance.top1:g}")
+        result.failed_checks.append(TOP1)
     notes = [f"{result.top1_ties} top-1 tie(s) within tolerance"] if result.top1_ties else []
     if result.failures:
         result.status, result.reason = FAIL, "; ".join(result.failures + notes)

@@ -204,5 +204,7 @@ def locate_in_torchscript(path: Path, calls: list[ModuleCall], tolerance: Tolera
 
 
 def _no_divergence(compared: int) -> Divergence:
-    return Divergence(True, f"all {compared} layers compared match the reference: the difference arises outside "
-                            "the model graph (how the runtime is fed or read)", layers_compared=compared)
+    return Divergence(True, f"all {compared} layers compared match the reference on the same input: the difference "
+                            "is not in the model's weights or ops but in how the runtime runs it or is fed or read "
+                            "(input channel order or normalisation, output handling, runtime optimisations)",
+                      layers_compared=compared)

@@ -109,6 +109,9 @@ LOCALIZABLE = {"onnxruntime": "onnx", "torchscript": "torchscript"}  # runtime -
 
 def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: Path, batch: np.ndarray,
               trust: bool, options: VerifyOptions) -> Divergence:
+    if not cell.comparison.elementwise_failed:
+        return Divergence(False, "not localised: the cell fails only on cosine or top-1, and every logit is within "
+                                 "the elementwise tolerance that each layer would be held to")
     if cell.runtime not in LOCALIZABLE:
         if cell.runtime.startswith("paddle"):
             return Divergence(False, f"layer localisation {PADDLE_UNAVAILABLE}")

@@ -9,7 +9,7 @@ import math
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -20,29 +20,14 @@ from converter.manifest import read_manifest
 
 from .faults import FAULTS, MODEL, Fault
 from .model import INPUT_SIZE
+from .table import SelftestRow, named_runtimes
 
 # fp32 tolerances for a five-layer net: its float32 conversions agree to ~1e-6 (measured: 4e-7).
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4, "min_cosine": 0.99999, "top1": 1.0}
-SELFTEST_COLUMNS = ["seed", "fault", "description", "expected", "got", "exit_code", "max_abs_diff",
-                    "localised", "detected"]
 
 
 class SelftestError(Exception):
     """The self-test could not set itself up (the clean model did not convert)."""
-
-
-@dataclass
-class SelftestRow:
-    seed: int
-    fault: str  # "clean" for the fault-free run
-    description: str
-    expected: str
-    got: str
-    exit_code: int
-    max_abs_diff: float = math.nan
-    localised: str = ""  # the module the divergence report named ("" when not asked for)
-    detected: bool = False  # a fault blocked with exactly the expected runtimes named; clean: passed
-    problems: list[str] = field(default_factory=list)
 
 
 def zoo_entry(seed: int) -> dict:
@@ -64,9 +49,14 @@ def run_selftest(report: Path, seeds: list[int], num_images: int = 8, threads: i
             for fault in faults:
                 work = clean.with_name(fault.name)
                 shutil.copytree(clean, work)
-                if fault.inject is not None:
-                    fault.inject(work)
-                rows.append(_judge_fault(seed, fault, _verify(work, runs / fault.name, threads, fault.runners)))
+                try:
+                    if fault.inject is not None:
+                        fault.inject(work)
+                except Exception as exc:  # the fault no longer fits the model: a self-test failure, not a crash
+                    rows.append(SelftestRow(seed, fault.name, fault.description, ", ".join(fault.expected),
+                                            "not injected", -1, problems=[f"injection failed: {exc}"]))
+                else:
+                    rows.append(_judge_fault(seed, fault, _verify(work, runs / fault.name, threads, fault.runners)))
                 _progress(rows[-1])
                 shutil.rmtree(work)
     return rows
@@ -116,15 +106,6 @@ def _verify(work: Path, report: Path, threads: int, runners: dict) -> Outcome:
     return Outcome(code, report)
 
 
-def named_runtimes(summary: dict) -> set[str]:
-    """What the gate blamed: the runtimes of failing cells, failing preprocessing checks, or the reference
-    when the whole model was stopped by it."""
-    error = (summary["models"].get(MODEL) or {}).get("error") or ""
-    named = {"torch"} if error.startswith("reference") else \
-        {cell["runtime"] for cell in summary["failing_cells"] if cell["status"] in ("FAIL", "ERROR")}
-    return named | {f"preprocessing:{p['deployment']}" for p in summary.get("failing_preprocessing", [])}
-
-
 def _read(outcome: Outcome) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     summary = json.loads((outcome.report / "summary.json").read_text())
     return summary, pd.read_csv(outcome.report / "parity.csv"), pd.read_csv(outcome.report / "preprocessing.csv")
@@ -154,7 +135,7 @@ def _judge_fault(seed: int, fault: Fault, outcome: Outcome) -> SelftestRow:
     except (OSError, ValueError) as exc:
         row.problems.append(f"no report: {exc}")
         return row
-    named = named_runtimes(summary)
+    named = named_runtimes(summary, MODEL)
     row.got = ("BLOCKED: " if outcome.exit_code == 1 else f"exit {outcome.exit_code}: ") + (", ".join(sorted(named)) or "nothing named")
     blamed = parity[parity.runtime.isin(expected) & parity.status.isin(["FAIL", "ERROR"])]
     diffs = list(blamed.max_abs_diff.dropna())
@@ -173,31 +154,3 @@ def _judge_fault(seed: int, fault: Fault, outcome: Outcome) -> SelftestRow:
             row.problems.append(f"localised {row.localised!r}, expected {fault.localise!r}")
     row.detected = not row.problems
     return row
-
-
-def selftest_frame(rows: list[SelftestRow]) -> pd.DataFrame:
-    return pd.DataFrame([{c: getattr(r, c) for c in SELFTEST_COLUMNS} | {"problems": "; ".join(r.problems)}
-                         for r in rows], columns=SELFTEST_COLUMNS + ["problems"])
-
-
-def selftest_markdown(rows: list[SelftestRow]) -> str:
-    failed = [r for r in rows if not r.detected]
-    seeds = sorted({r.seed for r in rows})
-    faults = sorted({r.fault for r in rows if r.fault != "clean"})
-    verdict = "PASS" if rows and not failed else "FAIL"
-    lines = [f"# Gate self-test: {verdict}", "",
-             f"{len(faults)} injected faults x {len(seeds)} seeds ({', '.join(map(str, seeds))}), and the clean "
-             f"model for each seed. A fault counts as detected when the real verifier exits 1 and names exactly "
-             f"the expected runtimes (and, where asked, the divergence report names the changed layer).", ""]
-    if failed:
-        lines += ["**Not detected / false alarms:**", ""]
-        lines += [f"- seed {r.seed} {r.fault}: {'; '.join(r.problems)}" for r in failed]
-        lines.append("")
-    header = ["seed", "fault", "expected", "got", "max abs diff", "localised", "detected"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        diff = "n/a (non-finite)" if math.isnan(r.max_abs_diff) else f"{r.max_abs_diff:.3g}"
-        cells = [str(r.seed), f"{r.fault}: {r.description}", r.expected, r.got, diff, r.localised or "-",
-                 "yes" if r.detected else "**NO**"]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n"

@@ -1,0 +1,61 @@
+"""The self-test's results as plain rows, and the table they make: pure functions, no I/O."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+SELFTEST_COLUMNS = ["seed", "fault", "description", "expected", "got", "exit_code", "max_abs_diff",
+                    "localised", "detected"]
+
+
+@dataclass
+class SelftestRow:
+    seed: int
+    fault: str  # "clean" for the fault-free run
+    description: str
+    expected: str
+    got: str
+    exit_code: int
+    max_abs_diff: float = math.nan
+    localised: str = ""  # the module the divergence report named ("" when not asked for)
+    detected: bool = False  # a fault blocked with exactly the expected runtimes named; clean: passed
+    problems: list[str] = field(default_factory=list)
+
+
+def named_runtimes(summary: dict, model: str) -> set[str]:
+    """What the gate blamed: the runtimes of failing cells, failing preprocessing checks, or the reference
+    when the whole model was stopped by it."""
+    error = (summary["models"].get(model) or {}).get("error") or ""
+    named = {"torch"} if error.startswith("reference") else \
+        {cell["runtime"] for cell in summary["failing_cells"] if cell["status"] in ("FAIL", "ERROR")}
+    return named | {f"preprocessing:{p['deployment']}" for p in summary.get("failing_preprocessing", [])}
+
+
+def selftest_frame(rows: list[SelftestRow]) -> pd.DataFrame:
+    return pd.DataFrame([{c: getattr(r, c) for c in SELFTEST_COLUMNS} | {"problems": "; ".join(r.problems)}
+                         for r in rows], columns=SELFTEST_COLUMNS + ["problems"])
+
+
+def selftest_markdown(rows: list[SelftestRow]) -> str:
+    failed = [r for r in rows if not r.detected]
+    seeds = sorted({r.seed for r in rows})
+    faults = sorted({r.fault for r in rows if r.fault != "clean"})
+    verdict = "PASS" if rows and not failed else "FAIL"
+    lines = [f"# Gate self-test: {verdict}", "",
+             f"{len(faults)} injected faults x {len(seeds)} seeds ({', '.join(map(str, seeds))}), and the clean "
+             f"model for each seed. A fault counts as detected when the real verifier exits 1 and names exactly "
+             f"the expected runtimes (and, where asked, the divergence report names the changed layer).", ""]
+    if failed:
+        lines += ["**Not detected / false alarms:**", ""]
+        lines += [f"- seed {r.seed} {r.fault}: {'; '.join(r.problems)}" for r in failed]
+        lines.append("")
+    header = ["seed", "fault", "expected", "got", "max abs diff", "localised", "detected"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        diff = "n/a (non-finite)" if math.isnan(r.max_abs_diff) else f"{r.max_abs_diff:.3g}"
+        cells = [str(r.seed), f"{r.fault}: {r.description}", r.expected, r.got, diff, r.localised or "-",
+                 "yes" if r.detected else "**NO**"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
