@@ -110,3 +110,26 @@ def test_a_cell_failing_only_on_top1_is_not_blamed_on_a_layer(tmp_path):
     found = _localize(cell, entry, tmp_path, tmp_path / "model.onnx", np.zeros((1, 3, 8, 8), np.float32), False,
                       VerifyOptions(artifacts=tmp_path, report=tmp_path))
     assert not found.available and "fails only on cosine or top-1" in found.summary
+
+
+def test_a_difference_spread_over_every_layer_reports_where_it_starts(converted, tmp_path):
+    """Every conv's weights x (1 + 3e-4), as an fp16 cast or another epsilon does: each layer alone is inside
+    rtol 5e-4, the accumulated difference is not; the report also names where it rose above float32 noise."""
+    import onnx
+    from onnx import numpy_helper
+
+    from converter.exporters.eager import load_reference
+
+    root = converted / "artifacts"
+    record = read_manifest(root).models["tiny"]
+    model = onnx.load(str(root / record.artifacts["onnx"].path))
+    for node in (n for n in model.graph.node if n.op_type == "Conv"):
+        weight = next(t for t in model.graph.initializer if t.name == node.input[1])
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(1 + 3e-4), weight.name))
+    path = tmp_path / "spread.onnx"
+    onnx.save(model, str(path))
+    batch = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    calls = capture_module_calls(load_reference((root / record.artifacts["eager"].path).parent), batch)
+    found = locate_in_onnx(path, batch, calls, Tolerance(atol=0.0, rtol=5e-4))
+    assert found.module not in (None, "features.0") and found.onset_module == "features.0", found.summary
+    assert "already above float32 noise" in found.summary and "module features.0" in found.summary

@@ -17,6 +17,9 @@ from converter.zoo import Tolerance
 
 MAX_SAMPLES = 4  # intermediate outputs of a few samples are enough to find the layer
 MATCH_WINDOW = 4  # an ONNX Conv with BatchNorm folded in matches the output of a module run after its own
+# Above float32 noise: where a difference spread over many layers (fp16 weights, another BatchNorm
+# epsilon) starts, though a loose tolerance only sees it layers later.
+ONSET_TOLERANCE = Tolerance(atol=1e-7, rtol=1e-5)
 PADDLE_UNAVAILABLE = ("not available for Paddle: x2paddle renames every layer (conv2d0, batchnorm0, ...), "
                       "so its outputs cannot be matched to PyTorch modules")
 
@@ -32,6 +35,8 @@ class Divergence:
     max_abs_diff: float = float("nan")
     allowed: float = float("nan")
     layers_compared: int = 0
+    onset_layer: str | None = None  # an earlier layer already above float32 noise, when there is one
+    onset_module: str | None = None
 
 
 @dataclass
@@ -119,7 +124,7 @@ def locate_in_onnx(path: Path, batch: np.ndarray, calls: list[ModuleCall], toler
     # Only a leaf module's output is some node's output; a container's own ops (a residual Add) have no
     # captured counterpart (its output is taken after the block's last ReLU).
     names = {call.name for call in calls if call.leaf}
-    cursor, compared = 0, 0
+    cursor, compared, onset = 0, 0, None
     for node in model.graph.node:
         if not node.output or node.output[0] not in values:
             continue
@@ -141,10 +146,13 @@ def locate_in_onnx(path: Path, batch: np.ndarray, calls: list[ModuleCall], toler
         if bad:
             also = f", compared with {best.name} ({best.kind}) where a folded layer follows" \
                 if best.name != module else ""
-            return Divergence(True, f"first divergence at ONNX node {node.name} ({node.op_type}), module {module}"
-                                    f"{also}: max |diff| {diff:.3g} > {allowed:.3g}",
-                              node.name, node.op_type, module, best.name if best.name != module else None,
-                              diff, allowed, compared)
+            found = Divergence(True, f"first divergence at ONNX node {node.name} ({node.op_type}), module {module}"
+                                     f"{also}: max |diff| {diff:.3g} > {allowed:.3g}",
+                               node.name, node.op_type, module, best.name if best.name != module else None,
+                               diff, allowed, compared)
+            return _with_onset(found, onset)
+        if onset is None and exceeds(best.output, value, ONSET_TOLERANCE)[0]:
+            onset = (f"ONNX node {node.name}", module)
     if compared == 0:
         return Divergence(False, "no ONNX node could be matched to a PyTorch module (no scope names)")
     return _no_divergence(compared)
@@ -180,7 +188,7 @@ def locate_in_torchscript(path: Path, calls: list[ModuleCall], tolerance: Tolera
         warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
         script = torch.jit.load(str(path), map_location="cpu").eval()
     submodules: dict[str, Any] = dict(script.named_modules())
-    compared = 0
+    compared, onset = 0, None
     for call in calls:
         sub = submodules.get(call.name)
         if sub is None or not hasattr(sub, "forward"):
@@ -195,12 +203,23 @@ def locate_in_torchscript(path: Path, calls: list[ModuleCall], tolerance: Tolera
         compared += 1
         bad, diff, allowed = exceeds(call.output, out.numpy(), tolerance)
         if bad:
-            return Divergence(True, f"first divergence at TorchScript submodule {call.name} ({call.kind}), given the "
-                                    f"reference's input to it: max |diff| {diff:.3g} > {allowed:.3g}",
-                              call.name, call.kind, call.name, None, diff, allowed, compared)
+            found = Divergence(True, f"first divergence at TorchScript submodule {call.name} ({call.kind}), given "
+                                     f"the reference's input to it: max |diff| {diff:.3g} > {allowed:.3g}",
+                               call.name, call.kind, call.name, None, diff, allowed, compared)
+            return _with_onset(found, onset)
+        if onset is None and exceeds(call.output, out.numpy(), ONSET_TOLERANCE)[0]:
+            onset = (f"TorchScript submodule {call.name}", call.name)
     if compared == 0:
         return Divergence(False, "no TorchScript submodule could be run on its reference inputs")
     return _no_divergence(compared)
+
+
+def _with_onset(found: Divergence, onset: tuple[str, str] | None) -> Divergence:
+    if onset is not None and onset[1] != found.module:
+        found.onset_layer, found.onset_module = onset
+        found.summary += (f"; already above float32 noise ({ONSET_TOLERANCE.rtol:g} x max|ref|) at {onset[0]}, "
+                          f"module {onset[1]}: a difference spread over many layers starts there")
+    return found
 
 
 def _no_divergence(compared: int) -> Divergence:
