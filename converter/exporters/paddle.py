@@ -44,11 +44,9 @@ def _run_x2paddle(module: torch.nn.Module, example: torch.Tensor, work: Path) ->
 
     saved_path, saved_check = list(sys.path), x2p.ConverterCheck
     x2p.ConverterCheck = _NoFeedback  # belt and braces: disable_feedback=True already skips it
-    root_logger = logging.getLogger()
-    saved_level = root_logger.level
-    # x2paddle narrates through the root logger, whose handler writes to the real stderr (past the
-    # redirect below); unsupported ops, which we report, it prints.
-    root_logger.setLevel(logging.WARNING)
+    # x2paddle narrates (and asks for a survey) through its INFO logger, whose handler writes to the real
+    # stderr, past the redirect below; the unsupported ops we report it prints.
+    logging.disable(logging.INFO)
     captured = io.StringIO()
     try:
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
@@ -65,7 +63,7 @@ def _run_x2paddle(module: torch.nn.Module, example: torch.Tensor, work: Path) ->
         sys.path[:] = saved_path
         sys.modules.pop("x2paddle_code", None)
         x2p.ConverterCheck = saved_check
-        root_logger.setLevel(saved_level)
+        logging.disable(logging.NOTSET)
     return captured.getvalue()
 
 
