@@ -68,7 +68,7 @@ class Calibration(_Section):
 class DeploymentTolerance(_Section):
     """How far a deployment's preprocessing may move the model's input and output. Resampling libraries differ
     by design (PIL antialiases when shrinking, OpenCV's INTER_LINEAR does not): on the default zoo's randomly
-    initialised nets that alone changes top-1 on up to 20% of images, while it keeps every image's per-channel
+    initialised nets that alone changes top-1 on up to 25% of images, while it keeps every image's per-channel
     mean within 0.01 (in units of the normalised input). Swapped channels or a wrong mean/std move it by 0.7
     or more, another resize (field of view) by about 0.1."""
 

@@ -1,8 +1,9 @@
 """python -m verify --report DIR [--artifacts artifacts] [--images DIR] [--models a,b] [...]
    python -m verify --selftest [--report reports/selftest] [--seeds 0,1,2]
 
-Exit codes: 0 every required cell PASS; 1 a cell FAILed or ERRORed, a required runtime was skipped, or a
-conversion failed (unless waived by allow_failures in the zoo); 2 usage error (no manifest, bad path, bad zoo).
+Exit codes: 0 every required cell PASS; 1 a cell FAILed or ERRORed, a deployment preprocessing check failed,
+a required runtime was skipped, or a conversion failed (unless waived by allow_failures in the zoo); with
+--selftest, a fault went undetected or the clean model was blocked; 2 usage error (no manifest, bad path, bad zoo).
 """
 from __future__ import annotations
 
