@@ -46,21 +46,33 @@ def preprocess(images: list[Image.Image], settings: Preprocess) -> np.ndarray:
 
 def _preprocess_one(image: Image.Image, settings: Preprocess) -> np.ndarray:
     image = to_rgb(image)
-    width, height = image.size
-    short, long = (width, height) if width <= height else (height, width)
-    new_short, new_long = settings.resize, int(settings.resize * long / short)
-    size = (new_short, new_long) if width <= height else (new_long, new_short)
-    image = image.resize(size, RESAMPLING[settings.interpolation])
-    width, height = image.size
-    crop = settings.crop
-    top, left = int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
-    image = image.crop((left, top, left + crop, top + crop))
+    image = image.resize(resized_size(*image.size, settings.resize), RESAMPLING[settings.interpolation])
+    top, left = center_crop_origin(*image.size, settings.crop)
+    image = image.crop((left, top, left + settings.crop, top + settings.crop))
     array = np.asarray(image, dtype=np.float32) / 255.0  # HWC, RGB
     if len(settings.mean) == 1:  # a single-channel model: ITU-R 601 luma, as PIL's convert("L")
         array = (array @ np.asarray([0.299, 0.587, 0.114], np.float32))[..., None]
     elif settings.channel_order == "BGR":
         array = array[..., ::-1]
-    array = (array - np.asarray(settings.mean, np.float32)) / np.asarray(settings.std, np.float32)
+    return normalise_to_chw(array, settings)
+
+
+def resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
+    """(width, height) with the shorter side at `resize` and the longer scaled and truncated, as torchvision's
+    Resize(int) computes it."""
+    if width <= height:
+        return resize, int(resize * height / width)
+    return int(resize * width / height), resize
+
+
+def center_crop_origin(width: int, height: int, crop: int) -> tuple[int, int]:
+    """(top, left) of a centred crop x crop square, rounded as torchvision's CenterCrop rounds."""
+    return int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
+
+
+def normalise_to_chw(pixels: np.ndarray, settings: Preprocess) -> np.ndarray:
+    """HWC pixels in [0, 1], already in the model's channel order -> normalised, contiguous CHW."""
+    array = (pixels - np.asarray(settings.mean, np.float32)) / np.asarray(settings.std, np.float32)
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from converter.images import center_crop_origin, normalise_to_chw, resized_size, to_rgb
 from converter.images import preprocess as pil_numpy_preprocess
-from converter.images import to_rgb
 from converter.zoo import Deployment, DeploymentTolerance, Preprocess
 
 from .compare import FAIL, PASS
@@ -48,20 +48,17 @@ def opencv_batch(images: list[Image.Image], settings: Preprocess) -> np.ndarray:
     for image in images:
         bgr = cv2.cvtColor(np.asarray(to_rgb(image)), cv2.COLOR_RGB2BGR)  # as cv2.imread returns it
         height, width = bgr.shape[:2]
-        size = (settings.resize, int(settings.resize * height / width)) if width <= height else \
-            (int(settings.resize * width / height), settings.resize)
-        resized = cv2.resize(bgr, size, interpolation=modes[settings.interpolation])
-        top = int(round((resized.shape[0] - settings.crop) / 2.0))
-        left = int(round((resized.shape[1] - settings.crop) / 2.0))
+        resized = cv2.resize(bgr, resized_size(width, height, settings.resize),
+                             interpolation=modes[settings.interpolation])
+        top, left = center_crop_origin(resized.shape[1], resized.shape[0], settings.crop)
         crop = resized[top:top + settings.crop, left:left + settings.crop]
         if len(settings.mean) == 1:
             pixels = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)[..., None].astype(np.float32) / 255.0
         else:
             ordered = crop if settings.channel_order == "BGR" else cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
             pixels = ordered.astype(np.float32) / 255.0
-        normalised = (pixels - np.asarray(settings.mean, np.float32)) / np.asarray(settings.std, np.float32)
-        out.append(normalised.transpose(2, 0, 1))
-    return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+        out.append(normalise_to_chw(pixels, settings))
+    return np.stack(out).astype(np.float32)
 
 
 LIBRARIES = {"pil-numpy": pil_numpy_preprocess, "opencv": opencv_batch}
