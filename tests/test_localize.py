@@ -13,7 +13,7 @@ from converter.zoo import Tolerance
 from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry
 from verify.__main__ import main as verify_main
 from verify.localize import capture_module_calls, exceeds, locate_in_onnx, scope_module
-from verify.selftest.faults import resign
+from verify.selftest.faults import resign, scale_conv_weight
 
 
 @pytest.mark.parametrize("node, module", [
@@ -54,12 +54,9 @@ def _perturb(workdir, artifact: str) -> None:
         torch.jit.save(module, str(path))
     else:
         import onnx
-        from onnx import numpy_helper
 
         model = onnx.load(str(path))
-        node = next(n for n in model.graph.node if n.name == "/features/features.3/Conv")
-        weight = next(t for t in model.graph.initializer if t.name == node.input[1])
-        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(1.01), weight.name))
+        scale_conv_weight(model, "/features/features.3/Conv", 1.01)
         onnx.save(model, str(path))
     resign(root, artifact, model="tiny")
 
@@ -116,16 +113,14 @@ def test_a_difference_spread_over_every_layer_reports_where_it_starts(converted,
     """Every conv's weights x (1 + 3e-4), as an fp16 cast or another epsilon does: each layer alone is inside
     rtol 5e-4, the accumulated difference is not; the report also names where it rose above float32 noise."""
     import onnx
-    from onnx import numpy_helper
 
     from converter.exporters.eager import load_reference
 
     root = converted / "artifacts"
     record = read_manifest(root).models["tiny"]
     model = onnx.load(str(root / record.artifacts["onnx"].path))
-    for node in (n for n in model.graph.node if n.op_type == "Conv"):
-        weight = next(t for t in model.graph.initializer if t.name == node.input[1])
-        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(1 + 3e-4), weight.name))
+    for node in [n for n in model.graph.node if n.op_type == "Conv"]:
+        scale_conv_weight(model, node.name, 1 + 3e-4)
     path = tmp_path / "spread.onnx"
     onnx.save(model, str(path))
     batch = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype(np.float32)

@@ -32,11 +32,11 @@ def test_localisation_names_a_perturbed_conv_inside_a_resnet_block(write_zoo, tm
     """Nested scopes (layer2/layer2.0/conv2), Conv+BatchNorm folding and a ReLU module called twice per block."""
     import numpy as np
     import onnx
-    from onnx import numpy_helper
 
     from converter.exporters.eager import load_reference
     from converter.zoo import Tolerance
     from verify.localize import capture_module_calls, locate_in_onnx
+    from verify.selftest.faults import scale_conv_weight
 
     zoo = load_zoo(write_zoo(models=[{"name": "resnet", "arch": "torchvision:resnet18", "weights": "random",
                                       "formats": ["eager", "onnx"], "onnx": {"simplify": False}}]))
@@ -44,9 +44,7 @@ def test_localisation_names_a_perturbed_conv_inside_a_resnet_block(write_zoo, tm
     record = convert_zoo(zoo, RunOptions(out=root)).models["resnet"]
     path = root / record.artifacts["onnx"].path
     model = onnx.load(str(path))
-    node = next(n for n in model.graph.node if n.name == "/layer2/layer2.0/conv2/Conv")
-    weight = next(t for t in model.graph.initializer if t.name == node.input[1])
-    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(1.01), weight.name))
+    scale_conv_weight(model, "/layer2/layer2.0/conv2/Conv", 1.01)
     onnx.save(model, str(path))
 
     batch = np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32)

@@ -11,12 +11,13 @@ import torch
 import yaml
 from onnx import numpy_helper
 
-from converter.manifest import FileRecord, file_sha256, read_manifest, write_manifest
+from converter.manifest import read_manifest
 from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry
 from tests.tiny_models import tiny_cnn
 from verify import runners as runner_registry
 from verify.__main__ import main as verify_main
 from verify.runners.onnxruntime_runner import OnnxRuntimeRunner
+from verify.selftest.faults import resign
 
 FAST = ["--devices", "cpu", "--num-images", "4"]
 
@@ -89,10 +90,7 @@ def _perturb_onnx(workdir, artifact="onnx", factor=1.01, update_manifest=True):
     target.CopyFrom(numpy_helper.from_array(array.astype(np.float32), target.name))
     onnx.save(model, str(path))
     if update_manifest:
-        manifest = read_manifest(root)
-        rel = str(path.relative_to(root))
-        manifest.models["tiny"].artifacts[artifact].files[rel] = FileRecord(file_sha256(path), path.stat().st_size)
-        write_manifest(root, manifest)
+        resign(root, artifact, model="tiny")
     return target.name
 
 

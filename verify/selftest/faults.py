@@ -87,15 +87,11 @@ def resign(root: Path, artifact: str, model: str = MODEL) -> None:
     write_manifest(root, manifest)
 
 
-def _onnx_path(root: Path, artifact: str) -> Path:
-    return root / read_manifest(root).models[MODEL].artifacts[artifact].path
-
-
 def _edit_onnx(workdir: Path, artifact: str, edit: Callable) -> None:
     import onnx
 
     root = workdir / "artifacts"
-    path = _onnx_path(root, artifact)
+    path = root / read_manifest(root).models[MODEL].artifacts[artifact].path
     model = onnx.load(str(path))
     edit(model)
     onnx.checker.check_model(model)
@@ -103,17 +99,19 @@ def _edit_onnx(workdir: Path, artifact: str, edit: Callable) -> None:
     resign(root, artifact)
 
 
-def scale_mid_conv_weight(workdir: Path) -> None:
-    """The weight tensor of the middle convolution, times 1.01."""
+def scale_conv_weight(model, node_name: str, factor: float) -> None:
+    """Multiply the weight initializer of the ONNX Conv node `node_name` by `factor`, in place."""
     from onnx import numpy_helper
 
-    def edit(model):
-        node = next(n for n in model.graph.node if n.name == "/mid/conv/Conv")
-        weight = next(t for t in model.graph.initializer if t.name == node.input[1])
-        scaled = numpy_helper.to_array(weight) * np.float32(1.01)
-        weight.CopyFrom(numpy_helper.from_array(scaled.astype(np.float32), weight.name))
+    node = next(n for n in model.graph.node if n.name == node_name)
+    weight = next(t for t in model.graph.initializer if t.name == node.input[1])
+    scaled = numpy_helper.to_array(weight) * np.float32(factor)
+    weight.CopyFrom(numpy_helper.from_array(scaled.astype(np.float32), weight.name))
 
-    _edit_onnx(workdir, "onnx", edit)
+
+def scale_mid_conv_weight(workdir: Path) -> None:
+    """The weight tensor of the middle convolution, times 1.01."""
+    _edit_onnx(workdir, "onnx", lambda model: scale_conv_weight(model, "/mid/conv/Conv", 1.01))
 
 
 def resize_to_nearest(workdir: Path) -> None:
