@@ -11,9 +11,8 @@ import time
 import traceback
 from pathlib import Path
 
-from converter.cli_common import UsageError, add_limit_arguments, split_list, start
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from converter.core.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
+                                add_limit_arguments, registered_list, split_list, start)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,30 +20,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         limits = start(args, ("converter",), "%(message)s")
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    from .errors import WorkbenchError
-    from .pipeline import RunOptions, RunStats, convert_zoo
-    from .zoo import ZOO_FORMATS, load_zoo
+        return _error(str(exc))
+    from .core.errors import WorkbenchError
+    from .core.vocabulary import ARTIFACTS, formats
+    from .manifest import ArtifactRecord
+    from .pipeline import RunOptions, convert
+    from .zoo import load_zoo
 
-    formats = split_list(args.formats)
-    unknown = [f for f in formats or [] if f not in ZOO_FORMATS]
-    if unknown:
-        print(f"error: --formats: unknown {unknown} (choose from {', '.join(ZOO_FORMATS)})", file=sys.stderr)
-        return EXIT_USAGE
-    stats = RunStats()
+    counts = {"converted": 0, "cached": 0, "failed": 0}
+
+    def progress(model: str, artifact: str, record: ArtifactRecord) -> None:
+        counts["cached" if record.cached else "converted" if record.ok else "failed"] += 1
+        status = ("cached" if record.cached else "ok") if record.ok else "FAILED"
+        detail = f"  {record.error}" if record.error else ""
+        print(f"  {model:<22} {artifact:<16} {status:<7} {record.seconds:7.1f}s{detail}", file=sys.stderr, flush=True)
+
     try:
-        zoo = load_zoo(args.zoo)
-        options = RunOptions(out=Path(args.out), models=split_list(args.models), formats=formats, force=args.force,
+        options = RunOptions(out=Path(args.out), models=split_list(args.models),
+                             formats=registered_list("--formats", args.formats, formats()), force=args.force,
                              limits=limits)
-        zoo.select(options.models)  # unknown --models is a usage error, before any work
+        zoo = load_zoo(args.zoo)
+        selected = [m.name for m in zoo.select(options.models)]  # unknown --models is a usage error, before any work
         started = time.perf_counter()
-        manifest = convert_zoo(zoo, options, progress=_print_progress, stats=stats)
-    except WorkbenchError as exc:
+        manifest = convert(zoo, options, progress=progress)
+    except (WorkbenchError, UsageError) as exc:
         if args.verbose:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(str(exc))
     except KeyboardInterrupt:
         print("interrupted: the previous manifest and artifacts are intact", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -53,22 +55,24 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)", file=sys.stderr)
         return EXIT_FAILED
-    selected = [m.name for m in zoo.select(options.models)]
-    print(_summary(manifest, selected))
-    print(f"\n{stats.converted} converted, {stats.cached} up to date (not converted again), {stats.failed} failed"
-          + ("  [use --force to convert anyway]" if stats.cached and not stats.converted else ""))
+    print(_summary(manifest, selected, list(ARTIFACTS)))
+    print(f"\n{counts['converted']} converted, {counts['cached']} up to date (not converted again), "
+          f"{counts['failed']} failed"
+          + ("  [use --force to convert anyway]" if counts["cached"] and not counts["converted"] else ""))
     print(f"manifest: {Path(args.out) / 'manifest.json'}  ({time.perf_counter() - started:.1f}s)")
     failed = [f for f in manifest.failed_artifacts() if f[0] in selected]
     return EXIT_FAILED if failed else EXIT_OK
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
+    from converter.core.vocabulary import formats
+
     parser = argparse.ArgumentParser(prog="python -m converter", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("zoo", help="the zoo YAML file")
     parser.add_argument("--out", default="artifacts", help="artifact folder (default: artifacts)")
     parser.add_argument("--models", help="comma-separated model names (default: all)")
-    parser.add_argument("--formats", help="comma-separated formats among eager,torchscript,onnx,paddle "
+    parser.add_argument("--formats", help=f"comma-separated formats among {','.join(formats())} "
                                           "(default: each model's own)")
     parser.add_argument("--force", action="store_true", help="convert even artifacts that are up to date")
     add_limit_arguments(parser, "format")
@@ -76,16 +80,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _print_progress(model: str, artifact: str, record) -> None:
-    status = ("cached" if record.details.get("cached") else "ok") if record.ok else "FAILED"
-    detail = f"  {record.error}" if record.error else ""
-    print(f"  {model:<22} {artifact:<16} {status:<7} {record.seconds:7.1f}s{detail}", file=sys.stderr, flush=True)
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
 
 
-def _summary(manifest, selected: list[str]) -> str:
-    from .exporters import EXPORTERS
-
-    columns = [name for name in EXPORTERS if any(name in manifest.models[m].artifacts for m in selected)]
+def _summary(manifest, selected: list[str], artifact_order: list[str]) -> str:
+    columns = [name for name in artifact_order if any(name in manifest.models[m].artifacts for m in selected)]
     rows = [["model", *columns]]
     for model in selected:
         artifacts = manifest.models[model].artifacts
@@ -104,7 +105,7 @@ def _cell(record) -> str:
         return "-"
     if not record.ok:
         return "FAILED"
-    return "cached" if record.details.get("cached") else f"ok {record.seconds:.1f}s"
+    return "cached" if record.cached else f"ok {record.seconds:.1f}s"
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ an existing file is kept unless --force.
 from __future__ import annotations
 
 import argparse
-import os
+import io
 import sys
-import tempfile
 from pathlib import Path
+
+from .core.files import atomic_write
 
 DEFAULT_PATH = Path("artifacts/demo/checkpoint_14_epoch.pkl")
 
@@ -37,12 +38,9 @@ def make_checkpoint(path: Path, seed: int = 14, steps: int = 2) -> Path:
     model.eval()
     checkpoint = {"epoch": 14, "model_state_dict": model.state_dict(),
                   "optimizer_state_dict": optimizer.state_dict(), "loss": float(loss.detach())}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return atomic_write(path, buffer.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .archs import resolve_factory
-from .checkpoints import extract_state_dict, load_checkpoint, load_state_dict_strict
-from .errors import ModelLoadError
-from .images import preprocess as preprocess_images, synthetic_images
+from .core.archs import instantiate
+from .core.checkpoints import extract_state_dict, load_checkpoint, load_state_dict_strict
+from .core.errors import ModelLoadError
+from .core.images import preprocess as preprocess_images, synthetic_images
 from .zoo import ModelEntry, Preprocess, torchvision_weights
 
 # Image seeds kept apart from the verifier's default set (seed 0), so calibration never sees test inputs.
@@ -52,20 +52,6 @@ def build_model(entry: ModelEntry) -> BuiltModel:
     module = module.float().eval()
     check_finite(module)
     return BuiltModel(module, kind, weights_sha256(module), entry.trust_pickle and kind in ("torchscript", "pickled_module"))
-
-
-def instantiate(arch: str, kwargs: dict, seed: int) -> nn.Module:
-    """Call the architecture's factory with torch's RNG seeded, so its own init is reproducible too."""
-    factory = resolve_factory(arch)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        try:
-            module = factory(**kwargs)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise ModelLoadError(f"{arch}({_format_kwargs(kwargs)}) failed: {exc}") from None
-    if not isinstance(module, nn.Module):
-        raise ModelLoadError(f"{arch} returned {type(module).__name__}, not a torch.nn.Module")
-    return module
 
 
 def realistic_init(module: nn.Module, seed: int, preprocess: Preprocess, batches: int, batch_size: int) -> None:
@@ -134,7 +120,3 @@ def weights_sha256(module: nn.Module) -> str:
 def example_input(entry: ModelEntry, batch: int = 1) -> torch.Tensor:
     """A deterministic example batch, used to trace and to sanity-check exported artifacts."""
     return image_batch(entry.preprocess, batch, seed=EXAMPLE_SEED + entry.seed)
-
-
-def _format_kwargs(kwargs: dict) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())

@@ -16,15 +16,19 @@ import re
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from .exporters import EXPORTERS, REQUIRES, ExportContext, ExportResult, planned_artifacts
-from .exporters.eager import load_reference
-from .isolation import Limits, run_isolated
-from .manifest import (ArtifactRecord, Manifest, ManifestError, ModelRecord, describe_files, file_sha256,
-                       read_manifest, tool_versions, write_manifest)
+from collections.abc import Mapping
+
+from .core.files import file_sha256
+from .core.isolation import Limits, run_isolated
+from .core.reference import load_reference
+from .core.vocabulary import ARTIFACTS
+from .exporters import Exporter, ExportContext, ExportResult, planned_artifacts, registered_exporter
+from .manifest import (ArtifactRecord, Manifest, ManifestError, ModelRecord, SourceRecord, describe_files,
+                       integrity_problem, read_manifest, tool_versions, write_manifest)
 from .models import BuiltModel, build_model, example_input
 from .zoo import NOT_BUILD_INPUTS, ModelEntry, Zoo, torchvision_weights
 
@@ -47,18 +51,12 @@ class RunOptions:
     force: bool = False  # convert even what is up to date
 
 
-@dataclass
-class RunStats:
-    converted: int = 0
-    cached: int = 0
-    failed: int = 0
-
-
-def convert_zoo(zoo: Zoo, options: RunOptions, progress: Progress | None = None,
-                stats: RunStats | None = None) -> Manifest:
-    """Convert the selected models and return the manifest, which is also written after every model."""
+def convert(zoo: Zoo, options: RunOptions, progress: Progress | None = None,
+            exporters: Mapping[str, Exporter] | None = None) -> Manifest:
+    """Convert the selected models and return the manifest, which is also written after every model.
+    `progress(model, artifact, record)` hears of each artifact as it is built or found up to date;
+    `exporters` replaces registered exporters by artifact name (module-level functions: they run in workers)."""
     entries = zoo.select(options.models)
-    stats = stats if stats is not None else RunStats()
     tools = tool_versions()
     manifest = Manifest(zoo={"path": str(zoo.path.resolve()), "sha256": file_sha256(zoo.path)}, tools=tools)
     previous = _previous_manifest(options.out)
@@ -67,7 +65,8 @@ def convert_zoo(zoo: Zoo, options: RunOptions, progress: Progress | None = None,
         manifest.models = {name: record for name, record in previous.models.items() if name in in_zoo}
     for entry in entries:
         old = previous.models.get(entry.name) if previous else None
-        manifest.models[entry.name] = convert_model(entry, options, old, tools, progress or (lambda *_: None), stats)
+        manifest.models[entry.name] = convert_model(entry, options, old, tools, progress or (lambda *_: None),
+                                                    dict(exporters or {}))
         write_manifest(options.out, manifest)
     write_manifest(options.out, manifest)
     for entry in entries:
@@ -100,48 +99,38 @@ def artifact_key(model_key: str, artifact: str) -> str:
 
 
 def convert_model(entry: ModelEntry, options: RunOptions, old: ModelRecord | None, tools: dict[str, str],
-                  progress: Progress, stats: RunStats) -> ModelRecord:
+                  progress: Progress, exporters: dict[str, Exporter]) -> ModelRecord:
     model_dir = options.out / entry.name
     model_dir.mkdir(parents=True, exist_ok=True)
     _remove_staging(model_dir)
-    formats = [f for f in entry.formats if options.formats is None or f in options.formats]
-    planned = planned_artifacts(formats, entry.onnx.simplify)
+    planned = planned_artifacts(entry, options.formats)
     key = source_key(entry, tools)
     record = ModelRecord(config=entry.model_dump(mode="json"))
     if old is not None:  # artifacts not rebuilt this time stay as they were
         record.artifacts = {name: art for name, art in old.artifacts.items() if name not in planned}
 
-    reusable = {} if options.force or old is None or old.source.get("key") != key else {
-        name: art for name, art in old.artifacts.items()
-        if name in planned and art.ok and _intact(art, options.out)
-    }
-    if old is not None and set(reusable) == set(planned):
-        record.source, record.artifacts = old.source, {**record.artifacts, **reusable}
-        stats.cached += len(planned)
-        for name in planned:
-            progress(entry.name, name, _as_cached(reusable[name]))
-        return record
-
+    up_to_date = not options.force and old is not None and old.source is not None and old.source.key == key
+    reusable = {name: art for name, art in old.artifacts.items()
+                if name in planned and art.ok and integrity_problem(old, name, options.out) is None} \
+        if up_to_date else {}
     if "eager" in reusable:
         record.source = old.source
     done: dict[str, Path] = {}
     for name in planned:
-        needed = REQUIRES.get(name)
+        needed = ARTIFACTS[name].requires
         if name in reusable:
             art = _as_cached(reusable[name])
-            stats.cached += 1
         elif needed is not None and needed not in done:
             art = ArtifactRecord("failed", error=f"not attempted: needs {needed}, which failed")
         else:
             folder = model_dir / f"{name}-{artifact_key(key, name)}"
-            art, source = _export_one(name, entry, record.source, folder, done, options)
+            exporter = exporters.get(name) or registered_exporter(name)
+            art, source = _export_one(name, exporter, entry, record.source, folder, done, options)
             if name == "eager":
-                record.source = {**source, "key": key, "checkpoint_sha256":
-                                 file_sha256(Path(entry.checkpoint)) if entry.checkpoint else None}
+                record.source = source and replace(source, key=key, checkpoint_sha256=file_sha256(
+                    Path(entry.checkpoint)) if entry.checkpoint else None)
                 record.error = None if art.ok else art.error
-            art.source_sha256 = record.source.get("weights_sha256")
-            stats.converted += int(art.ok)
-        stats.failed += int(not art.ok)
+            art.source_sha256 = record.weights_sha256
         if art.ok:
             done[name] = options.out / Path(art.path).parent
         record.artifacts[name] = art
@@ -159,13 +148,12 @@ class EagerJob:
     out_dir: Path
 
 
-def run_eager_job(job: EagerJob) -> tuple[ExportResult, dict]:
+def run_eager_job(job: EagerJob) -> tuple[ExportResult, SourceRecord]:
     started = time.perf_counter()
     built = build_model(job.entry)
     build_seconds = round(time.perf_counter() - started, 3)
     result = job.exporter(ExportContext(job.entry, built, example_input(job.entry), job.out_dir, {}))
-    return result, {"kind": built.source_kind, "weights_sha256": built.weights_sha256,
-                    "trusted_pickle": built.trusted_pickle, "build_seconds": build_seconds}
+    return result, SourceRecord(built.source_kind, built.weights_sha256, built.trusted_pickle, build_seconds)
 
 
 @dataclass(frozen=True)
@@ -174,21 +162,19 @@ class ExportJob:
 
     exporter: Callable[[ExportContext], ExportResult]
     entry: ModelEntry
-    source_kind: str
-    weights_sha256: str
-    trusted_pickle: bool
+    source: SourceRecord
     out_dir: Path
     earlier: dict[str, Path]
 
 
 def run_export_job(job: ExportJob) -> ExportResult:
-    module = load_reference(job.earlier["eager"], trust_pickle=job.trusted_pickle)
-    built = BuiltModel(module, job.source_kind, job.weights_sha256, job.trusted_pickle)
+    module = load_reference(job.earlier["eager"], trust_pickle=job.source.trusted_pickle)
+    built = BuiltModel(module, job.source.kind, job.source.weights_sha256, job.source.trusted_pickle)
     return job.exporter(ExportContext(job.entry, built, example_input(job.entry), job.out_dir, dict(job.earlier)))
 
 
-def _export_one(name: str, entry: ModelEntry, source: dict, final: Path, done: dict[str, Path],
-                options: RunOptions) -> tuple[ArtifactRecord, dict]:
+def _export_one(name: str, exporter: Exporter, entry: ModelEntry, source: SourceRecord | None, final: Path,
+                done: dict[str, Path], options: RunOptions) -> tuple[ArtifactRecord, SourceRecord | None]:
     """Build one artifact in a worker, into a staging folder that is moved to its keyed folder only when the
     exporter succeeded: an interrupted or failed export never leaves a half-written artifact under a final
     name. Returns the record and, for the eager reference, what the model was built from."""
@@ -196,23 +182,20 @@ def _export_one(name: str, entry: ModelEntry, source: dict, final: Path, done: d
     staging.mkdir()
     started = time.perf_counter()
     if name == "eager":
-        job = EagerJob(EXPORTERS[name], entry, staging)
-        worker = run_eager_job
+        job, worker = EagerJob(exporter, entry, staging), run_eager_job
     else:
-        job = ExportJob(EXPORTERS[name], entry, source["kind"], source["weights_sha256"], source["trusted_pickle"],
-                        staging, dict(done))
-        worker = run_export_job
+        job, worker = ExportJob(exporter, entry, source, staging, dict(done)), run_export_job
     try:
         outcome = run_isolated(worker, job, limits=entry.limits.over(options.limits))
         if not outcome.ok:
             log.debug("export %s/%s failed:\n%s", entry.name, name, outcome.traceback)
             raise _WorkerFailed(outcome.message)
-        result, source = outcome.value if name == "eager" else (outcome.value, {})
+        result, source = outcome.value if name == "eager" else (outcome.value, None)
         if not (staging / result.main_file).is_file():
             raise RuntimeError(f"exporter reported {result.main_file} but did not write it")
     except Exception as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        return ArtifactRecord("failed", seconds=round(time.perf_counter() - started, 3), error=_one_line(exc)), {}
+        return ArtifactRecord("failed", seconds=round(time.perf_counter() - started, 3), error=_one_line(exc)), None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -234,15 +217,7 @@ class _WorkerFailed(Exception):
 
 
 def _as_cached(art: ArtifactRecord) -> ArtifactRecord:
-    return ArtifactRecord(art.status, art.path, art.files, 0.0, art.error, {**art.details, "cached": True},
-                          art.source_sha256)
-
-
-def _intact(art: ArtifactRecord, root: Path) -> bool:
-    return bool(art.files) and all(
-        (root / rel).is_file() and (root / rel).stat().st_size == info.size and file_sha256(root / rel) == info.sha256
-        for rel, info in art.files.items()
-    )
+    return replace(art, seconds=0.0, cached=True)
 
 
 def _collect_garbage(model_dir: Path, record: ModelRecord, root: Path) -> None:
@@ -272,6 +247,6 @@ def _previous_manifest(out: Path) -> Manifest | None:
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if type(exc).__module__ not in ("converter.errors",) and not isinstance(exc, _WorkerFailed):
+    if type(exc).__module__ not in ("converter.core.errors",) and not isinstance(exc, _WorkerFailed):
         text = f"{type(exc).__name__}: {text}"
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."

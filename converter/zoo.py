@@ -1,23 +1,21 @@
 """The zoo file: schema, defaults and validation. The rest of the code only sees validated models."""
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
-from .archs import TORCHVISION_PREFIX, resolve_factory
-from .checkpoints import is_torchscript_archive
-from .errors import ZooError
-from .isolation import Limits
+from .core.archs import TORCHVISION_PREFIX, resolve_factory
+from .core.checkpoints import is_torchscript_archive
+from .core.errors import ZooError
+from .core.isolation import Limits
+from .core.vocabulary import ARTIFACTS, DEVICES, RUNTIMES, CellSelector, formats, parse_selector
 
-ZOO_FORMATS = ("eager", "torchscript", "onnx", "paddle")
-# The verifier's vocabulary, part of the contract: waivers, overrides and requirements name these.
-ARTIFACTS = ("eager", "torchscript", "onnx", "onnx_simplified", "paddle")
-RUNTIMES = ("torch", "torchscript", "onnxruntime", "paddle-inference", "paddle-jit")
-DEVICES = ("cpu", "cuda", "tensorrt")
 MAX_ZOO_BYTES = 1 << 20  # a zoo is a page of YAML; anything larger is a mistake or an attack
 MAX_ZOO_NODES = 100_000  # after expanding YAML aliases: refuses "billion laughs" documents quickly
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # becomes a folder name: no separators, no leading dot
@@ -66,14 +64,19 @@ class Calibration(_Section):
 
 
 class DeploymentTolerance(_Section):
-    """How far a deployment's preprocessing may move the model's input and output. Resampling libraries differ
-    by design (PIL antialiases when shrinking, OpenCV's INTER_LINEAR does not): on the default zoo's randomly
-    initialised nets that alone changes top-1 on up to 25% of images, while it keeps every image's per-channel
-    mean within 0.01 (in units of the normalised input). Swapped channels or a wrong mean/std move it by 0.7
-    or more, another resize (field of view) by about 0.1."""
+    """How far a deployment's preprocessing may move the model's input and its confident predictions.
+
+    Resampling libraries differ by design (PIL antialiases when shrinking, OpenCV's INTER_LINEAR does not):
+    that keeps every image's per-channel mean within about 0.01 (in units of the normalised input), while
+    swapped channels or a wrong mean/std move it by 0.7 or more and another resize (field of view) by about
+    0.1. On randomly initialised nets the same resampling difference flips the top-1 class of up to half the
+    images, where the reference itself hardly prefers its top class: a top-1 flip counts only where the
+    reference was confident, its softmax probability for its top-1 class ahead of the deployment's class by
+    at least `confident_margin`."""
 
     max_channel_shift: float = Field(default=0.05, ge=0)
-    top1: float = Field(default=0.5, ge=0, le=1)
+    top1: float = Field(default=0.5, ge=0, le=1)  # fraction of images whose confident top-1 must not flip
+    confident_margin: float = Field(default=0.2, ge=0, le=1)
 
 
 class Deployment(_Section):
@@ -90,7 +93,8 @@ class Deployment(_Section):
     tolerance: DeploymentTolerance = DeploymentTolerance()
 
 
-DEFAULT_DEPLOYMENTS = [Deployment(name="pil-numpy", library="pil-numpy"), Deployment(name="opencv", library="opencv")]
+# Checked for every model, as information only, when its zoo entry declares no `deployments`.
+DEFAULT_DEPLOYMENTS = (Deployment(name="pil-numpy", library="pil-numpy"), Deployment(name="opencv", library="opencv"))
 
 
 class ToleranceOverride(_Section):
@@ -101,13 +105,19 @@ class ToleranceOverride(_Section):
 
 
 class Waiver(_Section):
-    """An accepted failure: a conversion (artifact) or a runtime's cells, always with a reason."""
+    """An accepted failure, always with a reason: a conversion (`artifact` alone), the cells a `runtime`,
+    `artifact` and/or `device` select, or a deployment's `preprocessing` check. Names are checked against
+    the registries when the zoo is loaded."""
 
-    runtime: Literal["torch", "torchscript", "onnxruntime", "paddle-inference", "paddle-jit"] | None = None
-    device: Literal["cpu", "cuda", "tensorrt"] | None = None
-    artifact: Literal["eager", "torchscript", "onnx", "onnx_simplified", "paddle"] | None = None
+    runtime: str | None = None
+    device: str | None = None
+    artifact: str | None = None
     preprocessing: str | None = None  # a deployment's name: its preprocessing check may fail
     reason: str = Field(min_length=3)
+
+    @property
+    def selector(self) -> CellSelector:
+        return CellSelector(self.runtime, self.artifact, self.device)
 
 
 class WorkerLimits(_Section):
@@ -135,29 +145,48 @@ class ModelEntry(_Section):
     trust_pickle: bool = False
     classes: list[str] | None = None
     input: InputSpec = InputSpec()
+    # names for what the model's forward returns, in order (one tensor, or a tuple); exporters use them
+    outputs: list[str] = Field(default_factory=lambda: ["logits"], min_length=1)
+    logits_output: str | None = None  # the output the classification checks read; default: the first
     preprocess: Preprocess = Preprocess()
     tolerance: Tolerance = Tolerance()
-    formats: list[Literal["eager", "torchscript", "onnx", "paddle"]] = Field(
-        default=list(ZOO_FORMATS), min_length=1
-    )
+    formats: list[str] = Field(default_factory=lambda: list(formats()), min_length=1)
     onnx: OnnxOptions = OnnxOptions()
     torchscript: TorchScriptOptions = TorchScriptOptions()
     calibration: Calibration = Calibration()
     limits: WorkerLimits = WorkerLimits()
-    # verification: per-runtime tolerances ("runtime" or "runtime@device"), accepted failures, and
-    # runtimes whose cells must run (a SKIP there blocks the gate)
+    # verification: tolerances per cell selector ('runtime', 'artifact', 'runtime:artifact', each optionally
+    # '@device'; the most specific wins), accepted failures, and cells that must run (a SKIP there blocks)
     tolerance_overrides: dict[str, ToleranceOverride] = Field(default_factory=dict)
-    # deployment preprocessing implementations checked against the reference transform
-    deployments: list[Deployment] = Field(default_factory=lambda: list(DEFAULT_DEPLOYMENTS))
+    # deployment preprocessing implementations checked against the reference transform; None (not declared):
+    # the default ones run as information and never block
+    deployments: list[Deployment] | None = None
     allow_failures: list[Waiver] = Field(default_factory=list)
     required: list[str] = Field(default_factory=list)
 
-    def tolerance_for(self, runtime: str, device: str) -> Tolerance:
+    def tolerance_for(self, runtime: str, artifact: str, device: str) -> Tolerance:
+        """The model's tolerance, then each matching override from the least to the most specific."""
+        matching = [(parse_selector(key), override) for key, override in self.tolerance_overrides.items()]
         merged = self.tolerance.model_dump()
-        for key in (runtime, f"{runtime}@{device}"):
-            if key in self.tolerance_overrides:
-                merged.update(self.tolerance_overrides[key].model_dump(exclude_none=True))
+        for selector, override in sorted(matching, key=lambda pair: pair[0].specificity):
+            if selector.matches(runtime, artifact, device):
+                merged.update(override.model_dump(exclude_none=True))
         return Tolerance(**merged)
+
+    def is_required(self, runtime: str, artifact: str, device: str) -> bool:
+        """CPU cells always must run; other devices when `required` selects the cell."""
+        return device == "cpu" or any(parse_selector(key).matches(runtime, artifact, device) for key in self.required)
+
+    @property
+    def logits(self) -> str:
+        return self.logits_output or self.outputs[0]
+
+    @property
+    def deployment_checks(self) -> tuple[tuple[Deployment, ...], bool]:
+        """The deployments to check and whether they gate: declared ones do; the defaults are information."""
+        if self.deployments is None:
+            return DEFAULT_DEPLOYMENTS, False
+        return tuple(self.deployments), True
 
     @property
     def source_kind(self) -> str:
@@ -179,10 +208,10 @@ class ModelEntry(_Section):
 # Fields that do not change what the converter builds: editing them needs no new conversion. The
 # checkpoint counts by content (its sha256), not by path; formats only say which artifacts to build.
 NOT_BUILD_INPUTS = frozenset({"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required",
-                              "classes", "limits", "formats", "checkpoint", "deployments"})
+                              "classes", "limits", "formats", "checkpoint", "deployments", "logits_output"})
 
 # Sections a `defaults:` block may set; each is merged key by key into every model's own section.
-DEFAULTABLE = ("input", "preprocess", "tolerance", "formats", "onnx", "torchscript", "calibration", "seed",
+DEFAULTABLE = ("input", "outputs", "preprocess", "tolerance", "formats", "onnx", "torchscript", "calibration", "seed",
                "tolerance_overrides", "required", "limits", "deployments")
 
 
@@ -317,12 +346,27 @@ def _merge_defaults(defaults: dict[str, Any], item: dict[str, Any]) -> dict[str,
     return merged
 
 
-def _check_entry(entry: ModelEntry, file: str) -> None:
-    """Rules that involve several fields or the file system."""
+Fail = Callable[[str, str], NoReturn]
 
-    def fail(field: str, message: str) -> None:
+
+def _check_entry(entry: ModelEntry, file: str) -> None:
+    """Rules that involve several fields, the registries, the file system or the user's code, by job."""
+
+    def fail(field: str, message: str) -> NoReturn:
         raise ZooError(file, message, model=entry.name, field=field)
 
+    _check_input(entry, fail)
+    _check_outputs(entry, fail)
+    _check_vocabulary(entry, fail)
+    _check_deployments(entry, fail)
+    _check_waivers(entry, fail)
+    _check_source(entry, fail)
+    _check_arch(entry, fail)
+    if entry.weights not in (None, "random"):
+        _check_torchvision_weights(entry, fail)
+
+
+def _check_input(entry: ModelEntry, fail: Fail) -> None:
     channels, height, width = entry.input.shape
     if channels not in (1, 3):
         fail("input.shape", f"{channels} channels: image models take 1 (grayscale) or 3 (RGB/BGR)")
@@ -334,24 +378,56 @@ def _check_entry(entry: ModelEntry, file: str) -> None:
         fail("preprocess.resize", f"resize {entry.preprocess.resize} is smaller than crop {entry.preprocess.crop}")
     if entry.classes is not None and entry.num_classes is not None and len(entry.classes) != entry.num_classes:
         fail("classes", f"{len(entry.classes)} class names for num_classes {entry.num_classes}")
+
+
+def _check_outputs(entry: ModelEntry, fail: Fail) -> None:
+    for index, name in enumerate(entry.outputs):
+        if not re.match(NAME_PATTERN, name) or name == entry.input.name:
+            fail(f"outputs.{index}", f"'{name}' must be a name (letters, digits, _ . -) other than the input's")
+    if len(set(entry.outputs)) != len(entry.outputs):
+        fail("outputs", "lists an output name twice")
+    if entry.logits_output is not None and entry.logits_output not in entry.outputs:
+        fail("logits_output", f"'{entry.logits_output}' is not one of the outputs {entry.outputs}")
+
+
+def _check_vocabulary(entry: ModelEntry, fail: Fail) -> None:
+    """Every format, runtime, artifact and device the entry names is registered (converter.core.vocabulary)."""
+    known_formats = formats()
+    for index, fmt in enumerate(entry.formats):
+        if fmt not in known_formats:
+            fail(f"formats.{index}", f"unknown format '{fmt}' (registered: {', '.join(known_formats)})")
     if len(set(entry.formats)) != len(entry.formats):
         fail("formats", "lists a format twice")
-    for key in list(entry.tolerance_overrides) + entry.required:
-        runtime, _, device = key.partition("@")
-        if runtime not in RUNTIMES or (device and device not in DEVICES):
-            field = "required" if key in entry.required else f"tolerance_overrides.{key}"
-            fail(field, f"'{key}' is not 'runtime' or 'runtime@device' (runtimes: {', '.join(RUNTIMES)}; "
-                        f"devices: {', '.join(DEVICES)})")
-    names = [d.name for d in entry.deployments]
+    for field, keys in (("tolerance_overrides", list(entry.tolerance_overrides)), ("required", entry.required)):
+        for key in keys:
+            try:
+                parse_selector(key)
+            except ValueError as exc:
+                fail(f"{field}.{key}" if field == "tolerance_overrides" else field, str(exc))
+    for index, waiver in enumerate(entry.allow_failures):
+        for field, registry in (("runtime", RUNTIMES), ("artifact", ARTIFACTS), ("device", DEVICES)):
+            name = getattr(waiver, field)
+            if name is not None and name not in registry:
+                fail(f"allow_failures.{index}.{field}", registry.unknown(name))
+
+
+def _check_deployments(entry: ModelEntry, fail: Fail) -> None:
+    deployments, _ = entry.deployment_checks
+    names = [d.name for d in deployments]
     if len(set(names)) != len(names):
         fail("deployments", "two deployments share a name")
-    for index, deployment in enumerate(entry.deployments):
+    channels = entry.input.shape[0]
+    for index, deployment in enumerate(entry.deployments or []):
         for key in ("mean", "std"):
             value = getattr(deployment, key)
             if value is not None and len(value) != channels:
                 fail(f"deployments.{index}.{key}", f"needs one value per input channel ({channels})")
         if deployment.resize is not None and deployment.resize < entry.preprocess.crop:
             fail(f"deployments.{index}.resize", f"resize {deployment.resize} is smaller than crop {entry.preprocess.crop}")
+
+
+def _check_waivers(entry: ModelEntry, fail: Fail) -> None:
+    names = [d.name for d in entry.deployment_checks[0]]
     for index, waiver in enumerate(entry.allow_failures):
         if waiver.preprocessing is not None:
             if waiver.runtime or waiver.artifact or waiver.device:
@@ -360,38 +436,45 @@ def _check_entry(entry: ModelEntry, file: str) -> None:
                 fail(f"allow_failures.{index}.preprocessing", f"no deployment named '{waiver.preprocessing}'")
         elif waiver.runtime is None and waiver.artifact is None:
             fail(f"allow_failures.{index}", "name the runtime, the artifact or the preprocessing whose failure is accepted")
+        elif waiver.runtime is not None and waiver.artifact is not None \
+                and waiver.artifact not in RUNTIMES[waiver.runtime].artifacts:
+            fail(f"allow_failures.{index}.artifact", f"runtime '{waiver.runtime}' does not load '{waiver.artifact}'")
 
-    if entry.checkpoint is not None:
-        if entry.weights is not None:
-            fail("weights", "give either weights or checkpoint, not both")
-        checkpoint = Path(entry.checkpoint)
-        if not checkpoint.is_file():
-            fail("checkpoint", f"file not found: {checkpoint}")
-        if is_torchscript_archive(checkpoint):
-            if entry.arch is not None:
-                fail("arch", "the checkpoint is a TorchScript file, which carries its own architecture: remove arch")
-            if not entry.trust_pickle:
-                fail("trust_pickle", "a TorchScript file runs code when loaded: set trust_pickle: true to allow it")
-        elif entry.arch is None and not entry.trust_pickle:
-            fail("arch", "required to load a state_dict checkpoint (a whole pickled model needs trust_pickle: true)")
-    else:
+
+def _check_source(entry: ModelEntry, fail: Fail) -> None:
+    """Where the weights come from: exactly one source, and the checkpoint file as the zoo describes it."""
+    if entry.checkpoint is None:
         if entry.weights is None:
             fail("weights", "give weights (random or a torchvision weights name) or a checkpoint")
         if entry.arch is None:
             fail("arch", "required")
         if entry.state_dict_key is not None:
             fail("state_dict_key", "only applies with a checkpoint")
+        return
+    if entry.weights is not None:
+        fail("weights", "give either weights or checkpoint, not both")
+    checkpoint = Path(entry.checkpoint)
+    if not checkpoint.is_file():
+        fail("checkpoint", f"file not found: {checkpoint}")
+    if is_torchscript_archive(checkpoint):
+        if entry.arch is not None:
+            fail("arch", "the checkpoint is a TorchScript file, which carries its own architecture: remove arch")
+        if not entry.trust_pickle:
+            fail("trust_pickle", "a TorchScript file runs code when loaded: set trust_pickle: true to allow it")
+    elif entry.arch is None and not entry.trust_pickle:
+        fail("arch", "required to load a state_dict checkpoint (a whole pickled model needs trust_pickle: true)")
 
+
+def _check_arch(entry: ModelEntry, fail: Fail) -> None:
+    """Imports the module the user named (and only that one) to find the factory."""
     if entry.arch is not None:
         try:
             resolve_factory(entry.arch)
         except ValueError as exc:
             fail("arch", str(exc))
-    if entry.weights not in (None, "random"):
-        _check_torchvision_weights(entry, fail)
 
 
-def _check_torchvision_weights(entry: ModelEntry, fail) -> None:
+def _check_torchvision_weights(entry: ModelEntry, fail: Fail) -> None:
     import torch
 
     if not (entry.arch or "").startswith(TORCHVISION_PREFIX):

@@ -39,11 +39,11 @@ def write_zoo(tmp_path: Path):
 
 def convert_tiny_zoo(root: Path, models: list[dict]) -> Path:
     """Write a zoo of `models` in root and convert it into root/artifacts; returns root."""
-    from converter.pipeline import RunOptions, convert_zoo
+    from converter.pipeline import RunOptions, convert
     from converter.zoo import load_zoo
 
     (root / "zoo.yaml").write_text(yaml.safe_dump({"models": models}))
-    convert_zoo(load_zoo(root / "zoo.yaml"), RunOptions(out=root / "artifacts"))
+    convert(load_zoo(root / "zoo.yaml"), RunOptions(out=root / "artifacts"))
     return root
 
 
@@ -51,3 +51,16 @@ def private_copy(converted: Path, tmp_path: Path) -> Path:
     """A copy of a converted folder (zoo, checkpoints, artifacts) that a test is free to damage."""
     shutil.copytree(converted, tmp_path, dirs_exist_ok=True)
     return tmp_path
+
+
+def verify_api(workdir: Path, runners: dict | None = None, models: tuple[str, ...] | None = ("tiny",), **options) -> int:
+    """The verifier's library API on a converted folder, with `runners` in place of the registered ones; writes
+    the reports to workdir/reports and returns the exit code the command line would."""
+    from verify.api import VerifyOptions, run, write_reports
+    from verify.runners import registered_runners
+
+    settings = {"artifacts": workdir / "artifacts", "zoo": workdir / "zoo.yaml", "devices": ("cpu",),
+                "num_images": 4, "timing": False, "models": models, **options}
+    verified = run(VerifyOptions(**settings), runners={**registered_runners(), **(runners or {})})
+    write_reports(verified, workdir / "reports")
+    return verified.verdict.exit_code

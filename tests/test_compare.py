@@ -121,8 +121,8 @@ def test_top1_threshold_allows_a_fraction():
     passed = compare(ref, candidate, tolerance)
     assert passed.status == PASS and passed.top1_agreement == pytest.approx(0.9) and passed.top1_ties == 0
     failed = compare(ref, candidate, tolerance.model_copy(update={"top1": 0.95}))
-    assert failed.status == FAIL and failed.failures == ["top-1 agreement 0.900 < 0.95"]
-    assert failed.failed_checks == ["top1"] and not failed.elementwise_failed
+    assert failed.status == FAIL and failed.failures == ("top-1 agreement 0.900 < 0.95",)
+    assert failed.failed_checks == ("top1",) and not failed.elementwise_failed
 
 
 def test_top5_overlap():
@@ -132,3 +132,30 @@ def test_top5_overlap():
     result = compare(ref, candidate, TOL)
     assert result.status == FAIL
     assert result.top5_overlap == pytest.approx(0.8)
+
+
+def test_an_embedding_output_is_compared_per_sample_without_top1():
+    from verify.compare import compare_outputs, worst
+
+    rng = np.random.default_rng(3)
+    reference = {"logits": logits(), "embedding": rng.normal(size=(6, 4, 2, 2)).astype(np.float32)}
+    same = compare_outputs(reference, {k: v.copy() for k, v in reference.items()}, TOL, "logits")
+    assert list(same) == ["logits", "embedding"] and worst(same) == (PASS, "logits: max |diff| 0; embedding: max |diff| 0")
+    assert np.isnan(same["embedding"].top1_agreement) and same["logits"].top1_agreement == 1.0
+    # the logits agree exactly; one embedding value drifts by 1%: the cell is the worst of its outputs
+    drifted = {"logits": reference["logits"].copy(), "embedding": reference["embedding"].copy()}
+    drifted["embedding"][2, 1, 0, 1] *= 1.01
+    drifted["embedding"][2, 1, 0, 1] += 0.05
+    compared = compare_outputs(reference, drifted, TOL, "logits")
+    assert compared["logits"].status == PASS and compared["embedding"].status == FAIL
+    status, detail = worst(compared)
+    assert status == FAIL and detail.startswith("embedding: 1/96 values outside") and "sample 2 element 5" in detail
+
+
+def test_a_constant_embedding_is_an_error_not_a_pass():
+    from verify.compare import compare_outputs, worst
+
+    reference = {"logits": logits(), "embedding": np.ones((6, 8), np.float32)}
+    compared = compare_outputs(reference, {k: v.copy() for k, v in reference.items()}, TOL, "logits")
+    assert compared["embedding"].status == ERROR and "constant" in compared["embedding"].reason
+    assert worst(compared)[0] == ERROR

@@ -26,14 +26,14 @@ REF = dict(runtime="torch", artifact="eager", reference=True)
 def test_all_pass_and_optional_gpu_skips_exit_0():
     verdict = decide([result(cell(**REF), cell(), cell(device="cuda", status="SKIP", detail="no GPU"))],
                      {"m": entry()})
-    assert verdict.passed and verdict.exit_code == 0 and verdict.blocking == []
+    assert verdict.passed and verdict.exit_code == 0 and verdict.blocking == ()
 
 
 @pytest.mark.parametrize("status", ["FAIL", "ERROR"])
 def test_fail_or_error_blocks(status):
     verdict = decide([result(cell(**REF), cell(status=status, detail="boom"))], {"m": entry()})
     assert not verdict.passed and verdict.exit_code == 1
-    assert verdict.blocking == [f"m/onnx/onnxruntime@cpu: {status}: boom"]
+    assert verdict.blocking == (f"m/onnx/onnxruntime@cpu: {status}: boom",)
 
 
 def test_cpu_skip_blocks_and_required_gpu_skip_blocks():
@@ -43,16 +43,31 @@ def test_cpu_skip_blocks_and_required_gpu_skip_blocks():
     assert decide([result(gpu)], {"m": entry()}).passed
     assert not decide([result(gpu)], {"m": entry(required=["onnxruntime@cuda"])}).passed
     assert not decide([result(gpu)], {"m": entry(required=["onnxruntime"])}).passed
+    assert not decide([result(gpu)], {"m": entry(required=["onnx"])}).passed  # an artifact
+    assert not decide([result(gpu)], {"m": entry(required=["onnxruntime:onnx@cuda"])}).passed
+    assert decide([result(gpu)], {"m": entry(required=["onnxruntime:onnx_simplified@cuda"])}).passed
+    assert decide([result(gpu)], {"m": entry(required=["onnxruntime@tensorrt"])}).passed
     assert decide([result(gpu)], {"m": entry(required=["paddle-inference"])}).passed
 
 
 def test_waiver_accepts_a_runtime_and_is_reported():
     failing = cell(runtime="paddle-jit", artifact="paddle", status="FAIL", detail="drift")
     waived = entry(allow_failures=[{"runtime": "paddle-jit", "reason": "known: issue 42"}])
-    verdict = decide([result(failing)], {"m": waived})
+    results = [result(failing)]
+    verdict = decide(results, {"m": waived})
     assert verdict.passed
-    assert failing.waiver == "known: issue 42"
-    assert verdict.waived == ["m/paddle/paddle-jit@cpu: FAIL: drift (known: issue 42)"]
+    assert verdict.waivers == {"m/paddle/paddle-jit@cpu": "known: issue 42"}
+    assert verdict.waived == ("m/paddle/paddle-jit@cpu: FAIL: drift (known: issue 42)",)
+    assert results == [result(failing)]  # the gate decides; it does not write into the results
+
+
+def test_waiver_can_name_the_artifact_a_runtime_runs():
+    fp16 = cell(artifact="onnx_simplified", status="FAIL", detail="drift")
+    fp32 = cell(artifact="onnx", status="FAIL", detail="drift")
+    waived = entry(allow_failures=[{"runtime": "onnxruntime", "artifact": "onnx_simplified", "reason": "onnxsim bug"}])
+    verdict = decide([result(fp16, fp32)], {"m": waived})
+    assert list(verdict.waivers) == ["m/onnx_simplified/onnxruntime@cpu"]
+    assert verdict.blocking == ("m/onnx/onnxruntime@cpu: FAIL: drift",)
 
 
 def test_waiver_for_another_device_does_not_apply():
@@ -68,21 +83,21 @@ def test_conversion_failure_blocks_once_unless_waived():
                   detail="conversion failed: x", conversion_failed=True)
     res = result(cell(**REF), failed, conversion_failures={"paddle": "unsupported ops aten::roll"})
     verdict = decide([res], {"m": entry()})
-    assert verdict.blocking == ["m: conversion to paddle failed: unsupported ops aten::roll"]
+    assert verdict.blocking == ("m: conversion to paddle failed: unsupported ops aten::roll",)
     # a runtime waiver does not excuse the conversion; an artifact waiver does, and covers its cells
     runtime_only = entry(allow_failures=[{"runtime": "paddle-inference", "reason": "later"}])
     assert not decide([res], {"m": runtime_only}).passed
     artifact = entry(allow_failures=[{"artifact": "paddle", "reason": "x2paddle lacks aten::roll"}])
     verdict = decide([res], {"m": artifact})
-    assert verdict.passed and verdict.waived == ["m: conversion to paddle failed (x2paddle lacks aten::roll)"]
-    assert failed.waiver == "x2paddle lacks aten::roll"
+    assert verdict.passed and verdict.waived == ("m: conversion to paddle failed (x2paddle lacks aten::roll)",)
+    assert verdict.waivers[failed.key] == "x2paddle lacks aten::roll"
 
 
 def test_model_error_blocks_once():
     res = result(cell(**REF, status="ERROR", detail="flat"), cell(status="ERROR", detail="flat"),
                  error="degenerate reference: flat")
     verdict = decide([res], {"m": entry()})
-    assert verdict.blocking == ["m: degenerate reference: flat"]
+    assert verdict.blocking == ("m: degenerate reference: flat",)
 
 
 def test_nothing_verified_is_not_a_pass():

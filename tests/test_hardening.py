@@ -14,16 +14,14 @@ import torch
 import yaml
 from onnx import TensorProto, helper
 
-from converter import exporters
 from converter.__main__ import main as converter_main
-from converter.checkpoints import load_checkpoint
-from converter.errors import ModelLoadError, ZooError
-from converter.isolation import Limits, run_isolated
+from converter.core.checkpoints import load_checkpoint
+from converter.core.errors import ModelLoadError, ZooError
+from converter.core.isolation import Limits, run_isolated
 from converter.manifest import FileRecord, file_sha256, read_manifest, write_manifest
-from converter.pipeline import RunOptions, convert_zoo
+from converter.pipeline import RunOptions, convert
 from converter.zoo import load_zoo
-from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry
-from verify import runners as runner_registry
+from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry, verify_api
 from verify.__main__ import main as verify_main
 from verify.runners import RunnerError
 from verify.runners.onnxruntime_runner import OnnxRuntimeRunner, check_external_data
@@ -72,7 +70,7 @@ def test_worker_outcomes():
 # --- inside real runs -------------------------------------------------------------------------------------
 
 class _AbortingRunner(PaddleJitRunner):
-    def run(self, batch):
+    def run(self, feeds):
         os.abort()
 
 
@@ -82,7 +80,7 @@ class _HangingRunner(TorchScriptRunner):
 
 
 class _HoardingRunner(OnnxRuntimeRunner):
-    def run(self, batch):
+    def run(self, feeds):
         _hoards()
 
 
@@ -107,11 +105,9 @@ def cells(workdir) -> dict[tuple[str, str], pd.Series]:
     return {(row.artifact, row.runtime): row for row in frame.itertuples()}
 
 
-def test_abort_hang_and_memory_hog_are_error_cells_beside_healthy_ones(workdir, monkeypatch):
-    monkeypatch.setitem(runner_registry.RUNNERS, "paddle-jit", _AbortingRunner)
-    monkeypatch.setitem(runner_registry.RUNNERS, "torchscript", _HangingRunner)
-    monkeypatch.setitem(runner_registry.RUNNERS, "onnxruntime", _HoardingRunner)
-    assert verify(workdir, "--timeout", "20", "--memory-limit-mb", "6144") == 1
+def test_abort_hang_and_memory_hog_are_error_cells_beside_healthy_ones(workdir):
+    runners = {"paddle-jit": _AbortingRunner, "torchscript": _HangingRunner, "onnxruntime": _HoardingRunner}
+    assert verify_api(workdir, runners, num_images=3, limits=Limits(timeout_s=20, memory_mb=6144)) == 1
     result = cells(workdir)
     assert result[("paddle", "paddle-jit")].status == "ERROR" and "SIGABRT" in result[("paddle", "paddle-jit")].detail
     assert result[("torchscript", "torchscript")].status == "ERROR"
@@ -126,10 +122,10 @@ def _aborting_exporter(ctx):
     os.abort()
 
 
-def test_crashing_conversion_is_recorded_and_the_rest_goes_on(write_zoo, tmp_path, monkeypatch):
-    monkeypatch.setitem(exporters.EXPORTERS, "torchscript", _aborting_exporter)
+def test_crashing_conversion_is_recorded_and_the_rest_goes_on(write_zoo, tmp_path):
     zoo = load_zoo(write_zoo(models=[tiny_entry(formats=["eager", "torchscript", "onnx"])]))
-    artifacts = convert_zoo(zoo, RunOptions(out=tmp_path / "a")).models["tiny"].artifacts
+    artifacts = convert(zoo, RunOptions(out=tmp_path / "a"), exporters={"torchscript": _aborting_exporter}
+                        ).models["tiny"].artifacts
     assert not artifacts["torchscript"].ok and "SIGABRT" in artifacts["torchscript"].error
     assert artifacts["onnx"].ok and artifacts["onnx_simplified"].ok
 
@@ -145,10 +141,10 @@ def _simplify_reports_failure(ctx):
     return export_simplified(ctx)
 
 
-def test_onnxsim_check_failure_marks_the_simplified_artifact_failed(write_zoo, tmp_path, monkeypatch):
-    monkeypatch.setitem(exporters.EXPORTERS, "onnx_simplified", _simplify_reports_failure)
+def test_onnxsim_check_failure_marks_the_simplified_artifact_failed(write_zoo, tmp_path):
     zoo = load_zoo(write_zoo(models=[tiny_entry(formats=["eager", "onnx"])]))
-    artifacts = convert_zoo(zoo, RunOptions(out=tmp_path / "a")).models["tiny"].artifacts
+    artifacts = convert(zoo, RunOptions(out=tmp_path / "a"), exporters={"onnx_simplified": _simplify_reports_failure}
+                        ).models["tiny"].artifacts
     assert artifacts["onnx"].ok
     assert not artifacts["onnx_simplified"].ok and "onnxsim's own output check failed" in artifacts["onnx_simplified"].error
 
@@ -156,7 +152,7 @@ def test_onnxsim_check_failure_marks_the_simplified_artifact_failed(write_zoo, t
 def test_factory_that_crashes_fails_only_its_model(write_zoo, tmp_path):
     zoo = load_zoo(write_zoo(models=[tiny_entry("crashing", arch="tests.tiny_models:aborting_factory"),
                                      tiny_entry("fine", formats=["eager", "onnx"])]))
-    manifest = convert_zoo(zoo, RunOptions(out=tmp_path / "a"))
+    manifest = convert(zoo, RunOptions(out=tmp_path / "a"))
     crashing = manifest.models["crashing"]
     assert "SIGABRT" in crashing.error and "SIGABRT" in crashing.artifacts["eager"].error
     assert crashing.artifacts["paddle"].error == "not attempted: needs eager, which failed"
@@ -293,17 +289,17 @@ class _FlickeringRunner(OnnxRuntimeRunner):
 
     calls = 0
 
-    def run(self, batch):
+    def run(self, feeds):
         _FlickeringRunner.calls += 1
-        return super().run(batch) + np.float32(9e-4 if self.calls % 2 else -9e-4)
+        return {name: value + np.float32(9e-4 if self.calls % 2 else -9e-4)
+                for name, value in super().run(feeds).items()}
 
 
-def test_non_deterministic_runtime_is_reported(workdir, monkeypatch):
-    monkeypatch.setitem(runner_registry.RUNNERS, "onnxruntime", _FlickeringRunner)
+def test_non_deterministic_runtime_is_reported(workdir):
     zoo = yaml.safe_load((workdir / "zoo.yaml").read_text())
     zoo["models"][0]["tolerance"] = {"atol": 1e-3, "rtol": 0.0}
     (workdir / "zoo.yaml").write_text(yaml.safe_dump(zoo))
-    assert verify(workdir) == 1
+    assert verify_api(workdir, {"onnxruntime": _FlickeringRunner}, num_images=3) == 1
     onnx_cell = cells(workdir)[("onnx", "onnxruntime")]
     assert onnx_cell.status == "FAIL" and onnx_cell.detail.startswith("not deterministic")
     assert cells(workdir)[("paddle", "paddle-inference")].status == "PASS"

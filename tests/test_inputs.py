@@ -89,3 +89,24 @@ def test_load_images_errors(tmp_path):
         load_images(tmp_path)
     with pytest.raises(InputError, match="not a folder"):
         load_images(tmp_path / "missing")
+
+
+def _png_header_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels (the pixel data is a stub: PIL refuses it on open)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_is_skipped_with_a_warning_not_a_traceback(tmp_path, caplog):
+    """A 30000x30000 image (900 Mpx, over twice PIL's limit) in the folder: that file is skipped, the rest load."""
+    (tmp_path / "huge.png").write_bytes(_png_header_claiming(30000, 30000))
+    Image.new("RGB", (50, 40), (255, 0, 0)).save(tmp_path / "ok.png")
+    loaded = load_images(tmp_path)
+    assert loaded.names == ["ok.png"]
+    assert "skipping" in caplog.text and "huge.png" in caplog.text and "too large" in caplog.text

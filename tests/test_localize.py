@@ -81,7 +81,7 @@ def test_a_perturbed_middle_conv_is_named_as_the_first_divergence(converted, tmp
 
 def test_a_clean_onnx_graph_reports_no_divergence_inside_the_graph(converted):
     """A failure fed in from outside (here: nothing wrong at all) is not blamed on a layer."""
-    from converter.exporters.eager import load_reference
+    from converter.core.reference import load_reference
 
     root = converted / "artifacts"
     record = read_manifest(root).models["tiny"]
@@ -99,13 +99,13 @@ def test_a_cell_failing_only_on_top1_is_not_blamed_on_a_layer(tmp_path):
     from converter.zoo import ModelEntry
     from verify.compare import Comparison
     from verify.results import Cell
-    from verify.session import VerifyOptions, _localize
+    from verify.session import SessionOptions, _localize
 
     entry = ModelEntry(name="m", arch="tests.tiny_models:tiny_cnn", weights="random")
-    cell = Cell("m", "onnx", "onnxruntime", "cpu", "FAIL", "top-1",
-                comparison=Comparison("FAIL", "top-1", failures=["top-1 agreement 0.5 < 1"], failed_checks=["top1"]))
+    cell = Cell("m", "onnx", "onnxruntime", "cpu", "FAIL", "top-1", comparisons={"logits": Comparison(
+        "FAIL", "top-1", failures=("top-1 agreement 0.5 < 1",), failed_checks=("top1",))})
     found = _localize(cell, entry, tmp_path, tmp_path / "model.onnx", np.zeros((1, 3, 8, 8), np.float32), False,
-                      VerifyOptions(artifacts=tmp_path, report=tmp_path))
+                      SessionOptions(artifacts=tmp_path))
     assert not found.available and "fails only on cosine or top-1" in found.summary
 
 
@@ -114,7 +114,7 @@ def test_a_difference_spread_over_every_layer_reports_where_it_starts(converted,
     rtol 5e-4, the accumulated difference is not; the report also names where it rose above float32 noise."""
     import onnx
 
-    from converter.exporters.eager import load_reference
+    from converter.core.reference import load_reference
 
     root = converted / "artifacts"
     record = read_manifest(root).models["tiny"]

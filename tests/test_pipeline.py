@@ -9,11 +9,10 @@ import pytest
 import torch
 import yaml
 
-from converter import exporters
 from converter.__main__ import main as converter_main
-from converter.exporters.eager import load_reference
+from converter.core.reference import load_reference
 from converter.manifest import file_sha256, read_manifest
-from converter.pipeline import RunOptions, convert_zoo
+from converter.pipeline import RunOptions, convert
 from converter.zoo import load_zoo
 from tests.conftest import tiny_entry
 
@@ -39,7 +38,7 @@ def test_every_format_is_built_and_recorded(converted):
     for name, record in tiny.artifacts.items():
         assert record.ok, (name, record.error)
         assert (out / record.path).is_file()
-        assert record.source_sha256 == tiny.source["weights_sha256"]
+        assert record.source_sha256 == tiny.source.weights_sha256
         for rel, info in record.files.items():
             assert file_sha256(out / rel) == info.sha256 and (out / rel).stat().st_size == info.size
     assert tiny.artifacts["paddle"].path.endswith("model.json")
@@ -82,14 +81,14 @@ def test_eager_artifact_rebuilds_the_exact_reference(converted):
     module = load_reference((out / manifest.models["tiny"].artifacts["eager"].path).parent)
     from converter.models import weights_sha256
 
-    assert weights_sha256(module) == manifest.models["tiny"].source["weights_sha256"]
+    assert weights_sha256(module) == manifest.models["tiny"].source.weights_sha256
 
 
 def test_trace_check_failure_is_recorded(write_zoo, tmp_path):
     zoo = load_zoo(write_zoo(models=[tiny_entry("branchy", arch="tests.tiny_models:batch_dependent_cnn",
                                                 formats=["eager", "torchscript", "onnx"],
                                                 onnx={"simplify": False})]))
-    manifest = convert_zoo(zoo, RunOptions(out=tmp_path / "a"))
+    manifest = convert(zoo, RunOptions(out=tmp_path / "a"))
     record = manifest.models["branchy"].artifacts["torchscript"]
     assert not record.ok and "TracingCheckError" in record.error
     assert "\n" not in record.error
@@ -101,7 +100,7 @@ def test_trace_check_failure_is_recorded(write_zoo, tmp_path):
 def test_unreproducible_model_cannot_be_a_reference(write_zoo, tmp_path):
     zoo = load_zoo(write_zoo(models=[tiny_entry("counting", arch="tests.tiny_models:call_counting_cnn",
                                                 formats=["eager", "onnx"])]))
-    artifacts = convert_zoo(zoo, RunOptions(out=tmp_path / "a")).models["counting"].artifacts
+    artifacts = convert(zoo, RunOptions(out=tmp_path / "a")).models["counting"].artifacts
     assert "does not reproduce the model's output" in artifacts["eager"].error
     assert artifacts["onnx"].error == "not attempted: needs eager, which failed"
 
@@ -110,7 +109,7 @@ def test_model_build_failure_fails_its_artifacts_only(write_zoo, tmp_path):
     torch.save({"nothing": torch.zeros(1)}, tmp_path / "bad.pt")
     zoo = load_zoo(write_zoo(models=[tiny_entry("broken", weights=None, checkpoint="bad.pt", formats=["eager", "onnx"]),
                                      tiny_entry("fine", formats=["eager"])]))
-    manifest = convert_zoo(zoo, RunOptions(out=tmp_path / "a"))
+    manifest = convert(zoo, RunOptions(out=tmp_path / "a"))
     broken = manifest.models["broken"]
     assert "does not fit the architecture" in broken.error
     assert [a.status for a in broken.artifacts.values()] == ["failed"] * 3
@@ -122,13 +121,12 @@ def _half_writing_exporter(ctx):
     raise RuntimeError("disk full")
 
 
-def test_failed_export_leaves_no_half_written_artifact(write_zoo, tmp_path, monkeypatch):
+def test_failed_export_leaves_no_half_written_artifact(write_zoo, tmp_path):
     out = tmp_path / "a"
     zoo = load_zoo(write_zoo(models=[tiny_entry(formats=["eager", "onnx"], onnx={"simplify": False})]))
-    first = convert_zoo(zoo, RunOptions(out=out))
+    first = convert(zoo, RunOptions(out=out))
     assert first.models["tiny"].artifacts["onnx"].ok
-    monkeypatch.setitem(exporters.EXPORTERS, "onnx", _half_writing_exporter)
-    second = convert_zoo(zoo, RunOptions(out=out, force=True))
+    second = convert(zoo, RunOptions(out=out, force=True), exporters={"onnx": _half_writing_exporter})
     record = second.models["tiny"].artifacts["onnx"]
     assert record.status == "failed" and "disk full" in record.error and record.path is None
     # neither the half-written file nor the stale artifact of the first run remains under any name
@@ -145,7 +143,9 @@ def test_unchanged_model_is_not_converted_again(write_zoo, tmp_path, capsys):
     assert converter_main([str(path), "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert "0 converted, 3 up to date" in captured.out and "cached" in captured.err
-    assert read_manifest(out).models["tiny"].artifacts["onnx"].files == first.models["tiny"].artifacts["onnx"].files
+    again = read_manifest(out).models["tiny"].artifacts
+    assert again["onnx"].files == first.models["tiny"].artifacts["onnx"].files
+    assert all(record.cached for record in again.values())
     # a verification-only edit (tolerance) is still up to date; a build input (seed) is not
     zoo = yaml.safe_load(path.read_text())
     zoo["models"][0]["tolerance"] = {"atol": 0.01}
@@ -176,8 +176,8 @@ def test_editing_the_factory_module_invalidates_the_key(tmp_path, monkeypatch):
 def test_formats_subset_keeps_other_artifacts(write_zoo, tmp_path):
     out = tmp_path / "a"
     zoo = load_zoo(write_zoo(models=[tiny_entry(formats=["eager", "onnx"], onnx={"simplify": False})]))
-    convert_zoo(zoo, RunOptions(out=out))
-    again = convert_zoo(zoo, RunOptions(out=out, formats=["onnx"]))
+    convert(zoo, RunOptions(out=out))
+    again = convert(zoo, RunOptions(out=out, formats=["onnx"]))
     assert set(again.models["tiny"].artifacts) == {"eager", "onnx"}
     assert all(a.ok for a in again.models["tiny"].artifacts.values())
 

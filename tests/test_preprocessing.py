@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converter.errors import ZooError
-from converter.images import synthetic_images
+from converter.core.errors import ZooError
+from converter.core.images import synthetic_images
 from converter.zoo import Deployment, DeploymentTolerance, ModelEntry, Preprocess, load_zoo
 from tests.conftest import tiny_entry
 from verify.gate import decide
@@ -61,22 +61,42 @@ def test_judge_passes_identical_inputs_and_reports_metrics():
     assert result.status == "PASS" and result.channel_shift == 0 and result.top1_agreement == 1.0
 
 
-def test_judge_fails_on_channel_shift_on_top1_and_on_nan():
-    inputs, logits = np.zeros((8, 3, 4, 4), np.float32), _logits()
+def test_judge_fails_on_channel_shift_on_confident_flips_and_on_nan():
+    inputs, logits = np.zeros((8, 3, 4, 4), np.float32), _logits() * 4  # confident: top-1 well ahead
     shifted = inputs.copy()
     shifted[0, 2] += 0.3
     assert judge(inputs, shifted, logits, logits, DeploymentTolerance()).status == "FAIL"
-    other = _logits(1)
+    other = _logits(1) * 4
     flipped = judge(inputs, inputs, logits, other, DeploymentTolerance(top1=0.9))
-    assert flipped.status == "FAIL" and "top-1 agreement" in flipped.detail
+    assert flipped.status == "FAIL" and "confident top-1 predictions changed" in flipped.detail
+    assert flipped.confident_flips >= 2
     broken = logits.copy()
     broken[0, 0] = np.nan
     assert judge(inputs, inputs, logits, broken, DeploymentTolerance()).status == "FAIL"
 
 
-def test_zoo_deployments_default_validate_and_are_not_build_inputs(write_zoo):
+def test_a_flip_between_near_tied_classes_does_not_count():
+    """The reference scores classes 0 and 1 almost alike on every image; a deployment that tips each image to
+    the other one flips every top-1 but changes no confident prediction (as resampling does on untrained nets)."""
+    reference = np.tile(np.array([[1.0, 0.95, -3.0, -3.0]], np.float32), (8, 1))
+    deployment = np.tile(np.array([[0.95, 1.0, -3.0, -3.0]], np.float32), (8, 1))
+    inputs = np.zeros((8, 3, 4, 4), np.float32)
+    result = judge(inputs, inputs, reference, deployment, DeploymentTolerance())
+    assert result.status == "PASS" and result.top1_agreement == 0.0 and result.confident_flips == 0
+    confident = np.tile(np.array([[4.0, 0.0, -3.0, -3.0]], np.float32), (8, 1))
+    swapped = confident[:, [1, 0, 2, 3]]
+    assert judge(inputs, inputs, confident, swapped, DeploymentTolerance()).confident_flips == 8
+
+
+def test_zoo_deployments_default_to_information_and_gate_once_declared(write_zoo):
     entry = load_zoo(write_zoo([tiny_entry()])).models[0]
-    assert [(d.name, d.library) for d in entry.deployments] == [("pil-numpy", "pil-numpy"), ("opencv", "opencv")]
+    deployments, gated = entry.deployment_checks
+    assert [(d.name, d.library) for d in deployments] == [("pil-numpy", "pil-numpy"), ("opencv", "opencv")]
+    assert not gated and entry.deployments is None
+    declared = load_zoo(write_zoo([tiny_entry(deployments=[{"name": "opencv", "library": "opencv"}])])).models[0]
+    assert [d.name for d in declared.deployment_checks[0]] == ["opencv"] and declared.deployment_checks[1]
+    in_defaults = load_zoo(write_zoo([tiny_entry()], defaults={"deployments": [{"name": "cv", "library": "opencv"}]}))
+    assert in_defaults.models[0].deployment_checks[1]  # declared in `defaults:` counts as declared
     for bad, field in (
         ({"deployments": [{"name": "a", "library": "opencv"}, {"name": "a", "library": "pil-numpy"}]}, "deployments"),
         ({"deployments": [{"name": "a", "library": "cv3"}]}, "deployments.0.library"),
@@ -85,7 +105,7 @@ def test_zoo_deployments_default_validate_and_are_not_build_inputs(write_zoo):
     ):
         with pytest.raises(ZooError) as info:
             load_zoo(write_zoo([tiny_entry(**bad)]))
-        assert f"field '{field}'" in str(info.value) or field in str(info.value), str(info.value)
+        assert info.value.field == field, str(info.value)
 
 
 def test_failing_preprocessing_blocks_unless_waived():
@@ -93,9 +113,8 @@ def test_failing_preprocessing_blocks_unless_waived():
     ref = Cell("m", "eager", "torch", "cpu", "PASS", "", reference=True)
     failing = PreprocessingCheck("m", "opencv", "opencv", "FAIL", "channel mean moved")
     verdict = decide([ModelResult("m", cells=[ref], preprocessing=[failing])], {"m": entry})
-    assert verdict.exit_code == 1 and verdict.blocking == ["m/preprocessing:opencv: FAIL: channel mean moved"]
-    waived_entry = entry.model_copy(update={"allow_failures": [
-        {"preprocessing": "opencv", "reason": "the service resizes on the client"}]})
-    waived_entry = ModelEntry.model_validate(waived_entry.model_dump())
+    assert verdict.exit_code == 1 and verdict.blocking == ("m/preprocessing:opencv: FAIL: channel mean moved",)
+    waived_entry = ModelEntry(name="m", arch="tests.tiny_models:tiny_cnn", weights="random", allow_failures=[
+        {"preprocessing": "opencv", "reason": "the service resizes on the client"}])
     verdict = decide([ModelResult("m", cells=[ref], preprocessing=[failing])], {"m": waived_entry})
     assert verdict.exit_code == 0 and "the service resizes on the client" in verdict.waived[0]

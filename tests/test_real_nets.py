@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from converter.pipeline import RunOptions, convert_zoo
+from converter.pipeline import RunOptions, convert
 from converter.zoo import load_zoo
 
 pytestmark = pytest.mark.slow
@@ -18,7 +18,7 @@ def test_real_nets_convert_and_known_failures_are_recorded(write_zoo, tmp_path):
         {"name": "vit", "arch": "torchvision:vit_b_16", "weights": "random", "formats": ["eager", "torchscript"],
          "calibration": {"batches": 1, "batch_size": 2}},
     ]))
-    manifest = convert_zoo(zoo, RunOptions(out=tmp_path / "artifacts"))
+    manifest = convert(zoo, RunOptions(out=tmp_path / "artifacts"))
     mobilenet = manifest.models["mobilenet"].artifacts
     assert all(record.ok for record in mobilenet.values()), {k: v.error for k, v in mobilenet.items()}
     swin, vit = manifest.models["swin"].artifacts, manifest.models["vit"].artifacts
@@ -33,7 +33,7 @@ def test_localisation_names_a_perturbed_conv_inside_a_resnet_block(write_zoo, tm
     import numpy as np
     import onnx
 
-    from converter.exporters.eager import load_reference
+    from converter.core.reference import load_reference
     from converter.zoo import Tolerance
     from verify.localize import capture_module_calls, locate_in_onnx
     from verify.selftest.faults import scale_conv_weight
@@ -41,7 +41,7 @@ def test_localisation_names_a_perturbed_conv_inside_a_resnet_block(write_zoo, tm
     zoo = load_zoo(write_zoo(models=[{"name": "resnet", "arch": "torchvision:resnet18", "weights": "random",
                                       "formats": ["eager", "onnx"], "onnx": {"simplify": False}}]))
     root = tmp_path / "artifacts"
-    record = convert_zoo(zoo, RunOptions(out=root)).models["resnet"]
+    record = convert(zoo, RunOptions(out=root)).models["resnet"]
     path = root / record.artifacts["onnx"].path
     model = onnx.load(str(path))
     scale_conv_weight(model, "/layer2/layer2.0/conv2/Conv", 1.01)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -23,14 +24,14 @@ def results() -> list[ModelResult]:
                      top1_agreement=0.75, top5_overlap=0.9)
     timing = [Timing(1, 10, 5.0, 6.0, 7.0, 5.5, 181.8), Timing(8, 10, 30.0, 31.0, 33.0, 30.5, 262.3)]
     cells = [
-        Cell("m", "eager", "torch", "cpu", "PASS", "max |diff| 0", comparison=ok, timings=timing, reference=True,
-             config={"version": "2.14.1", "threads": 2}),
-        Cell("m", "onnx", "onnxruntime", "cpu", "FAIL", bad.reason, comparison=bad, timings=timing,
+        Cell("m", "eager", "torch", "cpu", "PASS", "max |diff| 0", comparisons={"logits": ok}, timings=timing,
+             reference=True, config={"version": "2.14.1", "threads": 2}),
+        Cell("m", "onnx", "onnxruntime", "cpu", "FAIL", bad.reason, comparisons={"logits": bad}, timings=timing,
              config={"providers": ["CPUExecutionProvider"], "threads": 2}),
         Cell("m", "paddle", "paddle-jit", "cpu", "ERROR", "RuntimeError: boom"),
         Cell("m", "onnx", "onnxruntime", "cuda", "SKIP", "no CUDAExecutionProvider"),
     ]
-    return [ModelResult("m", cells=cells, samples=8, inputs_file="inputs/m.npz",
+    return [ModelResult("m", cells=cells, samples=8, inputs=np.zeros((8, 3, 4, 4), np.float32),
                         conversion_failures={"torchscript": "TracingCheckError: graphs differ"})]
 
 
@@ -52,8 +53,7 @@ def test_markdown_puts_the_verdict_first_and_shows_everything():
 
 def test_parity_and_timing_frames():
     res = results()
-    decide(res, {"m": ENTRY})
-    parity = parity_frame(res, {"m": ENTRY})
+    parity = parity_frame(res, {"m": ENTRY}, decide(res, {"m": ENTRY}))
     assert list(parity.columns) == PARITY_COLUMNS and len(parity) == 4
     row = parity[parity.runtime == "onnxruntime"].iloc[0]
     assert row.status == "FAIL" and row.max_abs_diff == 0.3 and row.top1_agreement == 0.75 and row.required
@@ -90,9 +90,9 @@ def test_divergence_and_preprocessing_are_reported_everywhere():
     from verify.results import PreprocessingCheck
 
     res = results()
-    failing = res[0].cells[1]
-    failing.divergence = Divergence(True, "first divergence at ONNX node /mid/conv/Conv (Conv), module mid.conv",
-                                    "/mid/conv/Conv", "Conv", "mid.conv", "mid.bn", 0.05, 4e-4, 7)
+    res[0].cells[1] = replace(res[0].cells[1], divergence=Divergence(
+        True, "first divergence at ONNX node /mid/conv/Conv (Conv), module mid.conv",
+        "/mid/conv/Conv", "Conv", "mid.conv", "mid.bn", 0.05, 4e-4, 7))
     res[0].preprocessing = [
         PreprocessingCheck("m", "opencv", "opencv", "PASS", "top-1 agreement 1.00",
                            PreprocessingComparison("PASS", "top-1 agreement 1.00", 0.003, 0.3, 0.2, 1.0)),
@@ -105,11 +105,40 @@ def test_divergence_and_preprocessing_are_reported_everywhere():
                for line in verdict.blocking)
     text = markdown(res, verdict, {})
     assert "- onnxruntime (onnx) cpu: first divergence at ONNX node /mid/conv/Conv" in text
-    assert "| bgr | opencv | FAIL | 2 | 3.4 | 1.7 | 0.50 | channel mean moved by 2 |" in text
-    frame = preprocessing_frame(res)
+    assert "| bgr | opencv | FAIL | 2 | 3.4 | 1.7 | 0.50 | 0 | channel mean moved by 2 |" in text
+    frame = preprocessing_frame(res, verdict)
     assert list(frame.columns) == PREPROCESSING_COLUMNS and list(frame.status) == ["PASS", "FAIL"]
-    assert parity_frame(res, {"m": ENTRY}).first_divergence.iloc[1].startswith("first divergence")
+    assert parity_frame(res, {"m": ENTRY}, verdict).first_divergence.iloc[1].startswith("first divergence")
     data = summary(res, verdict, {})
     onnx = next(c for c in data["failing_cells"] if c["runtime"] == "onnxruntime")
     assert onnx["first_divergence"]["module"] == "mid.conv"
     assert data["failing_preprocessing"][0]["deployment"] == "bgr"
+
+
+def test_multi_output_cells_have_one_parity_row_per_output_and_the_worst_status():
+    ok = Comparison("PASS", "max |diff| 1e-06", samples=4, max_abs_diff=1e-6, cosine=1.0, top1_agreement=1.0)
+    bad = Comparison("FAIL", "1/64 values outside", samples=4, max_abs_diff=0.2, cosine=0.99)
+    cell = Cell("m", "onnx", "onnxruntime", "cpu", "FAIL", "embedding: 1/64 values outside",
+                comparisons={"logits": ok, "embedding": bad})
+    res = [ModelResult("m", cells=[cell], samples=4, outputs=["logits", "embedding"])]
+    verdict = decide(res, {"m": ENTRY})
+    frame = parity_frame(res, {"m": ENTRY}, verdict)
+    assert list(zip(frame.output, frame.status, frame.cell_status)) == [("logits", "PASS", "FAIL"),
+                                                                       ("embedding", "FAIL", "FAIL")]
+    assert verdict.blocking == ("m/onnx/onnxruntime@cpu: FAIL: embedding: 1/64 values outside",)
+    assert summary(res, verdict, {})["failing_cells"][0]["outputs"] == {"logits": "PASS", "embedding": "FAIL"}
+    text = markdown(res, verdict, {})
+    assert "outputs logits, embedding" in text
+    assert "| m | FAIL 2.0e-01 |" in text  # the matrix shows the diff of the output that failed
+    assert "| onnx | onnxruntime | cpu | embedding | FAIL | 2.00e-01 |" in text
+
+
+def test_informational_preprocessing_never_blocks_but_is_shown():
+    from verify.results import PreprocessingCheck
+
+    ref = Cell("m", "eager", "torch", "cpu", "PASS", "", reference=True)
+    check = PreprocessingCheck("m", "opencv", "opencv", "FAIL", "3/8 confident top-1 predictions changed", gated=False)
+    res = [ModelResult("m", cells=[ref], preprocessing=[check])]
+    verdict = decide(res, {"m": ENTRY})
+    assert verdict.passed and "information" in verdict.notes[0] and "m/preprocessing:opencv" in verdict.notes[0]
+    assert "| opencv | opencv | FAIL (info) |" in markdown(res, verdict, {})

@@ -1,29 +1,34 @@
-"""Runners: device availability logic (faked, so it is tested without a GPU), fallback detection, and every
-registered runtime on a tiny converted model."""
+"""Runners: device availability logic (faked, so it is tested without a GPU), the probe's handling of broken GPU
+stacks, fallback detection, and every registered runtime on tiny converted models, single and multi-output."""
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from converter.pipeline import RunOptions, convert_zoo
-from converter.zoo import DEVICES, RUNTIMES, load_zoo
+from converter.core.vocabulary import RUNTIMES
+from converter.pipeline import RunOptions, convert
+from converter.zoo import load_zoo
 from tests.conftest import tiny_entry
-from verify.runners import RUNNERS, Availability, DeviceUnavailable, LoadRequest
+from verify.runners import Availability, DeviceUnavailable, LoadRequest, registered_runners
 
+RUNNERS = registered_runners()
 CPU_ONLY = Availability()
 FULL_GPU = Availability(torch_cuda=True, paddle_cuda=True, paddle_tensorrt=True, onnxruntime_providers=(
     "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"))
 
 
-def test_registry_matches_the_zoo_vocabulary():
-    assert tuple(RUNNERS) == RUNTIMES
-    for runner in RUNNERS.values():
-        assert set(runner.devices) <= set(DEVICES)
+def test_every_registered_runtime_has_a_runner_for_its_devices():
+    assert set(RUNNERS) == set(RUNTIMES)
+    for name, runner in RUNNERS.items():
+        for device in RUNTIMES[name].devices:
+            assert runner.unavailable(device, FULL_GPU) is None, (name, device)
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", list(RUNTIMES))
 def test_cpu_is_always_available(runtime):
     assert RUNNERS[runtime].unavailable("cpu", CPU_ONLY) is None
 
@@ -51,35 +56,63 @@ def test_partial_gpu_stacks():
     assert "without TensorRT" in RUNNERS["paddle-inference"].unavailable("tensorrt", paddle_no_trt)
 
 
-def test_probe_reports_this_machine():
-    probed = Availability.probe()
-    assert "CPUExecutionProvider" in probed.onnxruntime_providers
-    assert probed.torch_cuda == torch.cuda.is_available()
+def _fake_stacks(cuda: bool, providers=("CPUExecutionProvider",), paddle_gpus=0, trt=(0, 0, 0), paddle_raises=False):
+    def gpu_count():
+        if paddle_raises:
+            raise RuntimeError("libcudart.so.12: cannot open shared object file")
+        return paddle_gpus
+
+    torch_module = SimpleNamespace(cuda=SimpleNamespace(is_available=lambda: cuda))
+    ort = SimpleNamespace(get_available_providers=lambda: list(providers))
+    paddle = SimpleNamespace(device=SimpleNamespace(is_compiled_with_cuda=lambda: True,
+                                                    cuda=SimpleNamespace(device_count=gpu_count)),
+                             inference=SimpleNamespace(get_trt_compile_version=lambda: trt))
+    return {"torch": torch_module, "onnxruntime": ort, "paddle": paddle}
+
+
+def test_probe_reads_each_stack_and_survives_a_broken_one():
+    cpu = Availability.probe(**_fake_stacks(cuda=False))
+    assert cpu == Availability()
+    gpu = Availability.probe(**_fake_stacks(cuda=True, providers=("CUDAExecutionProvider", "CPUExecutionProvider"),
+                                            paddle_gpus=1, trt=(8, 6, 1)))
+    assert gpu.torch_cuda and gpu.paddle_cuda and gpu.paddle_tensorrt
+    assert gpu.onnxruntime_providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
+    # a Paddle GPU build whose CUDA libraries are missing: no Paddle GPU cells, and the rest is still probed
+    broken = Availability.probe(**_fake_stacks(cuda=True, paddle_gpus=1, trt=(8, 6, 1), paddle_raises=True))
+    assert broken.torch_cuda and not broken.paddle_cuda and not broken.paddle_tensorrt
+    # TensorRT compiled in but no GPU visible is not TensorRT available
+    assert not Availability.probe(**_fake_stacks(cuda=False, paddle_gpus=0, trt=(8, 6, 1))).paddle_tensorrt
 
 
 @pytest.fixture(scope="module")
 def tiny_artifacts(tmp_path_factory):
     root = tmp_path_factory.mktemp("runners")
-    (root / "zoo.yaml").write_text(yaml.safe_dump({"models": [tiny_entry()]}))
-    manifest = convert_zoo(load_zoo(root / "zoo.yaml"), RunOptions(out=root / "artifacts"))
-    return root / "artifacts", manifest.models["tiny"]
+    (root / "zoo.yaml").write_text(yaml.safe_dump({"models": [
+        tiny_entry(), tiny_entry("two", arch="tests.tiny_models:two_heads_cnn", outputs=["logits", "embedding"])]}))
+    manifest = convert(load_zoo(root / "zoo.yaml"), RunOptions(out=root / "artifacts"))
+    return root / "artifacts", manifest
 
 
 def _cases():
-    return [(name, artifact) for name, runner in RUNNERS.items() for artifact in runner.artifacts]
+    return [(name, artifact) for name, spec in RUNTIMES.items() for artifact in spec.artifacts]
+
+
+def _run(root, record, runtime, artifact, feeds, outputs=("logits",)):
+    runner = RUNNERS[runtime]()
+    runner.load(LoadRequest(root / record.artifacts[artifact].path, "cpu", 1, ("input",), outputs))
+    return runner, runner.run(feeds)
 
 
 @pytest.mark.parametrize("runtime,artifact", _cases(), ids=[f"{r}-{a}" for r, a in _cases()])
 def test_every_runtime_matches_the_reference_on_cpu(tiny_artifacts, runtime, artifact):
-    root, record = tiny_artifacts
-    batch = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
-    reference = RUNNERS["torch"]()
-    reference.load(LoadRequest(root / record.artifacts["eager"].path, "cpu", 1))
-    runner = RUNNERS[runtime]()
-    runner.load(LoadRequest(root / record.artifacts[artifact].path, "cpu", 1))
-    out = runner.run(batch)
-    assert out.dtype == np.float32 and out.shape == (3, 10)
-    np.testing.assert_allclose(out, reference.run(batch), atol=1e-4, rtol=1e-3)
+    root, manifest = tiny_artifacts
+    record = manifest.models["tiny"]
+    feeds = {"input": np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)}
+    _, reference = _run(root, record, "torch", "eager", feeds)
+    runner, out = _run(root, record, runtime, artifact, feeds)
+    assert list(out) == ["logits"]
+    assert out["logits"].dtype == np.float32 and out["logits"].shape == (3, 10)
+    np.testing.assert_allclose(out["logits"], reference["logits"], atol=1e-4, rtol=1e-3)
     config = runner.describe()
     assert config["version"]
     if runtime == "paddle-inference":
@@ -88,23 +121,49 @@ def test_every_runtime_matches_the_reference_on_cpu(tiny_artifacts, runtime, art
         assert config["providers"] == ["CPUExecutionProvider"] and config["graph_optimization"] == "ORT_ENABLE_ALL"
 
 
+@pytest.mark.parametrize("runtime,artifact", _cases(), ids=[f"{r}-{a}" for r, a in _cases()])
+def test_every_runtime_returns_each_named_output(tiny_artifacts, runtime, artifact):
+    """A two-head model (logits, embedding): every runtime returns both under the declared names, each matching
+    the reference's own; a swap of the two would change the shapes (10 vs 16 columns)."""
+    root, manifest = tiny_artifacts
+    record = manifest.models["two"]
+    feeds = {"input": np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)}
+    outputs = ("logits", "embedding")
+    _, reference = _run(root, record, "torch", "eager", feeds, outputs)
+    _, out = _run(root, record, runtime, artifact, feeds, outputs)
+    assert sorted(out) == ["embedding", "logits"]
+    assert out["logits"].shape == (2, 10) and out["embedding"].shape == (2, 16)
+    for name in outputs:
+        np.testing.assert_allclose(out[name], reference[name], atol=1e-4, rtol=1e-3)
+
+
+def test_onnxruntime_refuses_outputs_the_zoo_does_not_declare(tiny_artifacts):
+    from verify.runners import RunnerError
+
+    root, manifest = tiny_artifacts
+    runner = RUNNERS["onnxruntime"]()
+    with pytest.raises(RunnerError, match=r"outputs are \['logits', 'embedding'\], the zoo declares \['logits'\]"):
+        runner.load(LoadRequest(root / manifest.models["two"].artifacts["onnx"].path, "cpu", 1))
+
+
 @pytest.mark.skipif("CUDAExecutionProvider" in Availability.probe().onnxruntime_providers,
                     reason="this onnxruntime has CUDA: no fallback to observe")
 def test_onnxruntime_fallback_to_cpu_is_detected_not_passed(tiny_artifacts):
-    root, record = tiny_artifacts
+    root, manifest = tiny_artifacts
     runner = RUNNERS["onnxruntime"]()
     with pytest.raises(DeviceUnavailable, match="fell back to CPUExecutionProvider"):
-        runner.load(LoadRequest(root / record.artifacts["onnx"].path, "cuda", 1))
+        runner.load(LoadRequest(root / manifest.models["tiny"].artifacts["onnx"].path, "cuda", 1))
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 def test_torch_cuda_matches_cpu(tiny_artifacts):
-    root, record = tiny_artifacts
-    batch = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    root, manifest = tiny_artifacts
+    record = manifest.models["tiny"]
+    feeds = {"input": np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)}
     outputs = {}
     for device in ("cpu", "cuda"):
         runner = RUNNERS["torch"]()
         runner.load(LoadRequest(root / record.artifacts["eager"].path, device, 1))
-        outputs[device] = runner.run(batch)
+        outputs[device] = runner.run(feeds)["logits"]
     np.testing.assert_allclose(outputs["cuda"], outputs["cpu"], atol=1e-3, rtol=1e-3)

@@ -12,9 +12,8 @@ import yaml
 from onnx import numpy_helper
 
 from converter.manifest import read_manifest
-from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry
+from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry, verify_api
 from tests.tiny_models import tiny_cnn
-from verify import runners as runner_registry
 from verify.__main__ import main as verify_main
 from verify.runners.onnxruntime_runner import OnnxRuntimeRunner
 from verify.selftest.faults import resign
@@ -81,21 +80,25 @@ def test_clean_model_passes_and_writes_every_report(workdir):
 
 
 def _perturb_onnx(workdir, artifact="onnx", factor=1.01, update_manifest=True):
-    """Scale the largest initializer by `factor`: what a buggy conversion could have written."""
+    """Scale the largest initializer by `factor`: what a buggy conversion could have written. Returns its
+    values before and after."""
     root = workdir / "artifacts"
     path = root / read_manifest(root).models["tiny"].artifacts[artifact].path
     model = onnx.load(str(path))
     target = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
-    array = numpy_helper.to_array(target) * np.float32(factor)
-    target.CopyFrom(numpy_helper.from_array(array.astype(np.float32), target.name))
+    before = numpy_helper.to_array(target)
+    target.CopyFrom(numpy_helper.from_array((before * np.float32(factor)).astype(np.float32), target.name))
     onnx.save(model, str(path))
     if update_manifest:
         resign(root, artifact, model="tiny")
-    return target.name
+    after = next(numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer if t.name == target.name)
+    return before, after
 
 
 def test_one_percent_onnx_initializer_perturbation_fails_the_gate(workdir, capsys):
-    name = _perturb_onnx(workdir)
+    before, after = _perturb_onnx(workdir)
+    np.testing.assert_allclose(after, before * 1.01, rtol=1e-6)  # the file really holds the 1% change
+    assert np.abs(after - before).max() > 0
     assert run(workdir) == 1
     frame = parity(workdir)
     assert status(frame, "onnx", "onnxruntime") == "FAIL"
@@ -104,7 +107,6 @@ def test_one_percent_onnx_initializer_perturbation_fails_the_gate(workdir, capsy
     assert "tiny/onnx/onnxruntime@cpu: FAIL" in capsys.readouterr().out
     summary = json.loads((workdir / "reports" / "summary.json").read_text())
     assert summary["verdict"] == "BLOCKED" and summary["failing_cells"][0]["runtime"] == "onnxruntime"
-    assert name  # a real initializer was changed
 
 
 def test_artifact_changed_after_conversion_is_an_error(workdir):
@@ -126,22 +128,20 @@ def test_degenerate_reference_is_error_not_pass(workdir):
 
 
 class _Crashing(OnnxRuntimeRunner):
-    def run(self, batch):
+    def run(self, feeds):
         raise RuntimeError("segfault-like failure in the runtime")
 
 
 class _NaN(OnnxRuntimeRunner):
-    def run(self, batch):
-        out = super().run(batch)
-        out[0, 0] = np.nan
+    def run(self, feeds):
+        out = super().run(feeds)
+        out["logits"][0, 0] = np.nan
         return out
 
 
 @pytest.mark.parametrize("runner,expected", [(_Crashing, "ERROR"), (_NaN, "FAIL")])
-def test_broken_runtime_is_its_own_cell_and_the_others_run(workdir, monkeypatch, runner, expected):
-    monkeypatch.setitem(runner_registry.RUNNERS, "onnxruntime", runner)
-    monkeypatch.setattr("verify.session.RUNNERS", runner_registry.RUNNERS)
-    assert run(workdir) == 1
+def test_broken_runtime_is_its_own_cell_and_the_others_run(workdir, runner, expected):
+    assert verify_api(workdir, {"onnxruntime": runner}) == 1
     frame = parity(workdir)
     assert status(frame, "onnx", "onnxruntime") == expected
     assert status(frame, "onnx_simplified", "onnxruntime") == expected
@@ -150,12 +150,11 @@ def test_broken_runtime_is_its_own_cell_and_the_others_run(workdir, monkeypatch,
         assert status(frame, artifact, runtime) == "PASS"
 
 
-def test_waiver_lets_a_known_failure_through_and_is_reported(workdir, monkeypatch):
-    monkeypatch.setitem(runner_registry.RUNNERS, "onnxruntime", _Crashing)
+def test_waiver_lets_a_known_failure_through_and_is_reported(workdir):
     zoo = yaml.safe_load((workdir / "zoo.yaml").read_text())
     zoo["models"][0]["allow_failures"] = [{"runtime": "onnxruntime", "reason": "ORT 1.32 crash, tracked in #7"}]
     (workdir / "zoo.yaml").write_text(yaml.safe_dump(zoo))
-    assert run(workdir) == 0
+    assert verify_api(workdir, {"onnxruntime": _Crashing}) == 0
     report = (workdir / "reports" / "report.md").read_text()
     assert "Waived by `allow_failures`" in report and "tracked in #7" in report
 
@@ -244,3 +243,58 @@ def test_usage_errors_exit_2_with_one_line(workdir, capsys, args, fragment):
     code = verify_main(base + [a.format(w=workdir) for a in args])
     err = capsys.readouterr().err.strip()
     assert code == 2 and fragment in err and "\n" not in err and "Traceback" not in err
+
+
+def _compare_that_breaks_on_five_classes(reference, candidate, tolerance, classification=True):
+    from verify.compare import compare
+
+    if reference.shape[-1] == 5:
+        raise RuntimeError("a bug in the comparison")
+    return compare(reference, candidate, tolerance, classification)
+
+
+def test_library_api_keeps_the_other_models_when_one_breaks_and_prints_nothing(tmp_path, capsys):
+    """An unexpected error inside one model makes that model an ERROR row; the finished results of the others
+    are kept, the verdict blocks, the reports are written; the library prints nothing."""
+    from verify.api import VerifyOptions, run, write_reports
+
+    root = convert_tiny_zoo(tmp_path, [tiny_entry("ten", deployments=[]),
+                                       tiny_entry("five", num_classes=5, deployments=[])])
+    capsys.readouterr()
+    verified = run(VerifyOptions(artifacts=root / "artifacts", devices=("cpu",), num_images=3, timing=False),
+                   compare_func=_compare_that_breaks_on_five_classes)
+    assert capsys.readouterr() == ("", "")
+    by_model = {result.model: result for result in verified.results}
+    assert by_model["five"].error == "unexpected RuntimeError: a bug in the comparison"
+    assert {cell.status for cell in by_model["five"].cells} == {"ERROR"} and len(by_model["five"].cells) == 6
+    assert by_model["ten"].error is None and {cell.status for cell in by_model["ten"].cells} == {"PASS"}
+    assert verified.verdict.blocking == ("five: unexpected RuntimeError: a bug in the comparison",)
+    write_reports(verified, root / "reports")
+    frame = pd.read_csv(root / "reports" / "parity.csv")
+    assert set(frame[frame.model == "ten"].status) == {"PASS"} and set(frame[frame.model == "five"].status) == {"ERROR"}
+
+
+def test_a_two_headed_model_is_compared_output_by_output(tmp_path):
+    """logits and an embedding: a 1% change to the embedding alone (the classifier's input scaled in the ONNX
+    file, after the classifier read it) fails the cell on that output and names it."""
+    root = convert_tiny_zoo(tmp_path, [tiny_entry("two", arch="tests.tiny_models:two_heads_cnn",
+                                                  outputs=["logits", "embedding"], deployments=[])])
+    record = read_manifest(root / "artifacts").models["two"]
+    path = root / "artifacts" / record.artifacts["onnx"].path
+    model = onnx.load(str(path))
+    mul = next(node for node in model.graph.node if node.op_type == "Mul" and node.output[0] == "embedding")
+    factor = next(node for node in model.graph.node if node.op_type == "Constant" and node.output[0] in mul.input)
+    value = factor.attribute[0].t
+    assert numpy_helper.to_array(value) == 2.0  # the embedding * 2.0 of TwoHeads
+    value.CopyFrom(numpy_helper.from_array(np.asarray(2.02, np.float32), value.name))
+    onnx.save(model, str(path))
+    resign(root / "artifacts", "onnx", model="two")
+    assert verify_api(root, models=("two",)) == 1
+    frame = parity(root)
+    onnx_rows = frame[(frame.artifact == "onnx") & (frame.runtime == "onnxruntime")].set_index("output")
+    assert onnx_rows.loc["logits"].status == "PASS" and onnx_rows.loc["embedding"].status == "FAIL"
+    assert set(onnx_rows.cell_status) == {"FAIL"}
+    others = frame[frame.artifact != "onnx"]
+    assert set(others.status) == {"PASS"} and set(others.output) == {"logits", "embedding"}
+    summary = json.loads((root / "reports" / "summary.json").read_text())
+    assert summary["blocking"][0].startswith("two/onnx/onnxruntime@cpu: FAIL: embedding: ")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from converter.__main__ import main as converter_main
-from converter.errors import ZooError
+from converter.core.errors import ZooError
 from converter.zoo import load_zoo
 from tests.conftest import tiny_entry
 
@@ -52,7 +52,8 @@ BAD_ZOOS = [
     ("atol negative", [tiny_entry(tolerance={"atol": -1.0})], "tiny", "tolerance.atol", "greater than or equal"),
     ("cosine > 1", [tiny_entry(tolerance={"min_cosine": 1.5})], "tiny", "tolerance.min_cosine", "less than or equal"),
     ("top1 > 1", [tiny_entry(tolerance={"top1": 2})], "tiny", "tolerance.top1", "less than or equal"),
-    ("bad format", [tiny_entry(formats=["onnx", "tflite"])], "tiny", "formats.1", "'eager'"),
+    ("bad format", [tiny_entry(formats=["onnx", "tflite"])], "tiny", "formats.1",
+     "unknown format 'tflite' (registered: eager, torchscript, onnx, paddle)"),
     ("opset", [tiny_entry(onnx={"opset": 3})], "tiny", "onnx.opset", "greater than or equal"),
     ("bad name", [tiny_entry("../escape")], "../escape", "name", "pattern"),
     ("duplicate", [tiny_entry("a"), tiny_entry("a")], "a", "name", "duplicate"),
@@ -129,34 +130,78 @@ def test_cli_usage_errors_exit_2(write_zoo, tmp_path, capsys):
 
 
 VERIFY_FIELD_ERRORS = [
-    ("bad override key", {"tolerance_overrides": {"tflite": {"atol": 1}}}, "tolerance_overrides.tflite", "not 'runtime'"),
-    ("bad device", {"required": ["onnxruntime@tpu"]}, "required", "not 'runtime'"),
+    ("bad override key", {"tolerance_overrides": {"tflite": {"atol": 1}}}, "tolerance_overrides.tflite",
+     "'tflite' is neither a runtime (torch, torchscript, onnxruntime, paddle-inference, paddle-jit) nor an artifact"),
+    ("bad device", {"required": ["onnxruntime@tpu"]}, "required",
+     "'onnxruntime@tpu': unknown device 'tpu' (registered: cpu, cuda, tensorrt)"),
+    ("runtime that does not load the artifact", {"required": ["onnxruntime:paddle"]}, "required",
+     "runtime 'onnxruntime' does not load 'paddle' (it loads onnx, onnx_simplified)"),
+    ("half a selector", {"tolerance_overrides": {"onnxruntime:": {"atol": 1}}}, "tolerance_overrides.onnxruntime:",
+     "is not 'runtime', 'artifact', 'runtime:artifact', each optionally '@device'"),
     ("waiver without reason", {"allow_failures": [{"runtime": "paddle-jit"}]}, "allow_failures.0.reason", "required"),
     ("waiver without target", {"allow_failures": [{"reason": "known"}]}, "allow_failures.0", "name the runtime"),
-    ("waiver unknown runtime", {"allow_failures": [{"runtime": "tvm", "reason": "x"}]},
-     "allow_failures.0.runtime", "'torch'"),
+    ("waiver unknown runtime", {"allow_failures": [{"runtime": "tvm", "reason": "known"}]},
+     "allow_failures.0.runtime", "unknown runtime 'tvm' (registered: torch, torchscript, onnxruntime,"),
+    ("waiver unknown artifact", {"allow_failures": [{"artifact": "onnx_fp16", "reason": "known"}]},
+     "allow_failures.0.artifact", "unknown artifact 'onnx_fp16'"),
+    ("waiver mismatched pair", {"allow_failures": [{"runtime": "torch", "artifact": "onnx", "reason": "known"}]},
+     "allow_failures.0.artifact", "runtime 'torch' does not load 'onnx'"),
+    ("outputs repeated", {"outputs": ["logits", "logits"]}, "outputs", "twice"),
+    ("logits not an output", {"outputs": ["scores", "embedding"], "logits_output": "logits"}, "logits_output",
+     "'logits' is not one of the outputs"),
 ]
 
 
 @pytest.mark.parametrize("case", VERIFY_FIELD_ERRORS, ids=[c[0] for c in VERIFY_FIELD_ERRORS])
-def test_verification_fields_are_validated(case, write_zoo):
+def test_verification_fields_are_validated_against_the_registries(case, write_zoo):
     _, fields, field, fragment = case
     with pytest.raises(ZooError) as info:
         load_zoo(write_zoo(models=[tiny_entry(**fields)]))
-    assert info.value.field == field and fragment in info.value.message
+    assert info.value.field == field and fragment in info.value.message, info.value.message
+    assert "\n" not in str(info.value)
 
 
-def test_tolerance_overrides_apply_per_runtime_and_device(write_zoo):
-    entry = load_zoo(write_zoo(models=[tiny_entry(tolerance_overrides={
-        "paddle-inference": {"atol": 1e-3}, "onnxruntime@tensorrt": {"atol": 1e-2, "min_cosine": 0.999}})])).models[0]
-    assert entry.tolerance_for("paddle-inference", "cpu").atol == 1e-3
-    assert entry.tolerance_for("paddle-inference", "cpu").rtol == 1e-3  # the rest from the model's tolerance
-    assert entry.tolerance_for("onnxruntime", "cpu").atol == 1e-4
-    assert entry.tolerance_for("onnxruntime", "tensorrt").min_cosine == 0.999
+OVERRIDES = {
+    "onnxruntime": {"atol": 1e-3},                        # a runtime
+    "onnx_simplified": {"atol": 2e-3, "rtol": 5e-3},      # an artifact, whichever runtime runs it
+    "onnxruntime@cuda": {"atol": 3e-3},                   # a runtime on a device
+    "onnxruntime:onnx_simplified": {"min_cosine": 0.999},  # an artifact in one runtime
+    "onnx_simplified@tensorrt": {"rtol": 7e-3},            # an artifact on a device
+    "onnxruntime:onnx_simplified@cuda": {"atol": 4e-3},   # an artifact in one runtime on one device
+}
+
+
+@pytest.mark.parametrize("runtime,artifact,device,expected", [
+    ("paddle-inference", "paddle", "cpu", {"atol": 1e-4, "rtol": 1e-3, "min_cosine": 0.99999}),  # no override
+    ("onnxruntime", "onnx", "cpu", {"atol": 1e-3, "rtol": 1e-3, "min_cosine": 0.99999}),  # the runtime's
+    ("onnxruntime", "onnx_simplified", "cpu", {"atol": 2e-3, "rtol": 5e-3, "min_cosine": 0.999}),  # artifact > runtime
+    ("onnxruntime", "onnx", "cuda", {"atol": 3e-3, "rtol": 1e-3, "min_cosine": 0.99999}),  # device > runtime
+    ("onnxruntime", "onnx_simplified", "tensorrt", {"atol": 2e-3, "rtol": 7e-3, "min_cosine": 0.999}),
+    ("onnxruntime", "onnx_simplified", "cuda", {"atol": 4e-3, "rtol": 5e-3, "min_cosine": 0.999}),  # all three
+], ids=["model", "runtime", "artifact+runtime:artifact", "runtime@device", "artifact@device",
+        "runtime:artifact@device"])
+def test_tolerance_overrides_most_specific_wins_key_by_key(write_zoo, runtime, artifact, device, expected):
+    entry = load_zoo(write_zoo(models=[tiny_entry(tolerance_overrides=OVERRIDES)])).models[0]
+    tolerance = entry.tolerance_for(runtime, artifact, device)
+    assert {k: getattr(tolerance, k) for k in expected} == expected
+
+
+def test_override_order_in_the_file_does_not_matter(write_zoo):
+    reordered = dict(reversed(list(OVERRIDES.items())))
+    entry = load_zoo(write_zoo(models=[tiny_entry(tolerance_overrides=reordered)])).models[0]
+    assert entry.tolerance_for("onnxruntime", "onnx_simplified", "cuda").atol == 4e-3
+    assert entry.tolerance_for("onnxruntime", "onnx", "cpu").atol == 1e-3
+
+
+def test_required_selects_cells_by_runtime_artifact_and_device(write_zoo):
+    entry = load_zoo(write_zoo(models=[tiny_entry(required=["onnx_simplified@cuda", "torch"])])).models[0]
+    assert entry.is_required("onnxruntime", "onnx_simplified", "cuda")
+    assert not entry.is_required("onnxruntime", "onnx", "cuda") and not entry.is_required("onnxruntime", "onnx", "tensorrt")
+    assert entry.is_required("torch", "eager", "cuda") and entry.is_required("paddle-jit", "paddle", "cpu")
 
 
 def test_zoo_limits_override_the_command_line(write_zoo):
-    from converter.isolation import Limits
+    from converter.core.isolation import Limits
 
     entry = load_zoo(write_zoo(models=[tiny_entry(limits={"timeout_s": 30})])).models[0]
     cli = Limits(timeout_s=600, memory_mb=4096)

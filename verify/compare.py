@@ -1,19 +1,21 @@
 """Parity metrics and verdicts on plain arrays: no I/O, no models."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from converter.zoo import Tolerance
 
 PASS, FAIL, ERROR, SKIP = "PASS", "FAIL", "ERROR", "SKIP"
+SEVERITY = {PASS: 0, SKIP: 1, FAIL: 2, ERROR: 3}  # the worst status of several is the cell's
 MIN_SPREAD_FACTOR = 10.0  # a reference whose logits differ by less than 10x the tolerance cannot fail a check
 TOP_K = 5
 ELEMENTWISE, COSINE, TOP1, NON_FINITE = "elementwise", "cosine", "top1", "non-finite"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Comparison:
     status: str  # PASS, FAIL or ERROR
     reason: str
@@ -24,8 +26,8 @@ class Comparison:
     top1_agreement: float = float("nan")  # fraction of samples with the same top-1 class
     top1_ties: int = 0  # disagreements where the reference's own margin is inside the tolerance
     top5_overlap: float = float("nan")  # mean fraction of shared top-5 classes
-    failures: list[str] = field(default_factory=list)  # one line per failed check, for people
-    failed_checks: list[str] = field(default_factory=list)  # which: among CHECKS
+    failures: tuple[str, ...] = ()  # one line per failed check, for people
+    failed_checks: tuple[str, ...] = ()  # which: ELEMENTWISE, COSINE, TOP1, NON_FINITE
 
     @property
     def elementwise_failed(self) -> bool:
@@ -33,10 +35,17 @@ class Comparison:
         return NON_FINITE in self.failed_checks or ELEMENTWISE in self.failed_checks
 
 
-def reference_problem(reference: np.ndarray, tolerance: Tolerance) -> str | None:
-    """Why a reference output cannot support a parity check (a check that cannot fail must not pass)."""
+CompareFunc = Callable[..., Comparison]  # (reference, candidate, tolerance, classification=True) -> Comparison
+
+
+def reference_problem(reference: np.ndarray, tolerance: Tolerance, classification: bool = True) -> str | None:
+    """Why a reference output cannot support a parity check (a check that cannot fail must not pass). Other
+    outputs than logits are checked per sample, flattened."""
+    if not classification and reference.ndim >= 2 and reference.shape[0] > 0 and reference[0].size > 0:
+        reference = reference.reshape(len(reference), -1)
     if reference.ndim != 2 or reference.shape[0] == 0 or reference.shape[1] == 0:
-        return f"reference output has shape {reference.shape}, expected (samples, classes) with both > 0"
+        expected = "(samples, classes)" if classification else "(samples, ...)"
+        return f"reference output has shape {reference.shape}, expected {expected} with both > 0"
     if not np.isfinite(reference).all():
         return "reference output contains NaN or Inf"
     if np.all(reference == reference.flat[0]):
@@ -45,22 +54,24 @@ def reference_problem(reference: np.ndarray, tolerance: Tolerance) -> str | None
     if reference.shape[1] > 1:
         spread = np.median(reference.max(axis=1) - reference.min(axis=1))
         if spread <= bound:
-            return (f"reference logits are too flat to tell classes apart: median spread {spread:.3g} "
-                    f"<= {bound:.3g} (10x atol + rtol*max)")
+            what = "logits are too flat to tell classes apart" if classification else "values are too flat to check"
+            return f"reference {what}: median spread {spread:.3g} <= {bound:.3g} (10x atol + rtol*max)"
     if reference.shape[0] > 1 and np.abs(reference - reference[:1]).max() <= bound:
         return "reference output does not depend on the input: every sample gives the same logits"
     return None
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance) -> Comparison:
+def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance,
+            classification: bool = True) -> Comparison:
     """Candidate against reference: every |c - r| <= atol + rtol * (the sample's largest |r|), the lowest
-    cosine >= min_cosine, and tie-aware top-1 agreement >= top1.
+    cosine >= min_cosine, and (for logits) tie-aware top-1 agreement >= top1. Other outputs (an embedding, a
+    feature map) are compared per sample, flattened, without the top-1 and top-5 checks.
 
     rtol scales with the sample's magnitude, not each logit's own: a near-zero logit is not held to a
     tighter bound than float32 arithmetic through a deep network can give (measured: 2.5e-4 on one logit
     near 0 of efficientnet_b0 in ONNX Runtime, where the logits reach ~5), while a 1% weight change still
     moves logits by ~1e-2 of their magnitude, ten times the default bound."""
-    problem = reference_problem(reference, tolerance)
+    problem = reference_problem(reference, tolerance, classification)
     if problem is not None:
         return Comparison(ERROR, problem, samples=int(reference.shape[0]) if reference.ndim else 0)
     if candidate.shape != reference.shape:
@@ -68,48 +79,75 @@ def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance) 
     samples = len(reference)
     if not np.isfinite(candidate).all():
         bad = int((~np.isfinite(candidate)).sum())
-        return Comparison(FAIL, f"output contains NaN or Inf ({bad} values)", samples=samples, failures=[NON_FINITE], failed_checks=[NON_FINITE])
+        return Comparison(FAIL, f"output contains NaN or Inf ({bad} values)", samples=samples,
+                          failures=(NON_FINITE,), failed_checks=(NON_FINITE,))
 
-    ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
+    ref = reference.reshape(samples, -1).astype(np.float64)
+    cand = candidate.reshape(samples, -1).astype(np.float64)
     diff = np.abs(cand - ref)
     magnitude = np.maximum(np.abs(ref).max(axis=1), np.finfo(np.float64).tiny)
-    result = Comparison(
-        PASS, "", samples=samples,
-        max_abs_diff=float(diff.max()),
-        max_rel_diff=float((diff.max(axis=1) / magnitude).max()),
-        cosine=float(_cosine(ref, cand).min()),
-        top5_overlap=_top_k_overlap(ref, cand),
-    )
-    ref_top1, cand_top1 = ref.argmax(axis=1), cand.argmax(axis=1)
-    disagree = np.flatnonzero(ref_top1 != cand_top1)
-    # A disagreement is a tie when the reference itself scores the candidate's class within tolerance of its top-1.
-    ref_gap = ref[disagree, ref_top1[disagree]] - ref[disagree, cand_top1[disagree]]
-    ties = ref_gap <= tolerance.atol + tolerance.rtol * magnitude[disagree]
-    result.top1_agreement = float((ref_top1 == cand_top1).mean())
-    result.top1_ties = int(ties.sum())
-    effective_top1 = (samples - len(disagree) + result.top1_ties) / samples
-
+    cosine = float(_cosine(ref, cand).min())
+    failures: list[str] = []
+    failed: list[str] = []
+    notes: list[str] = []
     allowed = tolerance.atol + tolerance.rtol * magnitude[:, None]
     outside = diff > allowed
     if outside.any():
         worst = np.unravel_index(np.argmax(diff - allowed), diff.shape)
-        result.failures.append(
-            f"{int(outside.sum())}/{diff.size} logits outside atol {tolerance.atol:g} + rtol {tolerance.rtol:g}"
-            f" x max|ref| (worst: sample {worst[0]} class {worst[1]}, |diff| {diff[worst]:.3g}"
+        noun = "logits" if classification else "values"
+        index = "class" if classification else "element"
+        failures.append(
+            f"{int(outside.sum())}/{diff.size} {noun} outside atol {tolerance.atol:g} + rtol {tolerance.rtol:g}"
+            f" x max|ref| (worst: sample {worst[0]} {index} {worst[1]}, |diff| {diff[worst]:.3g}"
             f" > {allowed[worst[0], 0]:.3g})")
-        result.failed_checks.append(ELEMENTWISE)
-    if result.cosine < tolerance.min_cosine:
-        result.failures.append(f"cosine {result.cosine:.6f} < {tolerance.min_cosine:g}")
-        result.failed_checks.append(COSINE)
-    if effective_top1 < tolerance.top1:
-        result.failures.append(f"top-1 agreement {effective_top1:.3f} < {tolerance.top1:g}")
-        result.failed_checks.append(TOP1)
-    notes = [f"{result.top1_ties} top-1 tie(s) within tolerance"] if result.top1_ties else []
-    if result.failures:
-        result.status, result.reason = FAIL, "; ".join(result.failures + notes)
-    else:
-        result.reason = "; ".join(notes) or f"max |diff| {result.max_abs_diff:.3g}"
-    return result
+        failed.append(ELEMENTWISE)
+    if cosine < tolerance.min_cosine:
+        failures.append(f"cosine {cosine:.6f} < {tolerance.min_cosine:g}")
+        failed.append(COSINE)
+    top1_agreement, ties, top5 = float("nan"), 0, float("nan")
+    if classification:
+        ref_top1, cand_top1 = ref.argmax(axis=1), cand.argmax(axis=1)
+        disagree = np.flatnonzero(ref_top1 != cand_top1)
+        # A disagreement is a tie when the reference itself scores the candidate's class within tolerance of
+        # its top-1.
+        ref_gap = ref[disagree, ref_top1[disagree]] - ref[disagree, cand_top1[disagree]]
+        ties = int((ref_gap <= tolerance.atol + tolerance.rtol * magnitude[disagree]).sum())
+        top1_agreement = float((ref_top1 == cand_top1).mean())
+        top5 = _top_k_overlap(ref, cand)
+        effective_top1 = (samples - len(disagree) + ties) / samples
+        if effective_top1 < tolerance.top1:
+            failures.append(f"top-1 agreement {effective_top1:.3f} < {tolerance.top1:g}")
+            failed.append(TOP1)
+        if ties:
+            notes.append(f"{ties} top-1 tie(s) within tolerance")
+    max_abs = float(diff.max())
+    reason = "; ".join(failures + notes) if failures else ("; ".join(notes) or f"max |diff| {max_abs:.3g}")
+    return Comparison(FAIL if failures else PASS, reason, samples=samples, max_abs_diff=max_abs,
+                      max_rel_diff=float((diff.max(axis=1) / magnitude).max()), cosine=cosine,
+                      top1_agreement=top1_agreement, top1_ties=ties, top5_overlap=top5,
+                      failures=tuple(failures), failed_checks=tuple(failed))
+
+
+def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], tolerance: Tolerance,
+                    logits: str, compare_func: CompareFunc = compare) -> dict[str, Comparison]:
+    """Each named output against the reference's, the logits output first (with the classification checks)."""
+    order = [logits, *[name for name in reference if name != logits]]
+    return {name: compare_func(reference[name], candidate[name], tolerance, classification=name == logits)
+            for name in order}
+
+
+def worst(comparisons: Mapping[str, Comparison]) -> tuple[str, str]:
+    """The cell's status (the worst of its outputs') and its detail, naming the outputs when there are several."""
+    status = max((c.status for c in comparisons.values()), key=SEVERITY.__getitem__, default=ERROR)
+    if len(comparisons) == 1:
+        return status, next(iter(comparisons.values())).reason
+    shown = [f"{name}: {c.reason}" for name, c in comparisons.items() if c.status == status]
+    return status, "; ".join(shown)
+
+
+def with_reason(comparison: Comparison, status: str, reason: str) -> Comparison:
+    """A copy with another verdict (a runtime that disagrees with itself): the original is left as it was."""
+    return replace(comparison, status=status, reason=reason)
 
 
 def _allowed(tolerance: Tolerance, magnitude: float) -> float:

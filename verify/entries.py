@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from converter.manifest import Manifest, file_sha256
+from converter.core.files import file_sha256
+from converter.manifest import Manifest
 from converter.zoo import NOT_BUILD_INPUTS, ModelEntry, entry_from_config, load_zoo
-
 
 
 @dataclass
@@ -30,7 +30,7 @@ def resolve_entries(manifest: Manifest, zoo_path: Path | None, origin: str) -> d
             continue
         before, now = converted.model_dump(), entry.model_dump()
         changed = sorted(k for k in now if k not in NOT_BUILD_INPUTS and now[k] != before.get(k))
-        recorded = record.source.get("checkpoint_sha256")
+        recorded = record.source.checkpoint_sha256 if record.source else None
         if entry.checkpoint and recorded and Path(entry.checkpoint).is_file() \
                 and file_sha256(Path(entry.checkpoint)) != recorded:
             changed.append("checkpoint file content")

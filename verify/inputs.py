@@ -1,6 +1,7 @@
 """The images the verifier feeds: a folder of the user's, or the seeded synthetic set."""
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,8 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from converter.errors import WorkbenchError
-from converter.images import preprocess, synthetic_images as _synthetic, to_rgb
+from converter.core.errors import WorkbenchError
+from converter.core.files import atomic_write
+from converter.core.images import preprocess, synthetic_images as _synthetic, to_rgb
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -42,7 +44,9 @@ def load_images(folder: Path) -> ImageSet:
                 image.load()
                 images.append(to_rgb(image))
                 names.append(path.name)
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        except Image.DecompressionBombError as exc:  # PIL refuses images over 2x its pixel limit (~179 Mpx)
+            log.warning("skipping %s: too large to decode safely (%s)", path, exc)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             log.warning("skipping %s: not a readable image (%s)", path, exc)
     if not images:
         raise InputError(f"{folder}: none of the {len(paths)} image files could be read")
@@ -54,7 +58,6 @@ def synthetic_images(count: int = 8, seed: int = 0) -> ImageSet:
 
 
 def save_inputs(path: Path, batch: np.ndarray, names: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, inputs=batch, names=np.asarray(names))
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, inputs=batch, names=np.asarray(names))
+    atomic_write(path, buffer.getvalue())

@@ -60,7 +60,7 @@ class LocalizeJob:
 
 
 def run_localize_job(job: LocalizeJob) -> Divergence:
-    from converter.exporters.eager import load_reference
+    from converter.core.reference import load_reference
 
     torch.set_num_threads(job.threads)
     batch = np.ascontiguousarray(job.batch[:MAX_SAMPLES])

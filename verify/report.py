@@ -7,49 +7,55 @@ from typing import Any
 
 import pandas as pd
 
+from .compare import ERROR, FAIL, PASS
 from .gate import Verdict, is_required
 from .results import Cell, ModelResult
 
-PARITY_COLUMNS = ["model", "artifact", "runtime", "device", "status", "max_abs_diff", "max_rel_diff", "cosine",
-                  "top1_agreement", "top5_overlap", "top1_ties", "samples", "required", "waiver", "detail",
-                  "first_divergence"]
-PREPROCESSING_COLUMNS = ["model", "deployment", "library", "status", "channel_shift", "input_max_abs_diff",
-                         "max_abs_diff", "top1_agreement", "waiver", "detail"]
+PARITY_COLUMNS = ["model", "artifact", "runtime", "device", "output", "status", "cell_status", "max_abs_diff",
+                  "max_rel_diff", "cosine", "top1_agreement", "top5_overlap", "top1_ties", "samples", "required",
+                  "waiver", "detail", "first_divergence"]
+PREPROCESSING_COLUMNS = ["model", "deployment", "library", "gated", "status", "channel_shift", "input_max_abs_diff",
+                         "max_abs_diff", "top1_agreement", "confident_flips", "waiver", "detail"]
 TIMING_COLUMNS = ["model", "artifact", "runtime", "device", "batch", "runs", "p50_ms", "p90_ms", "p99_ms",
                   "mean_ms", "throughput_ips", "threads"]
 
 
-def parity_frame(results: list[ModelResult], entries: dict) -> pd.DataFrame:
+def parity_frame(results: list[ModelResult], entries: dict, verdict: Verdict) -> pd.DataFrame:
+    """One row per cell and output: `status` is the output's, `cell_status` the cell's (the worst output's)."""
     rows = []
     for result in results:
         for cell in result.cells:
-            c = cell.comparison
-            rows.append({
-                "model": cell.model, "artifact": cell.artifact, "runtime": cell.runtime, "device": cell.device,
-                "status": cell.status,
-                "max_abs_diff": c.max_abs_diff if c else math.nan, "max_rel_diff": c.max_rel_diff if c else math.nan,
-                "cosine": c.cosine if c else math.nan, "top1_agreement": c.top1_agreement if c else math.nan,
-                "top5_overlap": c.top5_overlap if c else math.nan, "top1_ties": c.top1_ties if c else 0,
-                "samples": c.samples if c else result.samples,
-                "required": is_required(cell, entries.get(cell.model)), "waiver": cell.waiver or "",
-                "detail": ("reference; " if cell.reference else "") + cell.detail,
-                "first_divergence": cell.divergence.summary if cell.divergence else "",
-            })
+            outputs = list(cell.comparisons.items()) or [(name, None) for name in result.outputs]
+            for output, c in outputs:
+                rows.append({
+                    "model": cell.model, "artifact": cell.artifact, "runtime": cell.runtime, "device": cell.device,
+                    "output": output, "status": c.status if c else cell.status, "cell_status": cell.status,
+                    "max_abs_diff": c.max_abs_diff if c else math.nan,
+                    "max_rel_diff": c.max_rel_diff if c else math.nan,
+                    "cosine": c.cosine if c else math.nan, "top1_agreement": c.top1_agreement if c else math.nan,
+                    "top5_overlap": c.top5_overlap if c else math.nan, "top1_ties": c.top1_ties if c else 0,
+                    "samples": c.samples if c else result.samples,
+                    "required": is_required(cell, entries.get(cell.model)),
+                    "waiver": verdict.waivers.get(cell.key, ""),
+                    "detail": ("reference; " if cell.reference else "") + (c.reason if c else cell.detail),
+                    "first_divergence": cell.divergence.summary if cell.divergence else "",
+                })
     return pd.DataFrame(rows, columns=PARITY_COLUMNS)
 
 
-def preprocessing_frame(results: list[ModelResult]) -> pd.DataFrame:
+def preprocessing_frame(results: list[ModelResult], verdict: Verdict) -> pd.DataFrame:
     rows = []
     for result in results:
         for check in result.preprocessing:
             c = check.comparison
             rows.append({"model": check.model, "deployment": check.deployment, "library": check.library,
-                         "status": check.status,
+                         "gated": check.gated, "status": check.status,
                          "channel_shift": c.channel_shift if c else math.nan,
                          "input_max_abs_diff": c.input_max_abs_diff if c else math.nan,
                          "max_abs_diff": c.max_abs_diff if c else math.nan,
                          "top1_agreement": c.top1_agreement if c else math.nan,
-                         "waiver": check.waiver or "", "detail": check.detail})
+                         "confident_flips": c.confident_flips if c else math.nan,
+                         "waiver": verdict.waivers.get(check.key, ""), "detail": check.detail})
     return pd.DataFrame(rows, columns=PREPROCESSING_COLUMNS)
 
 
@@ -71,24 +77,31 @@ def summary(results: list[ModelResult], verdict: Verdict, environment: dict) -> 
             counts[cell.status] = counts.get(cell.status, 0) + 1
     return {
         "verdict": verdict.label, "exit_code": verdict.exit_code,
-        "blocking": verdict.blocking, "waived": verdict.waived, "notes": verdict.notes,
+        "blocking": list(verdict.blocking), "waived": list(verdict.waived), "notes": list(verdict.notes),
         "cells": counts,
         "failing_cells": [
             {"model": c.model, "artifact": c.artifact, "runtime": c.runtime, "device": c.device,
-             "status": c.status, "detail": c.detail, "waiver": c.waiver,
+             "status": c.status, "detail": c.detail, "waiver": verdict.waivers.get(c.key),
+             "outputs": {name: comparison.status for name, comparison in c.comparisons.items()},
              "first_divergence": asdict(c.divergence) if c.divergence else None}
-            for r in results for c in r.cells if c.status in ("FAIL", "ERROR")
+            for r in results for c in r.cells if c.status in (FAIL, ERROR)
         ],
         "failing_preprocessing": [
             {"model": p.model, "deployment": p.deployment, "library": p.library, "status": p.status,
-             "detail": p.detail, "waiver": p.waiver}
-            for r in results for p in r.preprocessing if p.status in ("FAIL", "ERROR")
+             "gated": p.gated, "detail": p.detail, "waiver": verdict.waivers.get(p.key)}
+            for r in results for p in r.preprocessing if p.status in (FAIL, ERROR)
         ],
-        "models": {r.model: {"error": r.error, "samples": r.samples, "inputs": r.inputs_file,
+        "models": {r.model: {"error": r.error, "samples": r.samples, "outputs": r.outputs,
+                             "inputs": inputs_file(r.model) if r.inputs is not None else None,
                              "conversion_failures": r.conversion_failures, "trusted_pickle": r.trusted_pickle}
                    for r in results},
         "environment": environment,
     }
+
+
+def inputs_file(model: str) -> str:
+    """Where the reports keep the batch every runtime got, relative to the report folder."""
+    return f"inputs/{model}.npz"
 
 
 def markdown(results: list[ModelResult], verdict: Verdict, environment: dict) -> str:
@@ -106,35 +119,44 @@ def markdown(results: list[ModelResult], verdict: Verdict, environment: dict) ->
     columns = _matrix_columns(results)
     lines += ["", "## Matrix", "", "Status and max |diff| against the reference (torch eager, CPU, float32).", ""]
     lines += _table(["model", *[f"{r} ({a}) {d}" for a, r, d in columns]],
-                    [[r.model, *[_matrix_cell(r, col) for col in columns]] for r in results])
+                    [[r.model, *[_matrix_cell(r, col, verdict) for col in columns]] for r in results])
 
     for result in results:
         lines += ["", f"## {result.model}", ""]
-        facts = [f"{result.samples} samples" + (f", inputs saved in `{result.inputs_file}`" if result.inputs_file else "")]
+        facts = [f"{result.samples} samples"
+                 + (f", inputs saved in `{inputs_file(result.model)}`" if result.inputs is not None else "")]
+        if len(result.outputs) > 1:
+            facts.append(f"outputs {', '.join(result.outputs)} (the cell's status is the worst of them; "
+                         "`parity.csv` has one row per output)")
         if result.trusted_pickle:
             facts.append("the model was loaded from a **trusted pickle** (`trust_pickle: true`)")
         if result.error:
             facts.append(f"**ERROR**: {result.error}")
         lines += ["; ".join(facts), ""]
+        multi = len(result.outputs) > 1
         lines += _table(
-            ["artifact", "runtime", "device", "status", "max abs", "max rel", "cosine", "top-1", "top-5",
-             "b1 p50 ms", "b1 p90 ms", "b1 p99 ms", "img/s", "detail"],
-            [_model_row(cell) for cell in result.cells])
+            ["artifact", "runtime", "device", *(["output"] if multi else []), "status", "max abs", "max rel",
+             "cosine", "top-1", "top-5", "b1 p50 ms", "b1 p90 ms", "b1 p99 ms", "img/s", "detail"],
+            [row for cell in result.cells for row in _model_rows(cell, verdict, multi)])
         divergences = [c for c in result.cells if c.divergence]
         if divergences:
             lines += ["", "Where the failing cells diverge from the reference:", ""]
             lines += [f"- {c.runtime} ({c.artifact}) {c.device}: {c.divergence.summary}" for c in divergences]
         if result.preprocessing:
+            gated = any(p.gated for p in result.preprocessing)
             lines += ["", "Deployment preprocessing against the reference transform (torchvision on PIL), "
-                          "through the reference model:", ""]
+                          "through the reference model"
+                      + ("" if gated else " (information only: the zoo declares no deployments for this model)")
+                      + ":", ""]
             lines += _table(["deployment", "library", "status", "channel shift", "input max abs", "logit max abs",
-                             "top-1", "detail"],
-                            [[p.deployment, p.library, p.status,
+                             "top-1", "confident flips", "detail"],
+                            [[p.deployment, p.library, p.status if p.gated else f"{p.status} (info)",
                               _num(p.comparison.channel_shift if p.comparison else None, "{:.3g}"),
                               _num(p.comparison.input_max_abs_diff if p.comparison else None, "{:.3g}"),
                               _num(p.comparison.max_abs_diff if p.comparison else None, "{:.3g}"),
                               _num(p.comparison.top1_agreement if p.comparison else None, "{:.2f}"),
-                              p.detail + (f" (waived: {p.waiver})" if p.waiver else "")]
+                              str(p.comparison.confident_flips) if p.comparison else "",
+                              p.detail + (f" (waived: {verdict.waivers[p.key]})" if p.key in verdict.waivers else "")]
                              for p in result.preprocessing])
 
     failures = [(r.model, a, e) for r in results for a, e in r.conversion_failures.items()]
@@ -164,29 +186,41 @@ def _matrix_columns(results: list[ModelResult]) -> list[tuple[str, str, str]]:
     return list(seen)
 
 
-def _matrix_cell(result: ModelResult, column: tuple[str, str, str]) -> str:
+def _matrix_cell(result: ModelResult, column: tuple[str, str, str], verdict: Verdict) -> str:
     cell = next((c for c in result.cells if (c.artifact, c.runtime, c.device) == column), None)
     if cell is None:
         return "-"
-    text = "REF" if cell.reference and cell.status == "PASS" else cell.status
-    if cell.comparison and not math.isnan(cell.comparison.max_abs_diff) and not cell.reference:
-        text += f" {cell.comparison.max_abs_diff:.1e}"
-    return text + (" (waived)" if cell.waiver else "")
+    text = "REF" if cell.reference and cell.status == PASS else cell.status
+    # the diff of the output that decided the status (the logits when every output passed)
+    shown = next((c for c in cell.comparisons.values() if c.status == cell.status), cell.comparison)
+    if shown and not math.isnan(shown.max_abs_diff) and not cell.reference:
+        text += f" {shown.max_abs_diff:.1e}"
+    return text + (" (waived)" if cell.key in verdict.waivers else "")
 
 
-def _model_row(cell: Cell) -> list[str]:
-    c = cell.comparison
+def _model_rows(cell: Cell, verdict: Verdict, multi: bool) -> list[list[str]]:
+    """One row per cell; with several outputs, one per output (timing on the first)."""
     b1 = next((t for t in cell.timings if t.batch == 1), None)
     bulk = max(cell.timings, key=lambda t: t.batch, default=None)
-    detail = ("reference; " if cell.reference else "") + cell.detail + (f" (waived: {cell.waiver})" if cell.waiver else "")
-    return [cell.artifact, cell.runtime, cell.device, cell.status,
-            _num(c.max_abs_diff if c else None), _num(c.max_rel_diff if c else None),
-            _num(c.cosine if c else None, "{:.6f}"), _num(c.top1_agreement if c else None, "{:.2f}"),
-            _num(c.top5_overlap if c else None, "{:.2f}"),
-            _num(b1.p50_ms if b1 else None, "{:.2f}"), _num(b1.p90_ms if b1 else None, "{:.2f}"),
-            _num(b1.p99_ms if b1 else None, "{:.2f}"),
-            _num(bulk.throughput_ips if bulk else None, "{:.1f}") + (f" (b{bulk.batch})" if bulk else ""),
-            detail]
+    waiver = verdict.waivers.get(cell.key)
+    suffix = f" (waived: {waiver})" if waiver else ""
+    prefix = "reference; " if cell.reference else ""
+    outputs = list(cell.comparisons.items()) if multi and cell.comparisons else [("", cell.comparison)]
+    rows = []
+    for index, (output, c) in enumerate(outputs):
+        status = c.status if output else cell.status
+        detail = prefix + (c.reason if output else cell.detail) + suffix
+        timed = index == 0
+        rows.append([cell.artifact, cell.runtime, cell.device, *([output] if multi else []), status,
+                     _num(c.max_abs_diff if c else None), _num(c.max_rel_diff if c else None),
+                     _num(c.cosine if c else None, "{:.6f}"), _num(c.top1_agreement if c else None, "{:.2f}"),
+                     _num(c.top5_overlap if c else None, "{:.2f}"),
+                     _num(b1.p50_ms if b1 and timed else None, "{:.2f}"),
+                     _num(b1.p90_ms if b1 and timed else None, "{:.2f}"),
+                     _num(b1.p99_ms if b1 and timed else None, "{:.2f}"),
+                     (_num(bulk.throughput_ips, "{:.1f}") + f" (b{bulk.batch})") if bulk and timed else "",
+                     detail])
+    return rows
 
 
 def _num(value, fmt: str = "{:.2e}") -> str:

@@ -1,8 +1,11 @@
-"""Results are plain data: produced by the session, judged by the gate, rendered by the report."""
+"""Results are plain data: produced by the session, judged by the gate, rendered by the report. Cells and
+checks are frozen: the gate and the report read them and never change them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .compare import Comparison
 from .localize import Divergence
@@ -10,7 +13,7 @@ from .preprocessing import PreprocessingComparison
 from .timing import Timing
 
 
-@dataclass
+@dataclass(frozen=True)
 class Cell:
     model: str
     artifact: str
@@ -18,20 +21,24 @@ class Cell:
     device: str
     status: str  # PASS, FAIL, ERROR or SKIP
     detail: str
-    comparison: Comparison | None = None
-    timings: list[Timing] = field(default_factory=list)
+    comparisons: dict[str, Comparison] = field(default_factory=dict)  # per output name, the logits first
+    timings: tuple[Timing, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)  # the runtime's effective configuration
     conversion_failed: bool = False  # ERROR because its artifact was never built
     reference: bool = False
-    waiver: str | None = None  # set by the gate when an allow_failures entry accepts this cell
     divergence: Divergence | None = None  # for a FAILing cell: the first layer that differs
 
     @property
     def key(self) -> str:
         return f"{self.model}/{self.artifact}/{self.runtime}@{self.device}"
 
+    @property
+    def comparison(self) -> Comparison | None:
+        """The logits output's comparison (the first), when the cell was compared."""
+        return next(iter(self.comparisons.values()), None)
 
-@dataclass
+
+@dataclass(frozen=True)
 class PreprocessingCheck:
     """One deployment preprocessing against the reference transform, through the reference model."""
 
@@ -41,7 +48,7 @@ class PreprocessingCheck:
     status: str  # PASS, FAIL or ERROR
     detail: str
     comparison: PreprocessingComparison | None = None
-    waiver: str | None = None
+    gated: bool = True  # declared in the zoo: it can block; the default checks of an undeclared zoo inform
 
     @property
     def key(self) -> str:
@@ -55,6 +62,8 @@ class ModelResult:
     error: str | None = None  # the model could not be verified at all
     conversion_failures: dict[str, str] = field(default_factory=dict)  # artifact -> error
     samples: int = 0
-    inputs_file: str | None = None
+    inputs: np.ndarray | None = None  # the preprocessed batch every runtime got (saved with the reports)
+    input_names: list[str] = field(default_factory=list)  # the images it was made from
     trusted_pickle: bool = False
     preprocessing: list[PreprocessingCheck] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=lambda: ["logits"])  # the model's declared outputs, logits first

@@ -1,33 +1,36 @@
-"""One model through every runtime on one shared input batch."""
+"""One model through every runtime on one shared input batch. The runners and the comparison are passed in;
+each cell runs in a worker and comes back as a new, finished Cell."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from converter.isolation import Limits, run_isolated
-from converter.manifest import ModelRecord, file_sha256
+from converter.core.isolation import Limits, run_isolated
+from converter.core.vocabulary import DEVICES, REFERENCE, RUNTIMES
+from converter.manifest import ModelRecord, integrity_problem
 from converter.zoo import ModelEntry
 
-from .compare import ERROR, FAIL, PASS, SKIP, compare
-from .inputs import ImageSet, preprocess, save_inputs
+from .compare import ERROR, FAIL, PASS, SKIP, CompareFunc, compare, compare_outputs, with_reason, worst
+from .inputs import ImageSet, preprocess
 from .localize import PADDLE_UNAVAILABLE, Divergence, LocalizeJob, run_localize_job
 from .preprocessing import deployment_batch, judge, reference_batch
 from .results import Cell, ModelResult, PreprocessingCheck
-from .runners import REFERENCE, RUNNERS, Availability, DeviceUnavailable, LoadRequest, Runner
-from .timing import Timing, batch_of, measure
+from .runners import Availability, DeviceUnavailable, LoadRequest, Runner
+from .timing import Timing, feeds_of, measure
 
 log = logging.getLogger(__name__)
+Feeds = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
-class VerifyOptions:
+class SessionOptions:
     artifacts: Path
-    report: Path
     devices: tuple[str, ...] = ("cpu", "cuda", "tensorrt")
-    runtimes: tuple[str, ...] | None = None  # None: every registered runtime
+    runtimes: tuple[str, ...] | None = None  # None: every runtime passed in
     threads: int = 1
     timing: bool = True
     warmup: int = 2
@@ -36,71 +39,83 @@ class VerifyOptions:
     limits: Limits = Limits()  # per cell, unless the zoo entry sets its own
 
 
-def plan_cells(model: str, record: ModelRecord, options: VerifyOptions) -> list[Cell]:
-    """Every (artifact, runtime, device) this model has, as unstarted cells."""
+def plan_cells(model: str, record: ModelRecord, runners: Mapping[str, type[Runner]],
+               options: SessionOptions) -> list[Cell]:
+    """Every (artifact, runtime, device) this model has, as unstarted cells; the reference always runs."""
     cells = []
-    for name, runner in RUNNERS.items():
+    for name in runners:
         if options.runtimes is not None and name not in options.runtimes and name != REFERENCE[0]:
-            continue  # the reference runtime always runs
-        for artifact in runner.artifacts:
+            continue
+        spec = RUNTIMES[name]
+        for artifact in spec.artifacts:
             if artifact not in record.artifacts:
                 continue
-            for device in runner.devices:
+            for device in spec.devices:
                 if device in options.devices or (name, artifact, device) == REFERENCE:
-                    cells.append(Cell(model, artifact, name, device, status="", detail=""))
+                    cells.append(Cell(model, artifact, name, device, status="", detail="",
+                                      reference=(name, artifact, device) == REFERENCE))
     return cells
 
 
-def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: ImageSet, options: VerifyOptions,
-                 availability: Availability, stale: str | None = None) -> ModelResult:
+def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: ImageSet, options: SessionOptions,
+                 availability: Availability, runners: Mapping[str, type[Runner]],
+                 compare_func: CompareFunc = compare, stale: str | None = None) -> ModelResult:
     """Every cell of one model; `stale` says why the artifacts no longer match the zoo (then nothing runs)."""
-    result = ModelResult(model, trusted_pickle=bool(record.source.get("trusted_pickle")))
+    result = ModelResult(model, trusted_pickle=record.trusted_pickle, outputs=[entry.logits] + [
+        name for name in entry.outputs if name != entry.logits])
     result.conversion_failures = {a: r.error or "failed" for a, r in record.artifacts.items() if not r.ok}
-    result.cells = plan_cells(model, record, options)
+    planned = plan_cells(model, record, runners, options)
     if record.error or stale:
         result.error = stale or f"model could not be built: {record.error}"
-        return _finish_all(result, ERROR, result.error)
+        result.cells = [replace(cell, status=ERROR, detail=result.error) for cell in planned]
+        return result
 
     batch = preprocess(images.images, entry.preprocess)
-    result.samples = len(batch)
-    inputs_path = options.report / "inputs" / f"{model}.npz"
-    save_inputs(inputs_path, batch, images.names)
-    result.inputs_file = str(inputs_path.relative_to(options.report))
-
-    problems = {artifact: _integrity_problem(record, artifact, options.artifacts) for artifact in record.artifacts}
-    reference_cell = next(c for c in result.cells if (c.runtime, c.artifact, c.device) == REFERENCE) \
-        if "eager" in record.artifacts else None
-    if reference_cell is None or not record.artifacts["eager"].ok or problems["eager"]:
+    feeds = {entry.input.name: batch}
+    result.samples, result.inputs, result.input_names = len(batch), batch, list(images.names)
+    problems = {artifact: integrity_problem(record, artifact, options.artifacts) for artifact in record.artifacts}
+    reference_plan = next((c for c in planned if c.reference), None)
+    eager = record.artifacts.get("eager")
+    if reference_plan is None or not eager.ok or problems["eager"]:
         why = (problems.get("eager") or result.conversion_failures.get("eager")
                or "no eager artifact in the manifest (add eager to formats)")
         result.error = f"no reference: {why}"
-        return _finish_all(result, ERROR, result.error)
+        result.cells = [replace(cell, status=ERROR, detail=result.error) for cell in planned]
+        return result
 
     # The reference runs first; its comparison with its own second run also rejects a degenerate output.
-    reference_cell.reference = True
-    reference = _run_cell(reference_cell, entry, record.artifacts["eager"].path, batch, result.trusted_pickle, options)
+    run = _CellRunner(entry, feeds, record.trusted_pickle, options, runners, compare_func)
+    reference_cell, reference = run(reference_plan, eager.path)
     if reference_cell.status != PASS:
         result.error = f"reference (torch eager, CPU): {reference_cell.detail}"
-        return _finish_all(result, ERROR, result.error, keep=reference_cell)
-    reference_path = options.artifacts / record.artifacts["eager"].path
-    result.preprocessing = check_preprocessing(model, entry, reference_path, images, result.trusted_pickle, options)
-
-    for cell in result.cells:
-        if cell is reference_cell:
+        result.cells = [reference_cell if cell.reference else replace(cell, status=ERROR, detail=result.error)
+                        for cell in planned]
+        return result
+    reference_path = options.artifacts / eager.path
+    result.preprocessing = check_preprocessing(model, entry, reference_path, images, record.trusted_pickle, options,
+                                               runners[REFERENCE[0]])
+    cells = []
+    for plan in planned:
+        if plan.reference:
+            cells.append(reference_cell)
             continue
-        artifact = record.artifacts[cell.artifact]
-        skip = RUNNERS[cell.runtime].unavailable(cell.device, availability)
+        artifact = record.artifacts[plan.artifact]
+        skip = runners[plan.runtime].unavailable(plan.device, availability)
         if not artifact.ok:
-            cell.status, cell.detail, cell.conversion_failed = ERROR, f"conversion failed: {artifact.error}", True
-        elif problems[cell.artifact]:
-            cell.status, cell.detail = ERROR, problems[cell.artifact]
+            cells.append(replace(plan, status=ERROR, detail=f"conversion failed: {artifact.error}",
+                                 conversion_failed=True))
+        elif problems[plan.artifact]:
+            cells.append(replace(plan, status=ERROR, detail=problems[plan.artifact]))
         elif skip:
-            cell.status, cell.detail = SKIP, skip
+            cells.append(replace(plan, status=SKIP, detail=skip))
         else:
-            _run_cell(cell, entry, artifact.path, batch, result.trusted_pickle, options, reference)
+            cell, _ = run(plan, artifact.path, reference)
             if cell.status == FAIL:
-                cell.divergence = _localize(cell, entry, reference_path.parent, options.artifacts / artifact.path, batch,
-                                            result.trusted_pickle, options)
+                cell = replace(cell, divergence=_localize(cell, entry, reference_path.parent,
+                                                          options.artifacts / artifact.path, batch,
+                                                          record.trusted_pickle, options))
+            cells.append(cell)
+    result.cells = cells
     return result
 
 
@@ -108,8 +123,8 @@ LOCALIZABLE = {"onnxruntime": "onnx", "torchscript": "torchscript"}  # runtime -
 
 
 def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: Path, batch: np.ndarray,
-              trust: bool, options: VerifyOptions) -> Divergence:
-    if not cell.comparison.elementwise_failed:
+              trust: bool, options: SessionOptions) -> Divergence:
+    if not any(c.elementwise_failed for c in cell.comparisons.values()):
         return Divergence(False, "not localised: the cell fails only on cosine or top-1, and every logit is within "
                                  "the elementwise tolerance that each layer would be held to")
     if cell.runtime not in LOCALIZABLE:
@@ -117,7 +132,7 @@ def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: P
             return Divergence(False, f"layer localisation {PADDLE_UNAVAILABLE}")
         return Divergence(False, f"layer localisation is not implemented for {cell.runtime}")
     job = LocalizeJob(LOCALIZABLE[cell.runtime], reference_folder, artifact, batch,
-                      entry.tolerance_for(cell.runtime, cell.device), trust, options.threads)
+                      entry.tolerance_for(cell.runtime, cell.artifact, cell.device), trust, options.threads)
     outcome = run_isolated(run_localize_job, job, limits=entry.limits.over(options.limits))
     if not outcome.ok:
         log.debug("localisation of %s failed:\n%s", cell.key, outcome.traceback)
@@ -132,68 +147,46 @@ class LogitsJob:
     runner: type[Runner]
     request: LoadRequest
     batches: dict[str, np.ndarray]
+    logits: str
 
 
 def run_logits_job(job: LogitsJob) -> dict[str, np.ndarray]:
     runner = job.runner()
     runner.load(job.request)
-    return {name: runner.run(batch) for name, batch in job.batches.items()}
+    input_name = job.request.inputs[0]
+    return {name: runner.run({input_name: batch})[job.logits] for name, batch in job.batches.items()}
 
 
 def check_preprocessing(model: str, entry: ModelEntry, reference_path: Path, images: ImageSet, trust: bool,
-                        options: VerifyOptions) -> list[PreprocessingCheck]:
-    """Each deployment preprocessing the zoo names against the reference transform, through the reference."""
-    if not entry.deployments:
+                        options: SessionOptions, reference_runner: type[Runner]) -> list[PreprocessingCheck]:
+    """Each deployment preprocessing against the reference transform, through the reference model. The
+    deployments the zoo declares gate; without any declared, the default ones run as information."""
+    deployments, gated = entry.deployment_checks
+    if not deployments:
         return []
-    checks = {d.name: PreprocessingCheck(model, d.name, d.library, "", "") for d in entry.deployments}
+    failed: dict[str, str] = {}
     batches = {"": reference_batch(images.images, entry.preprocess)}  # "" cannot be a deployment's name
-    for deployment in entry.deployments:
+    for deployment in deployments:
         try:
             batches[deployment.name] = deployment_batch(images.images, deployment, entry.preprocess)
         except Exception as exc:  # a deployment's settings that its library cannot apply
-            checks[deployment.name].status, checks[deployment.name].detail = ERROR, f"preprocessing failed: {exc}"
-    request = LoadRequest(reference_path, "cpu", options.threads, entry.input.name, trust)
-    outcome = run_isolated(run_logits_job, LogitsJob(RUNNERS[REFERENCE[0]], request, batches),
+            failed[deployment.name] = f"preprocessing failed: {exc}"
+    request = LoadRequest(reference_path, "cpu", options.threads, (entry.input.name,), tuple(entry.outputs), trust)
+    outcome = run_isolated(run_logits_job, LogitsJob(reference_runner, request, batches, entry.logits),
                            limits=entry.limits.over(options.limits))
-    for deployment in entry.deployments:
-        check = checks[deployment.name]
-        if check.status:
-            continue
-        if not outcome.ok:
-            check.status, check.detail = ERROR, f"reference model could not run: {outcome.message}"
-            continue
-        logits = outcome.value
-        check.comparison = judge(batches[""], batches[deployment.name], logits[""], logits[deployment.name],
-                                 deployment.tolerance)
-        check.status, check.detail = check.comparison.status, check.comparison.detail
-    return list(checks.values())
-
-
-def _finish_all(result: ModelResult, status: str, detail: str, keep: Cell | None = None) -> ModelResult:
-    for cell in result.cells:
-        if cell is not keep:
-            cell.status, cell.detail = status, detail
-    return result
-
-
-def _integrity_problem(record: ModelRecord, artifact: str, root: Path) -> str | None:
-    """An artifact must be what the converter recorded: built from this model's weights, files unchanged."""
-    art = record.artifacts[artifact]
-    if not art.ok:
-        return None
-    weights = record.source.get("weights_sha256")
-    if art.source_sha256 != weights:
-        return "built from other weights than the current reference: re-run the converter"
-    for rel in [art.path, *art.files]:
-        if not (root / rel).resolve().is_relative_to(root.resolve()):
-            return f"manifest path escapes the artifacts folder: {rel}"
-    for rel, info in art.files.items():
-        path = root / rel
-        if not path.is_file():
-            return f"artifact file missing: {rel}"
-        if path.stat().st_size != info.size or file_sha256(path) != info.sha256:
-            return f"artifact file changed since conversion (sha256 mismatch): {rel}"
-    return None
+    checks = []
+    for deployment in deployments:
+        base = PreprocessingCheck(model, deployment.name, deployment.library, ERROR, "", gated=gated)
+        if deployment.name in failed:
+            checks.append(replace(base, detail=failed[deployment.name]))
+        elif not outcome.ok:
+            checks.append(replace(base, detail=f"reference model could not run: {outcome.message}"))
+        else:
+            logits = outcome.value
+            comparison = judge(batches[""], batches[deployment.name], logits[""], logits[deployment.name],
+                               deployment.tolerance)
+            checks.append(replace(base, status=comparison.status, detail=comparison.detail, comparison=comparison))
+    return checks
 
 
 @dataclass(frozen=True)
@@ -202,7 +195,7 @@ class CellJob:
 
     runner: type[Runner]
     request: LoadRequest
-    batch: np.ndarray
+    feeds: Feeds
     timing: bool
     warmup: int
     runs: int
@@ -216,58 +209,76 @@ def run_cell_job(job: CellJob) -> dict:
         runner.load(job.request)
     except DeviceUnavailable as exc:
         return {"skip": str(exc)}
-    output, again = runner.run(job.batch), runner.run(job.batch)
+    output, again = runner.run(job.feeds), runner.run(job.feeds)
     timings: list[Timing] = []
     if job.timing:
-        timings = [measure(runner.run, batch_of(job.batch, size), job.warmup, job.runs)
+        timings = [measure(runner.run, feeds_of(job.feeds, size), job.warmup, job.runs)
                    for size in sorted({1, job.throughput_batch})]
     return {"output": output, "again": again, "config": runner.describe(), "timings": timings}
 
 
-def _run_cell(cell: Cell, entry: ModelEntry, path: str, batch: np.ndarray, trust: bool,
-              options: VerifyOptions, reference: np.ndarray | None = None) -> np.ndarray | None:
-    """Run the cell in a worker, then compare. Fills the cell; returns the output when there is one."""
-    request = LoadRequest(options.artifacts / path, cell.device, options.threads, entry.input.name, trust)
-    job = CellJob(RUNNERS[cell.runtime], request, batch, options.timing, options.warmup, options.runs,
-                  options.throughput_batch)
-    outcome = run_isolated(run_cell_job, job, limits=entry.limits.over(options.limits, gpu=cell.device != "cpu"))
-    if not outcome.ok:  # one runtime failing (even crashing or hanging) must not stop the others
-        log.debug("%s failed:\n%s", cell.key, outcome.traceback)
-        cell.status, cell.detail = ERROR, outcome.message
-        return None
-    value = outcome.value
-    if "skip" in value:
-        cell.status, cell.detail = SKIP, value["skip"]
-        return None
-    cell.config, cell.timings = value["config"], value["timings"]
-    output, again = value["output"], value["again"]
-    problem = output_problem(output, len(batch)) or output_problem(again, len(batch))
-    if problem:
-        cell.status, cell.detail = ERROR, problem
-        return None
-    tolerance = entry.tolerance_for(cell.runtime, cell.device)
-    if cell.reference:
-        # the reference is compared with its own second run: eager PyTorch must be deterministic
-        cell.comparison = compare(output, again, tolerance)
-        if cell.comparison.status == FAIL:
-            cell.comparison.reason = ("two runs on the same input differ (left in train mode? dropout or batch "
-                                      f"statistics active?): {cell.comparison.reason}")
-    else:
-        cell.comparison = compare(reference, output, tolerance)
-        if cell.comparison.status == PASS and not np.array_equal(output, again):
-            repeat = compare(output, again, tolerance)
-            if repeat.status != PASS:
-                cell.comparison.status, cell.comparison.reason = repeat.status, f"not deterministic: {repeat.reason}"
-    cell.status, cell.detail = cell.comparison.status, cell.comparison.reason
-    return output
+@dataclass(frozen=True)
+class _CellRunner:
+    """Runs planned cells of one model in workers and compares them: returns the finished cell and its outputs."""
+
+    entry: ModelEntry
+    feeds: Feeds
+    trust: bool
+    options: SessionOptions
+    runners: Mapping[str, type[Runner]]
+    compare_func: CompareFunc
+
+    def __call__(self, plan: Cell, path: str, reference: Feeds | None = None) -> tuple[Cell, Feeds | None]:
+        entry, options = self.entry, self.options
+        request = LoadRequest(options.artifacts / path, plan.device, options.threads, (entry.input.name,),
+                              tuple(entry.outputs), self.trust)
+        job = CellJob(self.runners[plan.runtime], request, self.feeds, options.timing, options.warmup, options.runs,
+                      options.throughput_batch)
+        outcome = run_isolated(run_cell_job, job, limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
+        if not outcome.ok:  # one runtime failing (even crashing or hanging) must not stop the others
+            log.debug("%s failed:\n%s", plan.key, outcome.traceback)
+            return replace(plan, status=ERROR, detail=outcome.message), None
+        value = outcome.value
+        if "skip" in value:
+            return replace(plan, status=SKIP, detail=value["skip"]), None
+        ran = replace(plan, config=value["config"], timings=tuple(value["timings"]))
+        output, again = value["output"], value["again"]
+        samples = len(next(iter(self.feeds.values())))
+        problem = output_problem(output, entry.outputs, entry.logits, samples) \
+            or output_problem(again, entry.outputs, entry.logits, samples)
+        if problem:
+            return replace(ran, status=ERROR, detail=problem), None
+        tolerance = entry.tolerance_for(plan.runtime, plan.artifact, plan.device)
+        if plan.reference:
+            # the reference is compared with its own second run: eager PyTorch must be deterministic
+            comparisons = compare_outputs(output, again, tolerance, entry.logits, self.compare_func)
+            comparisons = {name: c if c.status != FAIL else with_reason(
+                c, FAIL, "two runs on the same input differ (left in train mode? dropout or batch statistics "
+                         f"active?): {c.reason}") for name, c in comparisons.items()}
+        else:
+            comparisons = compare_outputs(reference, output, tolerance, entry.logits, self.compare_func)
+            if worst(comparisons)[0] == PASS and any(not np.array_equal(output[n], again[n]) for n in output):
+                repeat = compare_outputs(output, again, tolerance, entry.logits, self.compare_func)
+                comparisons = {name: c if repeat[name].status == PASS else with_reason(
+                    c, repeat[name].status, f"not deterministic: {repeat[name].reason}")
+                    for name, c in comparisons.items()}
+        status, detail = worst(comparisons)
+        return replace(ran, status=status, detail=detail, comparisons=comparisons), output
 
 
-def output_problem(output: object, samples: int) -> str | None:
-    """A result counts only as a non-empty floating (samples, classes) array."""
-    if not isinstance(output, np.ndarray):
-        return f"runtime returned {type(output).__name__}, expected an array"
-    if output.dtype.kind != "f":
-        return f"runtime returned dtype {output.dtype}, expected floating point"
-    if output.ndim != 2 or output.shape[0] != samples or output.shape[1] == 0:
-        return f"runtime returned shape {output.shape}, expected ({samples}, classes)"
+def output_problem(outputs: object, declared: list[str], logits: str, samples: int) -> str | None:
+    """A result counts only as every declared output, a non-empty floating array with one row per sample;
+    the logits output (samples, classes)."""
+    if not isinstance(outputs, dict) or sorted(outputs) != sorted(declared):
+        got = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
+        return f"runtime returned outputs {got}, expected {sorted(declared)}"
+    for name in declared:
+        output = outputs[name]
+        if not isinstance(output, np.ndarray):
+            return f"output '{name}': runtime returned {type(output).__name__}, expected an array"
+        if output.dtype.kind != "f":
+            return f"output '{name}': runtime returned dtype {output.dtype}, expected floating point"
+        if output.ndim < 1 or output.shape[0] != samples or output.size == 0 or (name == logits and output.ndim != 2):
+            expected = f"({samples}, classes)" if name == logits else f"({samples}, ...)"
+            return f"output '{name}': runtime returned shape {output.shape}, expected {expected}"
     return None

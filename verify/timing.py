@@ -8,7 +8,10 @@ from typing import Callable
 import numpy as np
 
 
-@dataclass
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
 class Timing:
     batch: int
     runs: int
@@ -19,16 +22,16 @@ class Timing:
     throughput_ips: float  # images per second at this batch size
 
 
-def measure(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, warmup: int, runs: int) -> Timing:
+def measure(run: Callable[[Feeds], Feeds], feeds: Feeds, warmup: int, runs: int) -> Timing:
     """`warmup` untimed calls, then `runs` timed ones. run() returns host arrays, so GPU work is complete."""
     for _ in range(warmup):
-        run(batch)
+        run(feeds)
     seconds = np.empty(runs)
     for index in range(runs):
         started = time.perf_counter()
-        run(batch)
+        run(feeds)
         seconds[index] = time.perf_counter() - started
-    return summarise(seconds, len(batch))
+    return summarise(seconds, len(next(iter(feeds.values()))))
 
 
 def summarise(seconds: np.ndarray, batch: int) -> Timing:
@@ -36,6 +39,10 @@ def summarise(seconds: np.ndarray, batch: int) -> Timing:
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     mean = float(ms.mean())
     return Timing(batch, len(ms), float(p50), float(p90), float(p99), mean, batch / (mean / 1000.0))
+
+
+def feeds_of(feeds: Feeds, size: int) -> Feeds:
+    return {name: batch_of(array, size) for name, array in feeds.items()}
 
 
 def batch_of(inputs: np.ndarray, size: int) -> np.ndarray:

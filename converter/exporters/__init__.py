@@ -1,35 +1,34 @@
-"""One module per artifact format, registered by name. Adding a format is one module and one line here."""
+"""One module per artifact format. The artifacts, their build order and which exporter builds each are
+registered in converter.core.vocabulary: adding a format is one module here and one registration there."""
 from __future__ import annotations
 
 from typing import Callable
 
-from . import eager, onnx_export, paddle, torchscript
+from ..core.registry import load_object
+from ..core.vocabulary import ARTIFACTS
+from ..zoo import ModelEntry
 from .base import ExportContext, ExportResult
 
 Exporter = Callable[[ExportContext], ExportResult]
 
-# Artifact name -> exporter, in build order (onnx_simplified reads what onnx wrote).
-EXPORTERS: dict[str, Exporter] = {
-    "eager": eager.export,
-    "torchscript": torchscript.export,
-    "onnx": onnx_export.export_raw,
-    "onnx_simplified": onnx_export.export_simplified,
-    "paddle": paddle.export,
-}
 
-# What each exporter needs built before it: every format is exported from the saved eager reference.
-REQUIRES: dict[str, str] = {"torchscript": "eager", "onnx": "eager", "onnx_simplified": "onnx", "paddle": "eager"}
+def registered_exporter(artifact: str) -> Exporter:
+    return load_object(ARTIFACTS[artifact].exporter)
 
 
-def planned_artifacts(zoo_formats: list[str], simplify_onnx: bool) -> list[str]:
-    """The artifact names a model's `formats` expand to, in build order. The eager reference is always
-    built: every other format is exported from it, and the verifier compares against it."""
-    names = ["eager"]
-    for fmt in zoo_formats:
-        names.append(fmt)
-        if fmt == "onnx" and simplify_onnx:
-            names.append("onnx_simplified")
-    return [name for name in EXPORTERS if name in names]
+def planned_artifacts(entry: ModelEntry, only_formats: list[str] | None = None) -> list[str]:
+    """The artifacts a model's `formats` (narrowed to `only_formats`) expand to, in build order. The eager
+    reference is always built: every other format is exported from it, and the verifier compares against it."""
+    wanted = {fmt for fmt in entry.formats if only_formats is None or fmt in only_formats} | {"eager"}
+    return [spec.name for spec in ARTIFACTS.values()
+            if spec.format in wanted and (spec.enabled_by is None or _flag(entry, spec.enabled_by))]
 
 
-__all__ = ["EXPORTERS", "REQUIRES", "ExportContext", "ExportResult", "planned_artifacts"]
+def _flag(entry: ModelEntry, dotted: str) -> bool:
+    value = entry
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return bool(value)
+
+
+__all__ = ["Exporter", "ExportContext", "ExportResult", "planned_artifacts", "registered_exporter"]

@@ -8,7 +8,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..errors import ConversionError
+from ..core.errors import ConversionError
+from ..core.outputs import OutputMismatch, named_outputs
 from ..models import BuiltModel
 from ..zoo import ModelEntry
 
@@ -36,18 +37,28 @@ def sanity_batches(ctx: ExportContext) -> dict[int, torch.Tensor]:
     return {n: example_input(ctx.entry, n) for n in sizes}
 
 
-def sanity_check(ctx: ExportContext, run: Callable[[np.ndarray], np.ndarray], runtime: str) -> float:
-    """Run a saved artifact on the sanity batches: it must load, keep the batch axis and give finite logits
-    of the reference's shape. Returns the largest difference seen (parity is the verifier's job; this only
-    proves the artifact is usable)."""
+Feeds = dict[str, np.ndarray]
+
+
+def sanity_check(ctx: ExportContext, run: Callable[[Feeds], Any], runtime: str) -> float:
+    """Run a saved artifact on the sanity batches: it must load, keep the batch axis and give finite outputs,
+    each named output of the reference's shape. `run` takes {input name: array} and returns what the runtime
+    gives (one array, a sequence in the declared order, or a mapping by name). Returns the largest
+    difference seen (parity is the verifier's job; this only proves the artifact is usable)."""
+    names = ctx.entry.outputs
     max_diff = 0.0
     for size, batch in sanity_batches(ctx).items():
-        got = np.asarray(run(batch.numpy()))
-        with torch.no_grad():
-            expected = ctx.built.module(batch).numpy()
-        if got.shape != expected.shape:
-            raise ConversionError(f"{runtime} output {got.shape} at batch {size}, expected {expected.shape}")
-        if not np.isfinite(got).all():
-            raise ConversionError(f"{runtime} output is non-finite at batch {size}")
-        max_diff = max(max_diff, float(np.abs(got - expected).max()))
+        try:
+            got = named_outputs(run({ctx.entry.input.name: batch.numpy()}), names)
+            with torch.no_grad():
+                expected = named_outputs(ctx.built.module(batch), names)
+        except OutputMismatch as exc:
+            raise ConversionError(f"{runtime}: {exc}") from None
+        for name in names:
+            if got[name].shape != expected[name].shape:
+                raise ConversionError(f"{runtime} output '{name}' {got[name].shape} at batch {size}, "
+                                      f"expected {expected[name].shape}")
+            if not np.isfinite(got[name]).all():
+                raise ConversionError(f"{runtime} output '{name}' is non-finite at batch {size}")
+            max_diff = max(max_diff, float(np.abs(got[name] - expected[name]).max()))
     return max_diff

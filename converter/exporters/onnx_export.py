@@ -7,17 +7,16 @@ from collections import Counter
 import onnx
 import torch
 
-from ..errors import ConversionError
+from ..core.errors import ConversionError
 from .base import ExportContext, ExportResult, sanity_check
 
 FILE = "model.onnx"
-OUTPUT_NAME = "logits"
 
 
 def export_raw(ctx: ExportContext) -> ExportResult:
     entry = ctx.entry
     input_name = entry.input.name
-    dynamic_axes = {input_name: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if entry.onnx.dynamic_batch else None
+    dynamic_axes = {name: {0: "batch"} for name in [input_name, *entry.outputs]} if entry.onnx.dynamic_batch else None
     path = ctx.out_dir / FILE
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter announces its own deprecation
@@ -25,7 +24,7 @@ def export_raw(ctx: ExportContext) -> ExportResult:
         # classifier; the torch.export-based one needs onnxscript and symbolic shapes per model.
         torch.onnx.export(ctx.built.module, (ctx.example,), str(path), dynamo=False,
                           opset_version=entry.onnx.opset, input_names=[input_name],
-                          output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes, do_constant_folding=True)
+                          output_names=list(entry.outputs), dynamic_axes=dynamic_axes, do_constant_folding=True)
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     max_diff = check_with_onnxruntime(str(path), ctx)
@@ -53,7 +52,7 @@ def check_with_onnxruntime(path: str, ctx: ExportContext) -> float:
     import onnxruntime as ort
 
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return sanity_check(ctx, lambda x: session.run([OUTPUT_NAME], {ctx.entry.input.name: x})[0], "ONNX Runtime")
+    return sanity_check(ctx, lambda feeds: session.run(list(ctx.entry.outputs), feeds), "ONNX Runtime")
 
 
 def _op_counts(model: onnx.ModelProto) -> dict[str, int]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConversionError
+from ..core.errors import ConversionError
 from .base import ExportContext, ExportResult, sanity_check
 
 MODEL_FILES = ("model.json", "model.pdmodel")  # Paddle 3 (PIR) writes json, Paddle 2 pdmodel
@@ -77,11 +77,12 @@ def _check_with_paddle_inference(ctx: ExportContext, model_file: Path) -> float:
     predictor = paddle_infer.create_predictor(config)
     handle = predictor.get_input_handle(predictor.get_input_names()[0])
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        (batch,) = feeds.values()
         handle.reshape(list(batch.shape))
         handle.copy_from_cpu(batch)
         predictor.run()
-        return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+        return [predictor.get_output_handle(name).copy_to_cpu() for name in predictor.get_output_names()]
 
     return sanity_check(ctx, run, "Paddle Inference")
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConversionError
 from .base import ExportContext, ExportResult, sanity_batches, sanity_check
 
 FILE = "model.ts"
@@ -24,12 +23,9 @@ def export(ctx: ExportContext) -> ExportResult:
     torch.jit.save(scripted, str(path))
     reloaded = torch.jit.load(str(path), map_location="cpu")
 
-    def run(batch):
+    def run(feeds):
         with torch.no_grad():
-            out = reloaded(torch.from_numpy(batch))
-        if not isinstance(out, torch.Tensor):
-            raise ConversionError(f"reloaded module returned {type(out).__name__}, expected a tensor")
-        return out.numpy()
+            return reloaded(*[torch.from_numpy(array) for array in feeds.values()])
 
     max_diff = sanity_check(ctx, run, "reloaded TorchScript")
     return ExportResult(FILE, {"method": "as-is" if scripted is module else method,

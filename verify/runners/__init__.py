@@ -1,15 +1,17 @@
-"""Runtimes registered by name. Adding one is a module implementing Runner and a line here."""
+"""The runtimes. Each is a module here implementing Runner, registered by name (with the artifacts and devices
+it takes) in converter.core.vocabulary: adding a runtime is one module and one registration line."""
 from __future__ import annotations
 
+from converter.core.registry import load_object
+from converter.core.vocabulary import REFERENCE, RUNTIMES
+
 from .base import Availability, DeviceUnavailable, LoadRequest, Runner, RunnerError
-from .onnxruntime_runner import OnnxRuntimeRunner
-from .paddle_runners import PaddleInferenceRunner, PaddleJitRunner
-from .torch_runners import TorchEagerRunner, TorchScriptRunner
 
-RUNNERS: dict[str, type[Runner]] = {
-    runner.name: runner
-    for runner in (TorchEagerRunner, TorchScriptRunner, OnnxRuntimeRunner, PaddleInferenceRunner, PaddleJitRunner)
-}
-REFERENCE = ("torch", "eager", "cpu")  # runtime, artifact, device: eager PyTorch, CPU, float32
 
-__all__ = ["RUNNERS", "REFERENCE", "Availability", "DeviceUnavailable", "LoadRequest", "Runner", "RunnerError"]
+def registered_runners() -> dict[str, type[Runner]]:
+    """Every registered runtime's Runner class, by name; the verifier's default collaborators."""
+    return {name: load_object(spec.runner) for name, spec in RUNTIMES.items()}
+
+
+__all__ = ["REFERENCE", "Availability", "DeviceUnavailable", "LoadRequest", "Runner", "RunnerError",
+           "registered_runners"]

@@ -4,11 +4,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
-from converter.errors import WorkbenchError
+from converter.core.errors import WorkbenchError
+
+Feeds = dict[str, np.ndarray]  # named arrays: the model's inputs, or its outputs
 
 
 class RunnerError(WorkbenchError):
@@ -29,24 +32,29 @@ class Availability:
     paddle_tensorrt: bool = False
 
     @classmethod
-    def probe(cls) -> "Availability":
-        import onnxruntime
-        import torch
-
+    def probe(cls, torch: ModuleType | None = None, onnxruntime: ModuleType | None = None,
+              paddle: ModuleType | None = None) -> "Availability":
+        """Ask the installed packages (or the ones passed in). A GPU stack that raises while being asked means
+        no GPU cells, never a crash; TensorRT through Paddle needs Paddle's CUDA first."""
+        if torch is None:
+            import torch
+        if onnxruntime is None:
+            import onnxruntime
         paddle_cuda = paddle_trt = False
         try:
-            import paddle
-
-            paddle_cuda = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+            if paddle is None:
+                import paddle
+            paddle_cuda = bool(paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0)
             if paddle_cuda:
-                import paddle.inference
-
                 paddle_trt = tuple(paddle.inference.get_trt_compile_version()) != (0, 0, 0)
-        except Exception:  # a broken GPU stack means no GPU cells, not a crash
-            pass
-        return cls(torch_cuda=torch.cuda.is_available(),
-                   onnxruntime_providers=tuple(onnxruntime.get_available_providers()),
-                   paddle_cuda=bool(paddle_cuda), paddle_tensorrt=bool(paddle_trt))
+        except Exception:
+            paddle_cuda = paddle_trt = False
+        try:
+            torch_cuda = bool(torch.cuda.is_available())
+        except Exception:
+            torch_cuda = False
+        return cls(torch_cuda=torch_cuda, onnxruntime_providers=tuple(onnxruntime.get_available_providers()),
+                   paddle_cuda=paddle_cuda, paddle_tensorrt=bool(paddle_trt))
 
 
 @dataclass(frozen=True)
@@ -54,14 +62,14 @@ class LoadRequest:
     path: Path  # the artifact's main file
     device: str
     threads: int
-    input_name: str = "input"
+    inputs: tuple[str, ...] = ("input",)  # the model's input names, in order
+    outputs: tuple[str, ...] = ("logits",)  # the names the zoo declares for its outputs, in order
     trust_pickle: bool = False
 
 
 class Runner(ABC):
-    name: ClassVar[str]
-    artifacts: ClassVar[tuple[str, ...]]  # the artifact kinds this runtime loads
-    devices: ClassVar[tuple[str, ...]]
+    """Loads one artifact on one device and runs it on named inputs. Its name, the artifacts it loads and the
+    devices it supports are registered in converter.core.vocabulary."""
 
     @classmethod
     @abstractmethod
@@ -72,8 +80,9 @@ class Runner(ABC):
     def load(self, request: LoadRequest) -> None: ...
 
     @abstractmethod
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """float32 NCHW in, float32 logits out, on the host (so GPU timing includes synchronisation)."""
+    def run(self, feeds: Feeds) -> Feeds:
+        """{input name: float32 array} in; {declared output name: array} out, on the host (so GPU timing
+        includes the synchronisation)."""
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Availability, DeviceUnavailable, LoadRequest, Runner, RunnerError
+from .base import Availability, DeviceUnavailable, Feeds, LoadRequest, Runner, RunnerError
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -16,10 +16,6 @@ PROVIDERS = {
 
 
 class OnnxRuntimeRunner(Runner):
-    name = "onnxruntime"
-    artifacts = ("onnx", "onnx_simplified")
-    devices = ("cpu", "cuda", "tensorrt")
-
     @classmethod
     def unavailable(cls, device: str, availability: Availability) -> str | None:
         wanted = PROVIDERS[device][0]
@@ -40,15 +36,16 @@ class OnnxRuntimeRunner(Runner):
         # ONNX Runtime quietly falls back to the CPU when a GPU provider cannot start.
         if active[0] != PROVIDERS[request.device][0]:
             raise DeviceUnavailable(f"onnxruntime fell back to {active[0]} instead of {PROVIDERS[request.device][0]}")
-        outputs = [o.name for o in self.session.get_outputs()]
-        if len(outputs) != 1:
-            raise RunnerError(f"expected one output (the logits), the model has {outputs}")
-        self.input_name = self.session.get_inputs()[0].name
+        # The exporter names the graph's inputs and outputs as the zoo declares them.
+        for kind, found, declared in (("inputs", self.session.get_inputs(), request.inputs),
+                                      ("outputs", self.session.get_outputs(), request.outputs)):
+            if sorted(o.name for o in found) != sorted(declared):
+                raise RunnerError(f"the model's {kind} are {[o.name for o in found]}, the zoo declares {list(declared)}")
+        self.outputs = list(request.outputs)
         self.threads = request.threads
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        (out,) = self.session.run(None, {self.input_name: batch})
-        return np.asarray(out)
+    def run(self, feeds: Feeds) -> Feeds:
+        return {name: np.asarray(value) for name, value in zip(self.outputs, self.session.run(self.outputs, feeds))}
 
     def describe(self) -> dict:
         import onnxruntime as ort

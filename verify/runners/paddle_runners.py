@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.exporters.paddle import PARAMS_FILE
+from converter.core.outputs import named_outputs
 
-from .base import Availability, LoadRequest, Runner, RunnerError
+from .base import Availability, Feeds, LoadRequest, Runner
+
+PARAMS_SUFFIX = ".pdiparams"  # beside the model file (model.json or model.pdmodel)
 
 GPU_MEMORY_POOL_MB = 256
 
@@ -19,10 +21,6 @@ def _unavailable(device: str, availability: Availability) -> str | None:
 
 
 class PaddleInferenceRunner(Runner):
-    name = "paddle-inference"
-    artifacts = ("paddle",)
-    devices = ("cpu", "cuda", "tensorrt")
-
     @classmethod
     def unavailable(cls, device: str, availability: Availability) -> str | None:
         return _unavailable(device, availability)
@@ -37,7 +35,7 @@ class PaddleInferenceRunner(Runner):
         import paddle.inference as paddle_infer
 
         request = self.request
-        config = paddle_infer.Config(str(request.path), str(request.path.parent / PARAMS_FILE))
+        config = paddle_infer.Config(str(request.path), str(request.path.with_suffix(PARAMS_SUFFIX)))
         config.switch_ir_optim(True)
         config.disable_glog_info()
         if request.device == "cpu":
@@ -58,15 +56,12 @@ class PaddleInferenceRunner(Runner):
         self.config = config
         self.device, self.threads = request.device, request.threads
         self.predictor = paddle_infer.create_predictor(config)
-        outputs = self.predictor.get_output_names()
-        if len(outputs) != 1:
-            raise RunnerError(f"expected one output (the logits), the model has {outputs}")
-        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        self.output_name = outputs[0]
+        # x2paddle names inputs and outputs its own way (x0, ...): they are taken in the declared order.
+        self.inputs = [self.predictor.get_input_handle(name) for name in self.predictor.get_input_names()]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, feeds: Feeds) -> Feeds:
         try:
-            return self._predict(batch)
+            return self._predict(feeds)
         except Exception as exc:
             # Paddle 3.3's oneDNN executor cannot run some ops x2paddle writes (bilinear interpolate:
             # "ConvertPirAttribute2RuntimeAttribute not support ArrayAttribute<DoubleAttribute>",
@@ -75,13 +70,15 @@ class PaddleInferenceRunner(Runner):
                 raise
             self.onednn_fallback = str(exc).strip().splitlines()[0][:200]
             self._create_predictor(onednn=False)
-            return self._predict(batch)
+            return self._predict(feeds)
 
-    def _predict(self, batch: np.ndarray) -> np.ndarray:
-        self.input.reshape(list(batch.shape))
-        self.input.copy_from_cpu(np.ascontiguousarray(batch))
+    def _predict(self, feeds: Feeds) -> Feeds:
+        for handle, name in zip(self.inputs, self.request.inputs):
+            handle.reshape(list(feeds[name].shape))
+            handle.copy_from_cpu(np.ascontiguousarray(feeds[name]))
         self.predictor.run()
-        return self.predictor.get_output_handle(self.output_name).copy_to_cpu()
+        outputs = [self.predictor.get_output_handle(name).copy_to_cpu() for name in self.predictor.get_output_names()]
+        return named_outputs(outputs, self.request.outputs)
 
     def describe(self) -> dict:
         import paddle
@@ -94,10 +91,6 @@ class PaddleInferenceRunner(Runner):
 
 
 class PaddleJitRunner(Runner):
-    name = "paddle-jit"
-    artifacts = ("paddle",)
-    devices = ("cpu", "cuda")
-
     @classmethod
     def unavailable(cls, device: str, availability: Availability) -> str | None:
         return _unavailable(device, availability)
@@ -106,16 +99,16 @@ class PaddleJitRunner(Runner):
         import paddle
 
         paddle.set_device("gpu" if request.device == "cuda" else "cpu")
-        self.device, self.threads = request.device, request.threads
+        self.request, self.device, self.threads = request, request.device, request.threads
         self.layer = paddle.jit.load(str(request.path.with_suffix("")))
         self.layer.eval()
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, feeds: Feeds) -> Feeds:
         import paddle
 
         with paddle.no_grad():
-            out = self.layer(paddle.to_tensor(batch))
-        return np.asarray(out.numpy())
+            out = self.layer(*[paddle.to_tensor(feeds[name]) for name in self.request.inputs])
+        return named_outputs(out, self.request.outputs)
 
     def describe(self) -> dict:
         import paddle

@@ -3,19 +3,17 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import torch
 
-from converter.exporters.eager import load_reference
+from converter.core.outputs import named_outputs
+from converter.core.reference import load_reference
 
-from .base import Availability, LoadRequest, Runner, RunnerError
+from .base import Availability, Feeds, LoadRequest, Runner
 
 TORCH_DEVICES = {"cpu": "cpu", "cuda": "cuda"}
 
 
 class _TorchRunner(Runner):
-    devices = ("cpu", "cuda")
-
     @classmethod
     def unavailable(cls, device: str, availability: Availability) -> str | None:
         if device == "cuda" and not availability.torch_cuda:
@@ -23,6 +21,7 @@ class _TorchRunner(Runner):
         return None
 
     def load(self, request: LoadRequest) -> None:
+        self.request = request
         self.device = torch.device(TORCH_DEVICES[request.device])
         torch.set_num_threads(request.threads)
         self.module = self._load_module(request).to(self.device).eval()
@@ -30,12 +29,10 @@ class _TorchRunner(Runner):
     def _load_module(self, request: LoadRequest) -> torch.nn.Module:
         raise NotImplementedError
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, feeds: Feeds) -> Feeds:
+        tensors = [torch.from_numpy(feeds[name]).to(self.device) for name in self.request.inputs]
         with torch.inference_mode():
-            out = self.module(torch.from_numpy(batch).to(self.device))
-        if not isinstance(out, torch.Tensor):
-            raise RunnerError(f"the module returned {type(out).__name__}, expected one tensor of logits")
-        return out.cpu().numpy()
+            return named_outputs(self.module(*tensors), self.request.outputs)
 
     def describe(self) -> dict:
         info = {"version": torch.__version__, "device": str(self.device), "threads": torch.get_num_threads()}
@@ -45,17 +42,11 @@ class _TorchRunner(Runner):
 
 
 class TorchEagerRunner(_TorchRunner):
-    name = "torch"
-    artifacts = ("eager",)
-
     def _load_module(self, request: LoadRequest) -> torch.nn.Module:
         return load_reference(request.path.parent, trust_pickle=request.trust_pickle)
 
 
 class TorchScriptRunner(_TorchRunner):
-    name = "torchscript"
-    artifacts = ("torchscript",)
-
     def _load_module(self, request: LoadRequest) -> torch.nn.Module:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": it is what we verify

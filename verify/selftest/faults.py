@@ -1,13 +1,12 @@
 """The conversion and deployment bugs the self-test injects, one at a time, each with the runtime that the
 gate must name. A fault either edits a copy of the converted artifacts (then re-signs the manifest, as a
-buggy converter would have written it), re-exports one artifact from a subtly changed model, edits the zoo,
-or swaps a runtime for a faulty one while the verifier runs."""
+buggy converter would have written it), has the real converter rebuild one artifact from a subtly changed
+model and puts it in place of the clean one, edits the zoo, or passes a faulty runtime to the verifier."""
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -15,6 +14,7 @@ import yaml
 
 from converter.manifest import describe_files, read_manifest, write_manifest
 from verify.runners import Runner
+from verify.runners.base import Feeds
 from verify.runners.onnxruntime_runner import OnnxRuntimeRunner
 from verify.runners.paddle_runners import PaddleInferenceRunner, PaddleJitRunner
 from verify.runners.torch_runners import TorchEagerRunner, TorchScriptRunner
@@ -25,12 +25,23 @@ IMAGENET_STD = np.asarray([0.229, 0.224, 0.225], np.float32)[None, :, None, None
 
 
 @dataclass(frozen=True)
+class Rebuilt:
+    """An artifact that the real converter builds from a changed copy of the clean model: `mutate` edits the
+    reference's weights, `arch_args` change what the factory builds (a BatchNorm epsilon)."""
+
+    artifact: str
+    mutate: Callable[[torch.nn.Module], None] | None = None
+    arch_args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Fault:
     name: str
     description: str
     expected: tuple[str, ...]  # the runtimes the gate must name (and no other), or "preprocessing:<deployment>"
     inject: Callable[[Path], None] | None = None  # edits the work folder's copy (artifacts/, zoo.yaml)
-    runners: dict[str, type[Runner]] = field(default_factory=dict)  # runtimes replaced while verifying
+    rebuilt: Rebuilt | None = None  # or: an artifact rebuilt from a changed model, in place of the clean one
+    runners: dict[str, type[Runner]] = field(default_factory=dict)  # runtimes passed to the verifier instead
     localise: str | None = None  # the PyTorch module the divergence report must name
 
 
@@ -39,16 +50,16 @@ class Fault:
 class BgrInputPaddleInference(PaddleInferenceRunner):
     """Feeds the model BGR where it was trained on RGB."""
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return super().run(np.ascontiguousarray(batch[:, ::-1]))
+    def run(self, feeds: Feeds) -> Feeds:
+        return super().run({name: np.ascontiguousarray(batch[:, ::-1]) for name, batch in feeds.items()})
 
 
 class WrongNormalisationOnnxRuntime(OnnxRuntimeRunner):
     """Normalises with mean 0.5 / std 0.5 (a common default) instead of the model's ImageNet statistics."""
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        pixels = batch * IMAGENET_STD + IMAGENET_MEAN
-        return super().run(np.ascontiguousarray((pixels - 0.5) / 0.5, dtype=np.float32))
+    def run(self, feeds: Feeds) -> Feeds:
+        pixels = {name: batch * IMAGENET_STD + IMAGENET_MEAN for name, batch in feeds.items()}
+        return super().run({name: np.ascontiguousarray((p - 0.5) / 0.5, dtype=np.float32) for name, p in pixels.items()})
 
 
 class TrainModeReference(TorchEagerRunner):
@@ -62,18 +73,19 @@ class TrainModeReference(TorchEagerRunner):
 class SwappedClassesTorchScript(TorchScriptRunner):
     """Returns its logits with classes 0 and 1 swapped (a label-map mix-up in the serving code)."""
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        out = super().run(batch).copy()
-        out[:, [0, 1]] = out[:, [1, 0]]
+    def run(self, feeds: Feeds) -> Feeds:
+        out = {name: value.copy() for name, value in super().run(feeds).items()}
+        logits = out[self.request.outputs[0]]
+        logits[:, [0, 1]] = logits[:, [1, 0]]
         return out
 
 
 class NanPaddleJit(PaddleJitRunner):
     """Returns one NaN logit (an overflow, or uninitialised memory)."""
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        out = np.array(super().run(batch), dtype=np.float32)
-        out[0, 0] = np.nan
+    def run(self, feeds: Feeds) -> Feeds:
+        out = {name: np.array(value, dtype=np.float32) for name, value in super().run(feeds).items()}
+        out[self.request.outputs[0]][0, 0] = np.nan
         return out
 
 
@@ -159,8 +171,8 @@ def add_bgr_deployment(workdir: Path) -> None:
     """A deployment whose OpenCV code never converts cv2.imread's BGR to RGB."""
     zoo_path = workdir / "zoo.yaml"
     zoo = yaml.safe_load(zoo_path.read_text())
-    zoo["models"][0].setdefault("deployments", [{"name": "pil-numpy", "library": "pil-numpy"},
-                                                {"name": "opencv", "library": "opencv"}])
+    zoo["models"][0]["deployments"] = zoo["models"][0].get("deployments") or [
+        {"name": "pil-numpy", "library": "pil-numpy"}, {"name": "opencv", "library": "opencv"}]
     zoo["models"][0]["deployments"].append({"name": "opencv-bgr", "library": "opencv", "channel_order": "BGR"})
     zoo_path.write_text(yaml.safe_dump(zoo, sort_keys=False))
 
@@ -172,73 +184,18 @@ def drop_head_conv_bias(module: torch.nn.Module) -> None:
         module.head.conv.bias.zero_()
 
 
-def batchnorm_epsilon_1e3(module: torch.nn.Module) -> None:
-    """TensorFlow/Keras's BatchNorm epsilon (1e-3) instead of PyTorch's (1e-5)."""
-    for layer in module.modules():
-        if isinstance(layer, torch.nn.BatchNorm2d):
-            layer.eps = 1e-3
-
-
 def scale_mid_conv_weight_in_torch(module: torch.nn.Module) -> None:
     with torch.no_grad():
         module.mid.conv.weight.mul_(1.01)
-
-
-@dataclass(frozen=True)
-class ReexportJob:
-    artifact: str
-    mutate: Callable[[torch.nn.Module], None]
-    entry_config: dict
-    source: dict
-    earlier: dict[str, Path]
-    out_dir: Path
-
-
-def run_reexport_job(job: ReexportJob) -> str:
-    """In a worker: the real exporter, on the reference with one change. Returns the main file's name."""
-    from converter.exporters import EXPORTERS, ExportContext
-    from converter.exporters.eager import load_reference
-    from converter.models import BuiltModel, example_input
-    from converter.zoo import entry_from_config
-
-    entry = entry_from_config(job.entry_config, "manifest")
-    module = load_reference(job.earlier["eager"])
-    job.mutate(module)
-    built = BuiltModel(module, job.source["kind"], job.source["weights_sha256"], False)
-    result = EXPORTERS[job.artifact](ExportContext(entry, built, example_input(entry), job.out_dir, dict(job.earlier)))
-    return result.main_file
-
-
-def reexporter(artifact: str, mutate: Callable[[torch.nn.Module], None]) -> Callable[[Path], None]:
-    def inject(workdir: Path) -> None:
-        from converter.isolation import run_isolated
-
-        root = workdir / "artifacts"
-        record = read_manifest(root).models[MODEL]
-        folder = (root / record.artifacts[artifact].path).parent
-        earlier = {name: (root / art.path).parent for name, art in record.artifacts.items() if art.ok}
-        staging = folder.with_name(folder.name + "-faulty")
-        staging.mkdir()
-        job = ReexportJob(artifact, mutate, record.config, record.source, earlier, staging)
-        outcome = run_isolated(run_reexport_job, job)
-        if not outcome.ok:
-            raise RuntimeError(f"re-exporting {artifact} failed: {outcome.message}")
-        if outcome.value != Path(record.artifacts[artifact].path).name:
-            raise RuntimeError(f"re-exported {artifact} has another main file: {outcome.value}")
-        shutil.rmtree(folder)
-        staging.rename(folder)
-        resign(root, artifact)
-
-    return inject
 
 
 FAULTS: tuple[Fault, ...] = (
     Fault("onnx-weight-1pct", "ONNX: the middle conv's weights changed by 1%", ("onnxruntime",),
           inject=scale_mid_conv_weight, localise="mid.conv"),
     Fault("torchscript-weight-1pct", "TorchScript exported with the middle conv's weights changed by 1%",
-          ("torchscript",), inject=reexporter("torchscript", scale_mid_conv_weight_in_torch), localise="mid.conv"),
+          ("torchscript",), rebuilt=Rebuilt("torchscript", scale_mid_conv_weight_in_torch), localise="mid.conv"),
     Fault("paddle-bias-dropped", "Paddle: the last conv's bias dropped (zero) in the params",
-          ("paddle-inference", "paddle-jit"), inject=reexporter("paddle", drop_head_conv_bias)),
+          ("paddle-inference", "paddle-jit"), rebuilt=Rebuilt("paddle", drop_head_conv_bias)),
     Fault("bgr-input", "Paddle Inference fed BGR instead of RGB", ("paddle-inference",),
           runners={"paddle-inference": BgrInputPaddleInference}),
     Fault("wrong-mean-std", "ONNX Runtime fed inputs normalised with mean/std 0.5 instead of ImageNet's",
@@ -246,7 +203,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("reference-train-mode", "the reference left in train mode (dropout, batch statistics)", ("torch",),
           runners={"torch": TrainModeReference}),
     Fault("batchnorm-epsilon", "ONNX exported with BatchNorm epsilon 1e-3 (Keras) instead of 1e-5", ("onnxruntime",),
-          inject=reexporter("onnx", batchnorm_epsilon_1e3), localise="stem.conv"),
+          rebuilt=Rebuilt("onnx", arch_args={"bn_eps": 1e-3}), localise="stem.conv"),
     Fault("resize-nearest", "ONNX (simplified): the bilinear Resize changed to nearest", ("onnxruntime",),
           inject=resize_to_nearest, localise="up"),
     Fault("onnx-float16", "ONNX weights cast to float16, checked with fp32 tolerances", ("onnxruntime",),

@@ -9,19 +9,19 @@ import torch.nn as nn
 INPUT_SIZE = 32
 
 
-def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
+def _conv_bn_relu(cin: int, cout: int, stride: int, eps: float) -> nn.Sequential:
     return nn.Sequential(OrderedDict(conv=nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
-                                     bn=nn.BatchNorm2d(cout), relu=nn.ReLU()))
+                                     bn=nn.BatchNorm2d(cout, eps=eps), relu=nn.ReLU()))
 
 
 class SelftestNet(nn.Module):
-    def __init__(self, num_classes: int = 10, width: int = 8):
+    def __init__(self, num_classes: int = 10, width: int = 8, bn_eps: float = 1e-5):
         super().__init__()
-        self.stem = _conv_bn_relu(3, width, 1)  # 32x32
-        self.down = _conv_bn_relu(width, width * 2, 2)  # 16x16
+        self.stem = _conv_bn_relu(3, width, 1, bn_eps)  # 32x32
+        self.down = _conv_bn_relu(width, width * 2, 2, bn_eps)  # 16x16
         self.up = nn.Upsample(size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)  # an ONNX Resize
-        self.mid = _conv_bn_relu(width * 2, width * 2, 2)  # 16x16
-        self.head = _conv_bn_relu(width * 2, width * 4, 2)  # 8x8
+        self.mid = _conv_bn_relu(width * 2, width * 2, 2, bn_eps)  # 16x16
+        self.head = _conv_bn_relu(width * 2, width * 4, 2, bn_eps)  # 8x8
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(0.2)
@@ -32,5 +32,6 @@ class SelftestNet(nn.Module):
         return self.classifier(self.dropout(self.flatten(self.pool(x))))
 
 
-def selftest_net(num_classes: int = 10) -> nn.Module:
-    return SelftestNet(num_classes)
+def selftest_net(num_classes: int = 10, bn_eps: float = 1e-5) -> nn.Module:
+    """bn_eps: TensorFlow/Keras's BatchNorm epsilon is 1e-3, PyTorch's 1e-5 (a fault the self-test injects)."""
+    return SelftestNet(num_classes, bn_eps=bn_eps)

@@ -1,29 +1,40 @@
-"""python -m verify --selftest: convert a small model, inject one fault at a time into a copy, run the real
-verifier on it, and show that the gate blocks every fault, names the right runtime, and passes the clean
-model, for several seeds (model weights and images)."""
+"""python -m verify --selftest: convert a small model with the real converter, inject one fault at a time into a
+copy, run the real verifier (its library API, with the fault's runners passed in) on it, and show that the
+gate blocks every fault, names the right runtime, and passes the clean model, for several seeds (model
+weights and images). The converter runs as its own command, as in CI: verify does not import it."""
 from __future__ import annotations
 
-import contextlib
-import json
 import math
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 import yaml
 
-from converter.images import synthetic_images
+from converter.core.errors import WorkbenchError
+from converter.core.images import synthetic_images
+from converter.core.reference import load_reference
 from converter.manifest import read_manifest
 
-from .faults import FAULTS, MODEL, Fault
+from ..api import VerifyOptions, VerifyRun, run, write_reports
+from ..compare import ERROR, FAIL
+from ..gate import BLOCKED, EXIT_BLOCKED, EXIT_PASS, PASSED
+from ..report import parity_frame, preprocessing_frame, summary
+from ..runners import registered_runners
+from .faults import FAULTS, MODEL, Fault, Rebuilt, resign
 from .model import INPUT_SIZE
 from .table import SelftestRow, named_runtimes
 
 # fp32 tolerances for a five-layer net: its float32 conversions agree to ~1e-6 (measured: 4e-7).
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4, "min_cosine": 0.99999, "top1": 1.0}
+REPO = Path(__file__).resolve().parents[2]
 
 
 class SelftestError(Exception):
@@ -37,90 +48,134 @@ def zoo_entry(seed: int) -> dict:
 
 
 def run_selftest(report: Path, seeds: list[int], num_images: int = 8, threads: int = 1,
-                 faults: tuple[Fault, ...] = FAULTS) -> list[SelftestRow]:
+                 faults: tuple[Fault, ...] = FAULTS,
+                 on_row: Callable[[SelftestRow], None] | None = None) -> list[SelftestRow]:
     rows: list[SelftestRow] = []
+
+    def add(row: SelftestRow) -> None:
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
     with tempfile.TemporaryDirectory(prefix="parity-selftest-") as tmp:
         for seed in seeds:
             clean = Path(tmp) / f"seed-{seed}" / "clean"
             _prepare(clean, seed, num_images)
+            rebuilt = _rebuild(clean, [f for f in faults if f.rebuilt is not None])
             runs = report / "runs" / f"seed-{seed}"
-            rows.append(_judge_clean(seed, _verify(clean, runs / "clean", threads, {})))
-            _progress(rows[-1])
+            add(_judge_clean(seed, _verify(clean, runs / "clean", threads, {})))
             for fault in faults:
                 work = clean.with_name(fault.name)
                 shutil.copytree(clean, work)
                 try:
+                    if fault.rebuilt is not None:
+                        _transplant(work, rebuilt, fault)
                     if fault.inject is not None:
                         fault.inject(work)
                 except Exception as exc:  # the fault no longer fits the model: a self-test failure, not a crash
-                    rows.append(SelftestRow(seed, fault.name, fault.description, ", ".join(fault.expected),
-                                            "not injected", -1, problems=[f"injection failed: {exc}"]))
+                    add(SelftestRow(seed, fault.name, fault.description, ", ".join(fault.expected),
+                                    "not injected", -1, problems=[f"injection failed: {exc}"]))
                 else:
-                    rows.append(_judge_fault(seed, fault, _verify(work, runs / fault.name, threads, fault.runners)))
-                _progress(rows[-1])
+                    add(_judge_fault(seed, fault, _verify(work, runs / fault.name, threads, fault.runners)))
                 shutil.rmtree(work)
     return rows
 
 
-def _progress(row: SelftestRow) -> None:
-    verdict = "ok" if row.detected else "NOT DETECTED: " + "; ".join(row.problems)
-    print(f"seed {row.seed} {row.fault:<30} {row.got:<45} {verdict}", file=sys.stderr, flush=True)
+def _convert(zoo: Path, out: Path) -> subprocess.CompletedProcess:
+    """The converter's own command line, as a user or CI runs it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "converter", str(zoo), "--out", str(out)], env=env,
+                          capture_output=True, text=True)
 
 
 def _prepare(folder: Path, seed: int, num_images: int) -> None:
-    from converter.pipeline import RunOptions, convert_zoo
-    from converter.zoo import load_zoo
-
     (folder / "images").mkdir(parents=True)
     for index, image in enumerate(synthetic_images(num_images, seed)):
         image.save(folder / "images" / f"seed{seed}-{index}.png")
     (folder / "zoo.yaml").write_text(yaml.safe_dump({"models": [zoo_entry(seed)]}, sort_keys=False))
-    convert_zoo(load_zoo(folder / "zoo.yaml"), RunOptions(out=folder / "artifacts"))
-    failed = {a: r.error for a, r in read_manifest(folder / "artifacts").models[MODEL].artifacts.items() if not r.ok}
-    if failed:
-        raise SelftestError(f"the self-test model did not convert (seed {seed}): {failed}")
+    done = _convert(folder / "zoo.yaml", folder / "artifacts")
+    if done.returncode != 0:
+        raise SelftestError(f"the self-test model did not convert (seed {seed}, exit {done.returncode}): "
+                            f"{' | '.join(done.stderr.strip().splitlines()[-3:])}")
+
+
+def _rebuild(clean: Path, faults: list[Fault]) -> Path:
+    """Convert, in one run of the converter, a changed copy of the clean model for each rebuilt fault (named
+    after the fault, building only its artifact's format). Returns that run's artifacts folder."""
+    folder = clean.with_name("rebuilt")
+    folder.mkdir()
+    record = read_manifest(clean / "artifacts").models[MODEL]
+    reference = (clean / "artifacts" / record.artifacts["eager"].path).parent
+    models = []
+    for fault in faults:
+        spec: Rebuilt = fault.rebuilt
+        module = load_reference(reference)
+        if spec.mutate is not None:
+            spec.mutate(module)
+        torch.save(module.state_dict(), folder / f"{fault.name}.pt")
+        entry = {**zoo_entry(0), "name": fault.name, "weights": None, "checkpoint": f"{fault.name}.pt",
+                 "arch_args": dict(spec.arch_args),
+                 "formats": [next(f for f in record.config["formats"] if spec.artifact.startswith(f))],
+                 "onnx": {"simplify": False}}
+        models.append({k: v for k, v in entry.items() if k not in ("seed",) and v is not None})
+    if models:
+        (folder / "zoo.yaml").write_text(yaml.safe_dump({"models": models}, sort_keys=False))
+        _convert(folder / "zoo.yaml", folder / "artifacts")  # a failed rebuild shows when it is transplanted
+    return folder / "artifacts"
+
+
+def _transplant(work: Path, rebuilt: Path, fault: Fault) -> None:
+    """Put the rebuilt artifact's files in place of the clean one's and re-sign them, as if the converter had
+    written them from the clean model."""
+    artifact = fault.rebuilt.artifact
+    source = read_manifest(rebuilt).models[fault.name].artifacts[artifact]
+    if not source.ok:
+        raise RuntimeError(f"rebuilding {artifact} failed: {source.error}")
+    root = work / "artifacts"
+    target = read_manifest(root).models[MODEL].artifacts[artifact]
+    if Path(source.path).name != Path(target.path).name:
+        raise RuntimeError(f"rebuilt {artifact} has another main file: {source.path}")
+    folder = (root / target.path).parent
+    shutil.rmtree(folder)
+    shutil.copytree((rebuilt / source.path).parent, folder)
+    resign(root, artifact)
 
 
 @dataclass
 class Outcome:
     exit_code: int
-    report: Path
+    verified: VerifyRun | None = None
+    error: str = ""
 
 
 def _verify(work: Path, report: Path, threads: int, runners: dict) -> Outcome:
-    """The real verifier CLI on `work`, with `runners` swapped into the registry while it runs."""
-    from verify.__main__ import main
-    from verify.runners import RUNNERS
-
-    report.mkdir(parents=True, exist_ok=True)
-    argv = ["--artifacts", str(work / "artifacts"), "--zoo", str(work / "zoo.yaml"), "--images", str(work / "images"),
-            "--report", str(report), "--devices", "cpu", "--no-timing", "--threads", str(threads)]
-    saved = dict(RUNNERS)
+    """The real verifier on `work`, with the fault's runners in place of the registered ones."""
+    options = VerifyOptions(artifacts=work / "artifacts", zoo=work / "zoo.yaml", images=work / "images",
+                            devices=("cpu",), timing=False, threads=threads)
     try:
-        RUNNERS.update(runners)
-        with open(report / "verify.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            code = main(argv)
-    finally:
-        RUNNERS.clear()
-        RUNNERS.update(saved)
-    return Outcome(code, report)
+        verified = run(options, runners={**registered_runners(), **runners})
+    except WorkbenchError as exc:
+        return Outcome(2, error=str(exc))
+    write_reports(verified, report)
+    return Outcome(verified.verdict.exit_code, verified)
 
 
-def _read(outcome: Outcome) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    summary = json.loads((outcome.report / "summary.json").read_text())
-    return summary, pd.read_csv(outcome.report / "parity.csv"), pd.read_csv(outcome.report / "preprocessing.csv")
+def _tables(outcome: Outcome) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    verified = outcome.verified
+    return (summary(verified.results, verified.verdict, verified.environment),
+            parity_frame(verified.results, verified.entries, verified.verdict),
+            preprocessing_frame(verified.results, verified.verdict))
 
 
 def _judge_clean(seed: int, outcome: Outcome) -> SelftestRow:
-    row = SelftestRow(seed, "clean", "no fault", "PASS", f"exit {outcome.exit_code}", outcome.exit_code)
-    try:
-        summary, parity, _ = _read(outcome)
-    except (OSError, ValueError) as exc:
-        row.problems.append(f"no report: {exc}")
+    row = SelftestRow(seed, "clean", "no fault", PASSED, f"exit {outcome.exit_code}", outcome.exit_code)
+    if outcome.verified is None:
+        row.problems.append(f"no report: {outcome.error}")
         return row
-    row.got = "PASS" if outcome.exit_code == 0 else "BLOCKED: " + "; ".join(summary["blocking"])
+    summary_, parity, _ = _tables(outcome)
+    row.got = PASSED if outcome.exit_code == EXIT_PASS else f"{BLOCKED}: " + "; ".join(summary_["blocking"])
     row.max_abs_diff = float(parity[~parity.detail.str.startswith("reference", na=False)].max_abs_diff.max())
-    row.detected = outcome.exit_code == 0
+    row.detected = outcome.exit_code == EXIT_PASS
     if not row.detected:
         row.problems.append("false alarm on the clean model")
     return row
@@ -128,26 +183,26 @@ def _judge_clean(seed: int, outcome: Outcome) -> SelftestRow:
 
 def _judge_fault(seed: int, fault: Fault, outcome: Outcome) -> SelftestRow:
     expected = set(fault.expected)
-    row = SelftestRow(seed, fault.name, fault.description, "BLOCKED: " + ", ".join(sorted(expected)),
+    row = SelftestRow(seed, fault.name, fault.description, f"{BLOCKED}: " + ", ".join(sorted(expected)),
                       f"exit {outcome.exit_code}", outcome.exit_code)
-    try:
-        summary, parity, preprocessing = _read(outcome)
-    except (OSError, ValueError) as exc:
-        row.problems.append(f"no report: {exc}")
+    if outcome.verified is None:
+        row.problems.append(f"no report: {outcome.error}")
         return row
-    named = named_runtimes(summary, MODEL)
-    row.got = ("BLOCKED: " if outcome.exit_code == 1 else f"exit {outcome.exit_code}: ") + (", ".join(sorted(named)) or "nothing named")
-    blamed = parity[parity.runtime.isin(expected) & parity.status.isin(["FAIL", "ERROR"])]
+    summary_, parity, preprocessing = _tables(outcome)
+    named = named_runtimes(summary_, MODEL)
+    row.got = (f"{BLOCKED}: " if outcome.exit_code == EXIT_BLOCKED else f"exit {outcome.exit_code}: ") \
+        + (", ".join(sorted(named)) or "nothing named")
+    blamed = parity[parity.runtime.isin(expected) & parity.status.isin([FAIL, ERROR])]
     diffs = list(blamed.max_abs_diff.dropna())
     diffs += list(preprocessing[preprocessing.deployment.isin({e.split(":", 1)[1] for e in expected if ":" in e})]
                   .max_abs_diff.dropna())
     row.max_abs_diff = max(diffs) if diffs else math.nan
-    if outcome.exit_code != 1:
+    if outcome.exit_code != EXIT_BLOCKED:
         row.problems.append(f"not blocked (exit {outcome.exit_code})")
     if named != expected:
         row.problems.append(f"named {sorted(named)}, expected {sorted(expected)}")
     if fault.localise:
-        found = [c["first_divergence"] for c in summary["failing_cells"]
+        found = [c["first_divergence"] for c in summary_["failing_cells"]
                  if c["runtime"] in expected and c.get("first_divergence")]
         row.localised = (found[0].get("module") or "none") if found else "none"
         if row.localised != fault.localise:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..compare import ERROR, FAIL, PASS
+
 SELFTEST_COLUMNS = ["seed", "fault", "description", "expected", "got", "exit_code", "max_abs_diff",
                     "localised", "detected"]
 
@@ -29,8 +31,9 @@ def named_runtimes(summary: dict, model: str) -> set[str]:
     when the whole model was stopped by it."""
     error = (summary["models"].get(model) or {}).get("error") or ""
     named = {"torch"} if error.startswith("reference") else \
-        {cell["runtime"] for cell in summary["failing_cells"] if cell["status"] in ("FAIL", "ERROR")}
-    return named | {f"preprocessing:{p['deployment']}" for p in summary.get("failing_preprocessing", [])}
+        {cell["runtime"] for cell in summary["failing_cells"] if cell["status"] in (FAIL, ERROR)}
+    return named | {f"preprocessing:{p['deployment']}" for p in summary.get("failing_preprocessing", [])
+                    if p.get("gated", True)}
 
 
 def selftest_frame(rows: list[SelftestRow]) -> pd.DataFrame:
@@ -42,7 +45,7 @@ def selftest_markdown(rows: list[SelftestRow]) -> str:
     failed = [r for r in rows if not r.detected]
     seeds = sorted({r.seed for r in rows})
     faults = sorted({r.fault for r in rows if r.fault != "clean"})
-    verdict = "PASS" if rows and not failed else "FAIL"
+    verdict = PASS if rows and not failed else FAIL
     lines = [f"# Gate self-test: {verdict}", "",
              f"{len(faults)} injected faults x {len(seeds)} seeds ({', '.join(map(str, seeds))}), and the clean "
              f"model for each seed. A fault counts as detected when the real verifier exits 1 and names exactly "

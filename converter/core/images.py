@@ -2,10 +2,21 @@
 (BatchNorm calibration, example inputs) and the verifier (the batch every runtime gets)."""
 from __future__ import annotations
 
+from typing import Protocol, Sequence
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .zoo import Preprocess
+
+class PreprocessSettings(Protocol):
+    """The zoo's `preprocess` section (converter.zoo.Preprocess), as this module reads it."""
+
+    resize: int
+    crop: int
+    mean: Sequence[float]
+    std: Sequence[float]
+    channel_order: str
+    interpolation: str
 
 RESAMPLING = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 # Sizes that do not divide evenly by common resize targets, in both orientations.
@@ -37,14 +48,14 @@ def _synthetic_image(rng: np.random.Generator, width: int, height: int) -> Image
     return Image.fromarray((np.asarray(image, np.float32) + noise).clip(0, 255).astype(np.uint8), "RGB")
 
 
-def preprocess(images: list[Image.Image], settings: Preprocess) -> np.ndarray:
+def preprocess(images: list[Image.Image], settings: PreprocessSettings) -> np.ndarray:
     """Resize the shorter side to `resize`, center-crop `crop`, scale to [0, 1], normalise, order channels;
     NCHW float32. Matches torchvision's Resize(int)/CenterCrop/ToTensor/Normalize on PIL images.
     mean and std are given in the model's channel order."""
     return np.stack([_preprocess_one(image, settings) for image in images]).astype(np.float32)
 
 
-def _preprocess_one(image: Image.Image, settings: Preprocess) -> np.ndarray:
+def _preprocess_one(image: Image.Image, settings: PreprocessSettings) -> np.ndarray:
     image = to_rgb(image)
     image = image.resize(resized_size(*image.size, settings.resize), RESAMPLING[settings.interpolation])
     top, left = center_crop_origin(*image.size, settings.crop)
@@ -70,7 +81,7 @@ def center_crop_origin(width: int, height: int, crop: int) -> tuple[int, int]:
     return int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
 
 
-def normalise_to_chw(pixels: np.ndarray, settings: Preprocess) -> np.ndarray:
+def normalise_to_chw(pixels: np.ndarray, settings: PreprocessSettings) -> np.ndarray:
     """HWC pixels in [0, 1], already in the model's channel order -> normalised, contiguous CHW."""
     array = (pixels - np.asarray(settings.mean, np.float32)) / np.asarray(settings.std, np.float32)
     return np.ascontiguousarray(array.transpose(2, 0, 1))

@@ -7,8 +7,14 @@ import os
 import sys
 import warnings
 
+from collections.abc import Iterable
+
 from .checkpoints import unsafe_load_forced
 from .isolation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, Limits
+
+# Exit codes both commands share: 1 means "failed" for the converter and "blocked" for the verifier.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 128 + 2  # the shell's convention for a process ended by SIGINT (Ctrl-C)
 
 
 def add_limit_arguments(parser: argparse.ArgumentParser, unit: str) -> None:
@@ -24,6 +30,15 @@ class UsageError(Exception):
 
 def split_list(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+def registered_list(flag: str, value: str | None, known: Iterable[str]) -> list[str] | None:
+    """A comma-separated flag whose every item must be a registered name; UsageError names the others."""
+    items, known = split_list(value), list(known)
+    unknown = [item for item in items or [] if item not in known]
+    if unknown:
+        raise UsageError(f"{flag}: unknown {unknown} (choose from {', '.join(known)})")
+    return items
 
 
 HANDLER_NAME = "parity-workbench"

@@ -35,3 +35,21 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
     if not callable(factory):
         raise ValueError(f"module '{module_name}' has no callable '{attr}'")
     return factory
+
+
+def instantiate(arch: str, kwargs: dict, seed: int) -> nn.Module:
+    """Call the architecture's factory with torch's RNG seeded, so its own init is reproducible too."""
+    import torch
+
+    from .errors import ModelLoadError
+
+    factory = resolve_factory(arch)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            module = factory(**kwargs)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{arch}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {exc}") from None
+    if not isinstance(module, nn.Module):
+        raise ModelLoadError(f"{arch} returned {type(module).__name__}, not a torch.nn.Module")
+    return module

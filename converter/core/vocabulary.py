@@ -1,0 +1,143 @@
+"""The workbench's vocabulary: every device, artifact and runtime name, registered once, here.
+
+Each registration names its implementation as 'module:attribute', imported only when it is used (the way
+Python entry points register plugins). That keeps the names in one place that both sides can read: the zoo
+validates `required`, `tolerance_overrides`, `allow_failures` and the command lines' lists against these
+registries, while the converter never imports the verifier's runners. Adding a runtime is its module under
+`verify/runners/` and one `RUNTIMES.register(...)` line below; adding a format is an exporter module and one
+`ARTIFACTS.register(...)` line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    name: str
+    gpu: bool  # drivers reserve address space: GPU workers get no memory cap
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    name: str
+    format: str  # the zoo `formats` entry that builds it
+    exporter: str  # 'module:function' taking an ExportContext, returning an ExportResult
+    requires: str | None = None  # the artifact it is exported from (built earlier in the same run)
+    enabled_by: str | None = None  # a boolean zoo field ('section.key') that must be true for it to be built
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    name: str
+    artifacts: tuple[str, ...]  # the artifacts it loads
+    devices: tuple[str, ...]  # the devices it can run them on
+    runner: str  # 'module:Class' implementing verify.runners.base.Runner
+
+
+DEVICES: Registry[DeviceSpec] = Registry("device")
+ARTIFACTS: Registry[ArtifactSpec] = Registry("artifact")  # in build order
+RUNTIMES: Registry[RuntimeSpec] = Registry("runtime")
+
+
+def register_device(spec: DeviceSpec) -> DeviceSpec:
+    return DEVICES.register(spec.name, spec)
+
+
+def register_artifact(spec: ArtifactSpec) -> ArtifactSpec:
+    if spec.requires is not None and spec.requires not in ARTIFACTS:
+        raise ValueError(f"artifact '{spec.name}' requires '{spec.requires}', which is not registered before it")
+    return ARTIFACTS.register(spec.name, spec)
+
+
+def register_runtime(spec: RuntimeSpec) -> RuntimeSpec:
+    for artifact in spec.artifacts:
+        if artifact not in ARTIFACTS:
+            raise ValueError(f"runtime '{spec.name}': {ARTIFACTS.unknown(artifact)}")
+    for device in spec.devices:
+        if device not in DEVICES:
+            raise ValueError(f"runtime '{spec.name}': {DEVICES.unknown(device)}")
+    return RUNTIMES.register(spec.name, spec)
+
+
+def formats() -> tuple[str, ...]:
+    """The zoo's `formats` vocabulary, in build order."""
+    return tuple(dict.fromkeys(spec.format for spec in ARTIFACTS.values()))
+
+
+# The reference every cell is compared with: eager PyTorch on the CPU, float32.
+REFERENCE = ("torch", "eager", "cpu")  # runtime, artifact, device
+
+register_device(DeviceSpec("cpu", gpu=False))
+register_device(DeviceSpec("cuda", gpu=True))
+register_device(DeviceSpec("tensorrt", gpu=True))
+
+register_artifact(ArtifactSpec("eager", "eager", "converter.exporters.eager:export"))
+register_artifact(ArtifactSpec("torchscript", "torchscript", "converter.exporters.torchscript:export", "eager"))
+register_artifact(ArtifactSpec("onnx", "onnx", "converter.exporters.onnx_export:export_raw", "eager"))
+register_artifact(ArtifactSpec("onnx_simplified", "onnx", "converter.exporters.onnx_export:export_simplified",
+                               "onnx", enabled_by="onnx.simplify"))
+register_artifact(ArtifactSpec("paddle", "paddle", "converter.exporters.paddle:export", "eager"))
+
+register_runtime(RuntimeSpec("torch", ("eager",), ("cpu", "cuda"), "verify.runners.torch_runners:TorchEagerRunner"))
+register_runtime(RuntimeSpec("torchscript", ("torchscript",), ("cpu", "cuda"),
+                             "verify.runners.torch_runners:TorchScriptRunner"))
+register_runtime(RuntimeSpec("onnxruntime", ("onnx", "onnx_simplified"), ("cpu", "cuda", "tensorrt"),
+                             "verify.runners.onnxruntime_runner:OnnxRuntimeRunner"))
+register_runtime(RuntimeSpec("paddle-inference", ("paddle",), ("cpu", "cuda", "tensorrt"),
+                             "verify.runners.paddle_runners:PaddleInferenceRunner"))
+register_runtime(RuntimeSpec("paddle-jit", ("paddle",), ("cpu", "cuda"), "verify.runners.paddle_runners:PaddleJitRunner"))
+
+
+@dataclass(frozen=True)
+class CellSelector:
+    """Which cells a tolerance override, a requirement or a waiver applies to: `runtime:artifact@device` with
+    any part left out (`onnxruntime`, `onnx_fp16`, `onnxruntime@cuda`, `onnxruntime:onnx_fp16@cpu`). A bare
+    name is a runtime when a runtime has that name, else an artifact."""
+
+    runtime: str | None = None
+    artifact: str | None = None
+    device: str | None = None
+
+    def matches(self, runtime: str, artifact: str, device: str) -> bool:
+        return ((self.runtime is None or self.runtime == runtime)
+                and (self.artifact is None or self.artifact == artifact)
+                and (self.device is None or self.device == device))
+
+    @property
+    def specificity(self) -> int:
+        """More parts win; among as many parts, a device is more specific than an artifact, which is more
+        specific than a runtime. Distinct selectors of one cell never tie."""
+        return 4 * (self.device is not None) + 2 * (self.artifact is not None) + (self.runtime is not None)
+
+    def __str__(self) -> str:
+        text = ":".join(part for part in (self.runtime, self.artifact) if part)
+        return text + (f"@{self.device}" if self.device else "")
+
+
+SELECTOR_FORMS = "'runtime', 'artifact', 'runtime:artifact', each optionally '@device'"
+
+
+def parse_selector(text: str) -> CellSelector:
+    """ValueError with the registered names when `text` names something that is not registered."""
+    head, at, device = text.partition("@")
+    runtime, colon, artifact = head.partition(":")
+    if not head or (at and not device) or (colon and not (runtime and artifact)):
+        raise ValueError(f"'{text}' is not {SELECTOR_FORMS}")
+    if not colon:  # a bare name
+        if head not in RUNTIMES and head not in ARTIFACTS:
+            raise ValueError(f"'{text}' is neither a runtime ({', '.join(RUNTIMES)}) nor an artifact "
+                             f"({', '.join(ARTIFACTS)})")
+        runtime, artifact = (head, "") if head in RUNTIMES else ("", head)
+    if runtime and runtime not in RUNTIMES:
+        raise ValueError(f"'{text}': {RUNTIMES.unknown(runtime)}")
+    if artifact and artifact not in ARTIFACTS:
+        raise ValueError(f"'{text}': {ARTIFACTS.unknown(artifact)}")
+    if device and device not in DEVICES:
+        raise ValueError(f"'{text}': {DEVICES.unknown(device)}")
+    if runtime and artifact and artifact not in RUNTIMES[runtime].artifacts:
+        raise ValueError(f"'{text}': runtime '{runtime}' does not load '{artifact}' "
+                         f"(it loads {', '.join(RUNTIMES[runtime].artifacts)})")
+    return CellSelector(runtime or None, artifact or None, device or None)

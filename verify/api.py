@@ -1,0 +1,127 @@
+"""The verifier as a library: `run(options)` returns a VerifyRun (results, verdict, environment) and
+`write_reports(run, folder)` writes them. `python -m verify` is a thin shell over these two; a notebook, a CI
+plugin or the self-test calls them directly, passing its own runners and comparison if it wants."""
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from converter.core.errors import WorkbenchError
+from converter.core.files import atomic_write
+from converter.core.isolation import Limits
+from converter.core.vocabulary import DEVICES, RUNTIMES
+from converter.manifest import read_manifest
+from converter.zoo import ModelEntry
+
+from .compare import ERROR, CompareFunc, compare
+from .entries import resolve_entries
+from .environment import describe_machine, physical_cores
+from .gate import Verdict, decide
+from .inputs import load_images, save_inputs, synthetic_images
+from .report import inputs_file, markdown, parity_frame, preprocessing_frame, summary, timing_frame
+from .results import ModelResult
+from .runners import Availability, Runner, registered_runners
+from .session import SessionOptions, plan_cells, verify_model
+
+log = logging.getLogger(__name__)
+
+
+class OptionsError(WorkbenchError):
+    """Options the verifier cannot run with (a usage error: exit code 2)."""
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    artifacts: Path = Path("artifacts")
+    zoo: Path | None = None  # tolerances, waivers and preprocessing; None: the zoo file the manifest names
+    images: Path | None = None  # a folder of images; None: `num_images` seeded synthetic ones
+    num_images: int = 8
+    models: tuple[str, ...] | None = None  # None: every model in the manifest
+    runtimes: tuple[str, ...] | None = None  # None: every runtime passed in; the reference always runs
+    devices: tuple[str, ...] | None = None  # None: every registered device (unavailable ones SKIP)
+    threads: int = 0  # per runtime; 0: the physical cores
+    timing: bool = True
+    warmup: int = 2
+    runs: int = 10
+    throughput_batch: int = 8
+    limits: Limits = Limits()  # per cell, unless the zoo entry sets its own
+
+
+@dataclass
+class VerifyRun:
+    results: list[ModelResult]
+    verdict: Verdict
+    environment: dict
+    entries: dict[str, ModelEntry] = field(default_factory=dict)
+
+
+def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = None,
+        compare_func: CompareFunc = compare, availability: Availability | None = None,
+        on_model: Callable[[ModelResult], None] | None = None) -> VerifyRun:
+    """Verify every selected model. OptionsError, ManifestError, ZooError or InputError when the options cannot
+    run; an unexpected error inside one model makes that model an ERROR and the others still run."""
+    runners = dict(registered_runners() if runners is None else runners)
+    _check(options, runners)
+    manifest = read_manifest(options.artifacts)
+    unknown = [m for m in options.models or () if m not in manifest.models]
+    if unknown:
+        raise OptionsError(f"--models: {unknown} not in {options.artifacts / 'manifest.json'} "
+                           f"(has: {sorted(manifest.models)})")
+    entries = resolve_entries(manifest, options.zoo, str(options.artifacts / "manifest.json"))
+    images = load_images(options.images) if options.images else synthetic_images(options.num_images)
+    if len({image.tobytes() for image in images.images}) < 2:
+        # one input cannot show that an output depends on the input, nor catch most reorderings
+        raise OptionsError(f"{options.images or '--num-images'}: at least 2 distinct images are needed")
+    threads = options.threads or physical_cores()
+    session = SessionOptions(artifacts=options.artifacts, devices=options.devices or DEVICES.names(),
+                             runtimes=options.runtimes, threads=threads, timing=options.timing,
+                             warmup=options.warmup, runs=options.runs, throughput_batch=options.throughput_batch,
+                             limits=options.limits)
+    availability = availability or Availability.probe()
+    results = []
+    for name in options.models or list(manifest.models):
+        resolved, record = entries[name], manifest.models[name]
+        try:
+            result = verify_model(name, record, resolved.entry, images, session, availability, runners,
+                                  compare_func, stale=resolved.stale)
+        except Exception as exc:  # a bug or a broken file in one model must not lose the others' results
+            log.debug("verifying %s failed:\n%s", name, traceback.format_exc())
+            error = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
+            cells = [replace(cell, status=ERROR, detail=error) for cell in plan_cells(name, record, runners, session)]
+            result = ModelResult(name, cells=cells, error=error)
+        results.append(result)
+        if on_model is not None:
+            on_model(result)
+    by_name = {name: resolved.entry for name, resolved in entries.items()}
+    return VerifyRun(results, decide(results, by_name), describe_machine(threads), by_name)
+
+
+def _check(options: VerifyOptions, runners: Mapping[str, type[Runner]]) -> None:
+    if min(options.runs, options.throughput_batch, options.num_images) < 1 or options.warmup < 0:
+        raise OptionsError("--runs, --batch and --num-images must be at least 1, --warmup at least 0")
+    for flag, values, known in (("--devices", options.devices, DEVICES.names()),
+                                ("--runtimes", options.runtimes, tuple(runners))):
+        unknown = [v for v in values or () if v not in known]
+        if unknown:
+            raise OptionsError(f"{flag}: unknown {unknown} (choose from {', '.join(known)})")
+    unregistered = [name for name in runners if name not in RUNTIMES]
+    if unregistered:
+        raise OptionsError(f"runners {unregistered} are not registered runtimes ({', '.join(RUNTIMES)})")
+
+
+def write_reports(verified: VerifyRun, folder: Path) -> Path:
+    """report.md, parity.csv, timing.csv, preprocessing.csv, summary.json and inputs/<model>.npz, each replaced
+    atomically. Returns the markdown report's path."""
+    results, verdict, environment = verified.results, verified.verdict, verified.environment
+    for result in results:
+        if result.inputs is not None:
+            save_inputs(folder / inputs_file(result.model), result.inputs, result.input_names)
+    atomic_write(folder / "parity.csv", parity_frame(results, verified.entries, verdict).to_csv(index=False))
+    atomic_write(folder / "timing.csv", timing_frame(results).to_csv(index=False))
+    atomic_write(folder / "preprocessing.csv", preprocessing_frame(results, verdict).to_csv(index=False))
+    atomic_write(folder / "summary.json", json.dumps(summary(results, verdict, environment), indent=2, default=str))
+    return atomic_write(folder / "report.md", markdown(results, verdict, environment))
