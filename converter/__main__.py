@@ -1,4 +1,5 @@
-"""python -m converter ZOO [--out DIR] [--models a,b] [--formats onnx,paddle] [--verbose]
+"""Convert every model of a zoo file into each requested format, with a manifest of what was built and why
+anything failed.
 
 Exit codes: 0 every requested artifact was built; 1 some artifact failed (see the manifest);
 2 bad zoo file or usage; 130 interrupted.
@@ -12,7 +13,7 @@ import traceback
 from pathlib import Path
 
 from converter.core.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
-                                add_limit_arguments, registered_list, split_list, start)
+                                add_limit_arguments, add_trust_argument, registered_list, split_list, start)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,19 +28,26 @@ def main(argv: list[str] | None = None) -> int:
     from .pipeline import RunOptions, convert
     from .zoo import load_zoo
 
-    counts = {"converted": 0, "cached": 0, "failed": 0}
+    counts = {"converted": 0, "cached": 0, "failed": 0, "waived": 0}
+    entries = {}
 
     def progress(model: str, artifact: str, record: ArtifactRecord) -> None:
-        counts["cached" if record.cached else "converted" if record.ok else "failed"] += 1
-        status = ("cached" if record.cached else "ok") if record.ok else "FAILED"
-        detail = f"  {record.error}" if record.error else ""
+        waived = not record.ok and entries[model].conversion_waiver(artifact) is not None
+        counts["cached" if record.cached and record.ok else "converted" if record.ok else
+               "waived" if waived else "failed"] += 1
+        status = ("cached" if record.cached else "ok") if record.ok else ("waived" if waived else "FAILED")
+        again = " (failed the same way before: not retried; --force retries)" if record.cached and not record.ok else ""
+        detail = f"  {record.error}{again}" if record.error else ""
         print(f"  {model:<22} {artifact:<16} {status:<7} {record.seconds:7.1f}s{detail}", file=sys.stderr, flush=True)
+        if args.verbose and record.error_detail:
+            print(f"  {'':<48}raw error: {record.error_detail}", file=sys.stderr, flush=True)
 
     try:
         options = RunOptions(out=Path(args.out), models=split_list(args.models),
                              formats=registered_list("--formats", args.formats, formats()), force=args.force,
                              limits=limits)
-        zoo = load_zoo(args.zoo)
+        zoo = load_zoo(args.zoo, tuple(args.trust_module))
+        entries.update({entry.name: entry for entry in zoo.models})
         selected = [m.name for m in zoo.select(options.models)]  # unknown --models is a usage error, before any work
         started = time.perf_counter()
         manifest = convert(zoo, options, progress=progress)
@@ -55,12 +63,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)", file=sys.stderr)
         return EXIT_FAILED
-    print(_summary(manifest, selected, list(ARTIFACTS)))
+    print(_summary(manifest, selected, list(ARTIFACTS), entries))
+    waived = f", {counts['waived']} failed as the zoo accepts (waived)" if counts["waived"] else ""
     print(f"\n{counts['converted']} converted, {counts['cached']} up to date (not converted again), "
-          f"{counts['failed']} failed"
+          f"{counts['failed']} failed{waived}"
           + ("  [use --force to convert anyway]" if counts["cached"] and not counts["converted"] else ""))
     print(f"manifest: {Path(args.out) / 'manifest.json'}  ({time.perf_counter() - started:.1f}s)")
-    failed = [f for f in manifest.failed_artifacts() if f[0] in selected]
+    failed = [(m, a) for m, a, _ in manifest.failed_artifacts()
+              if m in selected and entries[m].conversion_waiver(a) is None]
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -68,6 +78,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     from converter.core.vocabulary import formats
 
     parser = argparse.ArgumentParser(prog="python -m converter", description=__doc__.split("\n\n")[0],
+                                     usage="python -m converter ZOO [options]",
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("zoo", help="the zoo YAML file")
     parser.add_argument("--out", default="artifacts", help="artifact folder (default: artifacts)")
@@ -76,6 +87,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                                           "(default: each model's own)")
     parser.add_argument("--force", action="store_true", help="convert even artifacts that are up to date")
     add_limit_arguments(parser, "format")
+    add_trust_argument(parser)
     parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
     return parser.parse_args(argv)
 
@@ -85,26 +97,28 @@ def _error(message: str) -> int:
     return EXIT_USAGE
 
 
-def _summary(manifest, selected: list[str], artifact_order: list[str]) -> str:
+def _summary(manifest, selected: list[str], artifact_order: list[str], entries: dict) -> str:
     columns = [name for name in artifact_order if any(name in manifest.models[m].artifacts for m in selected)]
     rows = [["model", *columns]]
     for model in selected:
         artifacts = manifest.models[model].artifacts
-        rows.append([model, *[_cell(artifacts.get(name)) for name in columns]])
+        rows.append([model, *[_cell(artifacts.get(name), entries[model].conversion_waiver(name) is not None)
+                               for name in columns]])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    failures = [f"  {m}/{a}: {e}" for m, a, e in manifest.failed_artifacts() if m in selected]
-    if failures:
-        lines += ["", "failed:", *failures]
+    failures = [f"{m}/{a}" + (" (waived)" if entries[m].conversion_waiver(a) is not None else "")
+                for m, a, _ in manifest.failed_artifacts() if m in selected]
+    if failures:  # each cause is in its progress line above and in the manifest
+        lines += ["", f"failed: {', '.join(failures)}"]
     return "\n".join(lines)
 
 
-def _cell(record) -> str:
+def _cell(record, waived: bool) -> str:
     if record is None:
         return "-"
     if not record.ok:
-        return "FAILED"
+        return "waived" if waived else "FAILED"
     return "cached" if record.cached else f"ok {record.seconds:.1f}s"
 
 

@@ -35,7 +35,9 @@ class ArtifactRecord:
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)  # format facts for people (opset, node counts, ...)
     source_sha256: str | None = None  # the weights it was built from: artifacts of one model must agree
-    cached: bool = False  # this run found it up to date and kept it
+    cached: bool = False  # this run found it up to date (or failed the same way before) and kept it
+    failure: str | None = None  # how it failed: exception, timeout, signal, exit, out-of-memory
+    error_detail: str | None = None  # the raw error, when `error` is a hint that explains it
 
     @property
     def ok(self) -> bool:

@@ -27,6 +27,7 @@ from .core.isolation import Limits, run_isolated
 from .core.reference import load_reference
 from .core.vocabulary import ARTIFACTS
 from .exporters import Exporter, ExportContext, ExportResult, planned_artifacts, registered_exporter
+from .exporters.hints import explain
 from .manifest import (ArtifactRecord, Manifest, ManifestError, ModelRecord, SourceRecord, describe_files,
                        integrity_problem, read_manifest, tool_versions, write_manifest)
 from .models import BuiltModel, build_model, example_input
@@ -113,6 +114,10 @@ def convert_model(entry: ModelEntry, options: RunOptions, old: ModelRecord | Non
     reusable = {name: art for name, art in old.artifacts.items()
                 if name in planned and art.ok and integrity_problem(old, name, options.out) is None} \
         if up_to_date else {}
+    # An export that raised on the same inputs raises again: not retried until an input changes or --force.
+    # A timeout, a crash or an out-of-memory kill may depend on the machine's load, and is retried.
+    failed_before = {name: art for name, art in old.artifacts.items()
+                     if name in planned and not art.ok and art.failure == "exception"} if up_to_date else {}
     if "eager" in reusable:
         record.source = old.source
     done: dict[str, Path] = {}
@@ -122,6 +127,8 @@ def convert_model(entry: ModelEntry, options: RunOptions, old: ModelRecord | Non
             art = _as_cached(reusable[name])
         elif needed is not None and needed not in done:
             art = ArtifactRecord("failed", error=f"not attempted: needs {needed}, which failed")
+        elif name in failed_before:
+            art = _as_cached(failed_before[name])
         else:
             folder = model_dir / f"{name}-{artifact_key(key, name)}"
             exporter = exporters.get(name) or registered_exporter(name)
@@ -189,13 +196,17 @@ def _export_one(name: str, exporter: Exporter, entry: ModelEntry, source: Source
         outcome = run_isolated(worker, job, limits=entry.limits.over(options.limits))
         if not outcome.ok:
             log.debug("export %s/%s failed:\n%s", entry.name, name, outcome.traceback)
-            raise _WorkerFailed(outcome.message)
+            raise _WorkerFailed(outcome.message, outcome.failure)
         result, source = outcome.value if name == "eager" else (outcome.value, None)
         if not (staging / result.main_file).is_file():
             raise RuntimeError(f"exporter reported {result.main_file} but did not write it")
     except Exception as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        return ArtifactRecord("failed", seconds=round(time.perf_counter() - started, 3), error=_one_line(exc)), None
+        raw = _one_line(exc)
+        hint = explain(name, raw)
+        return ArtifactRecord("failed", seconds=round(time.perf_counter() - started, 3), error=hint or raw,
+                              failure=exc.failure if isinstance(exc, _WorkerFailed) else "exception",
+                              error_detail=raw if hint else None), None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -213,7 +224,9 @@ def _export_one(name: str, exporter: Exporter, entry: ModelEntry, source: Source
 
 
 class _WorkerFailed(Exception):
-    pass
+    def __init__(self, message: str, failure: str):
+        super().__init__(message)
+        self.failure = failure  # exception, timeout, signal, exit, out-of-memory
 
 
 def _as_cached(art: ArtifactRecord) -> ArtifactRecord:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 from urllib.parse import urlparse
@@ -10,7 +11,7 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
-from .core.archs import TORCHVISION_PREFIX, resolve_factory
+from .core.archs import TORCHVISION_PREFIX, check_factory_trust, resolve_factory
 from .core.checkpoints import is_torchscript_archive
 from .core.errors import ZooError
 from .core.isolation import Limits
@@ -19,6 +20,15 @@ from .core.vocabulary import ARTIFACTS, DEVICES, RUNTIMES, CellSelector, formats
 MAX_ZOO_BYTES = 1 << 20  # a zoo is a page of YAML; anything larger is a mistake or an attack
 MAX_ZOO_NODES = 100_000  # after expanding YAML aliases: refuses "billion laughs" documents quickly
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # becomes a folder name: no separators, no leading dot
+
+
+class _ZooLoader(yaml.SafeLoader):
+    """yaml.safe_load, reading `1e-4` as the number YAML 1.2 (and every user) means, not YAML 1.1's string."""
+
+
+_ZooLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
 
 
 class _Section(BaseModel):
@@ -177,6 +187,13 @@ class ModelEntry(_Section):
         """CPU cells always must run; other devices when `required` selects the cell."""
         return device == "cpu" or any(parse_selector(key).matches(runtime, artifact, device) for key in self.required)
 
+    def conversion_waiver(self, artifact: str) -> int | None:
+        """The index of the waiver that accepts this artifact's failed conversion: one that names the artifact
+        alone (a runtime's or a device's waiver excuses cells, not the conversion)."""
+        return next((index for index, waiver in enumerate(self.allow_failures)
+                     if waiver.preprocessing is None and waiver.runtime is None and waiver.device is None
+                     and waiver.artifact == artifact), None)
+
     @property
     def logits(self) -> str:
         return self.logits_output or self.outputs[0]
@@ -220,6 +237,7 @@ class Zoo(BaseModel):
 
     path: Path
     models: tuple[ModelEntry, ...]
+    trusted_modules: tuple[str, ...] = ()  # factories' modules outside the zoo's folder that the user vouches for
 
     def select(self, names: list[str] | None) -> tuple[ModelEntry, ...]:
         if not names:
@@ -231,16 +249,25 @@ class Zoo(BaseModel):
         return tuple(known[n] for n in names)
 
 
-def load_zoo(path: str | Path) -> Zoo:
-    """Read, merge defaults, validate every field and every cross-field rule; ZooError on the first problem."""
+TOP_LEVEL = ("defaults", "models", "trusted_modules")
+
+
+def load_zoo(path: str | Path, trusted_modules: tuple[str, ...] = ()) -> Zoo:
+    """Read, merge defaults, validate every field and every cross-field rule; ZooError on the first problem.
+    `trusted_modules` (--trust-module) add to the zoo's own list of modules whose factories may run."""
     path = Path(path)
     file = str(path)
     raw = _read_yaml(path)
     if not isinstance(raw, dict):
         raise ZooError(file, f"expected a mapping with 'models:' at the top, found {_kind(raw)}")
-    unknown = sorted(set(raw) - {"defaults", "models"})
+    unknown = sorted(set(raw) - set(TOP_LEVEL))
     if unknown:
-        raise ZooError(file, f"unknown key '{unknown[0]}' at the top level (allowed: defaults, models)", field=unknown[0])
+        raise ZooError(file, f"unknown key '{unknown[0]}' at the top level (allowed: {', '.join(TOP_LEVEL)})",
+                       field=unknown[0])
+    listed = raw.get("trusted_modules") or []
+    if not isinstance(listed, list) or not all(isinstance(n, str) and re.match(MODULE_PATTERN, n) for n in listed):
+        raise ZooError(file, "expected a list of module names (package.module)", field="trusted_modules")
+    trust = FactoryTrust(path.parent, (*listed, *trusted_modules))
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ZooError(file, f"expected a mapping, found {_kind(defaults)}", model="defaults")
@@ -268,9 +295,9 @@ def load_zoo(path: str | Path) -> Zoo:
         if entry.name in seen:
             raise ZooError(file, "duplicate model name", model=entry.name, field="name")
         seen.add(entry.name)
-        _check_entry(entry, file)
+        _check_entry(entry, file, trust)
         entries.append(entry)
-    return Zoo(path=path, models=tuple(entries))
+    return Zoo(path=path, models=tuple(entries), trusted_modules=tuple(listed))
 
 
 def entry_from_config(config: dict[str, Any], origin: str) -> ModelEntry:
@@ -303,7 +330,7 @@ def _read_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ZooError(file, f"cannot read: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_ZooLoader)  # a SafeLoader: no tags beyond plain data
     except yaml.YAMLError as exc:
         first = " ".join(str(exc).split())
         raise ZooError(file, f"not valid YAML: {first}") from None
@@ -347,9 +374,16 @@ def _merge_defaults(defaults: dict[str, Any], item: dict[str, Any]) -> dict[str,
 
 
 Fail = Callable[[str, str], NoReturn]
+MODULE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
 
-def _check_entry(entry: ModelEntry, file: str) -> None:
+@dataclass(frozen=True)
+class FactoryTrust:
+    zoo_folder: Path
+    modules: tuple[str, ...]
+
+
+def _check_entry(entry: ModelEntry, file: str, trust: FactoryTrust) -> None:
     """Rules that involve several fields, the registries, the file system or the user's code, by job."""
 
     def fail(field: str, message: str) -> NoReturn:
@@ -361,7 +395,7 @@ def _check_entry(entry: ModelEntry, file: str) -> None:
     _check_deployments(entry, fail)
     _check_waivers(entry, fail)
     _check_source(entry, fail)
-    _check_arch(entry, fail)
+    _check_arch(entry, fail, trust)
     if entry.weights not in (None, "random"):
         _check_torchvision_weights(entry, fail)
 
@@ -372,12 +406,23 @@ def _check_input(entry: ModelEntry, fail: Fail) -> None:
         fail("input.shape", f"{channels} channels: image models take 1 (grayscale) or 3 (RGB/BGR)")
     if len(entry.preprocess.mean) != channels or len(entry.preprocess.std) != channels:
         fail("preprocess.mean", f"mean and std need one value per input channel ({channels})")
+    for key in ("mean", "std"):
+        _check_unit_scale(fail, f"preprocess.{key}", key, getattr(entry.preprocess, key))
     if entry.preprocess.crop != height or entry.preprocess.crop != width:
         fail("preprocess.crop", f"crop {entry.preprocess.crop} does not match input.shape {entry.input.shape}")
     if entry.preprocess.resize < entry.preprocess.crop:
         fail("preprocess.resize", f"resize {entry.preprocess.resize} is smaller than crop {entry.preprocess.crop}")
     if entry.classes is not None and entry.num_classes is not None and len(entry.classes) != entry.num_classes:
         fail("classes", f"{len(entry.classes)} class names for num_classes {entry.num_classes}")
+
+
+def _check_unit_scale(fail: Fail, field: str, key: str, values: list[float]) -> None:
+    """Pixels are scaled to 0-1 before normalising (as torchvision's ToTensor does): a mean or std above 1 is
+    the 0-255 convention of OpenCV-based code, which would leave every input nearly constant."""
+    if max(abs(v) for v in values) > 1:
+        scaled = ", ".join(f"{v / 255:.4g}" for v in values)
+        fail(field, f"{key} {values} is in the 0-255 convention; this tool scales pixels to 0-1 before "
+                    f"normalising: write [{scaled}] (each value / 255)")
 
 
 def _check_outputs(entry: ModelEntry, fail: Fail) -> None:
@@ -422,6 +467,9 @@ def _check_deployments(entry: ModelEntry, fail: Fail) -> None:
             value = getattr(deployment, key)
             if value is not None and len(value) != channels:
                 fail(f"deployments.{index}.{key}", f"needs one value per input channel ({channels})")
+        for key in ("mean", "std"):
+            if getattr(deployment, key) is not None:
+                _check_unit_scale(fail, f"deployments.{index}.{key}", key, getattr(deployment, key))
         if deployment.resize is not None and deployment.resize < entry.preprocess.crop:
             fail(f"deployments.{index}.resize", f"resize {deployment.resize} is smaller than crop {entry.preprocess.crop}")
 
@@ -465,10 +513,12 @@ def _check_source(entry: ModelEntry, fail: Fail) -> None:
         fail("arch", "required to load a state_dict checkpoint (a whole pickled model needs trust_pickle: true)")
 
 
-def _check_arch(entry: ModelEntry, fail: Fail) -> None:
-    """Imports the module the user named (and only that one) to find the factory."""
+def _check_arch(entry: ModelEntry, fail: Fail, trust: FactoryTrust) -> None:
+    """The factory's module must be trusted (checked without importing it); then only that module is
+    imported, to find the factory."""
     if entry.arch is not None:
         try:
+            check_factory_trust(entry.arch, trust.zoo_folder, trust.modules)
             resolve_factory(entry.arch)
         except ValueError as exc:
             fail("arch", str(exc))

@@ -96,7 +96,7 @@ def workdir(converted, tmp_path):
 
 def verify(workdir, *extra):
     return verify_main(["--artifacts", str(workdir / "artifacts"), "--report", str(workdir / "reports"),
-                        "--zoo", str(workdir / "zoo.yaml"), "--devices", "cpu", "--no-timing",
+                        "--zoo", str(workdir / "zoo.yaml"), "--devices", "cpu", "--partial", "--no-timing",
                         "--num-images", "3", *extra])
 
 
@@ -277,7 +277,7 @@ def test_report_records_each_runtimes_effective_configuration(workdir):
     assert verify(workdir) == 0
     summary = json.loads((workdir / "reports" / "summary.json").read_text())
     report = (workdir / "reports" / "report.md").read_text()
-    assert summary["verdict"] == "PASS"
+    assert summary["verdict"] == "PASS (partial)"
     assert "onednn=True" in report and "ir_optim=True" in report and "graph_optimization=ORT_ENABLE_ALL" in report
 
 

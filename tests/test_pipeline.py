@@ -190,3 +190,46 @@ def test_cli_exit_0_summary_and_progress(write_zoo, tmp_path, capsys):
     assert "tiny" in captured.err and "onnx" in captured.err  # progress lines
     data = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert data["models"]["tiny"]["artifacts"]["onnx"]["status"] == "ok"
+
+
+def test_a_waived_failure_passes_the_converter_and_is_not_retried_until_forced(write_zoo, tmp_path, capsys):
+    waiver = [{"artifact": "paddle", "reason": "x2paddle has no aten::flip"}]
+    path = write_zoo(models=[tiny_entry("flipper", arch="tests.tiny_models:flipping_cnn", formats=["eager", "paddle"],
+                                        allow_failures=waiver)])
+    out = tmp_path / "a"
+    assert converter_main([str(path), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "1 converted, 0 up to date (not converted again), 0 failed, 1 failed as the zoo accepts (waived)" \
+        in captured.out
+    assert "waived" in captured.err
+    record = read_manifest(out).models["flipper"].artifacts["paddle"]
+    assert record.failure == "exception" and record.error.startswith("x2paddle 1.6 cannot convert aten::flip")
+    assert "allow_failures" in record.error and "aten::flip" in record.error_detail  # the raw error is kept
+    # unchanged inputs: the same failure is not tried again
+    assert converter_main([str(path), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "0 converted, 1 up to date" in captured.out and "not retried; --force retries" in captured.err
+    assert read_manifest(out).models["flipper"].artifacts["paddle"].cached
+    # the waiver is not a build input: without it the cached failure fails the run, still without a retry
+    zoo = yaml.safe_load(path.read_text())
+    del zoo["models"][0]["allow_failures"]
+    path.write_text(yaml.safe_dump(zoo))
+    assert converter_main([str(path), "--out", str(out)]) == 1
+    assert "FAILED" in capsys.readouterr().err
+    assert converter_main([str(path), "--out", str(out), "--force"]) == 1
+    forced = read_manifest(out).models["flipper"].artifacts["paddle"]
+    assert not forced.cached and forced.seconds > 0
+
+
+def test_known_failures_are_explained_with_a_next_step():
+    from converter.exporters.hints import explain
+
+    baked = ("ValueError: In user code: InvalidArgumentError: The 'shape' in ReshapeOp is invalid. The input tensor "
+             "X's size along dim 0 must be equal to 1, but received [1, 2, 24, 28, 28]")
+    assert "fixed the batch size" in explain("paddle", baked) and "dynamic_batch: false" in explain("paddle", baked)
+    assert "torchscript: {method: script}" in explain("torchscript", "TracingCheckError: Tracing failed sanity checks!")
+    unsupported = "UnsupportedOperatorError: Exporting the operator 'aten::roll' to ONNX opset version 17 is not supported."
+    assert "no mapping for aten::roll" in explain("onnx", unsupported)
+    assert "raise limits.timeout_s" in explain("onnx", "timeout: no result after 600s; worker killed")
+    assert explain("onnx", "TracingCheckError") is None  # a hint applies to its own exporter only
+    assert explain("eager", "ModelLoadError: checkpoint x: does not fit") is None

@@ -37,16 +37,25 @@ def results() -> list[ModelResult]:
 
 def test_markdown_puts_the_verdict_first_and_shows_everything():
     res = results()
+    res[0].conversion_details = {"torchscript": "raw <trace> text"}
     verdict = decide(res, {"m": ENTRY})
     text = markdown(res, verdict, {"cpu": "test cpu", "threads": 2})
     lines = text.splitlines()
+    assert text.count("raw &lt;trace&gt; text") == 1 and "<details><summary>raw error</summary>" in text
     assert lines[0] == "# Parity report: BLOCKED"
     assert "- m/onnx/onnxruntime@cpu: FAIL: cosine 0.99 < 0.99999" in text
     assert "- m: conversion to torchscript failed: TracingCheckError: graphs differ" in text
     assert "known drift, issue 9" in text  # the waiver is shown
-    matrix_row = next(line for line in lines if line.startswith("| m | REF"))
-    assert "FAIL 3.0e-01" in matrix_row and "ERROR (waived)" in matrix_row and "SKIP" in matrix_row
+    matrix = [line for line in lines[lines.index("## Matrix"):lines.index("## m")] if line.startswith("| ")]
+    assert matrix[0] == "| runtime | artifact | device | m |"
+    assert "| onnxruntime | onnx | cpu | FAIL 3.0e-01 |" in matrix and "| paddle-jit | paddle | cpu | ERROR (waived) |" in matrix
+    assert "| torch | eager | cpu | REF |" in matrix
+    # a row that every model skips is one line of reasons under the matrix, not a column of SKIPs
+    assert not any("cuda" in line for line in matrix)
+    assert "- onnxruntime@cuda: no CUDAExecutionProvider" in text and "Not run on this machine (1 cells):" in text
+    assert "- paddle-jit (paddle) cpu: ERROR: RuntimeError: boom (waived: known drift, issue 9)" in text
     assert "## Conversion failures" in text and "| test cpu |" in text
+    assert "| eager | torch | cpu | 5.00 | 6.00 | 7.00 | 262.3 (b8) |" in text  # the timing table
     assert "inputs saved in `inputs/m.npz`" in text
     assert "providers=['CPUExecutionProvider']" in text
 
@@ -105,7 +114,7 @@ def test_divergence_and_preprocessing_are_reported_everywhere():
                for line in verdict.blocking)
     text = markdown(res, verdict, {})
     assert "- onnxruntime (onnx) cpu: first divergence at ONNX node /mid/conv/Conv" in text
-    assert "| bgr | opencv | FAIL | 2 | 3.4 | 1.7 | 0.50 | 0 | channel mean moved by 2 |" in text
+    assert "| bgr | opencv | FAIL | 2 | 1.7 | 0.50 | 0 |" in text and "- bgr: channel mean moved by 2" in text
     frame = preprocessing_frame(res, verdict)
     assert list(frame.columns) == PREPROCESSING_COLUMNS and list(frame.status) == ["PASS", "FAIL"]
     assert parity_frame(res, {"m": ENTRY}, verdict).first_divergence.iloc[1].startswith("first divergence")
@@ -129,7 +138,7 @@ def test_multi_output_cells_have_one_parity_row_per_output_and_the_worst_status(
     assert summary(res, verdict, {})["failing_cells"][0]["outputs"] == {"logits": "PASS", "embedding": "FAIL"}
     text = markdown(res, verdict, {})
     assert "outputs logits, embedding" in text
-    assert "| m | FAIL 2.0e-01 |" in text  # the matrix shows the diff of the output that failed
+    assert "| onnxruntime | onnx | cpu | FAIL 2.0e-01 |" in text  # the matrix shows the failing output's diff
     assert "| onnx | onnxruntime | cpu | embedding | FAIL | 2.00e-01 |" in text
 
 

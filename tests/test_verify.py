@@ -18,7 +18,7 @@ from verify.__main__ import main as verify_main
 from verify.runners.onnxruntime_runner import OnnxRuntimeRunner
 from verify.selftest.faults import resign
 
-FAST = ["--devices", "cpu", "--num-images", "4"]
+FAST = ["--devices", "cpu", "--partial", "--num-images", "4"]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_clean_model_passes_and_writes_every_report(workdir):
     timing = pd.read_csv(reports / "timing.csv")
     assert set(timing.batch) == {1, 2} and (timing.p50_ms > 0).all() and (timing.throughput_ips > 0).all()
     summary = json.loads((reports / "summary.json").read_text())
-    assert summary["verdict"] == "PASS" and summary["exit_code"] == 0 and summary["failing_cells"] == []
+    assert summary["verdict"] == "PASS (partial)" and summary["exit_code"] == 0 and summary["failing_cells"] == []
     checks = pd.read_csv(reports / "preprocessing.csv")
     assert list(checks.deployment) == ["pil-numpy", "opencv"] and set(checks.status) == {"PASS"}
     assert checks.set_index("deployment").loc["pil-numpy"].max_abs_diff < 1e-5  # PIL under both
@@ -106,7 +106,7 @@ def test_one_percent_onnx_initializer_perturbation_fails_the_gate(workdir, capsy
     assert status(frame, "paddle", "paddle-inference") == "PASS"
     assert "tiny/onnx/onnxruntime@cpu: FAIL" in capsys.readouterr().out
     summary = json.loads((workdir / "reports" / "summary.json").read_text())
-    assert summary["verdict"] == "BLOCKED" and summary["failing_cells"][0]["runtime"] == "onnxruntime"
+    assert summary["verdict"] == "BLOCKED (partial)" and summary["failing_cells"][0]["runtime"] == "onnxruntime"
 
 
 def test_artifact_changed_after_conversion_is_an_error(workdir):
@@ -261,8 +261,8 @@ def test_library_api_keeps_the_other_models_when_one_breaks_and_prints_nothing(t
     root = convert_tiny_zoo(tmp_path, [tiny_entry("ten", deployments=[]),
                                        tiny_entry("five", num_classes=5, deployments=[])])
     capsys.readouterr()
-    verified = run(VerifyOptions(artifacts=root / "artifacts", devices=("cpu",), num_images=3, timing=False),
-                   compare_func=_compare_that_breaks_on_five_classes)
+    verified = run(VerifyOptions(artifacts=root / "artifacts", devices=("cpu",), num_images=3, timing=False,
+                                 partial=True), compare_func=_compare_that_breaks_on_five_classes)
     assert capsys.readouterr() == ("", "")
     by_model = {result.model: result for result in verified.results}
     assert by_model["five"].error == "unexpected RuntimeError: a bug in the comparison"
@@ -298,3 +298,37 @@ def test_a_two_headed_model_is_compared_output_by_output(tmp_path):
     assert set(others.status) == {"PASS"} and set(others.output) == {"logits", "embedding"}
     summary = json.loads((root / "reports" / "summary.json").read_text())
     assert summary["blocking"][0].startswith("two/onnx/onnxruntime@cpu: FAIL: embedding: ")
+
+
+def test_a_filtered_run_is_not_a_deployment_verdict_unless_asked_for(workdir, capsys):
+    """--models, --runtimes and --devices narrow the run: without --partial it blocks and says what it left out;
+    with it, it passes as a partial verdict that says so in the verdict line, the report and summary.json."""
+    base = ["--artifacts", str(workdir / "artifacts"), "--report", str(workdir / "reports"), "--no-timing",
+            "--num-images", "2", "--models", "tiny", "--runtimes", "onnxruntime", "--devices", "cpu"]
+    assert verify_main(base) == 1
+    out = capsys.readouterr().out
+    assert "partial run: left out models flat; runtimes torchscript, paddle-inference, paddle-jit; devices cuda, " \
+           "tensorrt; this is not a deployment verdict" in out
+    assert verify_main(base + ["--partial"]) == 0
+    assert "PASS (partial): 0 blocking" in capsys.readouterr().out
+    report = (workdir / "reports" / "report.md").read_text()
+    assert report.startswith("# Parity report: PASS (partial)\n\n**Partial run**: left out models flat;")
+    summary = json.loads((workdir / "reports" / "summary.json").read_text())
+    assert summary["partial"] and summary["left_out"].startswith("models flat;")
+    assert summary["provenance"]["command"].startswith("python -m verify --artifacts")
+    assert summary["provenance"]["images"] == "2 synthetic images (seed 0)"
+    assert "- images: 2 synthetic images (seed 0)" in report and "- commit: " in report
+
+
+def test_inputs_that_barely_vary_make_the_model_an_error_not_a_pass(workdir):
+    """Two distinct but nearly uniform images: every runtime would agree on them, and prove nothing."""
+    from PIL import Image
+
+    images = workdir / "flat-images"
+    images.mkdir()
+    Image.new("RGB", (40, 40), (100, 100, 100)).save(images / "a.png")
+    Image.new("RGB", (40, 40), (100, 100, 101)).save(images / "b.png")
+    assert run(workdir, "--images", str(images)) == 1
+    summary = json.loads((workdir / "reports" / "summary.json").read_text())
+    assert "the preprocessed inputs barely vary" in summary["models"]["tiny"]["error"]
+    assert "PASS" not in set(parity(workdir).status)

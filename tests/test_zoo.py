@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 
 from converter.__main__ import main as converter_main
 from converter.core.errors import ZooError
@@ -211,3 +212,57 @@ def test_zoo_limits_override_the_command_line(write_zoo):
     assert no_cap.limits.over(cli) == Limits(timeout_s=600, memory_mb=0)
     with pytest.raises(ZooError, match="greater than 0"):
         load_zoo(write_zoo(models=[tiny_entry(limits={"timeout_s": 0})]))
+
+
+def test_a_zoo_cannot_run_the_standard_library(write_zoo, tmp_path, capsys):
+    marker = tmp_path / "ran"
+    path = write_zoo(models=[{"name": "evil", "arch": "subprocess:run", "weights": "random",
+                              "arch_args": {"args": ["touch", str(marker)]}}])
+    assert converter_main([str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "field 'arch': 'subprocess' is a standard-library module" in err and "\n" not in err.strip()
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_factories_outside_the_zoo_folder_need_the_users_trust(write_zoo, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("PARITY_TRUSTED_MODULES")
+    (tmp_path / "my_models.py").write_text("from tests.tiny_models import tiny_cnn as net\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    beside = load_zoo(write_zoo(models=[tiny_entry(arch="my_models:net")]))  # in the zoo's own folder: trusted
+    assert beside.models[0].arch == "my_models:net"
+    outside = [tiny_entry(arch="tests.tiny_models:tiny_cnn")]
+    with pytest.raises(ZooError, match=r"module 'tests.tiny_models' \(found at .*tiny_models.py\) is outside the "
+                                       r"zoo file's folder and not trusted") as info:
+        load_zoo(write_zoo(models=outside))
+    assert info.value.field == "arch"
+    listed = write_zoo(text=yaml.safe_dump({"trusted_modules": ["tests"], "models": outside}), name="listed.yaml")
+    assert load_zoo(listed).trusted_modules == ("tests",)  # a package trusts its submodules
+    assert load_zoo(write_zoo(models=outside, name="flag.yaml"), trusted_modules=("tests.tiny_models",))
+    assert converter_main([str(write_zoo(models=outside, name="cli.yaml")), "--out", str(tmp_path / "o"),
+                           "--trust-module", "tests.tiny_models", "--formats", "eager"]) == 0
+    with pytest.raises(ZooError, match="list of module names") as info:
+        load_zoo(write_zoo(text=yaml.safe_dump({"trusted_modules": "tests", "models": outside}), name="bad.yaml"))
+    assert info.value.field == "trusted_modules"
+
+
+def test_yaml_exponents_are_numbers(write_zoo):
+    """YAML 1.1 reads 1e-4 as a string; the zoo reads it as the number everyone means."""
+    path = write_zoo(text="models:\n  - {name: t, arch: 'tests.tiny_models:tiny_cnn', weights: random,\n"
+                          "     input: {shape: [3, 32, 32]}, preprocess: {resize: 36, crop: 32},\n"
+                          "     tolerance: {atol: 1e-4, rtol: 2E-3}, tolerance_overrides: {onnx: {atol: 5e-3}}}\n")
+    entry = load_zoo(path).models[0]
+    assert entry.tolerance.atol == 1e-4 and entry.tolerance.rtol == 2e-3
+    assert entry.tolerance_for("onnxruntime", "onnx", "cpu").atol == 5e-3
+
+
+@pytest.mark.parametrize("section,field", [("preprocess", "preprocess.mean"), ("deployment", "deployments.0.std")])
+def test_0_255_mean_and_std_are_refused_with_the_0_1_values(write_zoo, section, field):
+    if section == "preprocess":
+        entry = tiny_entry(preprocess={"resize": 36, "crop": 32, "mean": [123.675, 116.28, 103.53],
+                                       "std": [58.395, 57.12, 57.375]})
+    else:
+        entry = tiny_entry(deployments=[{"name": "cv", "library": "opencv", "std": [58.395, 57.12, 57.375]}])
+    with pytest.raises(ZooError) as info:
+        load_zoo(write_zoo(models=[entry]))
+    assert info.value.field == field and "0-255 convention" in info.value.message
+    assert "[0.485, 0.456, 0.406]" in info.value.message or "[0.229, 0.224, 0.225]" in info.value.message

@@ -1,5 +1,5 @@
-"""python -m verify --report DIR [--artifacts artifacts] [--images DIR] [--models a,b] [...]
-   python -m verify --selftest [--report reports/selftest] [--seeds 0,1,2]
+"""Run the converted models through every runtime on the same inputs, compare them with the PyTorch reference,
+time them, write the reports, and exit with the gate's verdict.
 
 Exit codes: 0 every required cell PASS; 1 a cell FAILed or ERRORed, a declared deployment preprocessing check
 failed, a required runtime was skipped, or a conversion failed (unless waived by allow_failures in the zoo); with
@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 
 from converter.core.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
-                                add_limit_arguments, registered_list, split_list, start)
+                                add_limit_arguments, add_trust_argument, registered_list, split_list, start)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             images=Path(args.images) if args.images else None, num_images=args.num_images,
             models=_tuple(split_list(args.models)), runtimes=_tuple(registered_list("--runtimes", args.runtimes, RUNTIMES)),
             devices=_tuple(registered_list("--devices", args.devices, DEVICES)), threads=args.threads,
-            timing=not args.no_timing, warmup=args.warmup, runs=args.runs, throughput_batch=args.batch, limits=limits)
+            timing=not args.no_timing, warmup=args.warmup, runs=args.runs, throughput_batch=args.batch, limits=limits,
+            partial=args.partial, trusted_modules=tuple(args.trust_module), command=" ".join(["python -m verify", *(sys.argv[1:] if argv is None else argv)]))
         verified = run(options, on_model=_print_model)
     except (WorkbenchError, UsageError) as exc:
         return _usage(str(exc))
@@ -54,15 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     return verdict.exit_code
 
 
-def _print_model(result) -> None:
+def _print_model(result, verdict) -> None:
     print(f"{result.model}: {result.samples} images", file=sys.stderr, flush=True)
     for cell in result.cells:
-        print(f"  {cell.runtime:<17} {cell.artifact:<16} {cell.device:<9} {cell.status:<6} {cell.detail}",
+        waiver = verdict.waivers.get(cell.key)
+        status = f"{cell.status} (waived: {waiver})" if waiver else cell.status
+        print(f"  {cell.runtime:<17} {cell.artifact:<16} {cell.device:<9} {status:<6} {cell.detail}",
               file=sys.stderr, flush=True)
         if cell.divergence:
             print(f"  {'':<44}{cell.divergence.summary}", file=sys.stderr, flush=True)
     for check in result.preprocessing:
-        status = check.status if check.gated else f"{check.status}*"
+        waiver = verdict.waivers.get(check.key)
+        status = (check.status if check.gated else f"{check.status}*") + (f" (waived: {waiver})" if waiver else "")
         print(f"  {'preprocessing':<17} {check.deployment:<16} {check.library:<9} {status:<6} {check.detail}",
               file=sys.stderr, flush=True)
     if any(not check.gated for check in result.preprocessing):
@@ -75,25 +79,36 @@ def _tuple(items: list[str] | None) -> tuple[str, ...] | None:
 
 
 def _parse(argv):
+    from converter.core.vocabulary import DEVICES, RUNTIMES
+
     parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__.split("\n\n")[0],
+                                     usage="python -m verify --report DIR [options]\n"
+                                           "       python -m verify --selftest [--report DIR] [--seeds 0,1,2]",
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--report", help="folder for report.md, parity.csv, preprocessing.csv, timing.csv, "
-                                         "summary.json (with --selftest: selftest.md, selftest.csv)")
+    parser.add_argument("--report", help="required: folder for report.md, parity.csv, preprocessing.csv, timing.csv, "
+                                         "summary.json (with --selftest: selftest.md, selftest.csv; default "
+                                         "reports/selftest)")
     parser.add_argument("--artifacts", default="artifacts", help="the converter's output folder (default: artifacts)")
     parser.add_argument("--zoo", help="zoo file for tolerances and waivers (default: the one the manifest names)")
     parser.add_argument("--images", help="folder of jpg/png images (default: seeded synthetic images)")
     parser.add_argument("--num-images", type=int, default=8,
                         help="synthetic images to generate, at least 2 (default: 8)")
     parser.add_argument("--models", help="comma-separated model names (default: all in the manifest)")
-    parser.add_argument("--runtimes", help="comma-separated runtimes (default: all); the reference always runs")
-    parser.add_argument("--devices", help="comma-separated devices (default: all; unavailable ones SKIP)")
+    parser.add_argument("--runtimes", help=f"comma-separated among {','.join(RUNTIMES)} (default: all); the "
+                                           "reference (torch) always runs")
+    parser.add_argument("--devices", help=f"comma-separated among {','.join(DEVICES)} (default: all; unavailable "
+                                          "ones SKIP)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per runtime (default: physical cores)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing (default: 2)")
     parser.add_argument("--runs", type=int, default=10, help="timed runs per batch size (default: 10)")
     parser.add_argument("--batch", type=int, default=8, help="batch size for throughput (default: 8)")
     parser.add_argument("--no-timing", action="store_true", help="parity only")
+    parser.add_argument("--partial", action="store_true",
+                        help="accept a run that --models, --runtimes or --devices narrowed as a (partial) verdict: "
+                             "without it such a run blocks, since it is not a deployment verdict")
     add_limit_arguments(parser, "CPU cell")
+    add_trust_argument(parser)
     parser.add_argument("--selftest", action="store_true",
                         help="prove the gate: inject known faults into a small converted model and check each is "
                              "blocked (report default: reports/selftest)")

@@ -13,13 +13,13 @@ from pathlib import Path
 from converter.core.errors import WorkbenchError
 from converter.core.files import atomic_write
 from converter.core.isolation import Limits
-from converter.core.vocabulary import DEVICES, RUNTIMES
+from converter.core.vocabulary import DEVICES, REFERENCE, RUNTIMES
 from converter.manifest import read_manifest
 from converter.zoo import ModelEntry
 
 from .compare import ERROR, CompareFunc, compare
 from .entries import resolve_entries
-from .environment import describe_machine, physical_cores
+from .environment import describe_machine, describe_run, physical_cores
 from .gate import Verdict, decide
 from .inputs import load_images, save_inputs, synthetic_images
 from .report import inputs_file, markdown, parity_frame, preprocessing_frame, summary, timing_frame
@@ -49,6 +49,9 @@ class VerifyOptions:
     runs: int = 10
     throughput_batch: int = 8
     limits: Limits = Limits()  # per cell, unless the zoo entry sets its own
+    partial: bool = False  # accept a run that leaves models, runtimes or devices out as a (partial) verdict
+    command: str | None = None  # the command line, for the report's provenance
+    trusted_modules: tuple[str, ...] = ()  # as the zoo's trusted_modules (--trust-module)
 
 
 @dataclass
@@ -57,13 +60,15 @@ class VerifyRun:
     verdict: Verdict
     environment: dict
     entries: dict[str, ModelEntry] = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)  # what was tested, when, with what
 
 
 def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = None,
         compare_func: CompareFunc = compare, availability: Availability | None = None,
-        on_model: Callable[[ModelResult], None] | None = None) -> VerifyRun:
+        on_model: Callable[[ModelResult, Verdict], None] | None = None) -> VerifyRun:
     """Verify every selected model. OptionsError, ManifestError, ZooError or InputError when the options cannot
-    run; an unexpected error inside one model makes that model an ERROR and the others still run."""
+    run; an unexpected error inside one model makes that model an ERROR and the others still run.
+    `on_model(result, verdict)` hears of each model as it finishes, with that model's own verdict."""
     runners = dict(registered_runners() if runners is None else runners)
     _check(options, runners)
     manifest = read_manifest(options.artifacts)
@@ -71,7 +76,7 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     if unknown:
         raise OptionsError(f"--models: {unknown} not in {options.artifacts / 'manifest.json'} "
                            f"(has: {sorted(manifest.models)})")
-    entries = resolve_entries(manifest, options.zoo, str(options.artifacts / "manifest.json"))
+    entries = resolve_entries(manifest, options.zoo, str(options.artifacts / "manifest.json"), options.trusted_modules)
     images = load_images(options.images) if options.images else synthetic_images(options.num_images)
     if len({image.tobytes() for image in images.images}) < 2:
         # one input cannot show that an output depends on the input, nor catch most reorderings
@@ -82,6 +87,8 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
                              warmup=options.warmup, runs=options.runs, throughput_batch=options.throughput_batch,
                              limits=options.limits)
     availability = availability or Availability.probe()
+    left_out = _left_out(options, manifest, runners)
+    by_name = {name: resolved.entry for name, resolved in entries.items()}
     results = []
     for name in options.models or list(manifest.models):
         resolved, record = entries[name], manifest.models[name]
@@ -95,9 +102,23 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
             result = ModelResult(name, cells=cells, error=error)
         results.append(result)
         if on_model is not None:
-            on_model(result)
-    by_name = {name: resolved.entry for name, resolved in entries.items()}
-    return VerifyRun(results, decide(results, by_name), describe_machine(threads), by_name)
+            on_model(result, decide([result], by_name))
+    verdict = decide(results, by_name, left_out, accept_partial=options.partial)
+    provenance = describe_run(options.command, options.artifacts / "manifest.json",
+                              options.zoo or Path(manifest.zoo.get("path", "")), images, left_out)
+    return VerifyRun(results, verdict, describe_machine(threads), by_name, provenance)
+
+
+def _left_out(options: VerifyOptions, manifest, runners: Mapping[str, type[Runner]]) -> str | None:
+    """What the filters leave out of what the manifest holds and this verifier could run, in words."""
+    models = [m for m in manifest.models if options.models and m not in options.models]
+    built = {a for name, record in manifest.models.items() if name not in models for a in record.artifacts}
+    runtimes = [r for r in runners if options.runtimes is not None and r not in options.runtimes
+                and set(RUNTIMES[r].artifacts) & built and r != REFERENCE[0]]
+    devices = [d for d in DEVICES if options.devices is not None and d not in options.devices]
+    parts = [f"{kind} {', '.join(names)}" for kind, names in (("models", models), ("runtimes", runtimes),
+                                                               ("devices", devices)) if names]
+    return "; ".join(parts) or None
 
 
 def _check(options: VerifyOptions, runners: Mapping[str, type[Runner]]) -> None:
@@ -123,5 +144,7 @@ def write_reports(verified: VerifyRun, folder: Path) -> Path:
     atomic_write(folder / "parity.csv", parity_frame(results, verified.entries, verdict).to_csv(index=False))
     atomic_write(folder / "timing.csv", timing_frame(results).to_csv(index=False))
     atomic_write(folder / "preprocessing.csv", preprocessing_frame(results, verdict).to_csv(index=False))
-    atomic_write(folder / "summary.json", json.dumps(summary(results, verdict, environment), indent=2, default=str))
-    return atomic_write(folder / "report.md", markdown(results, verdict, environment))
+    provenance = verified.provenance
+    atomic_write(folder / "summary.json",
+                 json.dumps(summary(results, verdict, environment, provenance), indent=2, default=str))
+    return atomic_write(folder / "report.md", markdown(results, verdict, environment, provenance))

@@ -15,11 +15,12 @@ class ResolvedEntry:
     stale: str | None = None  # why the artifacts no longer match the zoo entry
 
 
-def resolve_entries(manifest: Manifest, zoo_path: Path | None, origin: str) -> dict[str, ResolvedEntry]:
+def resolve_entries(manifest: Manifest, zoo_path: Path | None, origin: str,
+                    trusted_modules: tuple[str, ...] = ()) -> dict[str, ResolvedEntry]:
     """The zoo file (given, or the one the manifest names, when it still exists) supplies tolerances, waivers
     and preprocessing; the manifest's copy is used for models the zoo no longer lists or when it is gone."""
     path = zoo_path or Path(manifest.zoo.get("path", ""))
-    zoo = load_zoo(path) if zoo_path is not None or path.is_file() else None
+    zoo = load_zoo(path, trusted_modules) if zoo_path is not None or path.is_file() else None
     current = {m.name: m for m in zoo.models} if zoo else {}
     resolved = {}
     for name, record in manifest.models.items():

@@ -3,9 +3,17 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
+from converter.core.files import file_sha256
 from converter.manifest import tool_versions
+
+from .inputs import ImageSet
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def physical_cores() -> int:
@@ -46,3 +54,35 @@ def describe_machine(threads: int) -> dict:
         pass
     info.setdefault("gpu", "none")
     return info
+
+
+def describe_run(command: str | None, manifest: Path, zoo: Path, images: ImageSet, left_out: str | None) -> dict:
+    """What a report is about: when, which tool, which command, which zoo and manifest, which images."""
+    try:
+        version = metadata.version("parity-workbench")
+    except metadata.PackageNotFoundError:
+        version = "not installed"
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tool": f"parity-workbench {version}",
+        "commit": _git_commit(),
+        "command": command or "library call (verify.run)",
+        "manifest": str(manifest),
+        "zoo": f"{zoo} (sha256 {file_sha256(zoo)[:12]})" if zoo.is_file() else "the manifest's copy of each entry",
+        "images": images.source,
+        "left_out": left_out or "nothing",
+    }
+
+
+def _git_commit() -> str:
+    """The workbench's own commit, with '+changes' when its files differ from it; 'unknown' outside git."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head.stdout.strip() + ("+changes" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

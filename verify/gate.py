@@ -21,6 +21,7 @@ class Verdict:
     waived: tuple[str, ...] = ()  # failures accepted by allow_failures, with the reason
     notes: tuple[str, ...] = ()  # e.g. waivers that matched nothing, informational checks that failed
     waivers: dict[str, str] = field(default_factory=dict)  # cell or check key -> the reason it was waived
+    left_out: str | None = None  # what a filtered run did not verify (models, runtimes, devices)
 
     @property
     def exit_code(self) -> int:
@@ -28,16 +29,26 @@ class Verdict:
 
     @property
     def label(self) -> str:
-        return PASSED if self.passed else BLOCKED
+        label = PASSED if self.passed else BLOCKED
+        return f"{label} (partial)" if self.left_out else label
 
 
-def decide(results: list[ModelResult], entries: dict[str, ModelEntry]) -> Verdict:
+def decide(results: list[ModelResult], entries: dict[str, ModelEntry], left_out: str | None = None,
+           accept_partial: bool = False) -> Verdict:
+    """`left_out` names what a filtered run did not verify: such a run is not a deployment verdict, and blocks,
+    unless the caller accepts a partial verdict (`--partial`)."""
     blocking: list[str] = []
     waived: list[str] = []
     notes: list[str] = []
     applied: dict[str, str] = {}
     if not results:
         blocking.append("no model was verified")
+    if left_out:
+        if accept_partial:
+            notes.append(f"partial verdict (--partial): left out {left_out}")
+        else:
+            blocking.append(f"partial run: left out {left_out}; this is not a deployment verdict "
+                            "(verify everything, or pass --partial to accept a partial one)")
     for result in results:
         entry = entries.get(result.model)
         waivers = entry.allow_failures if entry else []
@@ -45,7 +56,7 @@ def decide(results: list[ModelResult], entries: dict[str, ModelEntry]) -> Verdic
         if result.error:
             blocking.append(f"{result.model}: {result.error}")
         for artifact, error in result.conversion_failures.items():
-            index = _match_conversion(waivers, artifact)
+            index = entry.conversion_waiver(artifact) if entry else None
             if index is None:
                 blocking.append(f"{result.model}: conversion to {artifact} failed: {error}")
             else:
@@ -82,7 +93,7 @@ def decide(results: list[ModelResult], entries: dict[str, ModelEntry]) -> Verdic
         for index, waiver in enumerate(waivers):
             if index not in used:
                 notes.append(f"{result.model}: waiver {_describe(waiver)} matched no failure: remove it?")
-    return Verdict(not blocking, tuple(blocking), tuple(waived), tuple(notes), applied)
+    return Verdict(not blocking, tuple(blocking), tuple(waived), tuple(notes), applied, left_out)
 
 
 def is_required(cell: Cell, entry: ModelEntry | None) -> bool:
@@ -106,13 +117,6 @@ def _match_cell(waivers: list[Waiver], cell: Cell) -> int | None:
     return next((index for index, waiver in enumerate(waivers)
                  if waiver.preprocessing is None and waiver.selector.matches(cell.runtime, cell.artifact, cell.device)),
                 None)
-
-
-def _match_conversion(waivers: list[Waiver], artifact: str) -> int | None:
-    """Only a waiver that names the artifact alone excuses its failed conversion (a runtime's waiver does not)."""
-    return next((index for index, waiver in enumerate(waivers)
-                 if waiver.preprocessing is None and waiver.runtime is None and waiver.device is None
-                 and waiver.artifact == artifact), None)
 
 
 def _describe(waiver: Waiver) -> str:

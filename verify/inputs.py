@@ -27,6 +27,7 @@ class InputError(WorkbenchError):
 class ImageSet:
     images: list[Image.Image]  # RGB
     names: list[str]
+    source: str = ""  # where they came from, for the report
 
 
 def load_images(folder: Path) -> ImageSet:
@@ -50,11 +51,14 @@ def load_images(folder: Path) -> ImageSet:
             log.warning("skipping %s: not a readable image (%s)", path, exc)
     if not images:
         raise InputError(f"{folder}: none of the {len(paths)} image files could be read")
-    return ImageSet(images, names)
+    skipped = len(paths) - len(images)
+    return ImageSet(images, names, f"{len(images)} images from {folder}" + (f" ({skipped} unreadable skipped)"
+                                                                              if skipped else ""))
 
 
 def synthetic_images(count: int = 8, seed: int = 0) -> ImageSet:
-    return ImageSet(_synthetic(count, seed), [f"synthetic-{seed}-{i}.png" for i in range(count)])
+    return ImageSet(_synthetic(count, seed), [f"synthetic-{seed}-{i}.png" for i in range(count)],
+                    f"{count} synthetic images (seed {seed})")
 
 
 def save_inputs(path: Path, batch: np.ndarray, names: list[str]) -> None:

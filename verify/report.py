@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from .compare import ERROR, FAIL, PASS
+from .compare import ERROR, FAIL, PASS, SKIP
 from .gate import Verdict, is_required
 from .results import Cell, ModelResult
 
@@ -70,13 +70,15 @@ def timing_frame(results: list[ModelResult]) -> pd.DataFrame:
     return frame.astype({"batch": "Int64", "runs": "Int64", "threads": "Int64"})
 
 
-def summary(results: list[ModelResult], verdict: Verdict, environment: dict) -> dict[str, Any]:
+def summary(results: list[ModelResult], verdict: Verdict, environment: dict,
+            provenance: dict | None = None) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for result in results:
         for cell in result.cells:
             counts[cell.status] = counts.get(cell.status, 0) + 1
     return {
-        "verdict": verdict.label, "exit_code": verdict.exit_code,
+        "verdict": verdict.label, "exit_code": verdict.exit_code, "partial": verdict.left_out is not None,
+        "left_out": verdict.left_out, "provenance": provenance or {},
         "blocking": list(verdict.blocking), "waived": list(verdict.waived), "notes": list(verdict.notes),
         "cells": counts,
         "failing_cells": [
@@ -104,10 +106,15 @@ def inputs_file(model: str) -> str:
     return f"inputs/{model}.npz"
 
 
-def markdown(results: list[ModelResult], verdict: Verdict, environment: dict) -> str:
+def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, provenance: dict | None = None) -> str:
+    """The report a reviewer reads: the verdict first, then narrow tables (they fit a 1000-pixel page), long
+    texts in lists under them, skipped cells counted once with their reasons."""
     lines = [f"# Parity report: {verdict.label}", ""]
+    if verdict.left_out:
+        lines += [f"**Partial run**: left out {verdict.left_out}.", ""]
     if verdict.passed:
-        lines.append("**PASS**: every required cell matches the PyTorch eager CPU reference within tolerance.")
+        lines.append("**PASS**: every required cell " + ("that ran " if verdict.left_out else "")
+                     + "matches the PyTorch eager CPU reference within tolerance.")
     else:
         lines.append(f"**BLOCKED**: {len(verdict.blocking)} problem(s) block the deployment.")
         lines += [""] + [f"- {line}" for line in verdict.blocking]
@@ -115,55 +122,21 @@ def markdown(results: list[ModelResult], verdict: Verdict, environment: dict) ->
         lines += ["", "Waived by `allow_failures`:", ""] + [f"- {line}" for line in verdict.waived]
     if verdict.notes:
         lines += ["", "Notes:", ""] + [f"- {line}" for line in verdict.notes]
-
-    columns = _matrix_columns(results)
-    lines += ["", "## Matrix", "", "Status and max |diff| against the reference (torch eager, CPU, float32).", ""]
-    lines += _table(["model", *[f"{r} ({a}) {d}" for a, r, d in columns]],
-                    [[r.model, *[_matrix_cell(r, col, verdict) for col in columns]] for r in results])
-
+    if provenance:
+        lines += ["", "What was tested:", ""] + [f"- {key}: {value}" for key, value in provenance.items()
+                                                  if key != "left_out"]  # said above
+    lines += _matrix(results, verdict)
+    everywhere = _skipped_everywhere(results)
     for result in results:
-        lines += ["", f"## {result.model}", ""]
-        facts = [f"{result.samples} samples"
-                 + (f", inputs saved in `{inputs_file(result.model)}`" if result.inputs is not None else "")]
-        if len(result.outputs) > 1:
-            facts.append(f"outputs {', '.join(result.outputs)} (the cell's status is the worst of them; "
-                         "`parity.csv` has one row per output)")
-        if result.trusted_pickle:
-            facts.append("the model was loaded from a **trusted pickle** (`trust_pickle: true`)")
-        if result.error:
-            facts.append(f"**ERROR**: {result.error}")
-        lines += ["; ".join(facts), ""]
-        multi = len(result.outputs) > 1
-        lines += _table(
-            ["artifact", "runtime", "device", *(["output"] if multi else []), "status", "max abs", "max rel",
-             "cosine", "top-1", "top-5", "b1 p50 ms", "b1 p90 ms", "b1 p99 ms", "img/s", "detail"],
-            [row for cell in result.cells for row in _model_rows(cell, verdict, multi)])
-        divergences = [c for c in result.cells if c.divergence]
-        if divergences:
-            lines += ["", "Where the failing cells diverge from the reference:", ""]
-            lines += [f"- {c.runtime} ({c.artifact}) {c.device}: {c.divergence.summary}" for c in divergences]
-        if result.preprocessing:
-            gated = any(p.gated for p in result.preprocessing)
-            lines += ["", "Deployment preprocessing against the reference transform (torchvision on PIL), "
-                          "through the reference model"
-                      + ("" if gated else " (information only: the zoo declares no deployments for this model)")
-                      + ":", ""]
-            lines += _table(["deployment", "library", "status", "channel shift", "input max abs", "logit max abs",
-                             "top-1", "confident flips", "detail"],
-                            [[p.deployment, p.library, p.status if p.gated else f"{p.status} (info)",
-                              _num(p.comparison.channel_shift if p.comparison else None, "{:.3g}"),
-                              _num(p.comparison.input_max_abs_diff if p.comparison else None, "{:.3g}"),
-                              _num(p.comparison.max_abs_diff if p.comparison else None, "{:.3g}"),
-                              _num(p.comparison.top1_agreement if p.comparison else None, "{:.2f}"),
-                              str(p.comparison.confident_flips) if p.comparison else "",
-                              p.detail + (f" (waived: {verdict.waivers[p.key]})" if p.key in verdict.waivers else "")]
-                             for p in result.preprocessing])
-
-    failures = [(r.model, a, e) for r in results for a, e in r.conversion_failures.items()]
+        lines += _model_section(result, verdict, everywhere)
+    failures = [(r, a, e) for r in results for a, e in r.conversion_failures.items()]
     if failures:
         lines += ["", "## Conversion failures (from the manifest)", ""]
-        lines += _table(["model", "artifact", "error"], [list(f) for f in failures])
-
+        for result, artifact, error in failures:
+            lines.append(f"- **{result.model} / {artifact}**: {error}")
+            raw = result.conversion_details.get(artifact)
+            if raw:
+                lines.append(f"  <details><summary>raw error</summary>{_escape(raw)}</details>")
     lines += ["", "## Environment", ""]
     lines += _table(["", ""], [[k, str(v)] for k, v in environment.items()])
     configs = {}
@@ -173,21 +146,103 @@ def markdown(results: list[ModelResult], verdict: Verdict, environment: dict) ->
                 configs.setdefault(f"{cell.runtime} {cell.device}", cell.config)
     if configs:
         lines += ["", "Effective runtime configuration:", ""]
-        lines += _table(["runtime", "configuration"],
-                        [[k, ", ".join(f"{a}={b}" for a, b in v.items())] for k, v in configs.items()])
+        lines += [f"- {k}: " + ", ".join(f"{a}={b}" for a, b in v.items()) for k, v in configs.items()]
     return "\n".join(lines) + "\n"
 
 
-def _matrix_columns(results: list[ModelResult]) -> list[tuple[str, str, str]]:
-    seen: dict[tuple[str, str, str], None] = {}
+def _rows(results: list[ModelResult]) -> dict[tuple[str, str, str], dict[str, Cell]]:
+    rows: dict[tuple[str, str, str], dict[str, Cell]] = {}
     for result in results:
         for cell in result.cells:
-            seen.setdefault((cell.artifact, cell.runtime, cell.device), None)
-    return list(seen)
+            rows.setdefault((cell.runtime, cell.artifact, cell.device), {})[result.model] = cell
+    return rows
 
 
-def _matrix_cell(result: ModelResult, column: tuple[str, str, str], verdict: Verdict) -> str:
-    cell = next((c for c in result.cells if (c.artifact, c.runtime, c.device) == column), None)
+def _skipped_everywhere(results: list[ModelResult]) -> set[tuple[str, str, str]]:
+    return {key for key, cells in _rows(results).items() if all(c.status == SKIP for c in cells.values())}
+
+
+def _matrix(results: list[ModelResult], verdict: Verdict) -> list[str]:
+    """Cells as rows and models as columns; rows where every model SKIPs become one line of reasons."""
+    rows = _rows(results)
+    shown = {key: cells for key, cells in rows.items() if any(c.status != SKIP for c in cells.values())}
+    lines = ["", "## Matrix", "", "Status and max |diff| against the reference (torch eager, CPU, float32).", ""]
+    lines += _table(["runtime", "artifact", "device", *[r.model for r in results]],
+                    [[runtime, artifact, device, *[_matrix_cell(cells.get(r.model), verdict) for r in results]]
+                     for (runtime, artifact, device), cells in shown.items()])
+    skipped = [cell for key, cells in rows.items() if key not in shown for cell in cells.values()]
+    lines += _skipped(skipped, "Not run on this machine")
+    return lines
+
+
+def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: set) -> list[str]:
+    lines = ["", f"## {result.model}", ""]
+    facts = [f"{result.samples} samples" + (f", inputs saved in `{inputs_file(result.model)}`"
+                                            if result.inputs is not None else "")]
+    multi = len(result.outputs) > 1
+    if multi:
+        facts.append(f"outputs {', '.join(result.outputs)} (the cell's status is the worst of them; "
+                     "`parity.csv` has one row per output)")
+    if result.trusted_pickle:
+        facts.append("the model was loaded from a **trusted pickle** (`trust_pickle: true`)")
+    if result.error:
+        facts.append(f"**ERROR**: {result.error}")
+    lines += ["; ".join(facts), ""]
+    ran = [cell for cell in result.cells if cell.status != SKIP]
+    if ran and not result.error:
+        lines += _table(["artifact", "runtime", "device", *(["output"] if multi else []), "status", "max abs",
+                         "max rel", "cosine", "top-1", "top-5"],
+                        [row for cell in ran for row in _parity_rows(cell, verdict, multi)])
+        timed = [cell for cell in ran if cell.timings]
+        if timed:
+            lines += ["", "Latency at batch 1 and throughput:", ""]
+            lines += _table(["artifact", "runtime", "device", "p50 ms", "p90 ms", "p99 ms", "img/s"],
+                            [_timing_row(cell) for cell in timed])
+        details = [cell for cell in ran if cell.status != PASS or cell.key in verdict.waivers or "tie" in cell.detail]
+        if details:
+            lines += [""] + [f"- {c.runtime} ({c.artifact}) {c.device}: {c.status}: {c.detail}"
+                             + (f" (waived: {verdict.waivers[c.key]})" if c.key in verdict.waivers else "")
+                             for c in details]
+    lines += _skipped([cell for cell in result.cells if cell.status == SKIP
+                       and (cell.runtime, cell.artifact, cell.device) not in skipped_everywhere], "Skipped")
+    divergences = [c for c in result.cells if c.divergence]
+    if divergences:
+        lines += ["", "Where the failing cells diverge from the reference:", ""]
+        lines += [f"- {c.runtime} ({c.artifact}) {c.device}: {c.divergence.summary}" for c in divergences]
+    if result.preprocessing:
+        gated = any(p.gated for p in result.preprocessing)
+        lines += ["", "Deployment preprocessing against the reference transform (torchvision on PIL), "
+                      "through the reference model"
+                  + ("" if gated else " (information only: the zoo declares no deployments for this model)")
+                  + ":", ""]
+        lines += _table(["deployment", "library", "status", "channel shift", "logit max abs", "top-1",
+                         "confident flips"],
+                        [[p.deployment, p.library, p.status if p.gated else f"{p.status} (info)",
+                          _num(p.comparison.channel_shift if p.comparison else None, "{:.3g}"),
+                          _num(p.comparison.max_abs_diff if p.comparison else None, "{:.3g}"),
+                          _num(p.comparison.top1_agreement if p.comparison else None, "{:.2f}"),
+                          str(p.comparison.confident_flips) if p.comparison else ""]
+                         for p in result.preprocessing])
+        lines += [""] + [f"- {p.deployment}: {p.detail}"
+                         + (f" (waived: {verdict.waivers[p.key]})" if p.key in verdict.waivers else "")
+                         for p in result.preprocessing]
+    return lines
+
+
+def _skipped(cells: list[Cell], title: str) -> list[str]:
+    """Skipped cells once, grouped by their reason."""
+    if not cells:
+        return []
+    by_reason: dict[str, list[str]] = {}
+    for cell in cells:
+        name = f"{cell.runtime}@{cell.device}"
+        if name not in by_reason.setdefault(cell.detail, []):
+            by_reason[cell.detail].append(name)
+    lines = ["", f"{title} ({len(cells)} cells):", ""]
+    return lines + [f"- {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
+
+
+def _matrix_cell(cell: Cell | None, verdict: Verdict) -> str:
     if cell is None:
         return "-"
     text = "REF" if cell.reference and cell.status == PASS else cell.status
@@ -198,29 +253,32 @@ def _matrix_cell(result: ModelResult, column: tuple[str, str, str], verdict: Ver
     return text + (" (waived)" if cell.key in verdict.waivers else "")
 
 
-def _model_rows(cell: Cell, verdict: Verdict, multi: bool) -> list[list[str]]:
-    """One row per cell; with several outputs, one per output (timing on the first)."""
-    b1 = next((t for t in cell.timings if t.batch == 1), None)
-    bulk = max(cell.timings, key=lambda t: t.batch, default=None)
-    waiver = verdict.waivers.get(cell.key)
-    suffix = f" (waived: {waiver})" if waiver else ""
-    prefix = "reference; " if cell.reference else ""
+def _parity_rows(cell: Cell, verdict: Verdict, multi: bool) -> list[list[str]]:
+    """One row per cell; with several outputs, one per output."""
+    waived = " (waived)" if cell.key in verdict.waivers else ""
     outputs = list(cell.comparisons.items()) if multi and cell.comparisons else [("", cell.comparison)]
     rows = []
-    for index, (output, c) in enumerate(outputs):
-        status = c.status if output else cell.status
-        detail = prefix + (c.reason if output else cell.detail) + suffix
-        timed = index == 0
+    for output, c in outputs:
+        status = (c.status if output else cell.status) + waived
+        if cell.reference and status == PASS:
+            status = "REF"
         rows.append([cell.artifact, cell.runtime, cell.device, *([output] if multi else []), status,
                      _num(c.max_abs_diff if c else None), _num(c.max_rel_diff if c else None),
                      _num(c.cosine if c else None, "{:.6f}"), _num(c.top1_agreement if c else None, "{:.2f}"),
-                     _num(c.top5_overlap if c else None, "{:.2f}"),
-                     _num(b1.p50_ms if b1 and timed else None, "{:.2f}"),
-                     _num(b1.p90_ms if b1 and timed else None, "{:.2f}"),
-                     _num(b1.p99_ms if b1 and timed else None, "{:.2f}"),
-                     (_num(bulk.throughput_ips, "{:.1f}") + f" (b{bulk.batch})") if bulk and timed else "",
-                     detail])
+                     _num(c.top5_overlap if c else None, "{:.2f}")])
     return rows
+
+
+def _timing_row(cell: Cell) -> list[str]:
+    b1 = next((t for t in cell.timings if t.batch == 1), None)
+    bulk = max(cell.timings, key=lambda t: t.batch)
+    return [cell.artifact, cell.runtime, cell.device, _num(b1.p50_ms if b1 else None, "{:.2f}"),
+            _num(b1.p90_ms if b1 else None, "{:.2f}"), _num(b1.p99_ms if b1 else None, "{:.2f}"),
+            f"{bulk.throughput_ips:.1f} (b{bulk.batch})"]
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _num(value, fmt: str = "{:.2e}") -> str:

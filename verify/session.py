@@ -24,6 +24,9 @@ from .timing import Timing, feeds_of, measure
 
 log = logging.getLogger(__name__)
 Feeds = dict[str, np.ndarray]
+# Normalised natural images have a standard deviation near 1 (pixels in 0-1 alone: about 0.25); one this small
+# means a normalisation that flattens every input (a 0-255 std with 0-1 pixels), and a check that cannot fail.
+MIN_INPUT_STD = 0.02
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
     result = ModelResult(model, trusted_pickle=record.trusted_pickle, outputs=[entry.logits] + [
         name for name in entry.outputs if name != entry.logits])
     result.conversion_failures = {a: r.error or "failed" for a, r in record.artifacts.items() if not r.ok}
+    result.conversion_details = {a: r.error_detail for a, r in record.artifacts.items() if not r.ok and r.error_detail}
     planned = plan_cells(model, record, runners, options)
     if record.error or stale:
         result.error = stale or f"model could not be built: {record.error}"
@@ -73,6 +77,13 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
     batch = preprocess(images.images, entry.preprocess)
     feeds = {entry.input.name: batch}
     result.samples, result.inputs, result.input_names = len(batch), batch, list(images.names)
+    spread = float(batch.std(axis=(0, 2, 3)).max())  # each channel over every image and pixel
+    if spread < MIN_INPUT_STD:
+        result.error = (f"the preprocessed inputs barely vary (std {spread:.3g} per channel over every image and "
+                        "pixel): every "
+                        "image looks alike to the model; check preprocess.mean/std (for pixels scaled to 0-1)")
+        result.cells = [replace(cell, status=ERROR, detail=result.error) for cell in planned]
+        return result
     problems = {artifact: integrity_problem(record, artifact, options.artifacts) for artifact in record.artifacts}
     reference_plan = next((c for c in planned if c.reference), None)
     eager = record.artifacts.get("eager")
@@ -102,7 +113,7 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
         artifact = record.artifacts[plan.artifact]
         skip = runners[plan.runtime].unavailable(plan.device, availability)
         if not artifact.ok:
-            cells.append(replace(plan, status=ERROR, detail=f"conversion failed: {artifact.error}",
+            cells.append(replace(plan, status=ERROR, detail=f"conversion to {plan.artifact} failed (see the conversion failures)",
                                  conversion_failed=True))
         elif problems[plan.artifact]:
             cells.append(replace(plan, status=ERROR, detail=problems[plan.artifact]))

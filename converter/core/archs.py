@@ -3,12 +3,66 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
+from collections.abc import Iterable
+from importlib.machinery import PathFinder
+from pathlib import Path
 from typing import Callable
 
 import torch.nn as nn
 import torchvision
 
 TORCHVISION_PREFIX = "torchvision:"
+TRUST_VARIABLE = "PARITY_TRUSTED_MODULES"  # comma-separated module names whose code may build models
+
+
+def check_factory_trust(arch: str, zoo_folder: Path, trusted: Iterable[str] = ()) -> None:
+    """A factory runs code with the zoo's arguments: it must be one the user vouches for, checked before
+    anything is imported. Trusted: torchvision's registry, a module in the zoo file's own folder (or below),
+    and modules named in the zoo's `trusted_modules`, --trust-module or $PARITY_TRUSTED_MODULES (a package
+    name trusts its submodules). The standard library never builds models. ValueError otherwise."""
+    if arch.startswith(TORCHVISION_PREFIX):
+        return
+    module, _, _ = _split(arch)
+    top = module.split(".")[0]
+    if top in sys.stdlib_module_names:
+        raise ValueError(f"'{module}' is a standard-library module: it never builds a model, and is not run")
+    names = [*trusted, *filter(None, os.environ.get(TRUST_VARIABLE, "").split(","))]
+    if any(module == name.strip() or module.startswith(name.strip() + ".") for name in names):
+        return
+    origin = locate_module(module)
+    if origin is None:
+        raise ValueError(f"cannot import module '{module}': not found on the Python path (install it, or run from "
+                         "the folder that holds it)")
+    if origin.resolve().is_relative_to(zoo_folder.resolve()):
+        return
+    raise ValueError(f"module '{module}' (found at {origin}) is outside the zoo file's folder and not trusted to "
+                     f"build models: if you vouch for its code, list it in the zoo's top-level trusted_modules "
+                     f"(or pass --trust-module {module})")
+
+
+def locate_module(name: str) -> Path | None:
+    """The file a module would be imported from, found without importing it or its parent packages."""
+    parts = name.split(".")
+    spec = PathFinder.find_spec(parts[0], sys.path)
+    for index in range(1, len(parts)):
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        spec = PathFinder.find_spec(".".join(parts[:index + 1]), list(spec.submodule_search_locations))
+    if spec is None:
+        return None
+    if spec.origin and spec.origin not in ("built-in", "frozen", "namespace"):
+        return Path(spec.origin)
+    locations = list(spec.submodule_search_locations or [])
+    return Path(locations[0]) if locations else None
+
+
+def _split(arch: str) -> tuple[str, str, str]:
+    module_name, sep, attr = arch.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"'{arch}' is neither 'torchvision:<name>' nor 'package.module:function'")
+    return module_name, sep, attr
 
 
 def resolve_factory(arch: str) -> Callable[..., nn.Module]:
@@ -24,9 +78,7 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ValueError(f"unknown torchvision architecture '{name}'{hint}")
         return lambda **kwargs: torchvision.models.get_model(name, **kwargs)
-    module_name, sep, attr = arch.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"'{arch}' is neither 'torchvision:<name>' nor 'package.module:function'")
+    module_name, _, attr = _split(arch)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -24,6 +24,12 @@ def add_limit_arguments(parser: argparse.ArgumentParser, unit: str) -> None:
                         help=f"address-space limit per {unit}'s worker, MiB; 0: none (default: {DEFAULT_MEMORY_MB})")
 
 
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-module", action="append", default=[], metavar="MODULE",
+                        help="a module (or package) outside the zoo file's folder whose factories may build "
+                             "models, as the zoo's trusted_modules; repeatable")
+
+
 class UsageError(Exception):
     """The command line cannot run as given: one line for the user, exit code 2."""
 
@@ -44,8 +50,14 @@ def registered_list(flag: str, value: str | None, known: Iterable[str]) -> list[
 HANDLER_NAME = "parity-workbench"
 
 
+SUPPORTED_PYTHON = (3, 11)  # the pinned torch, paddlepaddle and x2paddle wheels are tested together on it
+
+
 def start(args: argparse.Namespace, loggers: tuple[str, ...], fmt: str) -> Limits:
     """Quiet the libraries, log our own loggers to stderr, refuse unsafe settings; the workers' limits."""
+    if sys.version_info[:2] != SUPPORTED_PYTHON:
+        raise UsageError(f"Python {sys.version.split()[0]}: this tool needs Python 3.11 (the version its pinned "
+                         "torch, paddlepaddle and x2paddle are tested on); create the venv with python3.11")
     verbose = args.verbose
     os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ INFO logs drown the progress lines
     handler = logging.StreamHandler(sys.stderr)

@@ -41,8 +41,11 @@ class SelftestError(Exception):
     """The self-test could not set itself up (the clean model did not convert)."""
 
 
+FACTORY_MODULE = "verify.selftest.model"
+
+
 def zoo_entry(seed: int) -> dict:
-    return {"name": MODEL, "arch": "verify.selftest.model:selftest_net", "weights": "random", "num_classes": 10,
+    return {"name": MODEL, "arch": f"{FACTORY_MODULE}:selftest_net", "weights": "random", "num_classes": 10,
             "seed": seed, "input": {"shape": [3, INPUT_SIZE, INPUT_SIZE]},
             "preprocess": {"resize": INPUT_SIZE + 4, "crop": INPUT_SIZE}, "tolerance": TOLERANCE}
 
@@ -92,7 +95,8 @@ def _prepare(folder: Path, seed: int, num_images: int) -> None:
     (folder / "images").mkdir(parents=True)
     for index, image in enumerate(synthetic_images(num_images, seed)):
         image.save(folder / "images" / f"seed{seed}-{index}.png")
-    (folder / "zoo.yaml").write_text(yaml.safe_dump({"models": [zoo_entry(seed)]}, sort_keys=False))
+    (folder / "zoo.yaml").write_text(yaml.safe_dump({"trusted_modules": [FACTORY_MODULE], "models": [zoo_entry(seed)]},
+                                                    sort_keys=False))
     done = _convert(folder / "zoo.yaml", folder / "artifacts")
     if done.returncode != 0:
         raise SelftestError(f"the self-test model did not convert (seed {seed}, exit {done.returncode}): "
@@ -119,7 +123,8 @@ def _rebuild(clean: Path, faults: list[Fault]) -> Path:
                  "onnx": {"simplify": False}}
         models.append({k: v for k, v in entry.items() if k not in ("seed",) and v is not None})
     if models:
-        (folder / "zoo.yaml").write_text(yaml.safe_dump({"models": models}, sort_keys=False))
+        (folder / "zoo.yaml").write_text(yaml.safe_dump({"trusted_modules": [FACTORY_MODULE], "models": models},
+                                                        sort_keys=False))
         _convert(folder / "zoo.yaml", folder / "artifacts")  # a failed rebuild shows when it is transplanted
     return folder / "artifacts"
 
@@ -151,7 +156,7 @@ class Outcome:
 def _verify(work: Path, report: Path, threads: int, runners: dict) -> Outcome:
     """The real verifier on `work`, with the fault's runners in place of the registered ones."""
     options = VerifyOptions(artifacts=work / "artifacts", zoo=work / "zoo.yaml", images=work / "images",
-                            devices=("cpu",), timing=False, threads=threads)
+                            devices=("cpu",), timing=False, threads=threads, partial=True)
     try:
         verified = run(options, runners={**registered_runners(), **runners})
     except WorkbenchError as exc:
