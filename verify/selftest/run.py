@@ -21,6 +21,7 @@ import yaml
 from converter.core.errors import WorkbenchError
 from converter.core.images import synthetic_images
 from converter.core.reference import load_reference
+from converter.core.vocabulary import ARTIFACTS
 from converter.manifest import read_manifest
 
 from ..api import VerifyOptions, VerifyRun, run, write_reports
@@ -119,7 +120,7 @@ def _rebuild(clean: Path, faults: list[Fault]) -> Path:
         torch.save(module.state_dict(), folder / f"{fault.name}.pt")
         entry = {**zoo_entry(0), "name": fault.name, "weights": None, "checkpoint": f"{fault.name}.pt",
                  "arch_args": dict(spec.arch_args),
-                 "formats": [next(f for f in record.config["formats"] if spec.artifact.startswith(f))],
+                 "formats": [ARTIFACTS[spec.artifact].format],
                  "onnx": {"simplify": False}}
         models.append({k: v for k, v in entry.items() if k not in ("seed",) and v is not None})
     if models:
