@@ -1,6 +1,8 @@
 """TorchScript: traced (default) or scripted, saved, then checked by reloading it."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .base import ExportContext, ExportResult, sanity_batches, sanity_check
@@ -9,6 +11,13 @@ FILE = "model.ts"
 
 
 def export(ctx: ExportContext) -> ExportResult:
+    with warnings.catch_warnings():
+        # torch 2.14 announces that the jit is deprecated on every call: TorchScript is what this artifact is
+        warnings.simplefilter("ignore", FutureWarning)
+        return _export(ctx)
+
+
+def _export(ctx: ExportContext) -> ExportResult:
     module, method = ctx.built.module, ctx.entry.torchscript.method
     batches = sanity_batches(ctx)
     if isinstance(module, torch.jit.ScriptModule):
