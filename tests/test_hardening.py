@@ -323,3 +323,18 @@ def tiny_cnn_module():
     module = tiny_cnn()
     realistic_init(module, 0, Preprocess(resize=36, crop=32), batches=1, batch_size=4)
     return module.eval()
+
+
+def test_an_eager_artifact_naming_a_standard_library_factory_is_refused_when_loaded(tmp_path):
+    """The verifier rebuilds the reference from reference.json: a hostile artifacts folder cannot make it run
+    `subprocess.run` (the zoo's trust check does not see that file)."""
+    import json as json_module
+
+    from converter.core.reference import load_reference
+
+    marker = tmp_path / "ran"
+    (tmp_path / "reference.json").write_text(json_module.dumps(
+        {"kind": "state_dict", "arch": "subprocess:run", "kwargs": {"args": ["touch", str(marker)]}, "seed": 0}))
+    with pytest.raises(ModelLoadError, match="standard-library module"):
+        load_reference(tmp_path)
+    assert not marker.exists()

@@ -25,9 +25,7 @@ def check_factory_trust(arch: str, zoo_folder: Path, trusted: Iterable[str] = ()
     if arch.startswith(TORCHVISION_PREFIX):
         return
     module, _, _ = _split(arch)
-    top = module.split(".")[0]
-    if top in sys.stdlib_module_names:
-        raise ValueError(f"'{module}' is a standard-library module: it never builds a model, and is not run")
+    _refuse_standard_library(module)
     names = [*trusted, *filter(None, os.environ.get(TRUST_VARIABLE, "").split(","))]
     if any(module == name.strip() or module.startswith(name.strip() + ".") for name in names):
         return
@@ -58,6 +56,11 @@ def locate_module(name: str) -> Path | None:
     return Path(locations[0]) if locations else None
 
 
+def _refuse_standard_library(module: str) -> None:
+    if module.split(".")[0] in sys.stdlib_module_names:
+        raise ValueError(f"'{module}' is a standard-library module: it never builds a model, and is not run")
+
+
 def _split(arch: str) -> tuple[str, str, str]:
     module_name, sep, attr = arch.partition(":")
     if not sep or not module_name or not attr:
@@ -79,6 +82,7 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
             raise ValueError(f"unknown torchvision architecture '{name}'{hint}")
         return lambda **kwargs: torchvision.models.get_model(name, **kwargs)
     module_name, _, attr = _split(arch)
+    _refuse_standard_library(module_name)  # also where no zoo was read: an eager artifact's reference.json
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -95,7 +99,10 @@ def instantiate(arch: str, kwargs: dict, seed: int) -> nn.Module:
 
     from .errors import ModelLoadError
 
-    factory = resolve_factory(arch)
+    try:
+        factory = resolve_factory(arch)
+    except ValueError as exc:
+        raise ModelLoadError(f"arch {arch}: {exc}") from None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
