@@ -332,3 +332,17 @@ def test_inputs_that_barely_vary_make_the_model_an_error_not_a_pass(workdir):
     summary = json.loads((workdir / "reports" / "summary.json").read_text())
     assert "the preprocessed inputs barely vary" in summary["models"]["tiny"]["error"]
     assert "PASS" not in set(parity(workdir).status)
+
+
+def test_fixed_batch_artifacts_are_fed_one_sample_at_a_time(tmp_path):
+    """onnx: {dynamic_batch: false} builds batch-1 ONNX (and Paddle) models, the route the converter suggests
+    when x2paddle bakes the batch size in: the verifier's 4-image batch goes through them in slices."""
+    root = convert_tiny_zoo(tmp_path, [tiny_entry("fixed", formats=["eager", "onnx"], deployments=[],
+                                                  onnx={"dynamic_batch": False, "simplify": False})])
+    record = read_manifest(root / "artifacts").models["fixed"]
+    graph = onnx.load(str(root / "artifacts" / record.artifacts["onnx"].path)).graph
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1  # really a fixed batch of 1
+    assert verify_api(root, models=("fixed",)) == 0
+    frame = parity(root)
+    cell = frame[frame.runtime == "onnxruntime"].iloc[0]
+    assert cell.status == "PASS" and cell.samples == 4

@@ -133,6 +133,12 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
 LOCALIZABLE = {"onnxruntime": "onnx", "torchscript": "torchscript"}  # runtime -> how its artifact is opened
 
 
+def fixed_batch(entry: ModelEntry, artifact: str) -> int | None:
+    """With `onnx: {dynamic_batch: false}` the exported artifacts take batch 1 (the traced example's); the
+    eager reference and TorchScript take any batch."""
+    return None if entry.onnx.dynamic_batch or artifact in ("eager", "torchscript") else 1
+
+
 def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: Path, batch: np.ndarray,
               trust: bool, options: SessionOptions) -> Divergence:
     if not any(c.elementwise_failed for c in cell.comparisons.values()):
@@ -142,7 +148,8 @@ def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: P
         if cell.runtime.startswith("paddle"):
             return Divergence(False, f"layer localisation {PADDLE_UNAVAILABLE}")
         return Divergence(False, f"layer localisation is not implemented for {cell.runtime}")
-    job = LocalizeJob(LOCALIZABLE[cell.runtime], reference_folder, artifact, batch,
+    job = LocalizeJob(LOCALIZABLE[cell.runtime], reference_folder, artifact,
+                      batch if fixed_batch(entry, cell.artifact) is None else batch[:1],
                       entry.tolerance_for(cell.runtime, cell.artifact, cell.device), trust, options.threads)
     outcome = run_isolated(run_localize_job, job, limits=entry.limits.over(options.limits))
     if not outcome.ok:
@@ -211,6 +218,7 @@ class CellJob:
     warmup: int
     runs: int
     throughput_batch: int
+    max_batch: int | None = None  # an artifact built with a fixed batch size takes the samples this many at a time
 
 
 def run_cell_job(job: CellJob) -> dict:
@@ -220,12 +228,23 @@ def run_cell_job(job: CellJob) -> dict:
         runner.load(job.request)
     except DeviceUnavailable as exc:
         return {"skip": str(exc)}
-    output, again = runner.run(job.feeds), runner.run(job.feeds)
+    run = runner.run if job.max_batch is None else in_chunks(runner.run, job.max_batch)
+    output, again = run(job.feeds), run(job.feeds)
     timings: list[Timing] = []
     if job.timing:
-        timings = [measure(runner.run, feeds_of(job.feeds, size), job.warmup, job.runs)
+        timings = [measure(run, feeds_of(job.feeds, size), job.warmup, job.runs)
                    for size in sorted({1, job.throughput_batch})]
     return {"output": output, "again": again, "config": runner.describe(), "timings": timings}
+
+
+def in_chunks(run, size: int):
+    """`run` over the samples `size` at a time, the outputs concatenated: for artifacts with a fixed batch."""
+    def chunked(feeds: Feeds) -> Feeds:
+        total = len(next(iter(feeds.values())))
+        parts = [run({name: np.ascontiguousarray(array[start:start + size]) for name, array in feeds.items()})
+                 for start in range(0, total, size)]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    return chunked
 
 
 @dataclass(frozen=True)
@@ -244,7 +263,7 @@ class _CellRunner:
         request = LoadRequest(options.artifacts / path, plan.device, options.threads, (entry.input.name,),
                               tuple(entry.outputs), self.trust)
         job = CellJob(self.runners[plan.runtime], request, self.feeds, options.timing, options.warmup, options.runs,
-                      options.throughput_batch)
+                      options.throughput_batch, fixed_batch(entry, plan.artifact))
         outcome = run_isolated(run_cell_job, job, limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
         if not outcome.ok:  # one runtime failing (even crashing or hanging) must not stop the others
             log.debug("%s failed:\n%s", plan.key, outcome.traceback)
