@@ -194,6 +194,13 @@ class ModelEntry(_Section):
                      if waiver.preprocessing is None and waiver.runtime is None and waiver.device is None
                      and waiver.artifact == artifact), None)
 
+    def setting(self, dotted: str) -> Any:
+        """A field by its dotted name ('onnx.simplify'), as the registries name them."""
+        value: Any = self
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        return value
+
     @property
     def logits(self) -> str:
         return self.logits_output or self.outputs[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.core.isolation import Limits, run_isolated
-from converter.core.vocabulary import DEVICES, REFERENCE, RUNTIMES
+from converter.core.vocabulary import ARTIFACTS, DEVICES, REFERENCE, RUNTIMES
 from converter.manifest import ModelRecord, integrity_problem
 from converter.zoo import ModelEntry
 
@@ -134,9 +134,10 @@ LOCALIZABLE = {"onnxruntime": "onnx", "torchscript": "torchscript"}  # runtime -
 
 
 def fixed_batch(entry: ModelEntry, artifact: str) -> int | None:
-    """With `onnx: {dynamic_batch: false}` the exported artifacts take batch 1 (the traced example's); the
-    eager reference and TorchScript take any batch."""
-    return None if entry.onnx.dynamic_batch or artifact in ("eager", "torchscript") else 1
+    """1 for an artifact built for batch 1 only (its registered batch setting is off, as with `onnx:
+    {dynamic_batch: false}`: the traced example's batch), else None: any batch."""
+    flag = ARTIFACTS[artifact].dynamic_batch_by
+    return 1 if flag is not None and not entry.setting(flag) else None
 
 
 def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: Path, batch: np.ndarray,

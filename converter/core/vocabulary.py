@@ -27,6 +27,7 @@ class ArtifactSpec:
     exporter: str  # 'module:function' taking an ExportContext, returning an ExportResult
     requires: str | None = None  # the artifact it is exported from (built earlier in the same run)
     enabled_by: str | None = None  # a boolean zoo field ('section.key') that must be true for it to be built
+    dynamic_batch_by: str | None = None  # a boolean zoo field: false builds the artifact for batch 1 only
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,12 @@ register_device(DeviceSpec("tensorrt", gpu=True))
 
 register_artifact(ArtifactSpec("eager", "eager", "converter.exporters.eager:export"))
 register_artifact(ArtifactSpec("torchscript", "torchscript", "converter.exporters.torchscript:export", "eager"))
-register_artifact(ArtifactSpec("onnx", "onnx", "converter.exporters.onnx_export:export_raw", "eager"))
+register_artifact(ArtifactSpec("onnx", "onnx", "converter.exporters.onnx_export:export_raw", "eager",
+                               dynamic_batch_by="onnx.dynamic_batch"))
 register_artifact(ArtifactSpec("onnx_simplified", "onnx", "converter.exporters.onnx_export:export_simplified",
-                               "onnx", enabled_by="onnx.simplify"))
-register_artifact(ArtifactSpec("paddle", "paddle", "converter.exporters.paddle:export", "eager"))
+                               "onnx", enabled_by="onnx.simplify", dynamic_batch_by="onnx.dynamic_batch"))
+register_artifact(ArtifactSpec("paddle", "paddle", "converter.exporters.paddle:export", "eager",
+                               dynamic_batch_by="onnx.dynamic_batch"))
 
 register_runtime(RuntimeSpec("torch", ("eager",), ("cpu", "cuda"), "verify.runners.torch_runners:TorchEagerRunner"))
 register_runtime(RuntimeSpec("torchscript", ("torchscript",), ("cpu", "cuda"),

@@ -21,14 +21,7 @@ def planned_artifacts(entry: ModelEntry, only_formats: list[str] | None = None) 
     reference is always built: every other format is exported from it, and the verifier compares against it."""
     wanted = {fmt for fmt in entry.formats if only_formats is None or fmt in only_formats} | {"eager"}
     return [spec.name for spec in ARTIFACTS.values()
-            if spec.format in wanted and (spec.enabled_by is None or _flag(entry, spec.enabled_by))]
-
-
-def _flag(entry: ModelEntry, dotted: str) -> bool:
-    value = entry
-    for part in dotted.split("."):
-        value = getattr(value, part)
-    return bool(value)
+            if spec.format in wanted and (spec.enabled_by is None or entry.setting(spec.enabled_by))]
 
 
 __all__ = ["Exporter", "ExportContext", "ExportResult", "planned_artifacts", "registered_exporter"]
