@@ -8,7 +8,6 @@ moment, the manifest on disk still describes intact artifacts. An unchanged mode
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from typing import Callable
 
 from collections.abc import Mapping
 
+from .core.archs import TORCHVISION_PREFIX, locate_module
 from .core.files import file_sha256
 from .core.isolation import Limits, run_isolated
 from .core.reference import load_reference
@@ -80,10 +80,10 @@ def source_key(entry: ModelEntry, tools: dict[str, str]) -> str:
     A factory's own module file counts; modules it imports in turn do not (use --force after editing those)."""
     config = {k: v for k, v in entry.model_dump(mode="json").items() if k not in NOT_BUILD_INPUTS}
     files = {}
-    if entry.arch and not entry.arch.startswith("torchvision:"):  # the user's own model code
-        spec = importlib.util.find_spec(entry.arch.partition(":")[0])
-        if spec is not None and spec.origin and Path(spec.origin).is_file():
-            files["factory"] = file_sha256(Path(spec.origin))
+    if entry.arch and not entry.arch.startswith(TORCHVISION_PREFIX):  # the user's own model code
+        origin = locate_module(entry.arch.partition(":")[0])
+        if origin is not None and origin.is_file():
+            files["factory"] = file_sha256(origin)
     if entry.checkpoint:
         files["checkpoint"] = file_sha256(Path(entry.checkpoint))
     elif entry.weights not in (None, "random"):

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 
 from converter.core.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
-                                add_limit_arguments, add_trust_argument, registered_list, split_list, start)
+                                add_limit_arguments, add_trust_argument, split_list, start)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         return _usage("--report is required (a folder for the reports)")
     from converter.core.errors import WorkbenchError
-    from converter.core.vocabulary import DEVICES, RUNTIMES
 
     from .api import VerifyOptions, run, write_reports
 
@@ -37,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         options = VerifyOptions(
             artifacts=Path(args.artifacts), zoo=Path(args.zoo) if args.zoo else None,
             images=Path(args.images) if args.images else None, num_images=args.num_images,
-            models=_tuple(split_list(args.models)), runtimes=_tuple(registered_list("--runtimes", args.runtimes, RUNTIMES)),
-            devices=_tuple(registered_list("--devices", args.devices, DEVICES)), threads=args.threads,
+            models=_tuple(split_list(args.models)), runtimes=_tuple(split_list(args.runtimes)),  # run() checks them
+            devices=_tuple(split_list(args.devices)), threads=args.threads,
             timing=not args.no_timing, warmup=args.warmup, runs=args.runs, throughput_batch=args.batch, limits=limits,
             partial=args.partial, trusted_modules=tuple(args.trust_module), command=" ".join(["python -m verify", *(sys.argv[1:] if argv is None else argv)]))
         verified = run(options, on_model=_print_model)

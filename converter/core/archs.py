@@ -24,7 +24,7 @@ def check_factory_trust(arch: str, zoo_folder: Path, trusted: Iterable[str] = ()
     name trusts its submodules). The standard library never builds models. ValueError otherwise."""
     if arch.startswith(TORCHVISION_PREFIX):
         return
-    module, _, _ = _split(arch)
+    module, _ = _split(arch)
     _refuse_standard_library(module)
     names = [*trusted, *filter(None, os.environ.get(TRUST_VARIABLE, "").split(","))]
     if any(module == name.strip() or module.startswith(name.strip() + ".") for name in names):
@@ -61,11 +61,12 @@ def _refuse_standard_library(module: str) -> None:
         raise ValueError(f"'{module}' is a standard-library module: it never builds a model, and is not run")
 
 
-def _split(arch: str) -> tuple[str, str, str]:
+def _split(arch: str) -> tuple[str, str]:
+    """'package.module:function' -> (module, function)."""
     module_name, sep, attr = arch.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"'{arch}' is neither 'torchvision:<name>' nor 'package.module:function'")
-    return module_name, sep, attr
+    return module_name, attr
 
 
 def resolve_factory(arch: str) -> Callable[..., nn.Module]:
@@ -81,7 +82,7 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ValueError(f"unknown torchvision architecture '{name}'{hint}")
         return lambda **kwargs: torchvision.models.get_model(name, **kwargs)
-    module_name, _, attr = _split(arch)
+    module_name, attr = _split(arch)
     _refuse_standard_library(module_name)  # also where no zoo was read: an eager artifact's reference.json
     try:
         module = importlib.import_module(module_name)
