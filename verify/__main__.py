@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             models=_tuple(split_list(args.models)), runtimes=_tuple(split_list(args.runtimes)),  # run() checks them
             devices=_tuple(split_list(args.devices)), threads=args.threads,
             timing=not args.no_timing, warmup=args.warmup, runs=args.runs, throughput_batch=args.batch, limits=limits,
-            partial=args.partial, trusted_modules=tuple(args.trust_module), command=" ".join(["python -m verify", *(sys.argv[1:] if argv is None else argv)]))
+            partial=args.partial, trusted_modules=tuple(args.trust_module),
+            command=" ".join(["python -m verify", *(sys.argv[1:] if argv is None else argv)]))
         verified = run(options, on_model=_print_model)
     except (WorkbenchError, UsageError) as exc:
         return _usage(str(exc))

@@ -70,38 +70,29 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
     result.conversion_details = {a: r.error_detail for a, r in record.artifacts.items() if not r.ok and r.error_detail}
     planned = plan_cells(model, record, runners, options)
     if record.error or stale:
-        result.error = stale or f"model could not be built: {record.error}"
-        result.cells = [replace(cell, status=ERROR, detail=result.error) for cell in planned]
-        return result
+        return _stopped(result, planned, stale or f"model could not be built: {record.error}")
 
     batch = preprocess(images.images, entry.preprocess)
     feeds = {entry.input.name: batch}
     result.samples, result.inputs, result.input_names = len(batch), batch, list(images.names)
     spread = float(batch.std(axis=(0, 2, 3)).max())  # each channel over every image and pixel
     if spread < MIN_INPUT_STD:
-        result.error = (f"the preprocessed inputs barely vary (std {spread:.3g} per channel over every image and "
-                        "pixel): every "
-                        "image looks alike to the model; check preprocess.mean/std (for pixels scaled to 0-1)")
-        result.cells = [replace(cell, status=ERROR, detail=result.error) for cell in planned]
-        return result
+        return _stopped(result, planned, f"the preprocessed inputs barely vary (std {spread:.3g} per channel over "
+                                         "every image and pixel): every image looks alike to the model; check "
+                                         "preprocess.mean/std (for pixels scaled to 0-1)")
     problems = {artifact: integrity_problem(record, artifact, options.artifacts) for artifact in record.artifacts}
     reference_plan = next((c for c in planned if c.reference), None)
     eager = record.artifacts.get("eager")
     if reference_plan is None or not eager.ok or problems["eager"]:
         why = (problems.get("eager") or result.conversion_failures.get("eager")
                or "no eager artifact in the manifest (add eager to formats)")
-        result.error = f"no reference: {why}"
-        result.cells = [replace(cell, status=ERROR, detail=result.error) for cell in planned]
-        return result
+        return _stopped(result, planned, f"no reference: {why}")
 
     # The reference runs first; its comparison with its own second run also rejects a degenerate output.
     run = _CellRunner(entry, feeds, record.trusted_pickle, options, runners, compare_func)
     reference_cell, reference = run(reference_plan, eager.path)
     if reference_cell.status != PASS:
-        result.error = f"reference (torch eager, CPU): {reference_cell.detail}"
-        result.cells = [reference_cell if cell.reference else replace(cell, status=ERROR, detail=result.error)
-                        for cell in planned]
-        return result
+        return _stopped(result, planned, f"reference (torch eager, CPU): {reference_cell.detail}", reference_cell)
     reference_path = options.artifacts / eager.path
     result.preprocessing = check_preprocessing(model, entry, reference_path, images, record.trusted_pickle, options,
                                                runners[REFERENCE[0]])
@@ -113,8 +104,8 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
         artifact = record.artifacts[plan.artifact]
         skip = runners[plan.runtime].unavailable(plan.device, availability)
         if not artifact.ok:
-            cells.append(replace(plan, status=ERROR, detail=f"conversion to {plan.artifact} failed (see the conversion failures)",
-                                 conversion_failed=True))
+            cells.append(replace(plan, status=ERROR, conversion_failed=True,
+                                 detail=f"conversion to {plan.artifact} failed (see the conversion failures)"))
         elif problems[plan.artifact]:
             cells.append(replace(plan, status=ERROR, detail=problems[plan.artifact]))
         elif skip:
@@ -127,6 +118,14 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
                                                           record.trusted_pickle, options))
             cells.append(cell)
     result.cells = cells
+    return result
+
+
+def _stopped(result: ModelResult, planned: list[Cell], error: str, reference: Cell | None = None) -> ModelResult:
+    """The model cannot be verified: every planned cell (but the reference that ran, if any) is an ERROR."""
+    result.error = error
+    result.cells = [reference if reference is not None and cell.reference else replace(cell, status=ERROR, detail=error)
+                    for cell in planned]
     return result
 
 
