@@ -38,7 +38,7 @@ STAGING_PREFIX = ".staging-"
 MAX_ERROR_CHARS = 600
 KEY_CHARS = 12
 KEYED_FOLDER = re.compile(r"^(?P<artifact>[a-z_]+)-(?P<key>[0-9a-f]{%d})$" % KEY_CHARS)
-CODE_VERSION = "1"  # bump when an exporter's output changes for the same inputs
+CODE_VERSION = "2"  # 2: the eager artifact records flops_per_sample  # bump when an exporter's output changes for the same inputs
 
 Progress = Callable[[str, str, ArtifactRecord], None]
 

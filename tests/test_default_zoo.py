@@ -26,7 +26,8 @@ def test_default_zoo_converts_and_passes_every_cpu_runtime(tmp_path):
     artifacts, reports = tmp_path / "artifacts", tmp_path / "reports"
     assert converter_main([str(tmp_path / "zoo.yaml"), "--out", str(artifacts)]) == 0
     assert verify_main(["--artifacts", str(artifacts), "--report", str(reports),
-                        "--runs", "1", "--warmup", "0", "--batch", "2", "--num-images", "4"]) == 0
+                        "--runs", "5", "--warmup", "0", "--min-time", "0.05", "--batches", "2",
+                        "--num-images", "4"]) == 0
     summary = json.loads((reports / "summary.json").read_text())
     assert summary["verdict"] == "PASS" and not summary["partial"]  # a whole-zoo deployment verdict
     assert summary["cells"]["PASS"] == 6 * len(names) and set(summary["cells"]) <= {"PASS", "SKIP"}

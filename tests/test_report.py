@@ -5,13 +5,15 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from converter.zoo import ModelEntry
 from verify.compare import Comparison
 from verify.gate import decide
-from verify.report import PARITY_COLUMNS, TIMING_COLUMNS, markdown, parity_frame, summary, timing_frame
+from verify.report import PARITY_COLUMNS, markdown, parity_frame, summary
 from verify.results import Cell, ModelResult
-from verify.timing import Timing, batch_of, summarise
+from verify.timing import batch_of, summarise
+from verify.timing_report import TIMING_COLUMNS, timing_frame, timing_section
 
 ENTRY = ModelEntry(name="m", arch="tests.tiny_models:tiny_cnn", weights="random",
                    allow_failures=[{"runtime": "paddle-jit", "reason": "known drift, issue 9"}])
@@ -22,7 +24,7 @@ def results() -> list[ModelResult]:
                     top1_agreement=1.0, top5_overlap=1.0)
     bad = Comparison("FAIL", "cosine 0.99 < 0.99999", samples=8, max_abs_diff=0.3, max_rel_diff=0.1, cosine=0.99,
                      top1_agreement=0.75, top5_overlap=0.9)
-    timing = [Timing(1, 10, 5.0, 6.0, 7.0, 5.5, 181.8), Timing(8, 10, 30.0, 31.0, 33.0, 30.5, 262.3)]
+    timing = [summarise(np.full(20, 0.005), batch=1), summarise(np.full(10, 0.030), batch=8)]
     cells = [
         Cell("m", "eager", "torch", "cpu", "PASS", "max |diff| 0", comparisons={"logits": ok}, timings=timing,
              reference=True, config={"version": "2.14.1", "threads": 2}),
@@ -32,14 +34,16 @@ def results() -> list[ModelResult]:
         Cell("m", "onnx", "onnxruntime", "cuda", "SKIP", "no CUDAExecutionProvider"),
     ]
     return [ModelResult("m", cells=cells, samples=8, inputs=np.zeros((8, 3, 4, 4), np.float32),
-                        conversion_failures={"torchscript": "TracingCheckError: graphs differ"})]
+                        conversion_failures={"torchscript": "TracingCheckError: graphs differ"},
+                        flops_per_sample=10 ** 9)]
 
 
 def test_markdown_puts_the_verdict_first_and_shows_everything():
     res = results()
     res[0].conversion_details = {"torchscript": "raw <trace> text"}
     verdict = decide(res, {"m": ENTRY})
-    text = markdown(res, verdict, {"cpu": "test cpu", "threads": 2})
+    text = markdown(res, verdict, {"cpu": "test cpu", "threads": 2, "peak_fp32_gflops": 533.3},
+                    charts={"m": "charts/m-timing.png"})
     lines = text.splitlines()
     assert text.count("raw &lt;trace&gt; text") == 1 and "<details><summary>raw error</summary>" in text
     assert lines[0] == "# Parity report: BLOCKED"
@@ -55,7 +59,10 @@ def test_markdown_puts_the_verdict_first_and_shows_everything():
     assert "- onnxruntime@cuda: no CUDAExecutionProvider" in text and "Not run on this machine (1 cells):" in text
     assert "- paddle-jit (paddle) cpu: ERROR: RuntimeError: boom (waived: known drift, issue 9)" in text
     assert "## Conversion failures" in text and "| test cpu |" in text
-    assert "| eager | torch | cpu | 5.00 | 6.00 | 7.00 | 262.3 (b8) |" in text  # the timing table
+    # the timing table: latency at batch 1, throughput at 8, GFLOP/s and % of the machine's peak
+    assert "| artifact | runtime | device | b1 p50 ms | 95% int. | b8 img/s | GFLOP/s | % peak |" in text
+    assert "| eager | torch | cpu | 5.00 | +-0% | 266.7 | 267 (b8) | 50% |" in text
+    assert "![m latency and throughput](charts/m-timing.png)" in text
     assert "inputs saved in `inputs/m.npz`" in text
     assert "providers=['CPUExecutionProvider']" in text
 
@@ -69,9 +76,14 @@ def test_parity_and_timing_frames():
     assert not parity[parity.device == "cuda"].iloc[0].required
     assert math.isnan(parity[parity.runtime == "paddle-jit"].iloc[0].max_abs_diff)
     assert parity[parity.runtime == "paddle-jit"].iloc[0].waiver == "known drift, issue 9"
-    timing = timing_frame(res)
+    timing = timing_frame(res, peak_gflops=400.0)
     assert list(timing.columns) == TIMING_COLUMNS and len(timing) == 4
-    assert timing.threads.tolist() == [2, 2, 2, 2]
+    assert timing.threads.tolist() == [2, 2, 2, 2] and timing.precision.tolist() == ["fp32"] * 4
+    row = timing[timing.batch == 8].iloc[0]
+    assert row.gflops == pytest.approx(8 / 0.030) and row.pct_of_peak == pytest.approx(100 * 8 / 0.030 / 400)
+    assert row.stable and row.runs == 10
+    unknown = timing_frame([replace(res[0], flops_per_sample=None)])  # not counted: no figure, never a guess
+    assert unknown.gflops.isna().all() and unknown.pct_of_peak.isna().all()
 
 
 def test_summary_lists_failing_cells_and_the_verdict():
@@ -88,6 +100,8 @@ def test_timing_statistics():
     stats = summarise(np.array([0.001 * i for i in range(1, 101)]), batch=4)
     assert stats.p50_ms == 50.5 and round(stats.p99_ms, 2) == 99.01 and stats.mean_ms == 50.5
     assert round(stats.throughput_ips, 3) == round(4 / 0.0505, 3)
+    assert (stats.ci_low_ms, stats.ci_high_ms) == (40.0, 61.0) and stats.min_ms == 1.0
+    assert not stats.stable  # latencies from 1 to 100 ms: the median's interval is +-21%
     batch = batch_of(np.arange(3 * 2).reshape(3, 2).astype(np.float32), 8)
     assert batch.shape == (8, 2) and batch[3].tolist() == [0.0, 1.0]
 
@@ -151,3 +165,21 @@ def test_informational_preprocessing_never_blocks_but_is_shown():
     verdict = decide(res, {"m": ENTRY})
     assert verdict.passed and "information" in verdict.notes[0] and "m/preprocessing:opencv" in verdict.notes[0]
     assert "| opencv | opencv | FAIL (info) |" in markdown(res, verdict, {})
+
+
+def test_a_cell_above_the_measured_peak_says_the_peak_is_wrong():
+    res = results()
+    text = "\n".join(timing_section(res[0], peak_gflops=100.0, chart=None))
+    assert "| eager | torch | cpu | 5.00 | +-0% | 266.7 | 267 (b8) | 267% |" in text
+    assert "**Above 100% of the measured peak** (torch eager, onnxruntime onnx)" in text
+    noisy = replace(res[0].cells[0], timings=(summarise(np.linspace(0.001, 0.1, 30), batch=1),))
+    assert "| eager | torch | cpu | 50.50~ |" in "\n".join(timing_section(replace(res[0], cells=[noisy]), None, None))
+
+
+def test_each_model_with_timings_gets_a_png_chart(tmp_path):
+    from verify.charts import chart_file, write_timing_charts
+
+    charts = write_timing_charts(results() + [ModelResult("untimed")], tmp_path)
+    assert charts == {"m": "charts/m-timing.png"}
+    assert (tmp_path / "charts" / "m-timing.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert chart_file("../x y") == "charts/.._x_y-timing.png"  # never a path out of the charts folder

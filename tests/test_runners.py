@@ -114,7 +114,14 @@ def test_every_runtime_matches_the_reference_on_cpu(tiny_artifacts, runtime, art
     assert out["logits"].dtype == np.float32 and out["logits"].shape == (3, 10)
     np.testing.assert_allclose(out["logits"], reference["logits"], atol=1e-4, rtol=1e-3)
     config = runner.describe()
-    assert config["version"]
+    assert config["version"] and config["precision"] == "fp32"  # timing never mixes precisions unawares
+    if runtime != "paddle-inference":
+        assert config["threads"] == 1  # every runtime at the same, recorded thread count
+    if runtime in ("torch", "torchscript"):
+        # both torch cells at PyTorch's CPU inference settings alike: an image model in channels-last
+        # memory (oneDNN's fast layout), TorchScript frozen; a difference here reads as a runtime's speed
+        assert config["memory_format"] == "channels_last" and config["inference_mode"]
+        assert config["frozen"] is True if runtime == "torchscript" else "frozen" not in config
     if runtime == "paddle-inference":
         assert config["onednn"] and config["ir_optim"] and config["threads"] == 1
     if runtime == "onnxruntime":

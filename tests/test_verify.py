@@ -57,7 +57,7 @@ def status(frame, artifact, runtime, device="cpu") -> str:
 
 
 def test_clean_model_passes_and_writes_every_report(workdir):
-    code = run(workdir, "--runs", "2", "--warmup", "0", "--batch", "2", timing=True)
+    code = run(workdir, "--runs", "5", "--warmup", "0", "--min-time", "0.05", "--batches", "1,2", timing=True)
     reports = workdir / "reports"
     assert code == 0
     markdown = (reports / "report.md").read_text()
@@ -70,6 +70,10 @@ def test_clean_model_passes_and_writes_every_report(workdir):
     assert frame.max_abs_diff.max() < 1e-4 and (frame.cosine > 0.99999).all()
     timing = pd.read_csv(reports / "timing.csv")
     assert set(timing.batch) == {1, 2} and (timing.p50_ms > 0).all() and (timing.throughput_ips > 0).all()
+    assert (timing.runs >= 5).all() and (timing.gflops > 0).all() and (timing.pct_of_peak > 0).all()
+    assert timing.precision.unique().tolist() == ["fp32"]
+    assert (reports / "charts" / "tiny-timing.png").is_file() and "](charts/tiny-timing.png)" in markdown
+    assert "peak_fp32_gflops" in markdown and "timing_method" in markdown
     summary = json.loads((reports / "summary.json").read_text())
     assert summary["verdict"] == "PASS (partial)" and summary["exit_code"] == 0 and summary["failing_cells"] == []
     checks = pd.read_csv(reports / "preprocessing.csv")
@@ -236,7 +240,9 @@ def test_user_images_folder(workdir):
     (["--models", "ghost"], "not in"),
     (["--images", "{w}/no-images"], "not a folder"),
     (["--devices", "tpu"], "unknown"),
-    (["--runs", "0"], "at least 1"),
+    (["--runs", "2"], "at least 5"),
+    (["--batches", "1,x"], "--batches"),
+    (["--batches", "0"], "at least 1"),
 ])
 def test_usage_errors_exit_2_with_one_line(workdir, capsys, args, fragment):
     base = ["--report", str(workdir / "reports"), "--artifacts", str(workdir / "artifacts"), "--no-timing"]

@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
             images=Path(args.images) if args.images else None, num_images=args.num_images,
             models=_tuple(split_list(args.models)), runtimes=_tuple(split_list(args.runtimes)),  # run() checks them
             devices=_tuple(split_list(args.devices)), threads=args.threads,
-            timing=not args.no_timing, warmup=args.warmup, runs=args.runs, throughput_batch=args.batch, limits=limits,
-            partial=args.partial, trusted_modules=tuple(args.trust_module),
+            timing=not args.no_timing, policy=_policy(args), batches=_batches(args.batches), limits=limits,
+            partial=args.partial, trusted_modules=tuple(args.trust_module), cache=not args.no_cache,
             command=" ".join(["python -m verify", *(sys.argv[1:] if argv is None else argv)]))
         verified = run(options, on_model=_print_model)
     except (WorkbenchError, UsageError) as exc:
@@ -60,7 +60,8 @@ def _print_model(result, verdict) -> None:
     for cell in result.cells:
         waiver = verdict.waivers.get(cell.key)
         status = f"{cell.status} (waived: {waiver})" if waiver else cell.status
-        print(f"  {cell.runtime:<17} {cell.artifact:<16} {cell.device:<9} {status:<6} {cell.detail}",
+        reused = f" (reused from {cell.cached})" if cell.cached else ""
+        print(f"  {cell.runtime:<17} {cell.artifact:<16} {cell.device:<9} {status:<6} {cell.detail}{reused}",
               file=sys.stderr, flush=True)
         if cell.divergence:
             print(f"  {'':<44}{cell.divergence.summary}", file=sys.stderr, flush=True)
@@ -74,12 +75,37 @@ def _print_model(result, verdict) -> None:
               file=sys.stderr, flush=True)
 
 
+def _policy(args):
+    from .timing import TimingPolicy
+
+    if args.runs < 5:
+        raise UsageError(f"--runs: at least 5 timed calls (the median's 95% interval needs them), got {args.runs}")
+    if args.warmup < 0 or args.min_time <= 0:
+        raise UsageError("--warmup must be at least 0 and --min-time above 0")
+    default = TimingPolicy()
+    return TimingPolicy(warmup_min=args.warmup, warmup_max=max(default.warmup_max, args.warmup),
+                        min_runs=args.runs, min_seconds=args.min_time,
+                        max_seconds=max(default.max_seconds, args.min_time))
+
+
+def _batches(text: str) -> tuple[int, ...]:
+    try:
+        batches = tuple(sorted({int(b) for b in split_list(text) or []}))
+    except ValueError:
+        raise UsageError(f"--batches: expected comma-separated integers, got {text!r}") from None
+    if not batches or batches[0] < 1:
+        raise UsageError(f"--batches: give batch sizes of at least 1, got {text!r}")
+    return batches
+
+
 def _tuple(items: list[str] | None) -> tuple[str, ...] | None:
     return tuple(items) if items else None
 
 
 def _parse(argv):
     from converter.core.vocabulary import DEVICES, RUNTIMES
+
+    from .timing import DEFAULT_BATCHES, TimingPolicy
 
     parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__.split("\n\n")[0],
                                      usage="python -m verify --report DIR [options]\n"
@@ -100,10 +126,23 @@ def _parse(argv):
     parser.add_argument("--devices", help=f"comma-separated among {','.join(DEVICES)} (default: all; unavailable "
                                           "ones SKIP)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per runtime (default: physical cores)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing (default: 2)")
-    parser.add_argument("--runs", type=int, default=10, help="timed runs per batch size (default: 10)")
-    parser.add_argument("--batch", type=int, default=8, help="batch size for throughput (default: 8)")
+    policy = TimingPolicy()
+    parser.add_argument("--batches", default=",".join(map(str, DEFAULT_BATCHES)),
+                        help="timed batch sizes, comma-separated (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=policy.warmup_min,
+                        help="untimed calls at least, before timing; more until the latency settles, at most "
+                             f"{policy.warmup_max} (default: %(default)s)")
+    parser.add_argument("--runs", type=int, default=policy.min_runs,
+                        help="timed calls per batch size, at least 5 (default: %(default)s)")
+    parser.add_argument("--min-time", type=float, default=policy.min_seconds,
+                        help="seconds of timed calls per batch size, at least (default: %(default)s); timing goes "
+                             f"on up to {policy.max_seconds:g} s (or this, if longer) while the median's 95%% "
+                             f"interval is wider than +-{policy.max_interval * 100:.0f}%%")
     parser.add_argument("--no-timing", action="store_true", help="parity only")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run and time every cell again, even those whose artifact, inputs, settings, tools, "
+                             "code and machine are unchanged since an earlier run (their results are kept in "
+                             "ARTIFACTS/.cache/verify)")
     parser.add_argument("--partial", action="store_true",
                         help="accept a run that --models, --runtimes or --devices narrowed as a (partial) verdict: "
                              "without it such a run blocks, since it is not a deployment verdict")

@@ -22,10 +22,15 @@ from .entries import resolve_entries
 from .environment import describe_machine, describe_run, physical_cores
 from .gate import Verdict, decide
 from .inputs import load_images, save_inputs, synthetic_images
-from .report import inputs_file, markdown, parity_frame, preprocessing_frame, summary, timing_frame
+from .peak import describe_peak, measure_peak
+from .cache import CACHE_FOLDER, CellCache
+from .charts import write_timing_charts
+from .report import inputs_file, markdown, parity_frame, preprocessing_frame, summary
+from .timing_report import timing_frame
 from .results import ModelResult
 from .runners import Availability, Runner, registered_runners
-from .session import SessionOptions, plan_cells, verify_model
+from .session import SessionOptions, Shared, plan_cells, verify_model
+from .timing import DEFAULT_BATCHES, TimingPolicy
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +50,13 @@ class VerifyOptions:
     devices: tuple[str, ...] | None = None  # None: every registered device (unavailable ones SKIP)
     threads: int = 0  # per runtime; 0: the physical cores
     timing: bool = True
-    warmup: int = 2
-    runs: int = 10
-    throughput_batch: int = 8
+    policy: TimingPolicy = TimingPolicy()
+    batches: tuple[int, ...] = DEFAULT_BATCHES  # timed batch sizes
     limits: Limits = Limits()  # per cell, unless the zoo entry sets its own
     partial: bool = False  # accept a run that leaves models, runtimes or devices out as a (partial) verdict
     command: str | None = None  # the command line, for the report's provenance
     trusted_modules: tuple[str, ...] = ()  # as the zoo's trusted_modules (--trust-module)
+    cache: bool = True  # reuse the results of cells whose inputs are unchanged (artifacts/.cache/verify)
 
 
 @dataclass
@@ -84,17 +89,20 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     threads = options.threads or physical_cores()
     session = SessionOptions(artifacts=options.artifacts, devices=options.devices or DEVICES.names(),
                              runtimes=options.runtimes, threads=threads, timing=options.timing,
-                             warmup=options.warmup, runs=options.runs, throughput_batch=options.throughput_batch,
+                             policy=options.policy, batches=options.batches,
                              limits=options.limits)
     availability = availability or Availability.probe()
     left_out = _left_out(options, manifest, runners)
     by_name = {name: resolved.entry for name, resolved in entries.items()}
+    # in workers of its own, before any cell: a peak measured in a slow minute would make every % read high
+    peak = measure_peak(threads) if options.timing else {}
     results = []
+    shared = Shared(cache=CellCache(options.artifacts / CACHE_FOLDER if options.cache else None))
     for name in options.models or list(manifest.models):
         resolved, record = entries[name], manifest.models[name]
         try:
             result = verify_model(name, record, resolved.entry, images, session, availability, runners,
-                                  compare_func, stale=resolved.stale)
+                                  compare_func, stale=resolved.stale, shared=shared)
         except Exception as exc:  # a bug or a broken file in one model must not lose the others' results
             log.debug("verifying %s failed:\n%s", name, traceback.format_exc())
             error = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
@@ -103,10 +111,15 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
         results.append(result)
         if on_model is not None:
             on_model(result, decide([result], by_name))
+    shared.cache.prune()
     verdict = decide(results, by_name, left_out, accept_partial=options.partial)
     provenance = describe_run(options.command, options.artifacts / "manifest.json",
                               options.zoo or Path(manifest.zoo.get("path", "")), images, left_out)
-    return VerifyRun(results, verdict, describe_machine(threads), by_name, provenance)
+    environment = describe_machine(threads)
+    if options.timing:
+        environment["timing_method"] = options.policy.describe()
+        environment.update(describe_peak(peak))
+    return VerifyRun(results, verdict, environment, by_name, provenance)
 
 
 def _left_out(options: VerifyOptions, manifest, runners: Mapping[str, type[Runner]]) -> str | None:
@@ -122,8 +135,8 @@ def _left_out(options: VerifyOptions, manifest, runners: Mapping[str, type[Runne
 
 
 def _check(options: VerifyOptions, runners: Mapping[str, type[Runner]]) -> None:
-    if min(options.runs, options.throughput_batch, options.num_images) < 1 or options.warmup < 0:
-        raise OptionsError("--runs, --batch and --num-images must be at least 1, --warmup at least 0")
+    if options.num_images < 1 or not options.batches or min(options.batches) < 1:
+        raise OptionsError("--batches and --num-images must be at least 1")
     for flag, values, known in (("--devices", options.devices, DEVICES.names()),
                                 ("--runtimes", options.runtimes, tuple(runners))):
         unknown = [v for v in values or () if v not in known]
@@ -135,16 +148,18 @@ def _check(options: VerifyOptions, runners: Mapping[str, type[Runner]]) -> None:
 
 
 def write_reports(verified: VerifyRun, folder: Path) -> Path:
-    """report.md, parity.csv, timing.csv, preprocessing.csv, summary.json and inputs/<model>.npz, each replaced
-    atomically. Returns the markdown report's path."""
+    """report.md, parity.csv, timing.csv, preprocessing.csv, summary.json, inputs/<model>.npz and
+    charts/<model>-timing.png, each replaced atomically. Returns the markdown report's path."""
     results, verdict, environment = verified.results, verified.verdict, verified.environment
     for result in results:
         if result.inputs is not None:
             save_inputs(folder / inputs_file(result.model), result.inputs, result.input_names)
     atomic_write(folder / "parity.csv", parity_frame(results, verified.entries, verdict).to_csv(index=False))
-    atomic_write(folder / "timing.csv", timing_frame(results).to_csv(index=False))
+    atomic_write(folder / "timing.csv",
+                 timing_frame(results, verified.environment.get("peak_fp32_gflops")).to_csv(index=False))
+    charts = write_timing_charts(results, folder)
     atomic_write(folder / "preprocessing.csv", preprocessing_frame(results, verdict).to_csv(index=False))
     provenance = verified.provenance
     atomic_write(folder / "summary.json",
                  json.dumps(summary(results, verdict, environment, provenance), indent=2, default=str))
-    return atomic_write(folder / "report.md", markdown(results, verdict, environment, provenance))
+    return atomic_write(folder / "report.md", markdown(results, verdict, environment, provenance, charts))

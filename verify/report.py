@@ -10,14 +10,15 @@ import pandas as pd
 from .compare import ERROR, FAIL, PASS, SKIP
 from .gate import Verdict, is_required
 from .results import Cell, ModelResult
+from .tables import number, table
+from .timing_report import timing_section
 
 PARITY_COLUMNS = ["model", "artifact", "runtime", "device", "output", "status", "cell_status", "max_abs_diff",
                   "max_rel_diff", "cosine", "top1_agreement", "top5_overlap", "top1_ties", "samples", "required",
                   "waiver", "detail", "first_divergence"]
 PREPROCESSING_COLUMNS = ["model", "deployment", "library", "gated", "status", "channel_shift", "input_max_abs_diff",
                          "max_abs_diff", "top1_agreement", "confident_flips", "waiver", "detail"]
-TIMING_COLUMNS = ["model", "artifact", "runtime", "device", "batch", "runs", "p50_ms", "p90_ms", "p99_ms",
-                  "mean_ms", "throughput_ips", "threads"]
+
 
 
 def parity_frame(results: list[ModelResult], entries: dict, verdict: Verdict) -> pd.DataFrame:
@@ -59,17 +60,6 @@ def preprocessing_frame(results: list[ModelResult], verdict: Verdict) -> pd.Data
     return pd.DataFrame(rows, columns=PREPROCESSING_COLUMNS)
 
 
-def timing_frame(results: list[ModelResult]) -> pd.DataFrame:
-    rows = [
-        {"model": cell.model, "artifact": cell.artifact, "runtime": cell.runtime, "device": cell.device,
-         "batch": t.batch, "runs": t.runs, "p50_ms": t.p50_ms, "p90_ms": t.p90_ms, "p99_ms": t.p99_ms,
-         "mean_ms": t.mean_ms, "throughput_ips": t.throughput_ips, "threads": cell.config.get("threads")}
-        for result in results for cell in result.cells for t in cell.timings
-    ]
-    frame = pd.DataFrame(rows, columns=TIMING_COLUMNS)
-    return frame.astype({"batch": "Int64", "runs": "Int64", "threads": "Int64"})
-
-
 def summary(results: list[ModelResult], verdict: Verdict, environment: dict,
             provenance: dict | None = None) -> dict[str, Any]:
     counts: dict[str, int] = {}
@@ -106,9 +96,11 @@ def inputs_file(model: str) -> str:
     return f"inputs/{model}.npz"
 
 
-def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, provenance: dict | None = None) -> str:
+def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, provenance: dict | None = None,
+             charts: dict[str, str] | None = None) -> str:
     """The report a reviewer reads: the verdict first, then narrow tables (they fit a 1000-pixel page), long
-    texts in lists under them, skipped cells counted once with their reasons."""
+    texts in lists under them, skipped cells counted once with their reasons. `charts`: model -> the path of
+    its timing chart, relative to the report."""
     lines = [f"# Parity report: {verdict.label}", ""]
     if verdict.left_out:
         lines += [f"**Partial run**: left out {verdict.left_out}.", ""]
@@ -125,10 +117,16 @@ def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, pr
     if provenance:
         lines += ["", "What was tested:", ""] + [f"- {key}: {value}" for key, value in provenance.items()
                                                   if key != "left_out"]  # said above
+    reused = [cell for result in results for cell in result.cells if cell.cached]
+    if reused:
+        lines += ["", f"{len(reused)} cell(s) reused from earlier runs with the same artifact files, inputs, "
+                      f"settings, tools, code and machine (measured {min(c.cached for c in reused)} to "
+                      f"{max(c.cached for c in reused)}); `--no-cache` measures them again."]
     lines += _matrix(results, verdict)
     everywhere = _skipped_everywhere(results)
     for result in results:
-        lines += _model_section(result, verdict, everywhere)
+        lines += _model_section(result, verdict, everywhere, environment.get("peak_fp32_gflops"),
+                                (charts or {}).get(result.model))
     failures = [(r, a, e) for r in results for a, e in r.conversion_failures.items()]
     if failures:
         lines += ["", "## Conversion failures (from the manifest)", ""]
@@ -138,7 +136,7 @@ def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, pr
             if raw:
                 lines.append(f"  <details><summary>raw error</summary>{_escape(raw)}</details>")
     lines += ["", "## Environment", ""]
-    lines += _table(["", ""], [[k, str(v)] for k, v in environment.items()])
+    lines += table(["", ""], [[k, str(v)] for k, v in environment.items()])
     configs = {}
     for result in results:
         for cell in result.cells:
@@ -167,7 +165,7 @@ def _matrix(results: list[ModelResult], verdict: Verdict) -> list[str]:
     rows = _rows(results)
     shown = {key: cells for key, cells in rows.items() if any(c.status != SKIP for c in cells.values())}
     lines = ["", "## Matrix", "", "Status and max |diff| against the reference (torch eager, CPU, float32).", ""]
-    lines += _table(["runtime", "artifact", "device", *[r.model for r in results]],
+    lines += table(["runtime", "artifact", "device", *[r.model for r in results]],
                     [[runtime, artifact, device, *[_matrix_cell(cells.get(r.model), verdict) for r in results]]
                      for (runtime, artifact, device), cells in shown.items()])
     skipped = [cell for key, cells in rows.items() if key not in shown for cell in cells.values()]
@@ -175,7 +173,8 @@ def _matrix(results: list[ModelResult], verdict: Verdict) -> list[str]:
     return lines
 
 
-def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: set) -> list[str]:
+def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: set, peak_gflops: float | None,
+                   chart: str | None) -> list[str]:
     lines = ["", f"## {result.model}", ""]
     facts = [f"{result.samples} samples" + (f", inputs saved in `{inputs_file(result.model)}`"
                                             if result.inputs is not None else "")]
@@ -190,19 +189,15 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
     lines += ["; ".join(facts), ""]
     ran = [cell for cell in result.cells if cell.status != SKIP]
     if ran and not result.error:
-        lines += _table(["artifact", "runtime", "device", *(["output"] if multi else []), "status", "max abs",
+        lines += table(["artifact", "runtime", "device", *(["output"] if multi else []), "status", "max abs",
                          "max rel", "cosine", "top-1", "top-5"],
                         [row for cell in ran for row in _parity_rows(cell, verdict, multi)])
-        timed = [cell for cell in ran if cell.timings]
-        if timed:
-            lines += ["", "Latency at batch 1 and throughput:", ""]
-            lines += _table(["artifact", "runtime", "device", "p50 ms", "p90 ms", "p99 ms", "img/s"],
-                            [_timing_row(cell) for cell in timed])
         details = [cell for cell in ran if cell.status != PASS or cell.key in verdict.waivers or "tie" in cell.detail]
         if details:
             lines += [""] + [f"- {c.runtime} ({c.artifact}) {c.device}: {c.status}: {c.detail}"
                              + (f" (waived: {verdict.waivers[c.key]})" if c.key in verdict.waivers else "")
                              for c in details]
+        lines += timing_section(result, peak_gflops, chart)
     lines += _skipped([cell for cell in result.cells if cell.status == SKIP
                        and (cell.runtime, cell.artifact, cell.device) not in skipped_everywhere], "Skipped")
     divergences = [c for c in result.cells if c.divergence]
@@ -215,12 +210,12 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
                       "through the reference model"
                   + ("" if gated else " (information only: the zoo declares no deployments for this model)")
                   + ":", ""]
-        lines += _table(["deployment", "library", "status", "channel shift", "logit max abs", "top-1",
+        lines += table(["deployment", "library", "status", "channel shift", "logit max abs", "top-1",
                          "confident flips"],
                         [[p.deployment, p.library, p.status if p.gated else f"{p.status} (info)",
-                          _num(p.comparison.channel_shift if p.comparison else None, "{:.3g}"),
-                          _num(p.comparison.max_abs_diff if p.comparison else None, "{:.3g}"),
-                          _num(p.comparison.top1_agreement if p.comparison else None, "{:.2f}"),
+                          number(p.comparison.channel_shift if p.comparison else None, "{:.3g}"),
+                          number(p.comparison.max_abs_diff if p.comparison else None, "{:.3g}"),
+                          number(p.comparison.top1_agreement if p.comparison else None, "{:.2f}"),
                           str(p.comparison.confident_flips) if p.comparison else ""]
                          for p in result.preprocessing])
         lines += [""] + [f"- {p.deployment}: {p.detail}"
@@ -263,32 +258,11 @@ def _parity_rows(cell: Cell, verdict: Verdict, multi: bool) -> list[list[str]]:
         if cell.reference and status == PASS:
             status = "REF"
         rows.append([cell.artifact, cell.runtime, cell.device, *([output] if multi else []), status,
-                     _num(c.max_abs_diff if c else None), _num(c.max_rel_diff if c else None),
-                     _num(c.cosine if c else None, "{:.6f}"), _num(c.top1_agreement if c else None, "{:.2f}"),
-                     _num(c.top5_overlap if c else None, "{:.2f}")])
+                     number(c.max_abs_diff if c else None), number(c.max_rel_diff if c else None),
+                     number(c.cosine if c else None, "{:.6f}"), number(c.top1_agreement if c else None, "{:.2f}"),
+                     number(c.top5_overlap if c else None, "{:.2f}")])
     return rows
-
-
-def _timing_row(cell: Cell) -> list[str]:
-    b1 = next((t for t in cell.timings if t.batch == 1), None)
-    bulk = max(cell.timings, key=lambda t: t.batch)
-    return [cell.artifact, cell.runtime, cell.device, _num(b1.p50_ms if b1 else None, "{:.2f}"),
-            _num(b1.p90_ms if b1 else None, "{:.2f}"), _num(b1.p99_ms if b1 else None, "{:.2f}"),
-            f"{bulk.throughput_ips:.1f} (b{bulk.batch})"]
 
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _num(value, fmt: str = "{:.2e}") -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    def clean(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
-
-    out = ["| " + " | ".join(clean(h) for h in header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(clean(v) for v in row) + " |" for row in rows]
-    return out

@@ -27,6 +27,7 @@ class Cell:
     conversion_failed: bool = False  # ERROR because its artifact was never built
     reference: bool = False
     divergence: Divergence | None = None  # for a FAILing cell: the first layer that differs
+    cached: str | None = None  # when its outputs and timings were measured, if an earlier run's were reused
 
     @property
     def key(self) -> str:
@@ -68,3 +69,4 @@ class ModelResult:
     trusted_pickle: bool = False
     preprocessing: list[PreprocessingCheck] = field(default_factory=list)
     outputs: list[str] = field(default_factory=lambda: ["logits"])  # the model's declared outputs, logits first
+    flops_per_sample: int | None = None  # one forward pass, counted at conversion (None: not counted)

@@ -4,29 +4,38 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from converter.core.isolation import Limits, run_isolated
+from converter.core.isolation import Limits, WorkerResult, run_isolated
 from converter.core.vocabulary import ARTIFACTS, DEVICES, REFERENCE, RUNTIMES
-from converter.manifest import ModelRecord, integrity_problem
+from converter.manifest import ArtifactRecord, ModelRecord, integrity_problem
 from converter.zoo import ModelEntry
 
+from .cache import CellCache, cell_facts, cell_value
 from .compare import ERROR, FAIL, PASS, SKIP, CompareFunc, compare, compare_outputs, with_reason, worst
 from .inputs import ImageSet, preprocess
 from .localize import PADDLE_UNAVAILABLE, Divergence, LocalizeJob, run_localize_job
 from .preprocessing import deployment_batch, judge, reference_batch
 from .results import Cell, ModelResult, PreprocessingCheck
 from .runners import Availability, DeviceUnavailable, LoadRequest, Runner
-from .timing import Timing, feeds_of, measure
+from .timing import DEFAULT_BATCHES, Timing, TimingPolicy, UsualSpeed, feeds_of, measure_steady
 
 log = logging.getLogger(__name__)
 Feeds = dict[str, np.ndarray]
 # Normalised natural images have a standard deviation near 1 (pixels in 0-1 alone: about 0.25); one this small
 # means a normalisation that flattens every input (a 0-255 std with 0-1 pixels), and a check that cannot fail.
 MIN_INPUT_STD = 0.02
+
+
+@dataclass
+class Shared:
+    """What the cells of a whole run share: the machine's usual speed so far, and the cache of cell results."""
+
+    speed: UsualSpeed = field(default_factory=UsualSpeed)
+    cache: CellCache = field(default_factory=lambda: CellCache(None))
 
 
 @dataclass(frozen=True)
@@ -36,9 +45,8 @@ class SessionOptions:
     runtimes: tuple[str, ...] | None = None  # None: every runtime passed in
     threads: int = 1
     timing: bool = True
-    warmup: int = 2
-    runs: int = 10
-    throughput_batch: int = 8
+    policy: TimingPolicy = TimingPolicy()
+    batches: tuple[int, ...] = DEFAULT_BATCHES  # timed batch sizes
     limits: Limits = Limits()  # per cell, unless the zoo entry sets its own
 
 
@@ -62,10 +70,15 @@ def plan_cells(model: str, record: ModelRecord, runners: Mapping[str, type[Runne
 
 def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: ImageSet, options: SessionOptions,
                  availability: Availability, runners: Mapping[str, type[Runner]],
-                 compare_func: CompareFunc = compare, stale: str | None = None) -> ModelResult:
-    """Every cell of one model; `stale` says why the artifacts no longer match the zoo (then nothing runs)."""
+                 compare_func: CompareFunc = compare, stale: str | None = None,
+                 shared: Shared | None = None) -> ModelResult:
+    """Every cell of one model; `stale` says why the artifacts no longer match the zoo (then nothing runs);
+    `shared` carries the machine's usual speed and the cache from model to model."""
+    shared = shared or Shared()
     result = ModelResult(model, trusted_pickle=record.trusted_pickle, outputs=[entry.logits] + [
         name for name in entry.outputs if name != entry.logits])
+    eager = record.artifacts.get("eager")
+    result.flops_per_sample = eager.details.get("flops_per_sample") if eager is not None and eager.ok else None
     result.conversion_failures = {a: r.error or "failed" for a, r in record.artifacts.items() if not r.ok}
     result.conversion_details = {a: r.error_detail for a, r in record.artifacts.items() if not r.ok and r.error_detail}
     planned = plan_cells(model, record, runners, options)
@@ -82,20 +95,19 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
                                          "preprocess.mean/std (for pixels scaled to 0-1)")
     problems = {artifact: integrity_problem(record, artifact, options.artifacts) for artifact in record.artifacts}
     reference_plan = next((c for c in planned if c.reference), None)
-    eager = record.artifacts.get("eager")
     if reference_plan is None or not eager.ok or problems["eager"]:
         why = (problems.get("eager") or result.conversion_failures.get("eager")
                or "no eager artifact in the manifest (add eager to formats)")
         return _stopped(result, planned, f"no reference: {why}")
 
     # The reference runs first; its comparison with its own second run also rejects a degenerate output.
-    run = _CellRunner(entry, feeds, record.trusted_pickle, options, runners, compare_func)
-    reference_cell, reference = run(reference_plan, eager.path)
+    run = _CellRunner(entry, feeds, record.trusted_pickle, options, runners, compare_func, shared)
+    reference_cell, reference = run(reference_plan, eager)
     if reference_cell.status != PASS:
         return _stopped(result, planned, f"reference (torch eager, CPU): {reference_cell.detail}", reference_cell)
     reference_path = options.artifacts / eager.path
     result.preprocessing = check_preprocessing(model, entry, reference_path, images, record.trusted_pickle, options,
-                                               runners[REFERENCE[0]])
+                                               runners[REFERENCE[0]], shared.cache, eager.files)
     cells = []
     for plan in planned:
         if plan.reference:
@@ -111,7 +123,7 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
         elif skip:
             cells.append(replace(plan, status=SKIP, detail=skip))
         else:
-            cell, _ = run(plan, artifact.path, reference)
+            cell, _ = run(plan, artifact, reference)
             if cell.status == FAIL:
                 cell = replace(cell, divergence=_localize(cell, entry, reference_path.parent,
                                                           options.artifacts / artifact.path, batch,
@@ -176,7 +188,8 @@ def run_logits_job(job: LogitsJob) -> dict[str, np.ndarray]:
 
 
 def check_preprocessing(model: str, entry: ModelEntry, reference_path: Path, images: ImageSet, trust: bool,
-                        options: SessionOptions, reference_runner: type[Runner]) -> list[PreprocessingCheck]:
+                        options: SessionOptions, reference_runner: type[Runner], cache: CellCache | None = None,
+                        files: Mapping | None = None) -> list[PreprocessingCheck]:
     """Each deployment preprocessing against the reference transform, through the reference model. The
     deployments the zoo declares gate; without any declared, the default ones run as information."""
     deployments, gated = entry.deployment_checks
@@ -190,8 +203,17 @@ def check_preprocessing(model: str, entry: ModelEntry, reference_path: Path, ima
         except Exception as exc:  # a deployment's settings that its library cannot apply
             failed[deployment.name] = f"preprocessing failed: {exc}"
     request = LoadRequest(reference_path, "cpu", options.threads, (entry.input.name,), tuple(entry.outputs), trust)
-    outcome = run_isolated(run_logits_job, LogitsJob(reference_runner, request, batches, entry.logits),
-                           limits=entry.limits.over(options.limits))
+    cache = cache or CellCache(None)
+    key = cache.key("logits", {"runner": _qualified(reference_runner), "files": _hashes(files),
+                               "request": _request_parts(request), "logits": entry.logits}, batches)
+    found = cache.load(key) if files else None
+    if found is not None:
+        outcome = WorkerResult(True, value=found[1])
+    else:
+        outcome = run_isolated(run_logits_job, LogitsJob(reference_runner, request, batches, entry.logits),
+                               limits=entry.limits.over(options.limits))
+        if outcome.ok and files:
+            cache.store(key, {}, outcome.value)
     checks = []
     for deployment in deployments:
         base = PreprocessingCheck(model, deployment.name, deployment.library, ERROR, "", gated=gated)
@@ -215,9 +237,9 @@ class CellJob:
     request: LoadRequest
     feeds: Feeds
     timing: bool
-    warmup: int
-    runs: int
-    throughput_batch: int
+    policy: TimingPolicy
+    batches: tuple[int, ...]
+    usual_speed: float | None  # the machine's usual canary GFLOP/s so far in this run (None: not known yet)
     max_batch: int | None = None  # an artifact built with a fixed batch size takes the samples this many at a time
 
 
@@ -231,10 +253,13 @@ def run_cell_job(job: CellJob) -> dict:
     run = runner.run if job.max_batch is None else in_chunks(runner.run, job.max_batch)
     output, again = run(job.feeds), run(job.feeds)
     timings: list[Timing] = []
-    if job.timing:
-        timings = [measure(run, feeds_of(job.feeds, size), job.warmup, job.runs)
-                   for size in sorted({1, job.throughput_batch})]
-    return {"output": output, "again": again, "config": runner.describe(), "timings": timings}
+    canaries: list[float] = []
+    for size in job.batches if job.timing else ():
+        # one batch at a time, in the same worker, on the samples every runtime gets (repeated to fill a batch)
+        timing, readings = measure_steady(run, feeds_of(job.feeds, size), job.policy, job.usual_speed)
+        timings.append(timing)
+        canaries += readings
+    return {"output": output, "again": again, "config": runner.describe(), "timings": timings, "canaries": canaries}
 
 
 def in_chunks(run, size: int):
@@ -257,21 +282,36 @@ class _CellRunner:
     options: SessionOptions
     runners: Mapping[str, type[Runner]]
     compare_func: CompareFunc
+    shared: Shared
 
-    def __call__(self, plan: Cell, path: str, reference: Feeds | None = None) -> tuple[Cell, Feeds | None]:
+    def __call__(self, plan: Cell, artifact: ArtifactRecord, reference: Feeds | None = None
+                 ) -> tuple[Cell, Feeds | None]:
         entry, options = self.entry, self.options
-        request = LoadRequest(options.artifacts / path, plan.device, options.threads, (entry.input.name,),
+        request = LoadRequest(options.artifacts / artifact.path, plan.device, options.threads, (entry.input.name,),
                               tuple(entry.outputs), self.trust)
-        job = CellJob(self.runners[plan.runtime], request, self.feeds, options.timing, options.warmup, options.runs,
-                      options.throughput_batch, fixed_batch(entry, plan.artifact))
-        outcome = run_isolated(run_cell_job, job, limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
-        if not outcome.ok:  # one runtime failing (even crashing or hanging) must not stop the others
-            log.debug("%s failed:\n%s", plan.key, outcome.traceback)
-            return replace(plan, status=ERROR, detail=outcome.message), None
-        value = outcome.value
-        if "skip" in value:
-            return replace(plan, status=SKIP, detail=value["skip"]), None
-        ran = replace(plan, config=value["config"], timings=tuple(value["timings"]))
+        runner, max_batch = self.runners[plan.runtime], fixed_batch(entry, plan.artifact)
+        cache = self.shared.cache
+        key = cache.key("cell", {"runner": _qualified(runner), "files": _hashes(artifact.files),
+                                 "request": _request_parts(request), "timing": options.timing,
+                                 "policy": asdict(options.policy), "batches": options.batches,
+                                 "max_batch": max_batch}, self.feeds)
+        found = cache.load(key)
+        if found is not None:
+            value = cell_value(*found)
+        else:
+            job = CellJob(runner, request, self.feeds, options.timing, options.policy, options.batches,
+                          self.shared.speed.value, max_batch)
+            outcome = run_isolated(run_cell_job, job,
+                                   limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
+            if not outcome.ok:  # one runtime failing (even crashing or hanging) must not stop the others
+                log.debug("%s failed:\n%s", plan.key, outcome.traceback)
+                return replace(plan, status=ERROR, detail=outcome.message), None
+            value = outcome.value
+            if "skip" in value:
+                return replace(plan, status=SKIP, detail=value["skip"]), None
+            self.shared.speed.add(value["canaries"])
+            cache.store(key, *cell_facts(value))
+        ran = replace(plan, config=value["config"], timings=tuple(value["timings"]), cached=value.get("cached"))
         output, again = value["output"], value["again"]
         samples = len(next(iter(self.feeds.values())))
         problem = output_problem(output, entry.outputs, entry.logits, samples) \
@@ -294,6 +334,19 @@ class _CellRunner:
                     for name, c in comparisons.items()}
         status, detail = worst(comparisons)
         return replace(ran, status=status, detail=detail, comparisons=comparisons), output
+
+
+def _qualified(runner: type) -> str:
+    return f"{runner.__module__}:{runner.__qualname__}"
+
+
+def _hashes(files: Mapping | None) -> dict[str, str]:
+    return {name: record.sha256 for name, record in (files or {}).items()}
+
+
+def _request_parts(request: LoadRequest) -> dict:
+    return {"device": request.device, "threads": request.threads, "inputs": request.inputs,
+            "outputs": request.outputs, "trust": request.trust_pickle}
 
 
 def output_problem(outputs: object, declared: list[str], logits: str, samples: int) -> str | None:

@@ -1,14 +1,58 @@
-"""Latency and throughput of one runner. Timing never changes a verdict."""
+"""Latency and throughput of one runner, measured the way benchmark tools do. Timing never changes a verdict.
+
+Warm up until the latency settles (bounded), then time for at least `min_runs` calls and `min_seconds`
+(OpenVINO's benchmark_app -t and MLPerf's LoadGen both set a minimum duration and a minimum count), going on
+while the 95% interval of the median is wider than `max_interval` and time is left. Each figure carries its
+spread, so a report can say when a number is too noisy to stand on.
+"""
 from __future__ import annotations
 
+import functools
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
-
 Feeds = dict[str, np.ndarray]
+Z95 = 1.959964
+# Latency and a serving batch. A sweep to 32 (--batches 1,8,32) triples the verifier's time on 2 cores:
+# ResNet18 takes 0.6 s (ONNX Runtime) to 4 s (paddle-jit) per 32-image call there.
+DEFAULT_BATCHES = (1, 8)
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    warmup_min: int = 2  # calls, at least
+    warmup_max: int = 25  # calls, at most, while the latency has not settled
+    warmup_max_seconds: float = 2.0
+    settled_within: float = 0.10  # the last call within 10% of the median of the three before it
+    min_runs: int = 10
+    min_seconds: float = 1.0
+    max_seconds: float = 6.0  # keep timing up to here while the interval is too wide
+    max_interval: float = 0.05  # the 95% interval of the median, relative half-width, that supports a figure
+    # The machine's own speed moves by 15-30% for seconds at a time on a shared 2-core VM (a fixed matmul timed
+    # every 0.5 s for 90 s). A short matmul before and after each batch is compared with the run's usual speed;
+    # timing taken while the machine ran off its usual speed is done again, after a pause.
+    max_drift: float = 0.08  # the canary's own jitter is about 4%
+    attempts: int = 3
+    drift_pause_seconds: float = 0.5
+    retry_below_seconds: float = 4.0  # a batch that took longer is kept (and marked if it drifted), not redone
+
+    def describe(self) -> str:
+        return (f"warm-up {self.warmup_min}-{self.warmup_max} calls (until within {self.settled_within:.0%} of the "
+                f"previous three, at most {self.warmup_max_seconds:g} s); then at least {self.min_runs} calls and "
+                f"{self.min_seconds:g} s per batch, going on up to {self.max_seconds:g} s while the median's 95% "
+                f"interval is wider than +-{self.max_interval:.0%}; a batch that took under "
+                f"{self.retry_below_seconds:g} s again (up to {self.attempts} times) when a matmul canary before "
+                f"or after it ran more than {self.max_drift:.0%} off the machine's usual speed")
+
+    def __post_init__(self):
+        if self.min_runs < 5 or self.warmup_min < 0 or self.warmup_max < self.warmup_min:
+            raise ValueError("timing needs min_runs >= 5 and 0 <= warmup_min <= warmup_max")
+        if not 0 < self.min_seconds <= self.max_seconds:
+            raise ValueError("timing needs 0 < min_seconds <= max_seconds")
 
 
 @dataclass(frozen=True)
@@ -19,26 +63,157 @@ class Timing:
     p90_ms: float
     p99_ms: float
     mean_ms: float
-    throughput_ips: float  # images per second at this batch size
+    min_ms: float
+    cv: float  # coefficient of variation of the timed calls
+    ci_low_ms: float  # the 95% interval of the median (distribution-free, from order statistics)
+    ci_high_ms: float
+    warmup: int  # untimed calls made before these
+    seconds: float  # wall time of the timed calls
+    stable: bool  # the median's 95% interval within max_interval and the machine at its usual speed
+    drift: float = 0.0  # how far the machine's speed was from its usual while timing (0.1: 10%); 0: not checked
+    attempts: int = 1  # timings taken (the least-drifted one is this)
+
+    @property
+    def throughput_ips(self) -> float:
+        """Images per second at this batch, from the median (one slow call does not move it)."""
+        return self.batch * 1000.0 / self.p50_ms
+
+    @property
+    def interval(self) -> float:
+        """Relative half-width of the 95% interval of the median."""
+        return (self.ci_high_ms - self.ci_low_ms) / (2.0 * self.p50_ms)
 
 
-def measure(run: Callable[[Feeds], Feeds], feeds: Feeds, warmup: int, runs: int) -> Timing:
-    """`warmup` untimed calls, then `runs` timed ones. run() returns host arrays, so GPU work is complete."""
-    for _ in range(warmup):
+def measure(run: Callable[[Feeds], Feeds], feeds: Feeds, policy: TimingPolicy = TimingPolicy(),
+            clock: Callable[[], float] = time.perf_counter) -> Timing:
+    """Time run(feeds). run() returns host arrays, so GPU work is complete when it returns."""
+    warmup = warm_up(run, feeds, policy, clock)
+    seconds: list[float] = []
+    began = clock()
+    while True:
+        started = clock()
         run(feeds)
-    seconds = np.empty(runs)
-    for index in range(runs):
+        ended = clock()
+        seconds.append(ended - started)
+        elapsed = ended - began
+        if len(seconds) >= policy.min_runs and elapsed >= policy.min_seconds:
+            if elapsed >= policy.max_seconds or median_interval(np.array(seconds)) <= policy.max_interval:
+                break
+    return summarise(np.array(seconds), len(next(iter(feeds.values()))), warmup, clock() - began,
+                     policy.max_interval)
+
+
+def measure_steady(run: Callable[[Feeds], Feeds], feeds: Feeds, policy: TimingPolicy, usual_speed: float | None,
+                   canary: Callable[[], float] | None = None,
+                   clock: Callable[[], float] = time.perf_counter) -> tuple[Timing, list[float]]:
+    """measure(), checked against the machine's usual speed (GFLOP/s of the canary) before and after: taken
+    again when the machine drifted, keeping the attempt with the least drift. Returns it and every canary."""
+    canary = canary or canary_speed
+    best: Timing | None = None
+    readings: list[float] = []
+    for attempt in range(1, policy.attempts + 1):
+        before = canary()
+        timing = measure(run, feeds, policy, clock)
+        after = canary()
+        readings += [before, after]
+        usual = usual_speed or max(readings)
+        drift = max(abs(before / usual - 1.0), abs(after / usual - 1.0))
+        timing = replace(timing, drift=drift, stable=timing.stable and drift <= policy.max_drift)
+        if best is None or drift < best.drift:
+            best = timing
+        if drift <= policy.max_drift or timing.seconds > policy.retry_below_seconds:
+            break
+        time.sleep(policy.drift_pause_seconds)
+    return replace(best, attempts=attempt), readings
+
+
+@dataclass
+class UsualSpeed:
+    """The machine's usual speed over a run: the median of every canary reading so far."""
+
+    readings: list[float] = field(default_factory=list)
+
+    def add(self, readings: list[float]) -> None:
+        self.readings.extend(readings)
+
+    @property
+    def value(self) -> float | None:
+        return float(np.median(self.readings)) if self.readings else None
+
+
+_CANARY = np.random.default_rng(0).standard_normal((768, 768)).astype(np.float32)
+
+
+def canary_speed(calls: int = 10) -> float:
+    """GFLOP/s of a small fixed matmul, the fastest of `calls` (about 50 ms in all): the machine's speed now."""
+    fastest = math.inf
+    for _ in range(calls):
         started = time.perf_counter()
+        _CANARY @ _CANARY
+        fastest = min(fastest, time.perf_counter() - started)
+    return 2.0 * _CANARY.shape[0] ** 3 / fastest / 1e9
+
+
+def warm_up(run: Callable[[Feeds], Feeds], feeds: Feeds, policy: TimingPolicy,
+            clock: Callable[[], float] = time.perf_counter) -> int:
+    """Untimed calls until the latest is within `settled_within` of the median of the three before it
+    (caches, allocators and lazy kernel selection have done their work), bounded by count and time."""
+    latencies: list[float] = []
+    began = clock()
+    while len(latencies) < policy.warmup_max:
+        started = clock()
         run(feeds)
-        seconds[index] = time.perf_counter() - started
-    return summarise(seconds, len(next(iter(feeds.values()))))
+        latencies.append(clock() - started)
+        if len(latencies) >= policy.warmup_min and settled(latencies, policy.settled_within):
+            break
+        if clock() - began >= policy.warmup_max_seconds and len(latencies) >= policy.warmup_min:
+            break
+    return len(latencies)
 
 
-def summarise(seconds: np.ndarray, batch: int) -> Timing:
-    ms = seconds * 1000.0
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+def settled(latencies: list[float], within: float) -> bool:
+    if len(latencies) < 4:
+        return False
+    before = float(np.median(latencies[-4:-1]))
+    return abs(latencies[-1] - before) <= within * before
+
+
+def median_interval(seconds: np.ndarray) -> float:
+    low, high = median_bounds(np.sort(seconds))
+    median = float(np.median(seconds))
+    return (high - low) / (2.0 * median) if median > 0 else math.inf
+
+
+def median_bounds(ordered: np.ndarray) -> tuple[float, float]:
+    """The distribution-free 95% interval of the median, [X(j), X(n+1-j)] of the sorted latencies: it holds
+    whatever the latency's distribution (Conover, Practical Nonparametric Statistics, 3.2)."""
+    j = _lower_rank(len(ordered))
+    return float(ordered[j - 1]), float(ordered[len(ordered) - j])
+
+
+@functools.lru_cache(maxsize=4096)
+def _lower_rank(n: int) -> int:
+    """The largest rank j (1-based, at least 1) with P(Binomial(n, 1/2) <= j - 1) <= 2.5%."""
+    if n > 1000:  # the normal approximation is exact enough here
+        return max(int(math.floor(n / 2.0 - Z95 * math.sqrt(n) / 2.0)), 1)
+    total, below, j = 2 ** n, 0, 0
+    while True:
+        below += math.comb(n, j)  # now P(B <= j) * 2**n
+        if below * 40 > total:  # P(B <= j) > 2.5%: rank j + 1 is one too far
+            return max(j, 1)
+        j += 1
+
+
+def summarise(seconds: np.ndarray, batch: int, warmup: int = 0, wall: float | None = None,
+              max_interval: float = TimingPolicy.max_interval) -> Timing:
+    ms = np.sort(seconds * 1000.0)
+    p50, p90, p99 = (float(v) for v in np.percentile(ms, [50, 90, 99]))
     mean = float(ms.mean())
-    return Timing(batch, len(ms), float(p50), float(p90), float(p99), mean, batch / (mean / 1000.0))
+    low, high = median_bounds(ms)
+    cv = float(ms.std(ddof=1) / mean) if len(ms) > 1 and mean > 0 else 0.0
+    stable = (high - low) / (2.0 * p50) <= max_interval if p50 > 0 else False
+    return Timing(batch, len(ms), p50, p90, p99, mean, float(ms[0]), cv, low, high, warmup,
+                  float(seconds.sum() if wall is None else wall), stable)
 
 
 def feeds_of(feeds: Feeds, size: int) -> Feeds:

@@ -27,7 +27,22 @@ def export(ctx: ExportContext) -> ExportResult:
         same = all(torch.equal(a, b) for a, b in zip(_tensors(rebuilt(ctx.example)), _tensors(module(ctx.example))))
     if not same:
         raise ModelLoadError("the rebuilt reference does not reproduce the model's output bit for bit")
-    return ExportResult(STATE_FILE, {"source_kind": ctx.built.source_kind})
+    return ExportResult(STATE_FILE, {"source_kind": ctx.built.source_kind,
+                                     "flops_per_sample": count_flops(module, ctx.example)})
+
+
+def count_flops(module: torch.nn.Module, example: torch.Tensor) -> int | None:
+    """Floating-point operations of one forward pass per sample (a multiply-add counts 2), as torch's
+    FlopCounterMode counts them (matmuls and convolutions); None when the model cannot be counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            module(example)
+        return int(counter.get_total_flops() // len(example)) or None
+    except Exception:  # a count is information, never a reason to fail the reference
+        return None
 
 
 def _tensors(output) -> list[torch.Tensor]:

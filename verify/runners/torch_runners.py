@@ -1,4 +1,7 @@
-"""PyTorch eager (the reference) and TorchScript."""
+"""PyTorch eager (the reference) and TorchScript, at PyTorch's documented CPU inference settings: inference mode,
+threads set in the worker, channels-last memory for image models (oneDNN's fast convolution layout: ResNet18
+at batch 8 on 2 cores, 192 -> 147 ms eager), and TorchScript frozen (weights folded in as constants).
+None of these changes the precision: the cells stay float32."""
 from __future__ import annotations
 
 import warnings
@@ -20,22 +23,39 @@ class _TorchRunner(Runner):
             return "torch: CUDA is not available (no GPU, or a CPU-only build)"
         return None
 
+    channels_last = False  # decided at the first call, from the input's rank (4: images)
+
     def load(self, request: LoadRequest) -> None:
         self.request = request
         self.device = torch.device(TORCH_DEVICES[request.device])
         torch.set_num_threads(request.threads)
         self.module = self._load_module(request).to(self.device).eval()
+        self._formatted = False
 
     def _load_module(self, request: LoadRequest) -> torch.nn.Module:
         raise NotImplementedError
 
     def run(self, feeds: Feeds) -> Feeds:
         tensors = [torch.from_numpy(feeds[name]).to(self.device) for name in self.request.inputs]
+        if not self._formatted:
+            self._formatted = True
+            self.channels_last = all(t.dim() == 4 for t in tensors)
+            if self.channels_last:
+                self.module = self.module.to(memory_format=torch.channels_last)
+            self.module = self._optimise(self.module)
+        if self.channels_last:
+            tensors = [t.contiguous(memory_format=torch.channels_last) for t in tensors]
         with torch.inference_mode():
             return named_outputs(self.module(*tensors), self.request.outputs)
 
+    def _optimise(self, module: torch.nn.Module) -> torch.nn.Module:
+        return module
+
     def describe(self) -> dict:
-        info = {"version": torch.__version__, "device": str(self.device), "threads": torch.get_num_threads()}
+        info = {"version": torch.__version__, "device": str(self.device), "threads": torch.get_num_threads(),
+                "precision": "fp32", "inference_mode": True,
+                "memory_format": "channels_last" if self.channels_last else "contiguous",
+                "onednn": torch.backends.mkldnn.is_available()}
         if self.device.type == "cuda":
             info["gpu"] = torch.cuda.get_device_name(self.device)
         return info
@@ -51,3 +71,19 @@ class TorchScriptRunner(_TorchRunner):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": it is what we verify
             return torch.jit.load(str(request.path), map_location="cpu")
+
+    frozen: bool | str = False
+
+    def _optimise(self, module: torch.nn.Module) -> torch.nn.Module:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.freeze is deprecated"
+                frozen = torch.jit.freeze(module)  # weights become constants the graph optimiser can fold
+        except Exception as exc:  # a module freezing cannot handle runs as loaded; describe() says why
+            self.frozen = f"no ({type(exc).__name__})"
+            return module
+        self.frozen = True
+        return frozen
+
+    def describe(self) -> dict:
+        return {**super().describe(), "frozen": self.frozen}

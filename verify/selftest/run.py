@@ -157,7 +157,8 @@ class Outcome:
 def _verify(work: Path, report: Path, threads: int, runners: dict) -> Outcome:
     """The real verifier on `work`, with the fault's runners in place of the registered ones."""
     options = VerifyOptions(artifacts=work / "artifacts", zoo=work / "zoo.yaml", images=work / "images",
-                            devices=("cpu",), timing=False, threads=threads, partial=True)
+                            devices=("cpu",), timing=False, threads=threads, partial=True,
+                            cache=False)  # each fault must really run
     try:
         verified = run(options, runners={**registered_runners(), **runners})
     except WorkbenchError as exc:

@@ -1,0 +1,64 @@
+"""The cell cache: what it keys on, what it gives back, and that a damaged entry is simply not found."""
+from __future__ import annotations
+
+import numpy as np
+
+from verify.cache import CellCache, cell_facts, cell_value
+from verify.timing import summarise
+
+FEEDS = {"input": np.arange(12, dtype=np.float32).reshape(2, 6)}
+PARTS = {"runner": "verify.runners:OnnxRuntimeRunner", "files": {"m/onnx/model.onnx": "ab12"}, "threads": 2}
+
+
+def worker_value() -> dict:
+    return {"output": {"logits": np.ones((2, 3), np.float32)}, "again": {"logits": np.ones((2, 3), np.float32)},
+            "config": {"threads": 2, "precision": "fp32"}, "canaries": [190.0],
+            "timings": [summarise(np.full(20, 0.004), batch=1), summarise(np.full(12, 0.02), batch=8)]}
+
+
+def test_a_stored_cell_comes_back_as_the_worker_returned_it(tmp_path):
+    cache = CellCache(tmp_path)
+    key = cache.key("cell", PARTS, FEEDS)
+    assert cache.load(key) is None
+    cache.store(key, *cell_facts(worker_value()))
+    value = cell_value(*cache.load(key))
+    assert np.array_equal(value["output"]["logits"], np.ones((2, 3))) and value["config"]["precision"] == "fp32"
+    assert value["timings"] == worker_value()["timings"] and value["canaries"] == []  # not today's readings
+    assert value["cached"] and cache.hits == 1
+
+
+def test_the_key_changes_with_any_input_of_the_cell(tmp_path):
+    cache = CellCache(tmp_path)
+    key = cache.key("cell", PARTS, FEEDS)
+    assert key == cache.key("cell", dict(PARTS), {"input": FEEDS["input"].copy()})
+    assert key != cache.key("cell", {**PARTS, "files": {"m/onnx/model.onnx": "cd34"}}, FEEDS)  # other weights
+    assert key != cache.key("cell", {**PARTS, "threads": 1}, FEEDS)
+    assert key != cache.key("cell", PARTS, {"input": FEEDS["input"] + 1})  # other images
+    assert key != cache.key("logits", PARTS, FEEDS)
+
+
+def test_a_damaged_or_half_written_entry_is_not_found_and_off_finds_nothing(tmp_path):
+    cache = CellCache(tmp_path)
+    key = cache.key("cell", PARTS, FEEDS)
+    cache.store(key, *cell_facts(worker_value()))
+    (tmp_path / f"{key}.npz").write_bytes(b"not an npz")
+    assert cache.load(key) is None
+    cache.store(key, *cell_facts(worker_value()))
+    (tmp_path / f"{key}.json").unlink()  # the JSON is written last: without it there is no entry
+    assert cache.load(key) is None
+    off = CellCache(None)
+    off.store(key, *cell_facts(worker_value()))
+    assert off.load(key) is None
+
+
+def test_entries_unused_for_long_are_pruned(tmp_path):
+    import os
+
+    cache = CellCache(tmp_path)
+    old, new = cache.key("cell", PARTS, FEEDS), cache.key("cell", {**PARTS, "threads": 1}, FEEDS)
+    for key in (old, new):
+        cache.store(key, *cell_facts(worker_value()))
+    os.utime(tmp_path / f"{old}.json", (0, 0))
+    cache.prune()
+    assert cache.load(old) is None and cache.load(new) is not None
+    assert not (tmp_path / f"{old}.npz").exists()

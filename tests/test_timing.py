@@ -1,0 +1,108 @@
+"""The timing method, on a fake clock and fake runtimes: no model, no real time."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from verify.peak import describe_peak
+from verify.timing import (TimingPolicy, UsualSpeed, measure, measure_steady, median_bounds, median_interval,
+                           summarise, warm_up)
+
+
+class FakeRuntime:
+    """A runtime whose calls take `latencies` seconds in turn (the last one repeating), on a fake clock."""
+
+    def __init__(self, latencies: list[float]):
+        self.latencies, self.now, self.calls = latencies, 0.0, 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def run(self, feeds):
+        self.now += self.latencies[min(self.calls, len(self.latencies) - 1)]
+        self.calls += 1
+        return feeds
+
+
+FEEDS = {"input": np.zeros((8, 3), np.float32)}
+
+
+def test_the_interval_of_the_median_is_the_exact_distribution_free_one():
+    # n=10: ranks 2 and 9 (P = 97.9%); n=100: ranks 40 and 61 (Conover's table)
+    assert median_bounds(np.arange(1.0, 11.0)) == (2.0, 9.0)
+    assert median_bounds(np.arange(1.0, 101.0)) == (40.0, 61.0)
+    assert median_bounds(np.arange(1.0, 6.0)) == (1.0, 5.0)  # too few calls for better than the whole range
+    assert median_interval(np.full(30, 0.01)) == 0.0
+
+
+def test_warm_up_goes_on_until_the_latency_settles_and_stops_at_its_bound():
+    # lazy kernel selection at a new batch size: the first calls are slow (the eager cell that read 1.8x slow)
+    slow_start = FakeRuntime([1.0, 0.5, 0.3, 0.1, 0.1, 0.1, 0.1, 0.1])
+    assert warm_up(slow_start.run, FEEDS, TimingPolicy(warmup_max_seconds=10), slow_start.clock) == 6
+    never = FakeRuntime([0.01 * (1 + (i % 2)) for i in range(100)])  # alternates 10/20 ms: never settles
+    policy = TimingPolicy(warmup_max=12)
+    assert warm_up(never.run, FEEDS, policy, never.clock) == 12
+
+
+def test_measure_takes_at_least_the_minimum_calls_and_duration():
+    fast = FakeRuntime([0.001])  # 1 ms calls: the minimum duration decides
+    timing = measure(fast.run, FEEDS, TimingPolicy(min_runs=10, min_seconds=1.0), fast.clock)
+    assert timing.runs in (1000, 1001) and timing.batch == 8 and timing.p50_ms == pytest.approx(1.0)
+    assert timing.stable and timing.interval == pytest.approx(0.0)
+    slow = FakeRuntime([0.4])  # 400 ms calls: the minimum count decides
+    timing = measure(slow.run, FEEDS, TimingPolicy(min_runs=10, min_seconds=1.0), slow.clock)
+    assert timing.runs == 10 and timing.seconds == pytest.approx(4.0)
+
+
+def test_a_noisy_cell_is_timed_longer_and_marked_when_it_stays_noisy():
+    noisy = FakeRuntime([0.02 if i % 2 else 0.01 for i in range(10_000)])  # half the calls twice as slow
+    policy = TimingPolicy(warmup_min=0, warmup_max=0, min_runs=10, min_seconds=0.5, max_seconds=3.0)
+    timing = measure(noisy.run, FEEDS, policy, noisy.clock)
+    assert timing.seconds >= 3.0 and not timing.stable and timing.interval > policy.max_interval
+
+
+def test_throughput_comes_from_the_median_so_one_slow_call_does_not_move_it():
+    seconds = np.array([0.1] * 9 + [1.0])  # one call 10x slow, as a page-fault storm or a busy neighbour does
+    timing = summarise(seconds, batch=8)
+    assert timing.throughput_ips == pytest.approx(80.0)  # the mean would say 42
+    assert timing.mean_ms == pytest.approx(190.0) and timing.cv > 1.0
+
+
+def test_timing_is_taken_again_while_the_machine_runs_off_its_usual_speed():
+    runtime = FakeRuntime([0.01])
+    readings = iter([100.0, 70.0, 100.0, 99.0])  # the first attempt ends in a slow phase of the machine
+    policy = TimingPolicy(warmup_min=0, warmup_max=0, min_runs=10, min_seconds=0.1, drift_pause_seconds=0)
+    timing, canaries = measure_steady(runtime.run, FEEDS, policy, usual_speed=100.0, canary=lambda: next(readings),
+                                      clock=runtime.clock)
+    assert timing.attempts == 2 and timing.drift == pytest.approx(0.01) and timing.stable
+    assert canaries == [100.0, 70.0, 100.0, 99.0]
+    always_slow = iter([60.0] * 10)
+    timing, _ = measure_steady(runtime.run, FEEDS, policy, usual_speed=100.0, canary=lambda: next(always_slow),
+                               clock=runtime.clock)
+    assert timing.attempts == policy.attempts and not timing.stable and timing.drift == pytest.approx(0.4)
+    # a batch that takes long is kept and marked, not redone: a paddle-jit batch of 8 takes 10 s on 2 cores
+    slow_runtime, slow_phase = FakeRuntime([1.0]), iter([60.0] * 10)
+    timing, _ = measure_steady(slow_runtime.run, FEEDS, policy, usual_speed=100.0, canary=lambda: next(slow_phase),
+                               clock=slow_runtime.clock)
+    assert timing.attempts == 1 and not timing.stable and timing.seconds == pytest.approx(10.0)
+
+
+def test_the_usual_speed_is_the_median_of_the_readings():
+    speed = UsualSpeed()
+    assert speed.value is None
+    speed.add([100.0, 50.0, 101.0])
+    assert speed.value == 100.0
+
+
+def test_policy_refuses_settings_that_cannot_give_a_median_interval():
+    with pytest.raises(ValueError):
+        TimingPolicy(min_runs=2)
+    with pytest.raises(ValueError):
+        TimingPolicy(min_seconds=5.0, max_seconds=1.0)
+
+
+def test_the_peak_is_the_best_kernel_and_names_the_others():
+    described = describe_peak({"numpy matmul": 190.0, "onnxruntime Conv": 215.0})
+    assert described["peak_fp32_gflops"] == 215.0
+    assert described["peak_fp32_kernel"].startswith("onnxruntime Conv (others: numpy matmul 190")
+    assert describe_peak({})["peak_fp32_gflops"] is None

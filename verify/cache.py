@@ -1,0 +1,122 @@
+"""Cell results kept between verifier runs, keyed by everything that decides them: an unchanged re-run reuses
+them instead of loading and timing every artifact again.
+
+The key covers the runner class, the artifact's files (their sha256, as the manifest records them and the
+integrity check has just confirmed), the device, threads, declared inputs and outputs, the input arrays, the
+timing policy and batches, this workbench's own source code, the tool versions and the machine. Anything else
+changes nothing a cell computes. Comparisons are never cached: they are redone from the cached outputs, so a
+changed tolerance takes effect at once. Arrays are stored as .npz (no pickle: a cache file cannot run code),
+the rest as JSON written last, so an entry without its JSON is not an entry.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converter.core.files import atomic_write
+from converter.manifest import tool_versions
+
+from .timing import Timing
+
+CACHE_FOLDER = Path(".cache") / "verify"  # inside the artifacts folder
+KEEP_DAYS = 14  # entries not used for this long are removed
+FORMAT = "1"
+
+
+class CellCache:
+    """Stores and finds cell results under `folder`; `folder` None: a cache that never finds anything."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self.hits = 0
+
+    def key(self, kind: str, parts: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
+        digest = hashlib.sha256()
+        digest.update(json.dumps({"kind": kind, "format": FORMAT, "parts": parts, "code": code_fingerprint(),
+                                  "machine": machine_fingerprint()}, sort_keys=True, default=str).encode())
+        for name in sorted(arrays):
+            array = np.ascontiguousarray(arrays[name])
+            digest.update(f"{name}{array.dtype}{array.shape}".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()[:32]
+
+    def load(self, key: str) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """(the JSON part, the arrays) of an entry, or None when there is none or it cannot be read."""
+        if self.folder is None:
+            return None
+        meta, data = self.folder / f"{key}.json", self.folder / f"{key}.npz"
+        try:
+            facts = json.loads(meta.read_text())
+            with np.load(data, allow_pickle=False) as arrays:
+                loaded = {name: arrays[name] for name in arrays.files}
+            os.utime(meta)
+        except (OSError, ValueError, KeyError):
+            return None
+        self.hits += 1
+        return facts, loaded
+
+    def store(self, key: str, facts: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        if self.folder is None:
+            return
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write(self.folder / f"{key}.npz", buffer.getvalue())
+        atomic_write(self.folder / f"{key}.json", json.dumps({**facts, "stored": _now()}, default=str))
+
+    def prune(self, keep_days: float = KEEP_DAYS) -> None:
+        if self.folder is None or not self.folder.is_dir():
+            return
+        oldest = time.time() - keep_days * 86400
+        for meta in self.folder.glob("*.json"):
+            if meta.stat().st_mtime < oldest:
+                meta.unlink(missing_ok=True)
+                meta.with_suffix(".npz").unlink(missing_ok=True)
+
+
+def cell_facts(value: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A cell worker's result as (JSON part, arrays), for store()."""
+    arrays = {f"output/{name}": array for name, array in value["output"].items()}
+    arrays.update({f"again/{name}": array for name, array in value["again"].items()})
+    return {"config": value["config"], "timings": [asdict(t) for t in value["timings"]]}, arrays
+
+
+def cell_value(facts: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The inverse of cell_facts: what the worker returned (with no canary readings: they are not today's)."""
+    def part(prefix: str) -> dict[str, np.ndarray]:
+        return {name.split("/", 1)[1]: array for name, array in arrays.items() if name.startswith(prefix + "/")}
+
+    return {"output": part("output"), "again": part("again"), "config": facts["config"],
+            "timings": [Timing(**t) for t in facts["timings"]], "canaries": [], "cached": facts.get("stored")}
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """The workbench's own Python sources: a change to any of them (a runner, the timing) invalidates the cache."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted([*root.joinpath("verify").rglob("*.py"), *root.joinpath("converter").rglob("*.py")]):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def machine_fingerprint() -> dict[str, Any]:
+    from .environment import describe_machine
+
+    machine = describe_machine(0)
+    return {**{k: machine[k] for k in ("cpu", "logical_cpus", "physical_cores", "platform", "gpu")},
+            "tools": tool_versions()}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()) + " UTC"
