@@ -30,7 +30,7 @@ from .timing_report import timing_frame
 from .results import ModelResult
 from .runners import Availability, Runner, registered_runners
 from .session import SessionOptions, Shared, plan_cells, verify_model
-from .timing import DEFAULT_BATCHES, TimingPolicy
+from .timing import DEFAULT_BATCHES, TimingPolicy, canary_readings
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,13 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     availability = availability or Availability.probe()
     left_out = _left_out(options, manifest, runners)
     by_name = {name: resolved.entry for name, resolved in entries.items()}
-    # in workers of its own, before any cell: a peak measured in a slow minute would make every % read high
-    peak = measure_peak(threads) if options.timing else {}
-    results = []
     shared = Shared(cache=CellCache(options.artifacts / CACHE_FOLDER if options.cache else None))
+    peak = {}
+    if options.timing:  # before any cell, each kernel in a worker of its own; the canary learns the machine
+        shared.speed.add(canary_readings(10))
+        peak = measure_peak(threads)
+        shared.speed.add(canary_readings(10))
+    results = []
     for name in options.models or list(manifest.models):
         resolved, record = entries[name], manifest.models[name]
         try:
@@ -119,6 +122,9 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     if options.timing:
         environment["timing_method"] = options.policy.describe()
         environment.update(describe_peak(peak))
+        readings = shared.speed.readings
+        environment["machine_speed"] = (f"matmul canary at full speed {shared.speed.full:.0f} GFLOP/s; "
+                                        f"{len(readings)} readings from {min(readings):.0f} to {max(readings):.0f}")
     return VerifyRun(results, verdict, environment, by_name, provenance)
 
 

@@ -21,7 +21,7 @@ from .localize import PADDLE_UNAVAILABLE, Divergence, LocalizeJob, run_localize_
 from .preprocessing import deployment_batch, judge, reference_batch
 from .results import Cell, ModelResult, PreprocessingCheck
 from .runners import Availability, DeviceUnavailable, LoadRequest, Runner
-from .timing import DEFAULT_BATCHES, Timing, TimingPolicy, UsualSpeed, feeds_of, measure_steady
+from .timing import DEFAULT_BATCHES, Timing, TimingPolicy, MachineSpeed, feeds_of, measure_steady
 
 log = logging.getLogger(__name__)
 Feeds = dict[str, np.ndarray]
@@ -32,9 +32,9 @@ MIN_INPUT_STD = 0.02
 
 @dataclass
 class Shared:
-    """What the cells of a whole run share: the machine's usual speed so far, and the cache of cell results."""
+    """What the cells of a whole run share: the machine's full speed so far, and the cache of cell results."""
 
-    speed: UsualSpeed = field(default_factory=UsualSpeed)
+    speed: MachineSpeed = field(default_factory=MachineSpeed)
     cache: CellCache = field(default_factory=lambda: CellCache(None))
 
 
@@ -73,7 +73,7 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
                  compare_func: CompareFunc = compare, stale: str | None = None,
                  shared: Shared | None = None) -> ModelResult:
     """Every cell of one model; `stale` says why the artifacts no longer match the zoo (then nothing runs);
-    `shared` carries the machine's usual speed and the cache from model to model."""
+    `shared` carries the machine's full speed and the cache from model to model."""
     shared = shared or Shared()
     result = ModelResult(model, trusted_pickle=record.trusted_pickle, outputs=[entry.logits] + [
         name for name in entry.outputs if name != entry.logits])
@@ -239,7 +239,7 @@ class CellJob:
     timing: bool
     policy: TimingPolicy
     batches: tuple[int, ...]
-    usual_speed: float | None  # the machine's usual canary GFLOP/s so far in this run (None: not known yet)
+    full_speed: float | None  # the machine's full canary GFLOP/s so far in this run (None: not known yet)
     max_batch: int | None = None  # an artifact built with a fixed batch size takes the samples this many at a time
 
 
@@ -256,7 +256,7 @@ def run_cell_job(job: CellJob) -> dict:
     canaries: list[float] = []
     for size in job.batches if job.timing else ():
         # one batch at a time, in the same worker, on the samples every runtime gets (repeated to fill a batch)
-        timing, readings = measure_steady(run, feeds_of(job.feeds, size), job.policy, job.usual_speed)
+        timing, readings = measure_steady(run, feeds_of(job.feeds, size), job.policy, job.full_speed)
         timings.append(timing)
         canaries += readings
     return {"output": output, "again": again, "config": runner.describe(), "timings": timings, "canaries": canaries}
@@ -300,7 +300,7 @@ class _CellRunner:
             value = cell_value(*found)
         else:
             job = CellJob(runner, request, self.feeds, options.timing, options.policy, options.batches,
-                          self.shared.speed.value, max_batch)
+                          self.shared.speed.full, max_batch)
             outcome = run_isolated(run_cell_job, job,
                                    limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
             if not outcome.ok:  # one runtime failing (even crashing or hanging) must not stop the others
