@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from converter.core.files import atomic_write
-from converter.manifest import tool_versions
 
 from .timing import Timing
 
@@ -111,11 +110,10 @@ def code_fingerprint() -> str:
 
 @functools.lru_cache(maxsize=1)
 def machine_fingerprint() -> dict[str, Any]:
+    """The machine and the tool versions (describe_machine has both), without the run's thread setting."""
     from .environment import describe_machine
 
-    machine = describe_machine(0)
-    return {**{k: machine[k] for k in ("cpu", "logical_cpus", "physical_cores", "platform", "gpu")},
-            "tools": tool_versions()}
+    return {key: value for key, value in describe_machine(0).items() if key != "threads"}
 
 
 def _now() -> str:
