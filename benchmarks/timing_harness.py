@@ -138,25 +138,34 @@ def verifier_spread(args, threads: int) -> None:
         options = VerifyOptions(artifacts=args.artifacts, models=tuple(args.models) if args.models else None,
                                 devices=("cpu",), partial=True, threads=threads, cache=False)
         verified = run(options)
-        runs.append({(c.model, c.runtime, c.artifact, t.batch): t.p50_ms
+        runs.append({(c.model, c.runtime, c.artifact, t.batch): (t.p50_ms, t.stable)
                      for r in verified.results for c in r.cells for t in c.timings})
-        print(f"  run {index + 1}: {time.perf_counter() - started:.0f} s", flush=True)
-    spreads = []
+        print(f"  run {index + 1}: {time.perf_counter() - started:.0f} s ({verified.environment.get('machine_speed')})",
+              flush=True)
+    spreads, solid = [], []
     print(f"  {'cell':<52} {'batch':>5}  " + "  ".join(f"run{i + 1:>2} ms" for i in range(len(runs)))
-          + "   spread")
+          + "   spread   (~: the verifier marked the figure noisy or timed while the machine was slow)")
     for key in runs[0]:
-        values = [r[key] for r in runs if key in r]
+        values = [r[key][0] for r in runs if key in r]
+        marks = [r[key][1] for r in runs if key in r]
         spread = max(values) / min(values) - 1.0
         spreads.append(spread)
+        if all(marks):
+            solid.append(spread)
         cell = f"{key[0]}/{key[2]}/{key[1]}"
-        print(f"  {cell:<52} {key[3]:>5}  " + "  ".join(f"{v:>8.2f}" for v in values) + f"   {spread:6.1%}")
+        print(f"  {cell:<52} {key[3]:>5}  " + "  ".join(f"{v:>7.2f}{' ' if ok else '~'}" for v, ok in zip(values, marks))
+              + f"   {spread:6.1%}")
     if spreads:
         within = sum(s <= 0.05 for s in spreads)
         print(f"  cells within 5%: {within}/{len(spreads)}; median spread {np.median(spreads):.1%}, "
               f"largest {max(spreads):.1%}")
+        if solid:
+            print(f"  cells the verifier gave as solid in every run: {len(solid)}; within 5%: "
+                  f"{sum(s <= 0.05 for s in solid)}; median spread {np.median(solid):.1%}, largest {max(solid):.1%}")
         if args.json:
-            args.json.write_text(json.dumps({"spreads": spreads, "runs": [{"|".join(map(str, k)): v for k, v in
-                                                                           r.items()} for r in runs]}, indent=1))
+            args.json.write_text(json.dumps({"spreads": spreads, "solid_spreads": solid,
+                                             "runs": [{"|".join(map(str, k)): v for k, v in r.items()} for r in runs]},
+                                            indent=1))
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = RunOptions(out=Path(args.out), models=split_list(args.models),
                              formats=registered_list("--formats", args.formats, formats()), force=args.force,
-                             limits=limits)
+                             limits=limits, jobs=args.jobs)
         zoo = load_zoo(args.zoo, tuple(args.trust_module))
         entries.update({entry.name: entry for entry in zoo.models})
         selected = [m.name for m in zoo.select(options.models)]  # unknown --models is a usage error, before any work
@@ -86,10 +86,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--formats", help=f"comma-separated formats among {','.join(formats())} "
                                           "(default: each model's own)")
     parser.add_argument("--force", action="store_true", help="convert even artifacts that are up to date")
+    parser.add_argument("--jobs", type=_jobs, default=0,
+                        help="models converted at once, each export in a worker of its own (default: the physical "
+                             "cores; 1 for per-artifact seconds that no other conversion shares the CPU with)")
     add_limit_arguments(parser, "format")
     add_trust_argument(parser)
     parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
     return parser.parse_args(argv)
+
+
+def _jobs(text: str) -> int:
+    value = int(text) if text.strip().isdigit() else -1
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _error(message: str) -> int:

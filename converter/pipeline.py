@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -20,10 +21,12 @@ from pathlib import Path
 from typing import Callable
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from .core.archs import TORCHVISION_PREFIX, locate_module
 from .core.files import file_sha256
 from .core.isolation import Limits, run_isolated
+from .core.machine import physical_cores
 from .core.reference import load_reference
 from .core.vocabulary import ARTIFACTS
 from .exporters import Exporter, ExportContext, ExportResult, planned_artifacts, registered_exporter
@@ -50,29 +53,60 @@ class RunOptions:
     formats: list[str] | None = None  # None: each model's own `formats`
     limits: Limits = Limits()  # per conversion format, unless the zoo entry sets its own
     force: bool = False  # convert even what is up to date
+    jobs: int = 0  # models converted at once; 0: the physical cores
 
 
 def convert(zoo: Zoo, options: RunOptions, progress: Progress | None = None,
             exporters: Mapping[str, Exporter] | None = None) -> Manifest:
     """Convert the selected models and return the manifest, which is also written after every model.
-    `progress(model, artifact, record)` hears of each artifact as it is built or found up to date;
-    `exporters` replaces registered exporters by artifact name (module-level functions: they run in workers)."""
+    `progress(model, artifact, record)` hears of each artifact as it is built or found up to date (from one
+    thread at a time); `exporters` replaces registered exporters by artifact name (module-level functions:
+    they run in workers). Up to `options.jobs` models convert at once, each artifact in a worker of its own."""
     entries = zoo.select(options.models)
+    options = replace(options, jobs=_jobs(options, len(entries)))
     tools = tool_versions()
     manifest = Manifest(zoo={"path": str(zoo.path.resolve()), "sha256": file_sha256(zoo.path)}, tools=tools)
     previous = _previous_manifest(options.out)
-    in_zoo = {entry.name for entry in zoo.models}
+    in_zoo = [entry.name for entry in zoo.models]
     if previous is not None:  # models not converted this time keep their last results
         manifest.models = {name: record for name, record in previous.models.items() if name in in_zoo}
-    for entry in entries:
+    heard = _one_at_a_time(progress or (lambda *_: None))
+    stopping = threading.Event()
+
+    def one(entry: ModelEntry) -> ModelRecord:
         old = previous.models.get(entry.name) if previous else None
-        manifest.models[entry.name] = convert_model(entry, options, old, tools, progress or (lambda *_: None),
-                                                    dict(exporters or {}))
-        write_manifest(options.out, manifest)
+        return convert_model(entry, options, old, tools, heard, dict(exporters or {}), stopping)
+
+    with ThreadPoolExecutor(options.jobs, thread_name_prefix="convert") as pool:
+        futures = {pool.submit(one, entry): entry.name for entry in entries}
+        try:
+            for future in as_completed(futures):
+                manifest.models[futures[future]] = future.result()
+                manifest.models = {name: manifest.models[name] for name in in_zoo if name in manifest.models}
+                write_manifest(options.out, manifest)
+        except BaseException:  # an interrupt or a bug: start nothing more; running exports finish their step
+            stopping.set()
+            for future in futures:
+                future.cancel()
+            raise
     write_manifest(options.out, manifest)
     for entry in entries:
         _collect_garbage(options.out / entry.name, manifest.models[entry.name], options.out)
     return manifest
+
+
+def _jobs(options: RunOptions, models: int) -> int:
+    """Models converted at once: --jobs, or the physical cores; no more than there are models."""
+    return max(1, min(options.jobs or physical_cores(), models))
+
+
+def _one_at_a_time(progress: Progress) -> Progress:
+    lock = threading.Lock()
+
+    def heard(model: str, artifact: str, record: ArtifactRecord) -> None:
+        with lock:
+            progress(model, artifact, record)
+    return heard
 
 
 def source_key(entry: ModelEntry, tools: dict[str, str]) -> str:
@@ -100,7 +134,9 @@ def artifact_key(model_key: str, artifact: str) -> str:
 
 
 def convert_model(entry: ModelEntry, options: RunOptions, old: ModelRecord | None, tools: dict[str, str],
-                  progress: Progress, exporters: dict[str, Exporter]) -> ModelRecord:
+                  progress: Progress, exporters: dict[str, Exporter],
+                  stopping: threading.Event | None = None) -> ModelRecord:
+    """One model's planned artifacts in order; `stopping` set (the run was interrupted) starts no further export."""
     model_dir = options.out / entry.name
     model_dir.mkdir(parents=True, exist_ok=True)
     _remove_staging(model_dir)
@@ -130,9 +166,12 @@ def convert_model(entry: ModelEntry, options: RunOptions, old: ModelRecord | Non
         elif name in failed_before:
             art = _as_cached(failed_before[name])
         else:
+            if stopping is not None and stopping.is_set():
+                raise _Stopped(entry.name)
             folder = model_dir / f"{name}-{artifact_key(key, name)}"
             exporter = exporters.get(name) or registered_exporter(name)
-            art, source = _export_one(name, exporter, entry, record.source, folder, done, options)
+            art, source = _export_one(name, exporter, entry, record.source, folder, done, options,
+                                      export_threads(options.jobs))
             if name == "eager":
                 record.source = source and replace(source, key=key, checkpoint_sha256=file_sha256(
                     Path(entry.checkpoint)) if entry.checkpoint else None)
@@ -153,13 +192,15 @@ class EagerJob:
     exporter: Callable[[ExportContext], ExportResult]
     entry: ModelEntry
     out_dir: Path
+    threads: int = 0  # torch's and ONNX Runtime's threads in the worker; 0: their default (every core)
 
 
 def run_eager_job(job: EagerJob) -> tuple[ExportResult, SourceRecord]:
+    _use_threads(job.threads)
     started = time.perf_counter()
     built = build_model(job.entry)
     build_seconds = round(time.perf_counter() - started, 3)
-    result = job.exporter(ExportContext(job.entry, built, example_input(job.entry), job.out_dir, {}))
+    result = job.exporter(ExportContext(job.entry, built, example_input(job.entry), job.out_dir, {}, job.threads))
     return result, SourceRecord(built.source_kind, built.weights_sha256, built.trusted_pickle, build_seconds)
 
 
@@ -172,16 +213,33 @@ class ExportJob:
     source: SourceRecord
     out_dir: Path
     earlier: dict[str, Path]
+    threads: int = 0
 
 
 def run_export_job(job: ExportJob) -> ExportResult:
+    _use_threads(job.threads)
     module = load_reference(job.earlier["eager"], trust_pickle=job.source.trusted_pickle)
     built = BuiltModel(module, job.source.kind, job.source.weights_sha256, job.source.trusted_pickle)
-    return job.exporter(ExportContext(job.entry, built, example_input(job.entry), job.out_dir, dict(job.earlier)))
+    return job.exporter(ExportContext(job.entry, built, example_input(job.entry), job.out_dir, dict(job.earlier),
+                                      job.threads))
+
+
+def _use_threads(threads: int) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def export_threads(jobs: int) -> int:
+    """Threads for each export when `jobs` run at once: the cores shared out (with every core for each of two
+    exports on 2 cores, torch's spinning thread pools made them slower than one after the other); 0 for one job."""
+    return 0 if jobs <= 1 else max(1, physical_cores() // jobs)
 
 
 def _export_one(name: str, exporter: Exporter, entry: ModelEntry, source: SourceRecord | None, final: Path,
-                done: dict[str, Path], options: RunOptions) -> tuple[ArtifactRecord, SourceRecord | None]:
+                done: dict[str, Path], options: RunOptions, threads: int = 0
+                ) -> tuple[ArtifactRecord, SourceRecord | None]:
     """Build one artifact in a worker, into a staging folder that is moved to its keyed folder only when the
     exporter succeeded: an interrupted or failed export never leaves a half-written artifact under a final
     name. Returns the record and, for the eager reference, what the model was built from."""
@@ -189,9 +247,9 @@ def _export_one(name: str, exporter: Exporter, entry: ModelEntry, source: Source
     staging.mkdir()
     started = time.perf_counter()
     if name == "eager":
-        job, worker = EagerJob(exporter, entry, staging), run_eager_job
+        job, worker = EagerJob(exporter, entry, staging, threads), run_eager_job
     else:
-        job, worker = ExportJob(exporter, entry, source, staging, dict(done)), run_export_job
+        job, worker = ExportJob(exporter, entry, source, staging, dict(done), threads), run_export_job
     try:
         outcome = run_isolated(worker, job, limits=entry.limits.over(options.limits))
         if not outcome.ok:
@@ -221,6 +279,10 @@ def _export_one(name: str, exporter: Exporter, entry: ModelEntry, source: Source
         details=result.details,
     )
     return record, source
+
+
+class _Stopped(Exception):
+    """The run stopped (interrupted, or another model's conversion raised): this model is left as it was."""
 
 
 class _WorkerFailed(Exception):

@@ -67,6 +67,25 @@ def test_worker_outcomes():
     assert hoarded.failure == "out-of-memory" and "limit 6144 MiB" in hoarded.message
 
 
+def test_the_fork_server_starts_without_the_thread_limit_paddle_sets_on_import(monkeypatch):
+    """Importing Paddle sets OMP_NUM_THREADS=1; a fork server started with it runs numpy's BLAS in every worker
+    on one core (the timing canary read half the machine's speed and every cell waited for the rest)."""
+    import multiprocessing.forkserver
+
+    from converter.core import isolation
+
+    seen = {}
+    monkeypatch.setattr(isolation, "_context", None)
+    monkeypatch.setattr(isolation, "_startup_threads", {"OMP_NUM_THREADS": None, "MKL_NUM_THREADS": "3"})
+    monkeypatch.setattr(multiprocessing.forkserver, "ensure_running",
+                        lambda: seen.update({k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as `import paddle` leaves it
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    isolation._fork_server()
+    assert seen == {"OMP_NUM_THREADS": None, "MKL_NUM_THREADS": "3"}
+    assert os.environ["OMP_NUM_THREADS"] == "1" and "MKL_NUM_THREADS" not in os.environ  # the parent's, as it was
+
+
 # --- inside real runs -------------------------------------------------------------------------------------
 
 class _AbortingRunner(PaddleJitRunner):

@@ -11,6 +11,7 @@ import yaml
 
 from converter.__main__ import main as converter_main
 from converter.core.reference import load_reference
+from converter.exporters import ExportResult
 from converter.manifest import file_sha256, read_manifest
 from converter.pipeline import RunOptions, convert
 from converter.zoo import load_zoo
@@ -233,3 +234,54 @@ def test_known_failures_are_explained_with_a_next_step():
     assert "raise limits.timeout_s" in explain("onnx", "timeout: no result after 600s; worker killed")
     assert explain("onnx", "TracingCheckError") is None  # a hint applies to its own exporter only
     assert explain("eager", "ModelLoadError: checkpoint x: does not fit") is None
+
+
+def _timed_onnx_exporter(ctx):
+    """Stands in for the ONNX export: records when it ran (in the worker) and takes a while."""
+    import time
+
+    started = time.time()
+    time.sleep(1.0)
+    (ctx.out_dir / "model.onnx").write_bytes(b"not a model")
+    return ExportResult("model.onnx", details={"started": started, "ended": time.time()})
+
+
+@pytest.mark.parametrize("jobs, overlap", [(2, True), (1, False)])
+def test_models_convert_at_once_with_jobs(write_zoo, tmp_path, jobs, overlap):
+    entries = [tiny_entry(name, formats=["eager", "onnx"], onnx={"simplify": False}) for name in ("b", "a")]
+    heard, busy = [], []
+
+    def progress(model, artifact, record):  # never called from two threads at once
+        busy.append(model)
+        assert len(busy) == 1, busy
+        heard.append((model, artifact))
+        busy.pop()
+
+    manifest = convert(load_zoo(write_zoo(models=entries)), RunOptions(out=tmp_path / "a", jobs=jobs),
+                       progress=progress, exporters={"onnx": _timed_onnx_exporter})
+    spans = sorted((m.artifacts["onnx"].details["started"], m.artifacts["onnx"].details["ended"])
+                   for m in manifest.models.values())
+    assert (spans[1][0] < spans[0][1]) == overlap, spans
+    assert sorted(heard) == [(m, a) for m in ("a", "b") for a in ("eager", "onnx")]
+    assert list(manifest.models) == ["b", "a"] and set(read_manifest(tmp_path / "a").models) == {"a", "b"}
+
+
+def test_a_stopped_run_starts_no_further_export(write_zoo, tmp_path):
+    import threading
+
+    from converter.manifest import tool_versions
+    from converter.pipeline import convert_model
+
+    entry = load_zoo(write_zoo(models=[tiny_entry(formats=["eager", "onnx"])])).models[0]
+    stopping = threading.Event()
+    stopping.set()
+    with pytest.raises(Exception, match="tiny"):
+        convert_model(entry, RunOptions(out=tmp_path / "a"), None, tool_versions(), lambda *_: None, {}, stopping)
+    assert not [p for p in (tmp_path / "a" / "tiny").iterdir()]
+
+
+def test_jobs_must_be_a_positive_count(write_zoo, tmp_path, capsys):
+    path = write_zoo(models=[tiny_entry(formats=["eager"])])
+    with pytest.raises(SystemExit) as exit_info:
+        converter_main([str(path), "--out", str(tmp_path / "a"), "--jobs", "0"])
+    assert exit_info.value.code == 2 and "--jobs" in capsys.readouterr().err

@@ -80,12 +80,12 @@ def _policy(args):
 
     if args.runs < 5:
         raise UsageError(f"--runs: at least 5 timed calls (the median's 95% interval needs them), got {args.runs}")
-    if args.warmup < 0 or args.min_time <= 0:
-        raise UsageError("--warmup must be at least 0 and --min-time above 0")
+    if args.warmup < 0 or args.min_time <= 0 or args.max_wait < 0:
+        raise UsageError("--warmup and --max-wait must be at least 0 and --min-time above 0")
     default = TimingPolicy()
     return TimingPolicy(warmup_min=args.warmup, warmup_max=max(default.warmup_max, args.warmup),
                         min_runs=args.runs, min_seconds=args.min_time,
-                        max_seconds=max(default.max_seconds, args.min_time))
+                        max_seconds=max(default.max_seconds, args.min_time), run_wait_seconds=args.max_wait)
 
 
 def _batches(text: str) -> tuple[int, ...]:
@@ -138,6 +138,10 @@ def _parse(argv):
                         help="seconds of timed calls per batch size, at least (default: %(default)s); timing goes "
                              f"on up to {policy.max_seconds:g} s (or this, if longer) while the median's 95%% "
                              f"interval is wider than +-{policy.max_interval * 100:.0f}%%")
+    parser.add_argument("--max-wait", type=float, default=policy.run_wait_seconds,
+                        help="seconds in all, per run, to wait for the machine's full speed and to time a batch "
+                             "again that the machine slowed during (default: %(default)s; 0: time at once and mark "
+                             "what ran slow)")
     parser.add_argument("--no-timing", action="store_true", help="parity only")
     parser.add_argument("--no-cache", action="store_true",
                         help="run and time every cell again, even those whose artifact, inputs, settings, tools, "

@@ -23,7 +23,8 @@ from .environment import describe_machine, describe_run, physical_cores
 from .gate import Verdict, decide
 from .inputs import load_images, save_inputs, synthetic_images
 from .peak import describe_peak, measure_peak
-from .cache import CACHE_FOLDER, CellCache
+from .cache import CACHE_FOLDER, CellCache, machine_fingerprint
+from .speed_memory import SPEED_FILE, remember_speed, remembered_speed
 from .charts import write_timing_charts
 from .report import inputs_file, markdown, parity_frame, preprocessing_frame, summary
 from .timing_report import timing_frame
@@ -94,9 +95,12 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     availability = availability or Availability.probe()
     left_out = _left_out(options, manifest, runners)
     by_name = {name: resolved.entry for name, resolved in entries.items()}
-    shared = Shared(cache=CellCache(options.artifacts / CACHE_FOLDER if options.cache else None))
+    shared = Shared(cache=CellCache(options.artifacts / CACHE_FOLDER if options.cache else None),
+                    wait_left=options.policy.run_wait_seconds)
     peak = {}
+    speed_file, machine = options.artifacts / SPEED_FILE, machine_fingerprint() if options.timing else {}
     if options.timing:  # before any cell, each kernel in a worker of its own; the canary learns the machine
+        shared.speed.known = remembered_speed(speed_file, machine)
         shared.speed.add(canary_readings(10))
         peak = measure_peak(threads)
         shared.speed.add(canary_readings(10))
@@ -123,8 +127,17 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
         environment["timing_method"] = options.policy.describe()
         environment.update(describe_peak(peak))
         readings = shared.speed.readings
-        environment["machine_speed"] = (f"matmul canary at full speed {shared.speed.full:.0f} GFLOP/s; "
-                                        f"{len(readings)} readings from {min(readings):.0f} to {max(readings):.0f}")
+        waited = options.policy.run_wait_seconds - shared.wait_left
+        speed = shared.speed
+        remember_speed(speed_file, machine, speed.seen, speed.known)
+        earlier = (f" (an earlier run's: this run's own best was {speed.seen:.0f}, so the machine ran slow "
+                   "throughout)" if speed.known and speed.seen and speed.known > speed.seen * 1.02 else "")
+        environment["machine_speed"] = (f"matmul canary at full speed {speed.full:.0f} GFLOP/s{earlier}; "
+                                        f"{len(readings)} readings from {min(readings):.0f} to {max(readings):.0f}; "
+                                        f"{waited:.0f} s of the {options.policy.run_wait_seconds:g} s allowed spent "
+                                        "waiting for full speed or timing again"
+                                        + (" (all of it: later batches were timed at once)"
+                                           if shared.wait_left <= 0 else ""))
     return VerifyRun(results, verdict, environment, by_name, provenance)
 
 

@@ -9,29 +9,12 @@ from importlib import metadata
 from pathlib import Path
 
 from converter.core.files import file_sha256
+from converter.core.machine import physical_cores
 from converter.manifest import tool_versions
 
 from .inputs import ImageSet
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def physical_cores() -> int:
-    """Physical cores (not hyper-threads): the thread count runtimes document as their best CPU setting."""
-    try:
-        pairs, physical = set(), None
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key, value = key.strip(), value.strip()
-            if key == "physical id":
-                physical = value
-            elif key == "core id":
-                pairs.add((physical, value))
-        if pairs:
-            return len(pairs)
-    except OSError:
-        pass
-    return os.cpu_count() or 1
 
 
 def describe_machine(threads: int) -> dict:

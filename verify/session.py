@@ -21,7 +21,7 @@ from .localize import PADDLE_UNAVAILABLE, Divergence, LocalizeJob, run_localize_
 from .preprocessing import deployment_batch, judge, reference_batch
 from .results import Cell, ModelResult, PreprocessingCheck
 from .runners import Availability, DeviceUnavailable, LoadRequest, Runner
-from .timing import DEFAULT_BATCHES, Timing, TimingPolicy, MachineSpeed, feeds_of, measure_steady
+from .timing import DEFAULT_BATCHES, MachineSpeed, Timing, TimingPolicy, WaitBudget, feeds_of, measure_steady
 
 log = logging.getLogger(__name__)
 Feeds = dict[str, np.ndarray]
@@ -36,6 +36,7 @@ class Shared:
 
     speed: MachineSpeed = field(default_factory=MachineSpeed)
     cache: CellCache = field(default_factory=lambda: CellCache(None))
+    wait_left: float = TimingPolicy.run_wait_seconds  # for the machine's speed, over the whole run
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,7 @@ class CellJob:
     batches: tuple[int, ...]
     full_speed: float | None  # the machine's full canary GFLOP/s so far in this run (None: not known yet)
     max_batch: int | None = None  # an artifact built with a fixed batch size takes the samples this many at a time
+    wait_seconds: float = TimingPolicy.run_wait_seconds  # left in this run for waiting on the machine's speed
 
 
 def run_cell_job(job: CellJob) -> dict:
@@ -254,12 +256,14 @@ def run_cell_job(job: CellJob) -> dict:
     output, again = run(job.feeds), run(job.feeds)
     timings: list[Timing] = []
     canaries: list[float] = []
+    budget = WaitBudget(job.wait_seconds)
     for size in job.batches if job.timing else ():
         # one batch at a time, in the same worker, on the samples every runtime gets (repeated to fill a batch)
-        timing, readings = measure_steady(run, feeds_of(job.feeds, size), job.policy, job.full_speed)
+        timing, readings = measure_steady(run, feeds_of(job.feeds, size), job.policy, job.full_speed, budget=budget)
         timings.append(timing)
         canaries += readings
-    return {"output": output, "again": again, "config": runner.describe(), "timings": timings, "canaries": canaries}
+    return {"output": output, "again": again, "config": runner.describe(), "timings": timings, "canaries": canaries,
+            "waited": job.wait_seconds - budget.left}
 
 
 def in_chunks(run, size: int):
@@ -300,7 +304,7 @@ class _CellRunner:
             value = cell_value(*found)
         else:
             job = CellJob(runner, request, self.feeds, options.timing, options.policy, options.batches,
-                          self.shared.speed.full, max_batch)
+                          self.shared.speed.full, max_batch, self.shared.wait_left)
             outcome = run_isolated(run_cell_job, job,
                                    limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
             if not outcome.ok:  # one runtime failing (even crashing or hanging) must not stop the others
@@ -310,6 +314,7 @@ class _CellRunner:
             if "skip" in value:
                 return replace(plan, status=SKIP, detail=value["skip"]), None
             self.shared.speed.add(value["canaries"])
+            self.shared.wait_left = max(0.0, self.shared.wait_left - value["waited"])
             cache.store(key, *cell_facts(value))
         ran = replace(plan, config=value["config"], timings=tuple(value["timings"]), cached=value.get("cached"))
         output, again = value["output"], value["again"]

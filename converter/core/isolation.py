@@ -6,10 +6,13 @@ step starts in well under a second and never inherits a parent's running thread 
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import resource
 import signal
+import threading
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -39,15 +42,46 @@ class WorkerResult:
         return self.detail if self.failure == "exception" else f"{self.failure}: {self.detail}"
 
 
+# Importing Paddle sets OMP_NUM_THREADS=1 in os.environ when it is unset. A fork server started after that
+# passes it on to every worker, where numpy's BLAS then runs on one core: measured here, the timing canary read
+# 105 instead of 215 GFLOP/s in the workers, so every cell waited for a full speed it could never reach. The
+# fork server starts with these variables as they were when this module was first imported.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_startup_threads = {name: os.environ.get(name) for name in THREAD_VARIABLES}
 _context = None
+_context_lock = threading.Lock()
 
 
 def _fork_server():
     global _context
-    if _context is None:
-        _context = multiprocessing.get_context("forkserver")
-        _context.set_forkserver_preload(PRELOAD + _optional_preload())
+    with _context_lock:  # conversions of several models start workers from several threads
+        if _context is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(PRELOAD + _optional_preload())
+            with environment_as(_startup_threads):
+                multiprocessing.forkserver.ensure_running()
+            _context = context
     return _context
+
+
+@contextlib.contextmanager
+def environment_as(values: dict[str, str | None]):
+    """os.environ with these variables set (None: unset) for the length of the block, then as it was."""
+    before = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            _set_variable(name, value)
+        yield
+    finally:
+        for name, value in before.items():
+            _set_variable(name, value)
+
+
+def _set_variable(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _optional_preload() -> list[str]:

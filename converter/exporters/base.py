@@ -21,6 +21,7 @@ class ExportContext:
     example: torch.Tensor  # batch 1, used to trace
     out_dir: Path  # an empty staging folder; everything the artifact needs goes here
     earlier: dict[str, Path] = field(default_factory=dict)  # artifact name -> folder, built earlier in this run
+    threads: int = 0  # for the libraries an exporter runs (ONNX Runtime's check); 0: their own default
 
 
 @dataclass

@@ -51,7 +51,9 @@ def export_simplified(ctx: ExportContext) -> ExportResult:
 def check_with_onnxruntime(path: str, ctx: ExportContext) -> float:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = ctx.threads
+    session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
     return sanity_check(ctx, lambda feeds: session.run(list(ctx.entry.outputs), feeds), "ONNX Runtime")
 
 
