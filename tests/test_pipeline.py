@@ -35,7 +35,8 @@ def converted(tmp_path_factory):
 def test_every_format_is_built_and_recorded(converted):
     code, out, manifest = converted
     tiny = manifest.models["tiny"]
-    assert set(tiny.artifacts) == {"eager", "torchscript", "onnx", "onnx_simplified", "paddle"}
+    assert set(tiny.artifacts) == {"eager", "torchscript", "onnx", "onnx_simplified", "paddle", "exported_program",
+                                   "openvino_ir"}
     for name, record in tiny.artifacts.items():
         assert record.ok, (name, record.error)
         assert (out / record.path).is_file()

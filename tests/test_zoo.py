@@ -54,7 +54,7 @@ BAD_ZOOS = [
     ("cosine > 1", [tiny_entry(tolerance={"min_cosine": 1.5})], "tiny", "tolerance.min_cosine", "less than or equal"),
     ("top1 > 1", [tiny_entry(tolerance={"top1": 2})], "tiny", "tolerance.top1", "less than or equal"),
     ("bad format", [tiny_entry(formats=["onnx", "tflite"])], "tiny", "formats.1",
-     "unknown format 'tflite' (registered: eager, torchscript, onnx, paddle)"),
+     "unknown format 'tflite' (registered: eager, torchscript, onnx, paddle, torch_export, openvino)"),
     ("opset", [tiny_entry(onnx={"opset": 3})], "tiny", "onnx.opset", "greater than or equal"),
     ("bad name", [tiny_entry("../escape")], "../escape", "name", "pattern"),
     ("duplicate", [tiny_entry("a"), tiny_entry("a")], "a", "name", "duplicate"),
@@ -132,7 +132,8 @@ def test_cli_usage_errors_exit_2(write_zoo, tmp_path, capsys):
 
 VERIFY_FIELD_ERRORS = [
     ("bad override key", {"tolerance_overrides": {"tflite": {"atol": 1}}}, "tolerance_overrides.tflite",
-     "'tflite' is neither a runtime (torch, torchscript, onnxruntime, paddle-inference, paddle-jit) nor an artifact"),
+     "'tflite' is neither a runtime (torch, torchscript, torch-export, onnxruntime, paddle-inference, paddle-jit, "
+     "openvino) nor an artifact"),
     ("bad device", {"required": ["onnxruntime@tpu"]}, "required",
      "'onnxruntime@tpu': unknown device 'tpu' (registered: cpu, cuda, tensorrt)"),
     ("runtime that does not load the artifact", {"required": ["onnxruntime:paddle"]}, "required",
@@ -142,7 +143,7 @@ VERIFY_FIELD_ERRORS = [
     ("waiver without reason", {"allow_failures": [{"runtime": "paddle-jit"}]}, "allow_failures.0.reason", "required"),
     ("waiver without target", {"allow_failures": [{"reason": "known"}]}, "allow_failures.0", "name the runtime"),
     ("waiver unknown runtime", {"allow_failures": [{"runtime": "tvm", "reason": "known"}]},
-     "allow_failures.0.runtime", "unknown runtime 'tvm' (registered: torch, torchscript, onnxruntime,"),
+     "allow_failures.0.runtime", "unknown runtime 'tvm' (registered: torch, torchscript, torch-export, onnxruntime,"),
     ("waiver unknown artifact", {"allow_failures": [{"artifact": "onnx_fp16", "reason": "known"}]},
      "allow_failures.0.artifact", "unknown artifact 'onnx_fp16'"),
     ("waiver mismatched pair", {"allow_failures": [{"runtime": "torch", "artifact": "onnx", "reason": "known"}]},

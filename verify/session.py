@@ -143,6 +143,9 @@ def _stopped(result: ModelResult, planned: list[Cell], error: str, reference: Ce
 
 
 LOCALIZABLE = {"onnxruntime": "onnx", "torchscript": "torchscript"}  # runtime -> how its artifact is opened
+# Another runtime on an ONNX file (OpenVINO) is localised in that file, layer by layer through ONNX Runtime: it
+# finds where the file departs from the model, not a fault of the runtime's own kernels.
+ONNX_FILES = ("onnx", "onnx_simplified")
 
 
 def fixed_batch(entry: ModelEntry, artifact: str) -> int | None:
@@ -157,11 +160,12 @@ def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: P
     if not any(c.elementwise_failed for c in cell.comparisons.values()):
         return Divergence(False, "not localised: the cell fails only on cosine or top-1, and every logit is within "
                                  "the elementwise tolerance that each layer would be held to")
-    if cell.runtime not in LOCALIZABLE:
+    opened_as = LOCALIZABLE.get(cell.runtime) or ("onnx" if cell.artifact in ONNX_FILES else None)
+    if opened_as is None:
         if cell.runtime.startswith("paddle"):
             return Divergence(False, f"layer localisation {PADDLE_UNAVAILABLE}")
-        return Divergence(False, f"layer localisation is not implemented for {cell.runtime}")
-    job = LocalizeJob(LOCALIZABLE[cell.runtime], reference_folder, artifact,
+        return Divergence(False, f"layer localisation is not implemented for {cell.runtime} on {cell.artifact}")
+    job = LocalizeJob(opened_as, reference_folder, artifact,
                       batch if fixed_batch(entry, cell.artifact) is None else batch[:1],
                       entry.tolerance_for(cell.runtime, cell.artifact, cell.device), trust, options.threads)
     outcome = run_isolated(run_localize_job, job, limits=entry.limits.over(options.limits))

@@ -83,15 +83,23 @@ register_artifact(ArtifactSpec("onnx_simplified", "onnx", "converter.exporters.o
                                "onnx", enabled_by="onnx.simplify", dynamic_batch_by="onnx.dynamic_batch"))
 register_artifact(ArtifactSpec("paddle", "paddle", "converter.exporters.paddle:export", "eager",
                                dynamic_batch_by="onnx.dynamic_batch"))
+register_artifact(ArtifactSpec("exported_program", "torch_export", "converter.exporters.exported_program:export",
+                               "eager", dynamic_batch_by="onnx.dynamic_batch"))
+register_artifact(ArtifactSpec("openvino_ir", "openvino", "converter.exporters.openvino_ir:export", "eager",
+                               dynamic_batch_by="onnx.dynamic_batch"))
 
 register_runtime(RuntimeSpec("torch", ("eager",), ("cpu", "cuda"), "verify.runners.torch_runners:TorchEagerRunner"))
 register_runtime(RuntimeSpec("torchscript", ("torchscript",), ("cpu", "cuda"),
                              "verify.runners.torch_runners:TorchScriptRunner"))
+register_runtime(RuntimeSpec("torch-export", ("exported_program",), ("cpu", "cuda"),
+                             "verify.runners.torch_runners:TorchExportRunner"))
 register_runtime(RuntimeSpec("onnxruntime", ("onnx", "onnx_simplified"), ("cpu", "cuda", "tensorrt"),
                              "verify.runners.onnxruntime_runner:OnnxRuntimeRunner"))
 register_runtime(RuntimeSpec("paddle-inference", ("paddle",), ("cpu", "cuda", "tensorrt"),
                              "verify.runners.paddle_runners:PaddleInferenceRunner"))
 register_runtime(RuntimeSpec("paddle-jit", ("paddle",), ("cpu", "cuda"), "verify.runners.paddle_runners:PaddleJitRunner"))
+register_runtime(RuntimeSpec("openvino", ("onnx", "onnx_simplified", "openvino_ir"), ("cpu",),
+                             "verify.runners.openvino_runner:OpenVinoRunner"))
 
 
 @dataclass(frozen=True)

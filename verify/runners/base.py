@@ -30,6 +30,7 @@ class Availability:
     onnxruntime_providers: tuple[str, ...] = ("CPUExecutionProvider",)
     paddle_cuda: bool = False
     paddle_tensorrt: bool = False
+    openvino_cpu: bool = True  # the openvino package (a pinned dependency) is installed; it runs on any x86 or ARM CPU
 
     @classmethod
     def probe(cls, torch: ModuleType | None = None, onnxruntime: ModuleType | None = None,
@@ -53,8 +54,11 @@ class Availability:
             torch_cuda = bool(torch.cuda.is_available())
         except Exception:
             torch_cuda = False
+        import importlib.util
+
         return cls(torch_cuda=torch_cuda, onnxruntime_providers=tuple(onnxruntime.get_available_providers()),
-                   paddle_cuda=paddle_cuda, paddle_tensorrt=bool(paddle_trt))
+                   paddle_cuda=paddle_cuda, paddle_tensorrt=bool(paddle_trt),
+                   openvino_cpu=importlib.util.find_spec("openvino") is not None)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""PyTorch eager (the reference) and TorchScript, at PyTorch's documented CPU inference settings: inference mode,
+"""PyTorch eager (the reference), TorchScript and torch.export programs, at PyTorch's documented CPU inference settings: inference mode,
 threads set in the worker, channels-last memory for image models (oneDNN's fast convolution layout: ResNet18
 at batch 8 on 2 cores, 192 -> 147 ms eager), and TorchScript frozen (weights folded in as constants).
 None of these changes the precision: the cells stay float32."""
@@ -29,8 +29,11 @@ class _TorchRunner(Runner):
         self.request = request
         self.device = torch.device(TORCH_DEVICES[request.device])
         torch.set_num_threads(request.threads)
-        self.module = self._load_module(request).to(self.device).eval()
+        self.module = self._in_eval_mode(self._load_module(request).to(self.device))
         self._formatted = False
+
+    def _in_eval_mode(self, module: torch.nn.Module) -> torch.nn.Module:
+        return module.eval()
 
     def _load_module(self, request: LoadRequest) -> torch.nn.Module:
         raise NotImplementedError
@@ -87,3 +90,15 @@ class TorchScriptRunner(_TorchRunner):
 
     def describe(self) -> dict:
         return {**super().describe(), "frozen": self.frozen}
+
+
+class TorchExportRunner(_TorchRunner):
+    """An ExportedProgram (`torch.export.load(...).module()`), the artifact of torch.export."""
+
+    def _load_module(self, request: LoadRequest) -> torch.nn.Module:
+        from torch.export import load
+
+        return load(str(request.path)).module()
+
+    def _in_eval_mode(self, module: torch.nn.Module) -> torch.nn.Module:
+        return module  # exported in eval mode; the program's module refuses eval() ("not supported yet")
