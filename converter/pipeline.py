@@ -157,6 +157,7 @@ def convert_model(entry: ModelEntry, options: RunOptions, old: ModelRecord | Non
     if "eager" in reusable:
         record.source = old.source
     done: dict[str, Path] = {}
+    threads = export_threads(options.jobs)
     for name in planned:
         needed = ARTIFACTS[name].requires
         if name in reusable:
@@ -170,8 +171,7 @@ def convert_model(entry: ModelEntry, options: RunOptions, old: ModelRecord | Non
                 raise _Stopped(entry.name)
             folder = model_dir / f"{name}-{artifact_key(key, name)}"
             exporter = exporters.get(name) or registered_exporter(name)
-            art, source = _export_one(name, exporter, entry, record.source, folder, done, options,
-                                      export_threads(options.jobs))
+            art, source = _export_one(name, exporter, entry, record.source, folder, done, options, threads)
             if name == "eager":
                 record.source = source and replace(source, key=key, checkpoint_sha256=file_sha256(
                     Path(entry.checkpoint)) if entry.checkpoint else None)

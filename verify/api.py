@@ -31,7 +31,7 @@ from .timing_report import timing_frame
 from .results import ModelResult
 from .runners import Availability, Runner, registered_runners
 from .session import SessionOptions, Shared, plan_cells, verify_model
-from .timing import DEFAULT_BATCHES, TimingPolicy, canary_readings
+from .timing import DEFAULT_BATCHES, TimingPolicy, WaitBudget, canary_readings
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     left_out = _left_out(options, manifest, runners)
     by_name = {name: resolved.entry for name, resolved in entries.items()}
     shared = Shared(cache=CellCache(options.artifacts / CACHE_FOLDER if options.cache else None),
-                    wait_left=options.policy.run_wait_seconds)
+                    wait=WaitBudget(options.policy.run_wait_seconds))
     peak = {}
     speed_file, machine = options.artifacts / SPEED_FILE, machine_fingerprint() if options.timing else {}
     if options.timing:  # before any cell, each kernel in a worker of its own; the canary learns the machine
@@ -127,7 +127,7 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
         environment["timing_method"] = options.policy.describe()
         environment.update(describe_peak(peak))
         readings = shared.speed.readings
-        waited = options.policy.run_wait_seconds - shared.wait_left
+        waited = options.policy.run_wait_seconds - shared.wait.left
         speed = shared.speed
         remember_speed(speed_file, machine, speed.seen, speed.known)
         earlier = (f" (an earlier run's: this run's own best was {speed.seen:.0f}, so the machine ran slow "
@@ -137,7 +137,7 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
                                         f"{waited:.0f} s of the {options.policy.run_wait_seconds:g} s allowed spent "
                                         "waiting for full speed or timing again"
                                         + (" (all of it: later batches were timed at once)"
-                                           if shared.wait_left <= 0 else ""))
+                                           if shared.wait.left <= 0 else ""))
     return VerifyRun(results, verdict, environment, by_name, provenance)
 
 

@@ -36,7 +36,7 @@ class Shared:
 
     speed: MachineSpeed = field(default_factory=MachineSpeed)
     cache: CellCache = field(default_factory=lambda: CellCache(None))
-    wait_left: float = TimingPolicy.run_wait_seconds  # for the machine's speed, over the whole run
+    wait: WaitBudget = field(default_factory=lambda: WaitBudget(TimingPolicy.run_wait_seconds))  # the whole run's
 
 
 @dataclass(frozen=True)
@@ -308,7 +308,7 @@ class _CellRunner:
             value = cell_value(*found)
         else:
             job = CellJob(runner, request, self.feeds, options.timing, options.policy, options.batches,
-                          self.shared.speed.full, max_batch, self.shared.wait_left)
+                          self.shared.speed.full, max_batch, self.shared.wait.left)
             outcome = run_isolated(run_cell_job, job,
                                    limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
             if not outcome.ok:  # one runtime failing (even crashing or hanging) must not stop the others
@@ -318,7 +318,7 @@ class _CellRunner:
             if "skip" in value:
                 return replace(plan, status=SKIP, detail=value["skip"]), None
             self.shared.speed.add(value["canaries"])
-            self.shared.wait_left = max(0.0, self.shared.wait_left - value["waited"])
+            self.shared.wait.spend(value["waited"])
             cache.store(key, *cell_facts(value))
         ran = replace(plan, config=value["config"], timings=tuple(value["timings"]), cached=value.get("cached"))
         output, again = value["output"], value["again"]

@@ -23,7 +23,8 @@ def remembered_speed(path: Path, machine: dict, now: float | None = None) -> flo
     """The full canary GFLOP/s remembered for this machine, or None (none, another machine, expired, unreadable)."""
     try:
         data = json.loads(path.read_text())
-        if data["machine"] != json.loads(json.dumps(machine, default=str)) or (now or time.time()) - float(data["confirmed"]) > REMEMBER_HOURS * 3600:
+        expired = (now or time.time()) - float(data["confirmed"]) > REMEMBER_HOURS * 3600
+        if expired or data["machine"] != json.loads(json.dumps(machine, default=str)):
             return None
         return float(data["full_gflops"])
     except (OSError, ValueError, KeyError, TypeError):

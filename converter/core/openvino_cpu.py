@@ -39,5 +39,4 @@ def without_telemetry() -> None:
     """OpenVINO's model converter sends usage data to Google Analytics unless the user opted out (openvino's
     pip package installs openvino-telemetry). With that package unimportable it uses its own no-op stub: a
     worker that converts calls this before importing openvino."""
-    if "openvino_telemetry" not in sys.modules or sys.modules["openvino_telemetry"] is None:
-        sys.modules["openvino_telemetry"] = None  # `import openvino_telemetry` now raises ImportError
+    sys.modules.setdefault("openvino_telemetry", None)  # `import openvino_telemetry` now raises ImportError
