@@ -28,19 +28,22 @@ def main(argv: list[str] | None = None) -> int:
     from .pipeline import RunOptions, convert
     from .zoo import load_zoo
 
-    counts = {"converted": 0, "cached": 0, "failed": 0, "waived": 0}
+    counts = {"converted": 0, "cached": 0, "failed": 0, "waived": 0, "skipped": 0}
     entries = {}
+
+    width = max(map(len, ARTIFACTS))
 
     def progress(model: str, artifact: str, record: ArtifactRecord) -> None:
         waived = not record.ok and entries[model].conversion_waiver(artifact) is not None
-        counts["cached" if record.cached and record.ok else "converted" if record.ok else
-               "waived" if waived else "failed"] += 1
-        status = ("cached" if record.cached else "ok") if record.ok else ("waived" if waived else "FAILED")
+        counts["cached" if record.cached and record.ok else "converted" if record.ok else "skipped" if record.skipped
+               else "waived" if waived else "failed"] += 1
+        status = ("cached" if record.cached else "ok") if record.ok else "skipped" if record.skipped else \
+            ("waived" if waived else "FAILED")
         again = " (failed the same way before: not retried; --force retries)" if record.cached and not record.ok else ""
         detail = f"  {record.error}{again}" if record.error else ""
-        print(f"  {model:<22} {artifact:<16} {status:<7} {record.seconds:7.1f}s{detail}", file=sys.stderr, flush=True)
+        print(f"  {model:<22} {artifact:<{width}} {status:<7} {record.seconds:7.1f}s{detail}", file=sys.stderr, flush=True)
         if args.verbose and record.error_detail:
-            print(f"  {'':<48}raw error: {record.error_detail}", file=sys.stderr, flush=True)
+            print(f"  {'':<{width + 32}}raw error: {record.error_detail}", file=sys.stderr, flush=True)
 
     try:
         options = RunOptions(out=Path(args.out), models=split_list(args.models),
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     print(_summary(manifest, selected, list(ARTIFACTS), entries))
     waived = f", {counts['waived']} failed as the zoo accepts (waived)" if counts["waived"] else ""
+    waived += f", {counts['skipped']} skipped (this machine cannot build them)" if counts["skipped"] else ""
     print(f"\n{counts['converted']} converted, {counts['cached']} up to date (not converted again), "
           f"{counts['failed']} failed{waived}"
           + ("  [use --force to convert anyway]" if counts["cached"] and not counts["converted"] else ""))
@@ -127,6 +131,8 @@ def _summary(manifest, selected: list[str], artifact_order: list[str], entries: 
 def _cell(record, waived: bool) -> str:
     if record is None:
         return "-"
+    if record.skipped:
+        return "skipped"
     if not record.ok:
         return "waived" if waived else "FAILED"
     return "cached" if record.cached else f"ok {record.seconds:.1f}s"

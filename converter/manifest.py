@@ -28,7 +28,7 @@ class FileRecord:
 
 @dataclass
 class ArtifactRecord:
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed", or "skipped" (this machine cannot build it: no GPU for a TensorRT engine)
     path: str | None = None  # the file a runtime loads, relative to the artifacts folder
     files: dict[str, FileRecord] = field(default_factory=dict)  # every file of the artifact, same base
     seconds: float = 0.0
@@ -42,6 +42,10 @@ class ArtifactRecord:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
 
 
 @dataclass
@@ -85,7 +89,7 @@ class Manifest:
             (model, name, record.error or "failed")
             for model, entry in self.models.items()
             for name, record in entry.artifacts.items()
-            if not record.ok
+            if not record.ok and not record.skipped
         ]
 
 

@@ -28,6 +28,7 @@ from .core.files import file_sha256
 from .core.isolation import Limits, run_isolated
 from .core.machine import physical_cores
 from .core.reference import load_reference
+from .core.registry import load_object
 from .core.vocabulary import ARTIFACTS
 from .exporters import Exporter, ExportContext, ExportResult, planned_artifacts, registered_exporter
 from .exporters.hints import explain
@@ -150,6 +151,12 @@ def convert_model(entry: ModelEntry, options: RunOptions, old: ModelRecord | Non
     reusable = {name: art for name, art in old.artifacts.items()
                 if name in planned and art.ok and integrity_problem(old, name, options.out) is None} \
         if up_to_date else {}
+    for name in planned:
+        spec = ARTIFACTS[name]
+        earlier = reusable.get(spec.requires)
+        if earlier is not None and not all(any(path.rsplit("/", 1)[-1] == file for path in earlier.files)
+                                           for file in spec.takes_files):
+            del reusable[spec.requires]  # built before this artifact was planned: without the files it takes
     # An export that raised on the same inputs raises again: not retried until an input changes or --force.
     # A timeout, a crash or an out-of-memory kill may depend on the machine's load, and is retried.
     failed_before = {name: art for name, art in old.artifacts.items()
@@ -163,7 +170,11 @@ def convert_model(entry: ModelEntry, options: RunOptions, old: ModelRecord | Non
         if name in reusable:
             art = _as_cached(reusable[name])
         elif needed is not None and needed not in done:
-            art = ArtifactRecord("failed", error=f"not attempted: needs {needed}, which failed")
+            earlier = record.artifacts.get(needed)
+            art = ArtifactRecord("skipped", error=earlier.error) if earlier is not None and earlier.skipped else \
+                ArtifactRecord("failed", error=f"not attempted: needs {needed}, which failed")
+        elif ARTIFACTS[name].cannot_build_here and (why := load_object(ARTIFACTS[name].cannot_build_here)()):
+            art = ArtifactRecord("skipped", error=why)
         elif name in failed_before:
             art = _as_cached(failed_before[name])
         else:

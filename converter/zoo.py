@@ -66,6 +66,13 @@ class TorchScriptOptions(_Section):
     method: Literal["trace", "script"] = "trace"
 
 
+class PaddleOptions(_Section):
+    """How x2paddle reaches Paddle: its PyTorch tracer, its ONNX front end on an ONNX export, or (auto) the
+    tracer first and the ONNX route where the tracer or the converted model's check fails."""
+
+    route: Literal["auto", "pytorch", "onnx"] = "auto"
+
+
 class Calibration(_Section):
     """Forward passes used to re-estimate BatchNorm statistics for `weights: random`."""
 
@@ -163,6 +170,7 @@ class ModelEntry(_Section):
     formats: list[str] = Field(default_factory=lambda: list(formats()), min_length=1)
     onnx: OnnxOptions = OnnxOptions()
     torchscript: TorchScriptOptions = TorchScriptOptions()
+    paddle: PaddleOptions = PaddleOptions()
     calibration: Calibration = Calibration()
     limits: WorkerLimits = WorkerLimits()
     # verification: tolerances per cell selector ('runtime', 'artifact', 'runtime:artifact', each optionally
@@ -235,8 +243,8 @@ NOT_BUILD_INPUTS = frozenset({"preprocess", "tolerance", "tolerance_overrides", 
                               "classes", "limits", "formats", "checkpoint", "deployments", "logits_output"})
 
 # Sections a `defaults:` block may set; each is merged key by key into every model's own section.
-DEFAULTABLE = ("input", "outputs", "preprocess", "tolerance", "formats", "onnx", "torchscript", "calibration", "seed",
-               "tolerance_overrides", "required", "limits", "deployments")
+DEFAULTABLE = ("input", "outputs", "preprocess", "tolerance", "formats", "onnx", "torchscript", "paddle", "calibration",
+               "seed", "tolerance_overrides", "required", "limits", "deployments")
 
 
 class Zoo(BaseModel):

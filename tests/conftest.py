@@ -65,3 +65,19 @@ def verify_api(workdir: Path, runners: dict | None = None, models: tuple[str, ..
     verified = run(VerifyOptions(**settings), runners={**registered_runners(), **(runners or {})})
     write_reports(verified, workdir / "reports")
     return verified.verdict.exit_code
+
+
+def loaded_on_any_batch(runner_class, path: Path):
+    """A runner of `runner_class` loaded on a tiny model's artifact (input 3x32x32, 10 logits), after checking
+    that it runs a batch of 5 and gives its first sample the answer it gives that sample alone."""
+    import numpy as np
+
+    from verify.runners.base import LoadRequest
+
+    runner = runner_class()
+    runner.load(LoadRequest(path, "cpu", 1, ("input",), ("logits",)))
+    batch = np.random.default_rng(0).standard_normal((5, 3, 32, 32)).astype(np.float32)
+    out = runner.run({"input": batch})["logits"]
+    assert out.shape == (5, 10)
+    np.testing.assert_allclose(out[:1], runner.run({"input": batch[:1]})["logits"], atol=1e-5)
+    return runner

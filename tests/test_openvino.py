@@ -58,7 +58,18 @@ def test_the_runner_pins_fp32_and_says_so(converted):
     np.testing.assert_allclose(first["logits"][:1], second["logits"], atol=1e-5)  # not overwritten by the next call
     config = runner.describe()
     assert config["precision"] == "fp32" and config["inference_precision"] == "f32 (pinned)" and config["threads"] == 1
+    assert config["performance_hint"] == "LATENCY for batch 1, THROUGHPUT for larger batches"
+    assert config["throughput_requests"] >= 1
     assert compile_for_cpu(str(path)).get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+
+
+@pytest.mark.parametrize("size,parts,expected", [
+    (8, 2, [(0, 4), (4, 8)]), (3, 2, [(0, 2), (2, 3)]), (2, 4, [(0, 1), (1, 2)]), (8, 1, [(0, 8)]),
+])
+def test_a_batch_is_split_over_the_throughput_requests_without_empty_parts(size, parts, expected):
+    from verify.runners.openvino_runner import split_batch
+
+    assert [(s.start, s.stop) for s in split_batch(size, parts)] == expected
 
 
 def test_openvino_is_skipped_with_the_reason_where_it_is_not_installed():

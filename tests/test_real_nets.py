@@ -20,11 +20,13 @@ def test_real_nets_convert_and_known_failures_are_recorded(write_zoo, tmp_path):
     ]))
     manifest = convert(zoo, RunOptions(out=tmp_path / "artifacts"))
     mobilenet = manifest.models["mobilenet"].artifacts
-    assert all(record.ok for record in mobilenet.values()), {k: v.error for k, v in mobilenet.items()}
+    # every format builds but a TensorRT engine on a machine without a GPU, which is skipped with the reason
+    assert all(record.ok or (name == "tensorrt_engine" and record.skipped) for name, record in mobilenet.items()), \
+        {k: v.error for k, v in mobilenet.items()}
     swin, vit = manifest.models["swin"].artifacts, manifest.models["vit"].artifacts
-    assert swin["eager"].ok and not swin["paddle"].ok
-    assert swin["paddle"].error.startswith("x2paddle 1.6 cannot convert aten::fill_, aten::new_zeros: drop paddle")
-    assert "not supported" in swin["paddle"].error_detail  # x2paddle's own words are kept
+    # x2paddle's tracer has no aten::fill_ / aten::new_zeros: its ONNX front end builds swin_t instead
+    assert swin["eager"].ok and swin["paddle"].ok and swin["paddle"].details["route"] == "onnx"
+    assert "aten::fill_, aten::new_zeros" in swin["paddle"].details["direct_route_error"]
     assert vit["eager"].ok and not vit["torchscript"].ok
     assert "TracingCheckError" in vit["torchscript"].error
 

@@ -1,13 +1,12 @@
 """torch.export: the ExportedProgram artifact (a dynamic batch, loaded back) and its runner."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from converter.manifest import read_manifest
-from tests.conftest import convert_tiny_zoo, tiny_entry
-from verify.runners.base import Availability, LoadRequest
+from tests.conftest import loaded_on_any_batch, convert_tiny_zoo, tiny_entry
+from verify.runners.base import Availability
 from verify.runners.torch_runners import TorchExportRunner
 
 
@@ -27,12 +26,7 @@ def _program(root, model="tiny"):
 def test_the_program_takes_any_batch_and_matches_the_reference(converted):
     path, record = _program(converted)
     assert path.name == "model.pt2" and record.details["dynamic_batch"] and record.details["reload_max_abs_diff"] < 1e-5
-    runner = TorchExportRunner()
-    runner.load(LoadRequest(path, "cpu", 1, ("input",), ("logits",)))
-    batch = np.random.default_rng(0).standard_normal((5, 3, 32, 32)).astype(np.float32)
-    out = runner.run({"input": batch})["logits"]
-    assert out.shape == (5, 10)
-    np.testing.assert_allclose(out[:1], runner.run({"input": batch[:1]})["logits"], atol=1e-5)
+    runner = loaded_on_any_batch(TorchExportRunner, path)
     config = runner.describe()
     assert config["precision"] == "fp32" and config["memory_format"] == "channels_last"
 

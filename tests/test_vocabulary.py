@@ -36,7 +36,8 @@ def test_a_runtime_must_name_registered_artifacts_and_devices():
 
 
 def test_formats_and_build_order_come_from_the_artifacts():
-    assert formats() == ("eager", "torchscript", "onnx", "paddle", "torch_export", "openvino")
+    assert formats() == ("eager", "torchscript", "onnx", "onnx_dynamo", "paddle", "paddle_dygraph", "torch_export",
+                         "openvino", "tvm", "tensorrt")
     names = list(ARTIFACTS)
     for spec in ARTIFACTS.values():
         assert spec.requires is None or names.index(spec.requires) < names.index(spec.name)

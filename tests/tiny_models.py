@@ -85,3 +85,16 @@ class TwoHeads(TinyCNN):
 
 def two_heads_cnn(num_classes: int = 10) -> nn.Module:
     return TwoHeads(num_classes)
+
+
+class ViewByBatch(TinyCNN):
+    """Flattens with view(batch, -1) before its classifier, as EfficientNet-Lite0 does: x2paddle's tracer bakes
+    the traced batch into that reshape, so its model fails at any other batch size."""
+
+    def forward(self, x):
+        features = self.features[:-2](x).mean(dim=(2, 3), keepdim=True)
+        return self.classifier(features.view(x.shape[0], -1))
+
+
+def view_by_batch_cnn(num_classes: int = 10) -> nn.Module:
+    return ViewByBatch(num_classes)

@@ -56,22 +56,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_model(result, verdict) -> None:
+    from converter.core.vocabulary import ARTIFACTS
+
+    width = max(map(len, ARTIFACTS))
+    indent = " " * (17 + 1 + width + 1 + 9 + 1)
     print(f"{result.model}: {result.samples} images", file=sys.stderr, flush=True)
     for cell in result.cells:
         waiver = verdict.waivers.get(cell.key)
         status = f"{cell.status} (waived: {waiver})" if waiver else cell.status
         reused = f" (reused from {cell.cached})" if cell.cached else ""
-        print(f"  {cell.runtime:<17} {cell.artifact:<16} {cell.device:<9} {status:<6} {cell.detail}{reused}",
+        print(f"  {cell.runtime:<17} {cell.artifact:<{width}} {cell.device:<9} {status:<6} {cell.detail}{reused}",
               file=sys.stderr, flush=True)
         if cell.divergence:
-            print(f"  {'':<44}{cell.divergence.summary}", file=sys.stderr, flush=True)
+            print(f"  {indent}{cell.divergence.summary}", file=sys.stderr, flush=True)
     for check in result.preprocessing:
         waiver = verdict.waivers.get(check.key)
         status = (check.status if check.gated else f"{check.status}*") + (f" (waived: {waiver})" if waiver else "")
-        print(f"  {'preprocessing':<17} {check.deployment:<16} {check.library:<9} {status:<6} {check.detail}",
+        print(f"  {'preprocessing':<17} {check.deployment:<{width}} {check.library:<9} {status:<6} {check.detail}",
               file=sys.stderr, flush=True)
     if any(not check.gated for check in result.preprocessing):
-        print(f"  {'':<44}* information only: the zoo declares no deployments for this model",
+        print(f"  {indent}* information only: the zoo declares no deployments for this model",
               file=sys.stderr, flush=True)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from converter.core.files import atomic_write
 from .results import ModelResult
 
 CHARTS = "charts"
+MARKERS = ("o", "s", "^", "D")
 
 
 def chart_file(model: str) -> str:
@@ -37,17 +39,19 @@ def timing_chart(result: ModelResult) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (latency, throughput) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
-    for cell in result.cells:
-        if not cell.timings:
-            continue
+    timed = [cell for cell in result.cells if cell.timings]
+    # the legend sits under both plots, three entries a row: the figure grows with it, so it never covers an axis
+    legend_inches = 0.1 + 0.18 * math.ceil(len(timed) / 3)
+    figure, (latency, throughput) = plt.subplots(1, 2, figsize=(10, 3.2 + legend_inches), dpi=100)
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours (the default cycle repeats after 10)
+    for index, cell in enumerate(timed):
         ordered = sorted(cell.timings, key=lambda t: t.batch)
         batches = [t.batch for t in ordered]
         label = f"{cell.runtime} ({cell.artifact}) {cell.device}"
         errors = [[t.p50_ms - t.ci_low_ms for t in ordered], [t.ci_high_ms - t.p50_ms for t in ordered]]
-        line = latency.errorbar(batches, [t.p50_ms for t in ordered], yerr=errors, marker="o", capsize=3,
-                                label=label)[0]
-        throughput.plot(batches, [t.throughput_ips for t in ordered], marker="o", color=line.get_color())
+        style = {"color": colours[index % len(colours)], "marker": MARKERS[index // len(colours) % len(MARKERS)]}
+        latency.errorbar(batches, [t.p50_ms for t in ordered], yerr=errors, capsize=3, label=label, **style)
+        throughput.plot(batches, [t.throughput_ips for t in ordered], **style)
     for axis, title, unit in ((latency, "latency per call (median, 95% interval)", "ms"),
                               (throughput, "throughput", "images / s")):
         axis.set_xscale("log", base=2)
@@ -63,7 +67,7 @@ def timing_chart(result: ModelResult) -> bytes:
         axis.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     figure.suptitle(f"{result.model}", fontsize=11)
     figure.legend(*latency.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, 0.12, 1, 1))
+    figure.tight_layout(rect=(0, legend_inches / figure.get_figheight(), 1, 1))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)

@@ -4,6 +4,7 @@ TorchScript submodule run on the reference's input to that module. The first lay
 tolerance is reported. Runs in a worker, only for FAILing cells."""
 from __future__ import annotations
 
+import ast
 import re
 import warnings
 from dataclasses import dataclass
@@ -114,6 +115,20 @@ def scope_module(node_name: str) -> str | None:
     return qualified
 
 
+def node_module(node) -> str | None:
+    """The module an ONNX node came from: the dynamo exporter records the scopes in the node's metadata
+    (`pkg.torch.onnx.name_scopes`: ['', 'layer1', 'layer1.0', 'layer1.0.bn1', '<op>']); the TorchScript-based
+    one puts them in the node's name."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = [s for s in ast.literal_eval(prop.value)[:-1] if s]
+            except (ValueError, SyntaxError):
+                break
+            return scopes[-1] if scopes else None
+    return scope_module(node.name)
+
+
 def locate_in_onnx(path: Path, batch: np.ndarray, calls: list[ModuleCall], tolerance: Tolerance,
                    threads: int = 1) -> Divergence:
     import onnx
@@ -128,7 +143,7 @@ def locate_in_onnx(path: Path, batch: np.ndarray, calls: list[ModuleCall], toler
     for node in model.graph.node:
         if not node.output or node.output[0] not in values:
             continue
-        module = scope_module(node.name)
+        module = node_module(node)
         if module is not None and module not in names:
             module = re.sub(r"_\d+$", "", module)  # a module called more than once
         if module not in names:

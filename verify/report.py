@@ -135,6 +135,10 @@ def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, pr
             raw = result.conversion_details.get(artifact)
             if raw:
                 lines.append(f"  <details><summary>raw error</summary>{_escape(raw)}</details>")
+    built = [(r.model, a, text) for r in results for a, text in r.built_with.items()]
+    if built:
+        lines += ["", "## How the artifacts were built", ""]
+        lines += [f"- {model} / {artifact}: {text}" for model, artifact, text in built]
     lines += ["", "## Environment", ""]
     lines += table(["", ""], [[k, str(v)] for k, v in environment.items()])
     configs = {}

@@ -63,6 +63,7 @@ class ModelResult:
     error: str | None = None  # the model could not be verified at all
     conversion_failures: dict[str, str] = field(default_factory=dict)  # artifact -> error (a hint when known)
     conversion_details: dict[str, str] = field(default_factory=dict)  # artifact -> the raw error behind a hint
+    built_with: dict[str, str] = field(default_factory=dict)  # artifact -> the converter or route that built it
     samples: int = 0
     inputs: np.ndarray | None = None  # the preprocessed batch every runtime got (saved with the reports)
     input_names: list[str] = field(default_factory=list)  # the images it was made from

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.core.isolation import Limits, WorkerResult, run_isolated
-from converter.core.vocabulary import ARTIFACTS, DEVICES, REFERENCE, RUNTIMES
+from converter.core.vocabulary import ARTIFACTS, DEVICES, ONNX_ARTIFACTS, REFERENCE, RUNTIMES
 from converter.manifest import ArtifactRecord, ModelRecord, integrity_problem
 from converter.zoo import ModelEntry
 
@@ -80,8 +80,10 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
         name for name in entry.outputs if name != entry.logits])
     eager = record.artifacts.get("eager")
     result.flops_per_sample = eager.details.get("flops_per_sample") if eager is not None and eager.ok else None
-    result.conversion_failures = {a: r.error or "failed" for a, r in record.artifacts.items() if not r.ok}
+    result.conversion_failures = {a: r.error or "failed" for a, r in record.artifacts.items()
+                                  if not r.ok and not r.skipped}
     result.conversion_details = {a: r.error_detail for a, r in record.artifacts.items() if not r.ok and r.error_detail}
+    result.built_with = {a: built_with(r.details) for a, r in record.artifacts.items() if r.ok and built_with(r.details)}
     planned = plan_cells(model, record, runners, options)
     if record.error or stale:
         return _stopped(result, planned, stale or f"model could not be built: {record.error}")
@@ -116,7 +118,9 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
             continue
         artifact = record.artifacts[plan.artifact]
         skip = runners[plan.runtime].unavailable(plan.device, availability)
-        if not artifact.ok:
+        if artifact.skipped:
+            cells.append(replace(plan, status=SKIP, detail=f"{plan.artifact} was not built: {artifact.error}"))
+        elif not artifact.ok:
             cells.append(replace(plan, status=ERROR, conversion_failed=True,
                                  detail=f"conversion to {plan.artifact} failed (see the conversion failures)"))
         elif problems[plan.artifact]:
@@ -145,7 +149,14 @@ def _stopped(result: ModelResult, planned: list[Cell], error: str, reference: Ce
 LOCALIZABLE = {"onnxruntime": "onnx", "torchscript": "torchscript"}  # runtime -> how its artifact is opened
 # Another runtime on an ONNX file (OpenVINO) is localised in that file, layer by layer through ONNX Runtime: it
 # finds where the file departs from the model, not a fault of the runtime's own kernels.
-ONNX_FILES = ("onnx", "onnx_simplified")
+
+
+def built_with(details: dict) -> str:
+    """How an artifact was built, where its exporter records a choice (Paddle's route, the ONNX exporter)."""
+    text = details.get("converter") or details.get("exporter") or ""
+    if details.get("direct_route_error"):
+        text += f"; the direct route failed first: {details['direct_route_error']}"
+    return text
 
 
 def fixed_batch(entry: ModelEntry, artifact: str) -> int | None:
@@ -160,7 +171,7 @@ def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: P
     if not any(c.elementwise_failed for c in cell.comparisons.values()):
         return Divergence(False, "not localised: the cell fails only on cosine or top-1, and every logit is within "
                                  "the elementwise tolerance that each layer would be held to")
-    opened_as = LOCALIZABLE.get(cell.runtime) or ("onnx" if cell.artifact in ONNX_FILES else None)
+    opened_as = LOCALIZABLE.get(cell.runtime) or ("onnx" if cell.artifact in ONNX_ARTIFACTS else None)
     if opened_as is None:
         if cell.runtime.startswith("paddle"):
             return Divergence(False, f"layer localisation {PADDLE_UNAVAILABLE}")

@@ -28,6 +28,12 @@ class ArtifactSpec:
     requires: str | None = None  # the artifact it is exported from (built earlier in the same run)
     enabled_by: str | None = None  # a boolean zoo field ('section.key') that must be true for it to be built
     dynamic_batch_by: str | None = None  # a boolean zoo field: false builds the artifact for batch 1 only
+    # files it takes from its `requires` artifact's folder, which that export keeps only when this one is planned:
+    # a cached `requires` artifact without them is built again
+    takes_files: tuple[str, ...] = ()
+    # 'module:function' returning why this machine cannot build it (no GPU for a TensorRT engine), or None:
+    # such an artifact is recorded as skipped with the reason, not failed
+    cannot_build_here: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,24 +87,44 @@ register_artifact(ArtifactSpec("onnx", "onnx", "converter.exporters.onnx_export:
                                dynamic_batch_by="onnx.dynamic_batch"))
 register_artifact(ArtifactSpec("onnx_simplified", "onnx", "converter.exporters.onnx_export:export_simplified",
                                "onnx", enabled_by="onnx.simplify", dynamic_batch_by="onnx.dynamic_batch"))
+register_artifact(ArtifactSpec("onnx_dynamo", "onnx_dynamo", "converter.exporters.onnx_export:export_dynamo", "eager",
+                               dynamic_batch_by="onnx.dynamic_batch"))
+register_artifact(ArtifactSpec("onnx_dynamo_simplified", "onnx_dynamo",
+                               "converter.exporters.onnx_export:export_dynamo_simplified", "onnx_dynamo",
+                               enabled_by="onnx.simplify", dynamic_batch_by="onnx.dynamic_batch"))
 register_artifact(ArtifactSpec("paddle", "paddle", "converter.exporters.paddle:export", "eager",
                                dynamic_batch_by="onnx.dynamic_batch"))
+register_artifact(ArtifactSpec("paddle_dygraph", "paddle_dygraph", "converter.exporters.paddle:export_dygraph", "paddle",
+                               dynamic_batch_by="onnx.dynamic_batch",
+                               takes_files=("x2paddle_code.py", "model.pdparams")))
 register_artifact(ArtifactSpec("exported_program", "torch_export", "converter.exporters.exported_program:export",
                                "eager", dynamic_batch_by="onnx.dynamic_batch"))
 register_artifact(ArtifactSpec("openvino_ir", "openvino", "converter.exporters.openvino_ir:export", "eager",
                                dynamic_batch_by="onnx.dynamic_batch"))
+register_artifact(ArtifactSpec("tvm", "tvm", "converter.exporters.tvm_library:export", "onnx",
+                               dynamic_batch_by="onnx.dynamic_batch",
+                               cannot_build_here="converter.exporters.tvm_library:unavailable_here"))
+register_artifact(ArtifactSpec("tensorrt_engine", "tensorrt", "converter.exporters.tensorrt_engine:export", "onnx",
+                               dynamic_batch_by="onnx.dynamic_batch",
+                               cannot_build_here="converter.exporters.tensorrt_engine:unavailable_here"))
+
+ONNX_ARTIFACTS = ("onnx", "onnx_simplified", "onnx_dynamo", "onnx_dynamo_simplified")  # what ONNX runtimes load
 
 register_runtime(RuntimeSpec("torch", ("eager",), ("cpu", "cuda"), "verify.runners.torch_runners:TorchEagerRunner"))
 register_runtime(RuntimeSpec("torchscript", ("torchscript",), ("cpu", "cuda"),
                              "verify.runners.torch_runners:TorchScriptRunner"))
 register_runtime(RuntimeSpec("torch-export", ("exported_program",), ("cpu", "cuda"),
                              "verify.runners.torch_runners:TorchExportRunner"))
-register_runtime(RuntimeSpec("onnxruntime", ("onnx", "onnx_simplified"), ("cpu", "cuda", "tensorrt"),
+register_runtime(RuntimeSpec("onnxruntime", ONNX_ARTIFACTS, ("cpu", "cuda", "tensorrt"),
                              "verify.runners.onnxruntime_runner:OnnxRuntimeRunner"))
 register_runtime(RuntimeSpec("paddle-inference", ("paddle",), ("cpu", "cuda", "tensorrt"),
                              "verify.runners.paddle_runners:PaddleInferenceRunner"))
 register_runtime(RuntimeSpec("paddle-jit", ("paddle",), ("cpu", "cuda"), "verify.runners.paddle_runners:PaddleJitRunner"))
-register_runtime(RuntimeSpec("openvino", ("onnx", "onnx_simplified", "openvino_ir"), ("cpu",),
+register_runtime(RuntimeSpec("paddle-dygraph", ("paddle_dygraph",), ("cpu", "cuda"),
+                             "verify.runners.paddle_runners:PaddleDygraphRunner"))
+register_runtime(RuntimeSpec("tensorrt", ("tensorrt_engine",), ("cuda",), "verify.runners.tensorrt_runner:TensorRtRunner"))
+register_runtime(RuntimeSpec("tvm", ("tvm",), ("cpu",), "verify.runners.tvm_runner:TvmRunner"))
+register_runtime(RuntimeSpec("openvino", (*ONNX_ARTIFACTS, "openvino_ir"), ("cpu",),
                              "verify.runners.openvino_runner:OpenVinoRunner"))
 
 

@@ -1,6 +1,7 @@
 """What every exporter receives and returns."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -63,3 +64,27 @@ def sanity_check(ctx: ExportContext, run: Callable[[Feeds], Any], runtime: str) 
                 raise ConversionError(f"{runtime} output '{name}' is non-finite at batch {size}")
             max_diff = max(max_diff, float(np.abs(got[name] - expected[name]).max()))
     return max_diff
+
+
+@contextlib.contextmanager
+def native_stderr_captured():
+    """Collect what C++ code writes to file descriptor 2 (onnxsim prints a warning per op it cannot fold), which
+    Python's redirect_stderr cannot catch; yields a list that holds the text afterwards. Exporters run in a worker
+    of their own, so no other thread's output is swapped away."""
+    import os
+    import sys
+    import tempfile
+
+    captured: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode(errors="replace"))

@@ -28,6 +28,9 @@ HINTS = (
     Hint(("onnx_simplified",), r"onnxsim's own output check failed",
          "onnxsim's own output check failed (its simplified model disagrees with the raw one): set "
          "onnx: {{simplify: false}} " + WAIVE),
+    Hint(("tvm",), r"converting the ONNX operator Resize",
+         "TVM 0.27's Relax ONNX frontend cannot import a Resize whose output size is computed from the dynamic "
+         "batch (an Upsample by size): upsample by scale_factor in the model, drop tvm from formats " + WAIVE),
     Hint((), r"^timeout: ", "the export did not finish in time: raise limits.timeout_s in the zoo (or --timeout)"),
     Hint((), r"^out-of-memory: ",
          "the export ran out of memory: raise limits.memory_mb in the zoo (or --memory-limit-mb; 0 for none)"),

@@ -31,6 +31,8 @@ class Availability:
     paddle_cuda: bool = False
     paddle_tensorrt: bool = False
     openvino_cpu: bool = True  # the openvino package (a pinned dependency) is installed; it runs on any x86 or ARM CPU
+    tvm_cpu: bool = False  # apache-tvm (the optional `tvm` extra) is installed
+    tensorrt_python: bool = False  # TensorRT's Python package (the `gpu` extra) is installed
 
     @classmethod
     def probe(cls, torch: ModuleType | None = None, onnxruntime: ModuleType | None = None,
@@ -58,7 +60,9 @@ class Availability:
 
         return cls(torch_cuda=torch_cuda, onnxruntime_providers=tuple(onnxruntime.get_available_providers()),
                    paddle_cuda=paddle_cuda, paddle_tensorrt=bool(paddle_trt),
-                   openvino_cpu=importlib.util.find_spec("openvino") is not None)
+                   openvino_cpu=importlib.util.find_spec("openvino") is not None,
+                   tvm_cpu=importlib.util.find_spec("tvm") is not None,
+                   tensorrt_python=importlib.util.find_spec("tensorrt") is not None)
 
 
 @dataclass(frozen=True)

@@ -120,3 +120,37 @@ class PaddleJitRunner(Runner):
         # "dst_tensor shall be defined" on Paddle 3.3), hence several times slower than paddle-inference.
         return {"version": paddle.__version__, "device": self.device, "api": "paddle.jit.load", "precision": "fp32",
                 "threads": self.threads if self.device == "cpu" else None, "onednn": False, "ir_optim": False}
+
+
+class PaddleDygraphRunner(Runner):
+    """The training engine on the persistable (dygraph) model: x2paddle's generated Layer with its weights, run op
+    by op in eager mode, as a Paddle training or fine-tuning script would."""
+
+    @classmethod
+    def unavailable(cls, device: str, availability: Availability) -> str | None:
+        return _unavailable(device, availability)
+
+    def load(self, request: LoadRequest) -> None:
+        import paddle
+
+        from converter.core.paddle_dygraph import load_dygraph
+
+        self.layer = load_dygraph(request.path, threads=request.threads if request.device == "cpu" else 0)
+        if request.device == "cuda":
+            paddle.set_device("gpu")
+            self.layer.to(device="gpu")
+        self.request, self.device, self.threads = request, request.device, request.threads
+
+    def run(self, feeds: Feeds) -> Feeds:
+        import paddle
+
+        with paddle.no_grad():
+            out = self.layer(*[paddle.to_tensor(feeds[name]) for name in self.request.inputs])
+        return named_outputs(out, self.request.outputs)
+
+    def describe(self) -> dict:
+        import paddle
+
+        return {"version": paddle.__version__, "device": self.device, "api": "dygraph (x2paddle_code.py + model.pdparams)",
+                "layer": type(self.layer).__name__, "precision": "fp32",
+                "threads": self.threads if self.device == "cpu" else None, "onednn": False, "ir_optim": False}

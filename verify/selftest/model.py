@@ -19,7 +19,9 @@ class SelftestNet(nn.Module):
         super().__init__()
         self.stem = _conv_bn_relu(3, width, 1, bn_eps)  # 32x32
         self.down = _conv_bn_relu(width, width * 2, 2, bn_eps)  # 16x16
-        self.up = nn.Upsample(size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)  # an ONNX Resize
+        # an ONNX Resize, 16x16 -> 32x32. By scale, not size: a size exports as `sizes` built from the dynamic
+        # batch (Shape, Slice, Concat), which TVM 0.27's Relax ONNX frontend cannot import.
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         self.mid = _conv_bn_relu(width * 2, width * 2, 2, bn_eps)  # 16x16
         self.head = _conv_bn_relu(width * 2, width * 4, 2, bn_eps)  # 8x8
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import yaml
 
 from converter.core.errors import WorkbenchError
 from converter.core.images import synthetic_images
+from converter.core.machine import physical_cores
 from converter.core.reference import load_reference
 from converter.core.vocabulary import ARTIFACTS
 from converter.manifest import read_manifest
@@ -68,21 +70,30 @@ def run_selftest(report: Path, seeds: list[int], num_images: int = 8, threads: i
             rebuilt = _rebuild(clean, [f for f in faults if f.rebuilt is not None])
             runs = report / "runs" / f"seed-{seed}"
             add(_judge_clean(seed, _verify(clean, runs / "clean", threads, {})))
-            for fault in faults:
-                work = clean.with_name(fault.name)
-                shutil.copytree(clean, work)
-                try:
-                    if fault.rebuilt is not None:
-                        _transplant(work, rebuilt, fault)
-                    if fault.inject is not None:
-                        fault.inject(work)
-                except Exception as exc:  # the fault no longer fits the model: a self-test failure, not a crash
-                    add(SelftestRow(seed, fault.name, fault.description, ", ".join(fault.expected),
-                                    "not injected", -1, problems=[f"injection failed: {exc}"]))
-                else:
-                    add(_judge_fault(seed, fault, _verify(work, runs / fault.name, threads, fault.runners)))
-                shutil.rmtree(work)
+            # Faults are independent (each verifies its own copy, its cells in workers of their own, one thread
+            # each): one per core at a time. Rows are reported in the faults' order.
+            with ThreadPoolExecutor(max(1, physical_cores() // max(1, threads))) as pool:
+                pending = [pool.submit(_run_fault, clean, rebuilt, runs, seed, fault, threads) for fault in faults]
+                for future in pending:
+                    add(future.result())
     return rows
+
+
+def _run_fault(clean: Path, rebuilt: Path, runs: Path, seed: int, fault: Fault, threads: int) -> SelftestRow:
+    work = clean.with_name(fault.name)
+    shutil.copytree(clean, work)
+    try:
+        try:
+            if fault.rebuilt is not None:
+                _transplant(work, rebuilt, fault)
+            if fault.inject is not None:
+                fault.inject(work)
+        except Exception as exc:  # the fault no longer fits the model: a self-test failure, not a crash
+            return SelftestRow(seed, fault.name, fault.description, ", ".join(fault.expected),
+                               "not injected", -1, problems=[f"injection failed: {exc}"])
+        return _judge_fault(seed, fault, _verify(work, runs / fault.name, threads, fault.runners))
+    finally:
+        shutil.rmtree(work)
 
 
 def _convert(zoo: Path, out: Path) -> subprocess.CompletedProcess:
