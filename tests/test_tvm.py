@@ -66,3 +66,14 @@ def test_without_apache_tvm_the_artifact_and_the_cells_are_skipped_with_the_reas
     assert "pip install '.[tvm]'" in unavailable_here()
     assert "not installed" in TvmRunner.unavailable("cpu", Availability(tvm_cpu=False))
     assert TvmRunner.unavailable("cpu", Availability(tvm_cpu=True)) is None
+
+
+def test_the_report_says_localisation_does_not_apply_to_a_compiled_library(tmp_path):
+    from verify.compare import ELEMENTWISE, Comparison
+    from verify.results import Cell
+    from verify.session import _localize
+
+    failing = Cell("m", "tvm", "tvm", "cpu", "FAIL", "", comparisons={
+        "logits": Comparison("FAIL", "drift", failed_checks=(ELEMENTWISE,))})
+    found = _localize(failing, None, tmp_path, tmp_path / "model.so", None, False, None)
+    assert not found.available and "does not apply to tvm" in found.summary and "(onnx)" in found.summary

@@ -175,6 +175,10 @@ def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: P
     if opened_as is None:
         if cell.runtime.startswith("paddle"):
             return Divergence(False, f"layer localisation {PADDLE_UNAVAILABLE}")
+        if ARTIFACTS[cell.artifact].requires in ONNX_ARTIFACTS:  # a TVM library, a TensorRT engine
+            return Divergence(False, f"layer localisation does not apply to {cell.artifact}, compiled code without "
+                                     f"per-layer outputs; the ONNX model it was built from "
+                                     f"({ARTIFACTS[cell.artifact].requires}) is localised in its onnxruntime cell")
         return Divergence(False, f"layer localisation is not implemented for {cell.runtime} on {cell.artifact}")
     job = LocalizeJob(opened_as, reference_folder, artifact,
                       batch if fixed_batch(entry, cell.artifact) is None else batch[:1],
