@@ -262,7 +262,7 @@ def _export_one(name: str, exporter: Exporter, entry: ModelEntry, source: Source
     else:
         job, worker = ExportJob(exporter, entry, source, staging, dict(done), threads), run_export_job
     try:
-        outcome = run_isolated(worker, job, limits=entry.limits.over(options.limits))
+        outcome = run_isolated(worker, job, limits=export_limits(entry, name, options))
         if not outcome.ok:
             log.debug("export %s/%s failed:\n%s", entry.name, name, outcome.traceback)
             raise _WorkerFailed(outcome.message, outcome.failure)
@@ -290,6 +290,11 @@ def _export_one(name: str, exporter: Exporter, entry: ModelEntry, source: Source
         details=result.details,
     )
     return record, source
+
+
+def export_limits(entry: ModelEntry, artifact: str, options: RunOptions) -> Limits:
+    """The zoo's limits for the model, else the command line's; an artifact built on a GPU has no memory cap."""
+    return entry.limits.over(options.limits, gpu=ARTIFACTS[artifact].gpu)
 
 
 class _Stopped(Exception):

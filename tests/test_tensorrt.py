@@ -45,7 +45,8 @@ def test_the_build_check_names_what_is_missing(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorrt" else real(name, *a))
     assert "TensorRT is not installed" in unavailable_here()
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "tensorrt" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "tensorrt" else real(name, *a))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert unavailable_here() == "no CUDA GPU: a TensorRT engine is built on the GPU it runs on"
 
@@ -64,3 +65,14 @@ def test_without_a_gpu_the_engine_is_skipped_and_its_cells_skip_without_blocking
     assert "tensorrt_engine was not built" in cell.detail
     summary = json.loads((root / "reports" / "summary.json").read_text())
     assert not summary["blocking"]
+
+
+def test_an_engine_is_exported_without_a_memory_cap_and_the_other_formats_keep_theirs(write_zoo):
+    from converter.core.isolation import Limits
+    from converter.pipeline import RunOptions, export_limits
+    from converter.zoo import load_zoo
+
+    entry = load_zoo(write_zoo(models=[tiny_entry(limits={"timeout_s": 99})])).models[0]
+    options = RunOptions(out=None, limits=Limits(timeout_s=600, memory_mb=4096))
+    assert export_limits(entry, "tensorrt_engine", options) == Limits(timeout_s=99, memory_mb=0)  # CUDA needs it off
+    assert export_limits(entry, "onnx", options) == Limits(timeout_s=99, memory_mb=4096)

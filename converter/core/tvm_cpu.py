@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 LIBRARY = "model.so"
-BUILD_FILE = "build.json"  # beside it: the target it was compiled for (a library runs only where those instructions are)
+BUILD_FILE = "build.json"  # beside it: the target it was compiled for (it runs only where those instructions exist)
 
 
 def host_target() -> dict:

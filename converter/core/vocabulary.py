@@ -34,6 +34,7 @@ class ArtifactSpec:
     # 'module:function' returning why this machine cannot build it (no GPU for a TensorRT engine), or None:
     # such an artifact is recorded as skipped with the reason, not failed
     cannot_build_here: str | None = None
+    gpu: bool = False  # built on its GPU: the export worker gets no memory cap (drivers reserve address space)
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,8 @@ register_artifact(ArtifactSpec("onnx_dynamo_simplified", "onnx_dynamo",
                                enabled_by="onnx.simplify", dynamic_batch_by="onnx.dynamic_batch"))
 register_artifact(ArtifactSpec("paddle", "paddle", "converter.exporters.paddle:export", "eager",
                                dynamic_batch_by="onnx.dynamic_batch"))
-register_artifact(ArtifactSpec("paddle_dygraph", "paddle_dygraph", "converter.exporters.paddle:export_dygraph", "paddle",
-                               dynamic_batch_by="onnx.dynamic_batch",
+register_artifact(ArtifactSpec("paddle_dygraph", "paddle_dygraph", "converter.exporters.paddle:export_dygraph",
+                               "paddle", dynamic_batch_by="onnx.dynamic_batch",
                                takes_files=("x2paddle_code.py", "model.pdparams")))
 register_artifact(ArtifactSpec("exported_program", "torch_export", "converter.exporters.exported_program:export",
                                "eager", dynamic_batch_by="onnx.dynamic_batch"))
@@ -106,7 +107,7 @@ register_artifact(ArtifactSpec("tvm", "tvm", "converter.exporters.tvm_library:ex
                                cannot_build_here="converter.exporters.tvm_library:unavailable_here"))
 register_artifact(ArtifactSpec("tensorrt_engine", "tensorrt", "converter.exporters.tensorrt_engine:export", "onnx",
                                dynamic_batch_by="onnx.dynamic_batch",
-                               cannot_build_here="converter.exporters.tensorrt_engine:unavailable_here"))
+                               cannot_build_here="converter.exporters.tensorrt_engine:unavailable_here", gpu=True))
 
 ONNX_ARTIFACTS = ("onnx", "onnx_simplified", "onnx_dynamo", "onnx_dynamo_simplified")  # what ONNX runtimes load
 
@@ -122,7 +123,8 @@ register_runtime(RuntimeSpec("paddle-inference", ("paddle",), ("cpu", "cuda", "t
 register_runtime(RuntimeSpec("paddle-jit", ("paddle",), ("cpu", "cuda"), "verify.runners.paddle_runners:PaddleJitRunner"))
 register_runtime(RuntimeSpec("paddle-dygraph", ("paddle_dygraph",), ("cpu", "cuda"),
                              "verify.runners.paddle_runners:PaddleDygraphRunner"))
-register_runtime(RuntimeSpec("tensorrt", ("tensorrt_engine",), ("cuda",), "verify.runners.tensorrt_runner:TensorRtRunner"))
+register_runtime(RuntimeSpec("tensorrt", ("tensorrt_engine",), ("cuda",),
+                             "verify.runners.tensorrt_runner:TensorRtRunner"))
 register_runtime(RuntimeSpec("tvm", ("tvm",), ("cpu",), "verify.runners.tvm_runner:TvmRunner"))
 register_runtime(RuntimeSpec("openvino", (*ONNX_ARTIFACTS, "openvino_ir"), ("cpu",),
                              "verify.runners.openvino_runner:OpenVinoRunner"))

@@ -31,7 +31,8 @@ def export_raw(ctx: ExportContext) -> ExportResult:
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     max_diff = check_with_onnxruntime(str(path), ctx)
-    return ExportResult(FILE, {"exporter": "torch.onnx.export(dynamo=False), TorchScript-based: deprecated in torch 2.14",
+    return ExportResult(FILE, {"exporter": "torch.onnx.export(dynamo=False), TorchScript-based: deprecated in torch "
+                                           "2.14",
                                "opset": entry.onnx.opset, "dynamic_batch": entry.onnx.dynamic_batch,
                                "nodes": len(model.graph.node), "ops": _op_counts(model),
                                "ort_max_abs_diff": max_diff})

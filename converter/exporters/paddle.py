@@ -144,7 +144,8 @@ def _run_x2paddle_onnx(ctx: ExportContext, work: Path) -> str:
 
     entry = ctx.entry
     path = ctx.out_dir / "_route.onnx"
-    dynamic_axes = {name: {0: "batch"} for name in [entry.input.name, *entry.outputs]} if entry.onnx.dynamic_batch else None
+    names = [entry.input.name, *entry.outputs]
+    dynamic_axes = {name: {0: "batch"} for name in names} if entry.onnx.dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(ctx.built.module, (ctx.example,), str(path), dynamo=False, opset_version=ONNX_ROUTE_OPSET,

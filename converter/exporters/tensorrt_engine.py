@@ -43,7 +43,8 @@ def unavailable_here() -> str | None:
     import importlib.util
 
     if importlib.util.find_spec("tensorrt") is None:
-        return "TensorRT is not installed (pip install '.[gpu]' on a CUDA machine): the engine is built on the GPU it runs on"
+        return ("TensorRT is not installed (pip install '.[gpu]' on a CUDA machine): the engine is built on the GPU "
+                "it runs on")
     import torch
 
     if not torch.cuda.is_available():

@@ -165,6 +165,7 @@ class PaddleDygraphRunner(Runner):
     def describe(self) -> dict:
         import paddle
 
-        return {"version": paddle.__version__, "device": self.device, "api": "dygraph (x2paddle_code.py + model.pdparams)",
+        return {"version": paddle.__version__, "device": self.device,
+                "api": "dygraph (x2paddle_code.py + model.pdparams)",
                 "layer": type(self.layer).__name__, "precision": "fp32",
                 "threads": self.threads if self.device == "cpu" else None, "onednn": False, "ir_optim": False}

@@ -24,7 +24,8 @@ class TvmRunner(Runner):
         self.build = json.loads(build_file.read_text()) if build_file.is_file() else {}
         built_for, here = self.build.get("target", {}).get("mcpu"), host_target()["mcpu"]
         if built_for and built_for != here:  # another CPU's instructions may not exist on this one
-            raise RunnerError(f"the library was compiled for -mcpu={built_for}, this CPU is {here}: convert it again here")
+            raise RunnerError(f"the library was compiled for -mcpu={built_for}, this CPU is {here}: "
+                              f"convert it again here")
         self.vm = load_vm(request.path)
         self.request, self.threads = request, request.threads
 
