@@ -47,6 +47,10 @@ class ArtifactRecord:
     def skipped(self) -> bool:
         return self.status == "skipped"
 
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
 
 @dataclass
 class SourceRecord:
@@ -89,7 +93,7 @@ class Manifest:
             (model, name, record.error or "failed")
             for model, entry in self.models.items()
             for name, record in entry.artifacts.items()
-            if not record.ok and not record.skipped
+            if record.failed
         ]
 
 

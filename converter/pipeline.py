@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from .core.archs import TORCHVISION_PREFIX, locate_module
+from .core.errors import one_line
 from .core.files import file_sha256
 from .core.isolation import Limits, run_isolated
 from .core.machine import physical_cores
@@ -337,7 +338,5 @@ def _previous_manifest(out: Path) -> Manifest | None:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if type(exc).__module__ not in ("converter.core.errors",) and not isinstance(exc, _WorkerFailed):
-        text = f"{type(exc).__name__}: {text}"
+    text = one_line(exc, plain=isinstance(exc, _WorkerFailed))  # a worker's message already says what failed
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."

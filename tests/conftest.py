@@ -81,3 +81,12 @@ def loaded_on_any_batch(runner_class, path: Path):
     assert out.shape == (5, 10)
     np.testing.assert_allclose(out[:1], runner.run({"input": batch[:1]})["logits"], atol=1e-5)
     return runner
+
+
+def built_artifact(root: Path, artifact: str, model: str = "tiny"):
+    """(the file a runtime loads, its manifest record) of an artifact that must have been built in root/artifacts."""
+    from converter.manifest import read_manifest
+
+    record = read_manifest(root / "artifacts").models[model].artifacts[artifact]
+    assert record.ok, record.error
+    return root / "artifacts" / record.path, record

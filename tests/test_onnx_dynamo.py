@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 from onnx import helper
 
-from converter.manifest import read_manifest
-from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry
+from tests.conftest import built_artifact, convert_tiny_zoo, private_copy, tiny_entry
 from verify.__main__ import main as verify_main
 from verify.localize import node_module
 from verify.selftest.faults import resign, scale_conv_weight
@@ -31,9 +30,7 @@ def converted(tmp_path_factory):
 
 
 def _record(root, artifact="onnx_dynamo", model="tiny"):
-    record = read_manifest(root / "artifacts").models[model].artifacts[artifact]
-    assert record.ok, record.error
-    return root / "artifacts" / record.path, record
+    return built_artifact(root, artifact, model)
 
 
 @pytest.mark.parametrize("artifact", ["onnx_dynamo", "onnx_dynamo_simplified"])

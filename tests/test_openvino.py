@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 from converter.core.openvino_cpu import compile_for_cpu, without_telemetry
-from converter.manifest import read_manifest
-from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry
+from tests.conftest import built_artifact, convert_tiny_zoo, private_copy, tiny_entry
 from verify.__main__ import main as verify_main
 from verify.runners.base import Availability
 from verify.runners.openvino_runner import OpenVinoRunner
@@ -30,9 +29,7 @@ def workdir(converted, tmp_path):
 
 
 def _ir(root):
-    record = read_manifest(root / "artifacts").models["tiny"].artifacts["openvino_ir"]
-    assert record.ok, record.error
-    return root / "artifacts" / record.path, record
+    return built_artifact(root, "openvino_ir")
 
 
 def test_the_ir_keeps_fp32_weights_a_dynamic_batch_and_the_zoos_names(converted):

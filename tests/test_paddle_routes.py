@@ -9,8 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from converter.core.paddle_dygraph import NotX2PaddleCode, load_dygraph
 from converter.exporters.paddle import x2paddle_ready
-from converter.manifest import read_manifest
-from tests.conftest import loaded_on_any_batch, convert_tiny_zoo, tiny_entry, verify_api
+from tests.conftest import built_artifact, loaded_on_any_batch, convert_tiny_zoo, tiny_entry, verify_api
 from verify.runners.base import Availability
 from verify.runners.paddle_runners import PaddleDygraphRunner
 
@@ -28,9 +27,7 @@ def converted(tmp_path_factory):
 
 
 def _artifact(root, model, artifact):
-    record = read_manifest(root / "artifacts").models[model].artifacts[artifact]
-    assert record.ok, record.error
-    return root / "artifacts" / record.path, record
+    return built_artifact(root, artifact, model)
 
 
 def test_the_onnx_route_is_taken_when_asked_and_recorded(converted):

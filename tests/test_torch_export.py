@@ -4,8 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from converter.manifest import read_manifest
-from tests.conftest import loaded_on_any_batch, convert_tiny_zoo, tiny_entry
+from tests.conftest import built_artifact, loaded_on_any_batch, convert_tiny_zoo, tiny_entry
 from verify.runners.base import Availability
 from verify.runners.torch_runners import TorchExportRunner
 
@@ -18,9 +17,7 @@ def converted(tmp_path_factory):
 
 
 def _program(root, model="tiny"):
-    record = read_manifest(root / "artifacts").models[model].artifacts["exported_program"]
-    assert record.ok, record.error
-    return root / "artifacts" / record.path, record
+    return built_artifact(root, "exported_program", model)
 
 
 def test_the_program_takes_any_batch_and_matches_the_reference(converted):

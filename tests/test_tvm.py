@@ -7,8 +7,7 @@ import json
 import pytest
 
 from converter.exporters.tvm_library import unavailable_here
-from converter.manifest import read_manifest
-from tests.conftest import loaded_on_any_batch, convert_tiny_zoo, tiny_entry
+from tests.conftest import built_artifact, loaded_on_any_batch, convert_tiny_zoo, tiny_entry
 from verify.runners.base import Availability, LoadRequest, RunnerError
 from verify.runners.tvm_runner import TvmRunner
 
@@ -22,9 +21,7 @@ def converted(tmp_path_factory):
 
 
 def _library(root):
-    record = read_manifest(root / "artifacts").models["tiny"].artifacts["tvm"]
-    assert record.ok, record.error
-    return root / "artifacts" / record.path, record
+    return built_artifact(root, "tvm")
 
 
 def test_the_library_is_built_for_this_cpu_untuned_and_says_so(converted):

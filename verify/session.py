@@ -80,10 +80,9 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
         name for name in entry.outputs if name != entry.logits])
     eager = record.artifacts.get("eager")
     result.flops_per_sample = eager.details.get("flops_per_sample") if eager is not None and eager.ok else None
-    result.conversion_failures = {a: r.error or "failed" for a, r in record.artifacts.items()
-                                  if not r.ok and not r.skipped}
+    result.conversion_failures = {a: r.error or "failed" for a, r in record.artifacts.items() if r.failed}
     result.conversion_details = {a: r.error_detail for a, r in record.artifacts.items() if not r.ok and r.error_detail}
-    result.built_with = {a: built_with(r.details) for a, r in record.artifacts.items() if r.ok and built_with(r.details)}
+    result.built_with = {a: text for a, r in record.artifacts.items() if r.ok and (text := built_with(r.details))}
     planned = plan_cells(model, record, runners, options)
     if record.error or stale:
         return _stopped(result, planned, stale or f"model could not be built: {record.error}")

@@ -25,3 +25,10 @@ class ModelLoadError(WorkbenchError):
 
 class ConversionError(WorkbenchError):
     """An exporter ran but did not produce a usable artifact."""
+
+
+def one_line(exc: BaseException, plain: bool = False) -> str:
+    """An exception as one line: the errors of this module as they read (they are written for people), any other
+    prefixed with its type (`ValueError: ...`); `plain` keeps any message as it reads."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if plain or type(exc).__module__ == __name__ else f"{type(exc).__name__}: {text}"

@@ -31,6 +31,21 @@ class ExportResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+MAX_BATCH = 4096  # the largest batch a torch.export-based artifact declares
+
+
+def traced_batch(ctx: ExportContext) -> tuple[torch.Tensor, tuple | None]:
+    """The example and `dynamic_shapes` for torch.export and the dynamo ONNX exporter: a batch of 1 would be
+    specialised to the constant 1, so a dynamic batch is traced with 2 and declared as a range."""
+    from torch.export import Dim
+
+    from ..models import example_input
+
+    if not ctx.entry.onnx.dynamic_batch:
+        return ctx.example, None
+    return example_input(ctx.entry, 2), ({0: Dim("batch", min=1, max=MAX_BATCH)},)
+
+
 def sanity_batches(ctx: ExportContext) -> dict[int, torch.Tensor]:
     """Inputs to check an exported artifact with: batch 1, and batch 3 when the batch axis is dynamic."""
     from ..models import example_input
@@ -67,24 +82,20 @@ def sanity_check(ctx: ExportContext, run: Callable[[Feeds], Any], runtime: str) 
 
 
 @contextlib.contextmanager
-def native_stderr_captured():
-    """Collect what C++ code writes to file descriptor 2 (onnxsim prints a warning per op it cannot fold), which
-    Python's redirect_stderr cannot catch; yields a list that holds the text afterwards. Exporters run in a worker
-    of their own, so no other thread's output is swapped away."""
+def native_stderr_silenced():
+    """Discard what C++ code writes to file descriptor 2 meanwhile (onnxsim prints a warning per op it cannot fold),
+    which Python's redirect_stderr cannot catch. Exporters run in a worker of their own, so no other thread's output
+    is lost."""
     import os
     import sys
-    import tempfile
 
-    captured: list[str] = []
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
+    with open(os.devnull, "wb") as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            yield captured
+            yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-            sink.seek(0)
-            captured.append(sink.read().decode(errors="replace"))

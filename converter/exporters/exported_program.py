@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from ..models import example_input
-from .base import ExportContext, ExportResult, sanity_check
+from .base import ExportContext, ExportResult, sanity_check, traced_batch
 
 FILE = "model.pt2"
-MAX_BATCH = 4096
 
 
 def export(ctx: ExportContext) -> ExportResult:
-    from torch.export import Dim, export as export_program, load, save
+    from torch.export import export as export_program, load, save
 
     entry = ctx.entry
-    if entry.onnx.dynamic_batch:
-        # an example batch of 1 would be specialised to the constant 1: trace with 2, declare the range
-        example, shapes = example_input(entry, 2), ({0: Dim("batch", min=1, max=MAX_BATCH)},)
-    else:
-        example, shapes = ctx.example, None
+    example, shapes = traced_batch(ctx)
     with torch.no_grad():
         program = export_program(ctx.built.module, (example,), dynamic_shapes=shapes)
     path = ctx.out_dir / FILE

@@ -6,28 +6,34 @@ import contextlib
 import logging
 import warnings
 from collections import Counter
+from pathlib import Path
 
 import onnx
 import torch
 
 from ..core.errors import ConversionError
-from .base import ExportContext, ExportResult, native_stderr_captured, sanity_check
+from .base import ExportContext, ExportResult, native_stderr_silenced, sanity_check, traced_batch
 
 FILE = "model.onnx"
 
 
-def export_raw(ctx: ExportContext) -> ExportResult:
+def export_torchscript_based(ctx: ExportContext, path: Path, opset: int) -> None:
+    """torch.onnx.export(dynamo=False) of the model at `opset`, the zoo's input and output names, a dynamic batch
+    axis unless the zoo fixes it. (The dynamo exporter is `export_dynamo`.)"""
     entry = ctx.entry
-    input_name = entry.input.name
-    dynamic_axes = {name: {0: "batch"} for name in [input_name, *entry.outputs]} if entry.onnx.dynamic_batch else None
-    path = ctx.out_dir / FILE
+    names = [entry.input.name, *entry.outputs]
+    dynamic_axes = {name: {0: "batch"} for name in names} if entry.onnx.dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter announces its own deprecation
-        # dynamo=False: the TorchScript-based exporter handles dynamic_axes and every torchvision
-        # classifier; the torch.export-based one needs onnxscript and symbolic shapes per model.
-        torch.onnx.export(ctx.built.module, (ctx.example,), str(path), dynamo=False,
-                          opset_version=entry.onnx.opset, input_names=[input_name],
-                          output_names=list(entry.outputs), dynamic_axes=dynamic_axes, do_constant_folding=True)
+        torch.onnx.export(ctx.built.module, (ctx.example,), str(path), dynamo=False, opset_version=opset,
+                          input_names=[entry.input.name], output_names=list(entry.outputs),
+                          dynamic_axes=dynamic_axes, do_constant_folding=True)
+
+
+def export_raw(ctx: ExportContext) -> ExportResult:
+    entry = ctx.entry
+    path = ctx.out_dir / FILE
+    export_torchscript_based(ctx, path, entry.onnx.opset)
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     max_diff = check_with_onnxruntime(str(path), ctx)
@@ -39,21 +45,12 @@ def export_raw(ctx: ExportContext) -> ExportResult:
 
 
 DYNAMO_MIN_OPSET = 18  # the dynamo exporter writes opset 18 and later; a lower zoo opset would be down-converted
-MAX_BATCH = 4096
 
 
 def export_dynamo(ctx: ExportContext) -> ExportResult:
-    from torch.export import Dim
-
-    from ..models import example_input
-
     entry = ctx.entry
     opset = max(entry.onnx.opset, DYNAMO_MIN_OPSET)
-    if entry.onnx.dynamic_batch:
-        # torch.export specialises a batch of 1 to the constant 1: trace with 2 and declare the range
-        example, shapes = example_input(entry, 2), ({0: Dim("batch", min=1, max=MAX_BATCH)},)
-    else:
-        example, shapes = ctx.example, None
+    example, shapes = traced_batch(ctx)
     path = ctx.out_dir / FILE
     with warnings.catch_warnings(), _quiet("onnxscript", "onnx_ir", "torch.onnx"):
         warnings.simplefilter("ignore")
@@ -97,7 +94,7 @@ def _simplified(ctx: ExportContext, source: str) -> ExportResult:
     import onnxsim
 
     raw = onnx.load(str(ctx.earlier[source] / FILE))
-    with native_stderr_captured():  # a warning per op it cannot fold: not the user's business
+    with native_stderr_silenced():  # a warning per op it cannot fold: not the user's business
         simplified, check_ok = onnxsim.simplify(raw)
     if not check_ok:  # onnxsim's own comparison of the two models on random inputs
         raise ConversionError("onnxsim's own output check failed: the simplified model disagrees with the raw one")

@@ -9,15 +9,14 @@ import os
 import re
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..core.errors import ConversionError
+from ..core.errors import ConversionError, one_line
 from ..core.paddle_dygraph import PARAMS_FILE as DYGRAPH_PARAMS  # beside CODE_FILE: the dygraph model
-from .base import ExportContext, ExportResult, native_stderr_captured, sanity_check
+from .base import ExportContext, ExportResult, native_stderr_silenced, sanity_check
 
 MODEL_FILES = ("model.json", "model.pdmodel")  # Paddle 3 (PIR) writes json, Paddle 2 pdmodel
 PARAMS_FILE = "model.pdiparams"
@@ -36,7 +35,7 @@ def export(ctx: ExportContext) -> ExportResult:
     try:
         return _build(ctx, "pytorch")
     except Exception as failure:  # x2paddle's errors and a failed check (Paddle raises its own types)
-        direct = _one_line(failure)
+        direct = one_line(failure)
         for leftover in ctx.out_dir.iterdir():
             if leftover.is_dir():
                 shutil.rmtree(leftover)
@@ -45,14 +44,9 @@ def export(ctx: ExportContext) -> ExportResult:
         try:
             result = _build(ctx, "onnx")
         except Exception as second:
-            raise ConversionError(f"{direct}; the ONNX route failed too: {_one_line(second)}") from None
+            raise ConversionError(f"{direct}; the ONNX route failed too: {one_line(second)}") from None
         result.details["direct_route_error"] = direct[:300]
         return result
-
-
-def _one_line(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return text if isinstance(exc, ConversionError) else f"{type(exc).__name__}: {text}"
 
 
 def _build(ctx: ExportContext, route: str) -> ExportResult:
@@ -142,16 +136,11 @@ def _run_x2paddle_onnx(ctx: ExportContext, work: Path) -> str:
     import onnx
     import onnxsim
 
-    entry = ctx.entry
+    from .onnx_export import export_torchscript_based
+
     path = ctx.out_dir / "_route.onnx"
-    names = [entry.input.name, *entry.outputs]
-    dynamic_axes = {name: {0: "batch"} for name in names} if entry.onnx.dynamic_batch else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(ctx.built.module, (ctx.example,), str(path), dynamo=False, opset_version=ONNX_ROUTE_OPSET,
-                          input_names=[entry.input.name], output_names=list(entry.outputs),
-                          dynamic_axes=dynamic_axes, do_constant_folding=True)
-    with native_stderr_captured():  # a warning per op it cannot fold: not the user's business
+    export_torchscript_based(ctx, path, ONNX_ROUTE_OPSET)
+    with native_stderr_silenced():  # a warning per op it cannot fold: not the user's business
         model, _ = onnxsim.simplify(onnx.load(str(path)))  # folds the Identity-of-constant nodes x2paddle cannot read
     onnx.save(x2paddle_ready(model), str(path))
     _provide_onnx_mapping()

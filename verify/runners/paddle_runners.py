@@ -34,11 +34,7 @@ class PaddleInferenceRunner(Runner):
         except Exception as exc:  # its IR passes run the model's shapes through oneDNN's kernels already (see run)
             if request.device != "cpu":
                 raise
-            self.onednn_fallback = " ".join(str(exc).split())[:200]
-            try:
-                self._create_predictor(onednn=False)
-            except Exception:
-                raise exc from None
+            self._without_onednn(exc, lambda: None)
 
     def _create_predictor(self, onednn: bool) -> None:
         import paddle.inference as paddle_infer
@@ -79,12 +75,17 @@ class PaddleInferenceRunner(Runner):
             # the error that caused it are in the effective configuration.
             if self.device != "cpu" or not self.config.mkldnn_enabled():
                 raise
-            self.onednn_fallback = " ".join(str(exc).split())[:200]
+            return self._without_onednn(exc, lambda: self._predict(feeds))
+
+    def _without_onednn(self, exc: Exception, then):
+        """The predictor again on plain CPU kernels, then `then()`; the oneDNN error is recorded. If that fails
+        too, it was not oneDNN's fault: the first error is the one to read."""
+        self.onednn_fallback = " ".join(str(exc).split())[:200]
+        try:
             self._create_predictor(onednn=False)
-            try:
-                return self._predict(feeds)
-            except Exception:
-                raise exc from None  # not oneDNN's fault after all: the first error is the one to read
+            return then()
+        except Exception:
+            raise exc from None
 
     def _predict(self, feeds: Feeds) -> Feeds:
         for handle, name in zip(self.inputs, self.request.inputs):
