@@ -1,57 +1,166 @@
-"""python -m converter.demo [--out PATH]: write the demo fine-tuned checkpoint the default zoo uses.
+"""python -m converter.demo [--out PATH]: write the demo fine-tuned checkpoint the default zoo uses, and its
+labelled validation folder.
 
-It has the shape of a checkpoint users actually have: a resnet18 with a 2-class head (ants, bees),
-briefly trained, saved as {"epoch", "model_state_dict", "optimizer_state_dict", "loss"}. Deterministic;
-an existing file is kept unless --force.
+It has the shape of a checkpoint users actually have: a resnet18 with a 2-class head (ants, bees), saved as
+{"epoch", "model_state_dict", "optimizer_state_dict", "loss"}. It has really learned its task: on a generated
+two-class image set (dark, segmented "ants" against yellow, striped "bees" on cluttered backgrounds) the head
+is trained on the backbone's features, in about 15 s on 2 cores. The validation images it has never seen are
+written beside it as `val/ants/*.jpg` and `val/bees/*.jpg` (the ImageFolder layout), so the verifier reports
+a real accuracy; a few training images go to `calibration/` for int8 quantisation. Deterministic; existing files are kept unless --force.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import math
+import shutil
 import sys
+import tempfile
 from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
 
 from .core.files import atomic_write
 
 DEFAULT_PATH = Path("artifacts/demo/checkpoint_14_epoch.pkl")
+CLASSES = ("ants", "bees")
+VALIDATION_PER_CLASS = 32
+TRAIN_PER_CLASS = 96
+CALIBRATION_PER_CLASS = 8
 
 
-def make_checkpoint(path: Path, seed: int = 14, steps: int = 2) -> Path:
+def insect_image(label: int, rng: np.random.Generator) -> Image.Image:
+    """One generated photo-like image of class `label` (0 ants, 1 bees): a cluttered background with blurred
+    blobs in both classes' colours, then 1-4 insects. The classes overlap on purpose (dull bees, light ants,
+    small insects), so a model can be good at it without being perfect."""
+    width, height = int(rng.integers(240, 420)), int(rng.integers(220, 360))
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    corners = rng.uniform(40, 220, size=(4, 3))
+    u, v = (x / (width - 1))[..., None], (y / (height - 1))[..., None]
+    field = corners[0] * (1 - u) * (1 - v) + corners[1] * u * (1 - v) + corners[2] * (1 - u) * v + corners[3] * u * v
+    image = Image.fromarray(field.clip(0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(2, 7))):  # clutter: leaves, now and then a dark or a pale one
+        cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(8, 40)
+        kind = rng.random()
+        colour = tuple(int(c) for c in (rng.uniform(150, 255, 3) if kind < 0.15 else rng.uniform(20, 90, 3)
+                                        if kind < 0.3 else (rng.uniform(30, 110), rng.uniform(90, 200), rng.uniform(20, 90))))
+        draw.ellipse([cx - r, cy - r * 0.6, cx + r, cy + r * 0.6], fill=colour)
+    scale = min(width, height) / 300
+    for _ in range(int(rng.integers(2, 6))):
+        cx, cy = rng.uniform(0.15, 0.85) * width, rng.uniform(0.15, 0.85) * height
+        angle = rng.uniform(0, math.pi)
+        dx, dy = math.cos(angle), math.sin(angle)
+        size = rng.uniform(10, 24) * scale
+        if label == 0:  # an ant: three dark segments in a line
+            shade = rng.uniform(10, 110)
+            colour = (int(shade + rng.uniform(0, 40)), int(shade * 0.6), int(shade * 0.4))
+            for offset, radius in ((-1.8, 0.7), (0.0, 0.5), (1.8, 1.0)):
+                px, py, r = cx + dx * offset * size, cy + dy * offset * size, radius * size
+                draw.ellipse([px - r, py - r, px + r, py + r], fill=colour)
+        else:  # a bee: a yellow body with dark stripes across it
+            yellow = (int(rng.uniform(170, 255)), int(rng.uniform(140, 220)), int(rng.uniform(0, 80)))
+            r = 1.6 * size
+            draw.ellipse([cx - r, cy - r * 0.65, cx + r, cy + r * 0.65], fill=yellow)
+            for stripe in (-0.6, 0.0, 0.6):
+                sx = cx + stripe * r
+                draw.line([sx, cy - r * 0.6, sx, cy + r * 0.6], fill=(20, 20, 20), width=max(1, int(size * 0.3)))
+    image = image.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.5, 2.0))))
+    noise = rng.normal(0, rng.uniform(4, 14), size=(height, width, 3))
+    return Image.fromarray((np.asarray(image, np.float32) + noise).clip(0, 255).astype(np.uint8), "RGB")
+
+
+def image_set(per_class: int, seed: int) -> tuple[list[Image.Image], list[int]]:
+    rng = np.random.default_rng(seed)
+    labels = [label for _ in range(per_class) for label in (0, 1)]
+    return [insect_image(label, rng) for label in labels], labels
+
+
+def make_checkpoint(path: Path, seed: int = 14, epochs: int = 300) -> Path:
+    """Train the demo model (backbone as initialised, head trained on its pooled features) and save it."""
     import torch
 
-    from .models import image_batch, instantiate, realistic_init
+    from .core.images import preprocess
+    from .models import instantiate, realistic_init
     from .zoo import Preprocess
 
-    model = instantiate("torchvision:resnet18", {"num_classes": 2}, seed=seed)
+    torch.manual_seed(seed)
+    model = instantiate("torchvision:resnet18", {"num_classes": len(CLASSES)}, seed=seed)
     realistic_init(model, seed, Preprocess(), batches=2, batch_size=8)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
+    model.eval()
+    images, labels = image_set(TRAIN_PER_CLASS, seed)
+    head, model.fc = model.fc, torch.nn.Identity()
+    with torch.no_grad():
+        features = torch.cat([model(torch.from_numpy(preprocess(images[i:i + 32], Preprocess())))
+                              for i in range(0, len(images), 32)])
+    model.fc = head
+    # standardise the features into the head: a linear layer on them is still a linear layer on the raw ones
+    mean, std = features.mean(0), features.std(0) + 1e-6
+    targets = torch.tensor(labels)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2, weight_decay=1e-2)
     loss = torch.tensor(0.0)
-    for step in range(steps):
-        images = image_batch(Preprocess(), 8, seed=seed * 100 + step)
-        labels = torch.randint(0, 2, (8,), generator=generator)
+    for _ in range(epochs):
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        loss = torch.nn.functional.cross_entropy(head((features - mean) / std), targets)
         loss.backward()
         optimizer.step()
-    model.eval()
+    with torch.no_grad():
+        head.weight.div_(std)
+        head.bias.sub_((head.weight * mean).sum(1))
     checkpoint = {"epoch": 14, "model_state_dict": model.state_dict(),
-                  "optimizer_state_dict": optimizer.state_dict(), "loss": float(loss.detach())}
+                  "optimizer_state_dict": optimizer.state_dict(), "loss": float(loss.detach()),
+                  "classes": list(CLASSES)}
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     return atomic_write(path, buffer.getvalue())
 
 
+def write_validation(folder: Path, seed: int = 1014, per_class: int = VALIDATION_PER_CLASS) -> Path:
+    """The labelled validation images, generated with another seed than the training set's."""
+    return write_image_folder(folder, *image_set(per_class, seed))
+
+
+def write_calibration(folder: Path, seed: int = 14, per_class: int = CALIBRATION_PER_CLASS) -> Path:
+    """Images for int8 calibration: the first of the training set (never the validation images)."""
+    return write_image_folder(folder, *image_set(per_class, seed))
+
+
+def write_image_folder(folder: Path, images: list[Image.Image], labels: list[int]) -> Path:
+    """JPEG files in one subfolder per class, written whole into a temporary folder, then moved into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    for index, (image, label) in enumerate(zip(images, labels)):
+        target = staging / CLASSES[label] / f"{CLASSES[label]}_{index // 2:03d}.jpg"
+        target.parent.mkdir(exist_ok=True)
+        image.save(target, quality=90)
+    if folder.exists():
+        shutil.rmtree(folder)
+    staging.rename(folder)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m converter.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_PATH)
-    parser.add_argument("--force", action="store_true", help="rewrite an existing file")
+    parser.add_argument("--out", type=Path, default=DEFAULT_PATH, help="the checkpoint; val/ is written beside it")
+    parser.add_argument("--force", action="store_true", help="rewrite existing files")
     args = parser.parse_args(argv)
+    validation, calibration = args.out.parent / "val", args.out.parent / "calibration"
     if args.out.exists() and not args.force:
         print(f"demo checkpoint: {args.out} (kept)")
-        return 0
-    print(f"demo checkpoint: {make_checkpoint(args.out)} (written)")
+    else:
+        print(f"demo checkpoint: {make_checkpoint(args.out)} (written: resnet18 trained on "
+              f"{2 * TRAIN_PER_CLASS} generated images of {' and '.join(CLASSES)})")
+    if validation.is_dir() and not args.force:
+        print(f"demo validation images: {validation} (kept)")
+    else:
+        print(f"demo validation images: {write_validation(validation)} ({2 * VALIDATION_PER_CLASS} labelled "
+              f"images, {VALIDATION_PER_CLASS} per class)")
+    if calibration.is_dir() and not args.force:
+        print(f"demo calibration images: {calibration} (kept)")
+    else:
+        print(f"demo calibration images: {write_calibration(calibration)} ({2 * CALIBRATION_PER_CLASS} training "
+              "images, for int8 quantisation)")
     return 0
 
 

@@ -74,10 +74,14 @@ class PaddleOptions(_Section):
 
 
 class Calibration(_Section):
-    """Forward passes used to re-estimate BatchNorm statistics for `weights: random`."""
+    """Forward passes used to re-estimate BatchNorm statistics for `weights: random`; images for int8."""
 
     batches: int = Field(default=4, gt=0, le=1000)
     batch_size: int = Field(default=8, gt=0, le=1024)
+    # int8 quantisation's calibration: a folder of representative images (relative to the zoo file; flat or one
+    # subfolder per class); without it, synthetic images. At most max_images are used.
+    images: str | None = None
+    max_images: int = Field(default=32, gt=0, le=10_000)
 
 
 class DeploymentTolerance(_Section):
@@ -112,6 +116,29 @@ class Deployment(_Section):
 
 # Checked for every model, as information only, when its zoo entry declares no `deployments`.
 DEFAULT_DEPLOYMENTS = (Deployment(name="pil-numpy", library="pil-numpy"), Deployment(name="opencv", library="opencv"))
+
+
+class PrecisionBudget(_Section):
+    """How far a reduced-precision cell (fp16, bf16, int8) may move from the fp32 reference. Elementwise
+    tolerances do not apply (a float16 logit differs in the third digit by design): with labelled images the
+    accuracy drop in percentage points; always the lowest cosine and the top-1 agreement."""
+
+    min_cosine: float = Field(ge=-1, le=1)
+    top1: float = Field(ge=0, le=1)  # fraction of images whose top-1 class matches the reference's
+    max_accuracy_drop: float = Field(ge=0, le=100)  # percentage points of top-1 accuracy, with labelled images
+
+
+# The defaults, measured on the default zoo and the slow-test nets (README, "Reduced precision"): fp16 and
+# bf16 keep the cosine above 0.999 on every net measured; int8 static quantisation moves it most.
+DEFAULT_BUDGETS = {"fp16": PrecisionBudget(min_cosine=0.999, top1=0.9, max_accuracy_drop=0.5),
+                   "bf16": PrecisionBudget(min_cosine=0.98, top1=0.75, max_accuracy_drop=1.0),
+                   "int8": PrecisionBudget(min_cosine=0.98, top1=0.7, max_accuracy_drop=2.0)}
+
+
+class PrecisionTolerance(_Section):
+    fp16: PrecisionBudget = DEFAULT_BUDGETS["fp16"]
+    bf16: PrecisionBudget = DEFAULT_BUDGETS["bf16"]
+    int8: PrecisionBudget = DEFAULT_BUDGETS["int8"]
 
 
 class ToleranceOverride(_Section):
@@ -161,12 +188,16 @@ class ModelEntry(_Section):
     state_dict_key: str | None = None
     trust_pickle: bool = False
     classes: list[str] | None = None
+    classes_file: str | None = None  # one class name per line (relative to the zoo file)
+    # a folder of images for this model (relative to the zoo file): flat, or one subfolder per class (labelled)
+    images: str | None = None
     input: InputSpec = InputSpec()
     # names for what the model's forward returns, in order (one tensor, or a tuple); exporters use them
     outputs: list[str] = Field(default_factory=lambda: ["logits"], min_length=1)
     logits_output: str | None = None  # the output the classification checks read; default: the first
     preprocess: Preprocess = Preprocess()
     tolerance: Tolerance = Tolerance()
+    precision_tolerance: PrecisionTolerance = PrecisionTolerance()
     formats: list[str] = Field(default_factory=lambda: list(formats()), min_length=1)
     onnx: OnnxOptions = OnnxOptions()
     torchscript: TorchScriptOptions = TorchScriptOptions()
@@ -190,6 +221,24 @@ class ModelEntry(_Section):
             if selector.matches(runtime, artifact, device):
                 merged.update(override.model_dump(exclude_none=True))
         return Tolerance(**merged)
+
+    def budget_for(self, precision: str) -> PrecisionBudget | None:
+        """The budget a cell of this precision is judged by; None for fp32 (the elementwise tolerance)."""
+        return getattr(self.precision_tolerance, precision, None) if precision != "fp32" else None
+
+    def class_names(self) -> list[str] | None:
+        """`classes`, else `classes_file`'s lines, else the torchvision weights' categories; None: indices."""
+        if self.classes is not None:
+            return list(self.classes)
+        if self.classes_file is not None:
+            return read_classes_file(Path(self.classes_file))
+        if self.weights not in (None, "random") and (self.arch or "").startswith(TORCHVISION_PREFIX):
+            try:
+                categories = torchvision_weights(self).meta.get("categories")
+            except ValueError:
+                return None
+            return list(categories) if categories else None
+        return None
 
     def is_required(self, runtime: str, artifact: str, device: str) -> bool:
         """CPU cells always must run; other devices when `required` selects the cell."""
@@ -240,10 +289,10 @@ class ModelEntry(_Section):
 # Fields that do not change what the converter builds: editing them needs no new conversion. The
 # checkpoint counts by content (its sha256), not by path; formats only say which artifacts to build.
 NOT_BUILD_INPUTS = frozenset({"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required",
-                              "classes", "limits", "formats", "checkpoint", "deployments", "logits_output"})
+                              "classes", "classes_file", "images", "precision_tolerance", "limits", "formats", "checkpoint", "deployments", "logits_output"})
 
 # Sections a `defaults:` block may set; each is merged key by key into every model's own section.
-DEFAULTABLE = ("input", "outputs", "preprocess", "tolerance", "formats", "onnx", "torchscript", "paddle", "calibration",
+DEFAULTABLE = ("input", "outputs", "preprocess", "tolerance", "precision_tolerance", "formats", "onnx", "torchscript", "paddle", "calibration",
                "seed", "tolerance_overrides", "required", "limits", "deployments")
 
 
@@ -300,9 +349,12 @@ def load_zoo(path: str | Path, trusted_modules: tuple[str, ...] = ()) -> Zoo:
         if not isinstance(item, dict):
             raise ZooError(file, f"expected a mapping, found {_kind(item)}", model=label)
         merged = _merge_defaults(defaults, item)
-        for key in ("checkpoint",):
+        for key in ("checkpoint", "classes_file", "images"):
             if isinstance(merged.get(key), str):
                 merged[key] = str((path.parent / merged[key]).resolve())
+        calibration = merged.get("calibration")
+        if isinstance(calibration, dict) and isinstance(calibration.get("images"), str):
+            merged["calibration"] = {**calibration, "images": str((path.parent / calibration["images"]).resolve())}
         try:
             entry = ModelEntry.model_validate(merged)
         except ValidationError as exc:
@@ -429,6 +481,32 @@ def _check_input(entry: ModelEntry, fail: Fail) -> None:
         fail("preprocess.resize", f"resize {entry.preprocess.resize} is smaller than crop {entry.preprocess.crop}")
     if entry.classes is not None and entry.num_classes is not None and len(entry.classes) != entry.num_classes:
         fail("classes", f"{len(entry.classes)} class names for num_classes {entry.num_classes}")
+    if entry.classes is not None and entry.classes_file is not None:
+        fail("classes_file", "give either classes or classes_file, not both")
+    if entry.classes_file is not None:
+        try:
+            names = read_classes_file(Path(entry.classes_file))
+        except ValueError as exc:
+            fail("classes_file", str(exc))
+        if entry.num_classes is not None and len(names) != entry.num_classes:
+            fail("classes_file", f"{len(names)} class names in {entry.classes_file} for num_classes {entry.num_classes}")
+    for field, folder in (("images", entry.images), ("calibration.images", entry.calibration.images)):
+        if folder is not None and not Path(folder).is_dir():
+            fail(field, f"not a folder: {folder}")
+
+
+def read_classes_file(path: Path) -> list[str]:
+    """One class name per line; blank lines at the end are ignored. ValueError when unreadable or empty."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    names = [line.strip() for line in lines]
+    if not names or not all(names):
+        raise ValueError(f"{path}: expected one non-empty class name per line")
+    return names
 
 
 def _check_unit_scale(fail: Fail, field: str, key: str, values: list[float]) -> None:

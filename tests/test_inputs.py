@@ -110,3 +110,23 @@ def test_a_decompression_bomb_is_skipped_with_a_warning_not_a_traceback(tmp_path
     loaded = load_images(tmp_path)
     assert loaded.names == ["ok.png"]
     assert "skipping" in caplog.text and "huge.png" in caplog.text and "too large" in caplog.text
+
+
+def test_an_image_folder_with_class_subfolders_is_labelled(tmp_path):
+    from verify.inputs import label_indices
+
+    for label, colour in (("ants", (90, 40, 20)), ("bees", (240, 200, 0))):
+        (tmp_path / label).mkdir()
+        for index in range(2):
+            Image.new("RGB", (40, 30), tuple(c + index for c in colour)).save(tmp_path / label / f"{index}.png")
+    (tmp_path / ".hidden").mkdir()
+    loaded = load_images(tmp_path)
+    assert loaded.labelled and loaded.labels == ["ants", "ants", "bees", "bees"]
+    assert loaded.names == ["ants/0.png", "ants/1.png", "bees/0.png", "bees/1.png"]
+    assert "in 2 labelled classes" in loaded.source
+    assert label_indices(loaded, ["bees", "ants", "wasps"], "m") == [1, 1, 0, 0]
+    assert label_indices(loaded, None, "m") is None  # a model without class names: no accuracy
+    with pytest.raises(InputError, match="model 'm': class folder\\(s\\) bees match none of its classes"):
+        label_indices(loaded, ["ants", "wasps"], "m")
+    flat = tmp_path / "ants"
+    assert load_images(flat).labels is None  # a flat folder keeps today's behaviour

@@ -153,7 +153,7 @@ def test_multi_output_cells_have_one_parity_row_per_output_and_the_worst_status(
     text = markdown(res, verdict, {})
     assert "outputs logits, embedding" in text
     assert "| onnxruntime | onnx | cpu | FAIL 2.0e-01 |" in text  # the matrix shows the failing output's diff
-    assert "| onnx | onnxruntime | cpu | embedding | FAIL | 2.00e-01 |" in text
+    assert "| onnx | onnxruntime | cpu | fp32 | embedding | FAIL | 2.00e-01 |" in text
 
 
 def test_informational_preprocessing_never_blocks_but_is_shown():

@@ -37,7 +37,7 @@ def test_a_runtime_must_name_registered_artifacts_and_devices():
 
 def test_formats_and_build_order_come_from_the_artifacts():
     assert formats() == ("eager", "torchscript", "onnx", "onnx_dynamo", "paddle", "paddle_dygraph", "torch_export",
-                         "openvino", "tvm", "tensorrt")
+                         "openvino", "tvm", "tensorrt", "onnx_fp16", "onnx_int8")
     names = list(ARTIFACTS)
     for spec in ARTIFACTS.values():
         assert spec.requires is None or names.index(spec.requires) < names.index(spec.name)
@@ -120,3 +120,15 @@ def test_zoo_text_names_only_registered_things():
     data = yaml.safe_load((Path(__file__).resolve().parent.parent / "zoo.yaml").read_text())
     assert set(data["defaults"]["formats"]) <= set(formats())
 
+
+
+def test_a_cells_precision_is_its_runtimes_setting_else_its_artifacts():
+    from converter.core.vocabulary import PRECISIONS, cell_precision
+
+    assert cell_precision("torch", "eager") == "fp32"
+    assert cell_precision("torch-bf16", "eager") == "bf16"
+    assert cell_precision("onnxruntime", "onnx_int8") == "int8"
+    assert cell_precision("openvino", "onnx_fp16") == "fp16"
+    assert cell_precision("openvino-bf16", "onnx_simplified") == "bf16"
+    assert {spec.precision for spec in ARTIFACTS.values()} | {spec.precision for spec in RUNTIMES.values()} \
+        <= set(PRECISIONS)

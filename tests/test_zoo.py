@@ -55,7 +55,7 @@ BAD_ZOOS = [
     ("top1 > 1", [tiny_entry(tolerance={"top1": 2})], "tiny", "tolerance.top1", "less than or equal"),
     ("bad format", [tiny_entry(formats=["onnx", "tflite"])], "tiny", "formats.1",
      "unknown format 'tflite' (registered: eager, torchscript, onnx, onnx_dynamo, paddle, paddle_dygraph, torch_export, "
-     "openvino, tvm, tensorrt)"),
+     "openvino, tvm, tensorrt, onnx_fp16, onnx_int8)"),
     ("opset", [tiny_entry(onnx={"opset": 3})], "tiny", "onnx.opset", "greater than or equal"),
     ("bad name", [tiny_entry("../escape")], "../escape", "name", "pattern"),
     ("duplicate", [tiny_entry("a"), tiny_entry("a")], "a", "name", "duplicate"),
@@ -133,20 +133,21 @@ def test_cli_usage_errors_exit_2(write_zoo, tmp_path, capsys):
 
 VERIFY_FIELD_ERRORS = [
     ("bad override key", {"tolerance_overrides": {"tflite": {"atol": 1}}}, "tolerance_overrides.tflite",
-     "'tflite' is neither a runtime (torch, torchscript, torch-export, onnxruntime, paddle-inference, paddle-jit, "
-     "paddle-dygraph, tensorrt, tvm, openvino) nor an artifact"),
+     "'tflite' is neither a runtime (torch, torch-bf16, torchscript, torch-export, onnxruntime, paddle-inference, "
+     "paddle-jit, paddle-dygraph, tensorrt, tvm, openvino, openvino-bf16) nor an artifact"),
     ("bad device", {"required": ["onnxruntime@tpu"]}, "required",
      "'onnxruntime@tpu': unknown device 'tpu' (registered: cpu, cuda, tensorrt)"),
     ("runtime that does not load the artifact", {"required": ["onnxruntime:paddle"]}, "required",
-     "runtime 'onnxruntime' does not load 'paddle' (it loads onnx, onnx_simplified, onnx_dynamo, onnx_dynamo_simplified)"),
+     "runtime 'onnxruntime' does not load 'paddle' (it loads onnx, onnx_simplified, onnx_dynamo, onnx_dynamo_simplified, "
+     "onnx_fp16, onnx_int8)"),
     ("half a selector", {"tolerance_overrides": {"onnxruntime:": {"atol": 1}}}, "tolerance_overrides.onnxruntime:",
      "is not 'runtime', 'artifact', 'runtime:artifact', each optionally '@device'"),
     ("waiver without reason", {"allow_failures": [{"runtime": "paddle-jit"}]}, "allow_failures.0.reason", "required"),
     ("waiver without target", {"allow_failures": [{"reason": "known"}]}, "allow_failures.0", "name the runtime"),
     ("waiver unknown runtime", {"allow_failures": [{"runtime": "tflite", "reason": "known"}]},
-     "allow_failures.0.runtime", "unknown runtime 'tflite' (registered: torch, torchscript, torch-export, onnxruntime,"),
-    ("waiver unknown artifact", {"allow_failures": [{"artifact": "onnx_fp16", "reason": "known"}]},
-     "allow_failures.0.artifact", "unknown artifact 'onnx_fp16'"),
+     "allow_failures.0.runtime", "unknown runtime 'tflite' (registered: torch, torch-bf16, torchscript, torch-export,"),
+    ("waiver unknown artifact", {"allow_failures": [{"artifact": "onnx_fp8", "reason": "known"}]},
+     "allow_failures.0.artifact", "unknown artifact 'onnx_fp8'"),
     ("waiver mismatched pair", {"allow_failures": [{"runtime": "torch", "artifact": "onnx", "reason": "known"}]},
      "allow_failures.0.artifact", "runtime 'torch' does not load 'onnx'"),
     ("outputs repeated", {"outputs": ["logits", "logits"]}, "outputs", "twice"),
@@ -268,3 +269,45 @@ def test_0_255_mean_and_std_are_refused_with_the_0_1_values(write_zoo, section, 
         load_zoo(write_zoo(models=[entry]))
     assert info.value.field == field and "0-255 convention" in info.value.message
     assert "[0.485, 0.456, 0.406]" in info.value.message or "[0.229, 0.224, 0.225]" in info.value.message
+
+
+def test_class_names_from_a_classes_file_and_folders_relative_to_the_zoo(write_zoo, tmp_path):
+    (tmp_path / "names.txt").write_text("\n".join(f"class-{i}" for i in range(10)) + "\n\n")
+    (tmp_path / "val").mkdir()
+    (tmp_path / "cal").mkdir()
+    zoo = load_zoo(write_zoo([tiny_entry(classes_file="names.txt", images="val",
+                                         calibration={"images": "cal", "max_images": 4})]))
+    entry = zoo.models[0]
+    assert entry.class_names()[:2] == ["class-0", "class-1"] and len(entry.class_names()) == 10
+    assert entry.images == str(tmp_path / "val") and entry.calibration.images == str(tmp_path / "cal")
+    assert load_zoo(write_zoo([tiny_entry()])).models[0].class_names() is None  # random weights: indices
+
+
+CLASS_AND_FOLDER_ERRORS = [
+    ("count", {"classes_file": "names.txt"}, "a\nb\n", "classes_file", "2 class names in"),
+    ("both", {"classes_file": "names.txt", "classes": [str(i) for i in range(10)]}, "a", "classes_file",
+     "either classes or classes_file"),
+    ("empty", {"classes_file": "names.txt"}, "\n\n", "classes_file", "one non-empty class name per line"),
+    ("images", {"images": "missing"}, None, "images", "not a folder"),
+    ("calibration", {"calibration": {"images": "missing"}}, None, "calibration.images", "not a folder"),
+    ("budget", {"precision_tolerance": {"int8": {"min_cosine": 2, "top1": 0.5, "max_accuracy_drop": 1}}}, None,
+     "precision_tolerance.int8.min_cosine", "less than or equal"),
+]
+
+
+@pytest.mark.parametrize("case", CLASS_AND_FOLDER_ERRORS, ids=[c[0] for c in CLASS_AND_FOLDER_ERRORS])
+def test_class_names_folders_and_budgets_are_validated(case, write_zoo, tmp_path):
+    _, fields, names, field, fragment = case
+    if names is not None:
+        (tmp_path / "names.txt").write_text(names)
+    with pytest.raises(ZooError) as raised:
+        load_zoo(write_zoo([tiny_entry(**fields)]))
+    assert raised.value.field == field and raised.value.model == "tiny" and fragment in str(raised.value)
+
+
+def test_torchvision_weights_name_their_classes_without_loading_them():
+    from converter.zoo import ModelEntry
+
+    entry = ModelEntry(name="r", arch="torchvision:resnet18", weights="IMAGENET1K_V1")  # not validated: no file
+    names = entry.class_names()
+    assert len(names) == 1000 and names[0] == "tench" and "Yorkshire terrier" in names

@@ -59,20 +59,25 @@ def _print_model(result, verdict) -> None:
     from converter.core.vocabulary import ARTIFACTS
 
     width = max(map(len, ARTIFACTS))
-    indent = " " * (17 + 1 + width + 1 + 9 + 1)
-    print(f"{result.model}: {result.samples} images", file=sys.stderr, flush=True)
+    indent = " " * (17 + 1 + width + 1 + 9 + 1 + 5)
+    labelled = ", labelled: top-1 accuracy per cell" if result.labels is not None else ""
+    print(f"{result.model}: {result.samples} images{labelled}", file=sys.stderr, flush=True)
+    if result.accuracy_note:
+        print(f"  ({result.accuracy_note})", file=sys.stderr, flush=True)
     for cell in result.cells:
         waiver = verdict.waivers.get(cell.key)
         status = f"{cell.status} (waived: {waiver})" if waiver else cell.status
         reused = f" (reused from {cell.cached})" if cell.cached else ""
-        print(f"  {cell.runtime:<17} {cell.artifact:<{width}} {cell.device:<9} {status:<6} {cell.detail}{reused}",
-              file=sys.stderr, flush=True)
+        scored = f"acc {100 * cell.accuracy.top1:5.1f}%  " if cell.accuracy is not None else ""
+        print(f"  {cell.runtime:<17} {cell.artifact:<{width}} {cell.device:<9} {cell.precision:<4} {status:<6} "
+              f"{scored}{cell.detail}{reused}", file=sys.stderr, flush=True)
         if cell.divergence:
             print(f"  {indent}{cell.divergence.summary}", file=sys.stderr, flush=True)
     for check in result.preprocessing:
         waiver = verdict.waivers.get(check.key)
         status = (check.status if check.gated else f"{check.status}*") + (f" (waived: {waiver})" if waiver else "")
-        print(f"  {'preprocessing':<17} {check.deployment:<{width}} {check.library:<9} {status:<6} {check.detail}",
+        print(f"  {'preprocessing':<17} {check.deployment:<{width}} {check.library:<9} {'':<4} {status:<6} "
+              f"{check.detail}",
               file=sys.stderr, flush=True)
     if any(not check.gated for check in result.preprocessing):
         print(f"  {indent}* information only: the zoo declares no deployments for this model",

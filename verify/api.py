@@ -21,11 +21,12 @@ from .compare import ERROR, CompareFunc, compare
 from .entries import resolve_entries
 from .environment import describe_machine, describe_run, physical_cores
 from .gate import Verdict, decide
-from .inputs import load_images, save_inputs, synthetic_images
+from .inputs import ImageSet, InputError, label_indices, load_images, save_inputs, synthetic_images
 from .peak import describe_peak, measure_peak
 from .cache import CACHE_FOLDER, CellCache, machine_fingerprint
 from .speed_memory import SPEED_FILE, remember_speed, remembered_speed
-from .charts import write_timing_charts
+from .charts import write_prediction_grids, write_timing_charts, write_tradeoff_charts
+from .predictions import accuracy_frame, predictions_frame
 from .report import inputs_file, markdown, parity_frame, preprocessing_frame, summary
 from .timing_report import timing_frame
 from .results import ModelResult
@@ -84,9 +85,8 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
                            f"(has: {sorted(manifest.models)})")
     entries = resolve_entries(manifest, options.zoo, str(options.artifacts / "manifest.json"), options.trusted_modules)
     images = load_images(options.images) if options.images else synthetic_images(options.num_images)
-    if len({image.tobytes() for image in images.images}) < 2:
-        # one input cannot show that an output depends on the input, nor catch most reorderings
-        raise OptionsError(f"{options.images or '--num-images'}: at least 2 distinct images are needed")
+    _check_distinct(images, options.images or "--num-images")
+    inputs = model_inputs(entries, options.models or list(manifest.models), images)
     threads = options.threads or physical_cores()
     session = SessionOptions(artifacts=options.artifacts, devices=options.devices or DEVICES.names(),
                              runtimes=options.runtimes, threads=threads, timing=options.timing,
@@ -108,8 +108,10 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     for name in options.models or list(manifest.models):
         resolved, record = entries[name], manifest.models[name]
         try:
-            result = verify_model(name, record, resolved.entry, images, session, availability, runners,
-                                  compare_func, stale=resolved.stale, shared=shared)
+            model_images, labels, classes, note = inputs[name]
+            result = verify_model(name, record, resolved.entry, model_images, session, availability, runners,
+                                  compare_func, stale=resolved.stale, shared=shared, labels=labels, classes=classes)
+            result.accuracy_note = note
         except Exception as exc:  # a bug or a broken file in one model must not lose the others' results
             log.debug("verifying %s failed:\n%s", name, traceback.format_exc())
             error = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
@@ -141,6 +143,41 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     return VerifyRun(results, verdict, environment, by_name, provenance)
 
 
+def _check_distinct(images: ImageSet, origin: object) -> None:
+    if len({image.tobytes() for image in images.images}) < 2:
+        # one input cannot show that an output depends on the input, nor catch most reorderings
+        raise OptionsError(f"{origin}: at least 2 distinct images are needed")
+
+
+def model_inputs(entries: dict, names: list[str], images: ImageSet
+                 ) -> dict[str, tuple[ImageSet, list[int] | None, list[str] | None, str | None]]:
+    """Per model: its images (the zoo entry's own `images` folder, else the run's), their class indices when
+    labelled, its class names, and why a labelled set gives no accuracy. Checked before any cell runs: a class
+    folder that matches none of a model's classes is an InputError naming the folder and the model."""
+    loaded: dict[str, ImageSet] = {}
+    chosen = {}
+    for name in names:
+        entry = entries[name].entry
+        own = images
+        if entry.images is not None:
+            if entry.images not in loaded:
+                loaded[entry.images] = load_images(Path(entry.images))
+                _check_distinct(loaded[entry.images], f"{entry.images} (model '{name}', field images)")
+            own = loaded[entry.images]
+        try:
+            classes = entry.class_names()
+        except ValueError as exc:
+            raise InputError(f"model '{name}': classes_file: {exc}") from None
+        field = "classes_file" if entry.classes_file else "classes"
+        labels = label_indices(own, classes, name, field)
+        note = None
+        if own.labelled and classes is None:
+            note = ("the images are labelled, but the model has no class names (set classes or classes_file): "
+                    "accuracy not measured")
+        chosen[name] = (own, labels, classes, note)
+    return chosen
+
+
 def _left_out(options: VerifyOptions, manifest, runners: Mapping[str, type[Runner]]) -> str | None:
     """What the filters leave out of what the manifest holds and this verifier could run, in words."""
     models = [m for m in manifest.models if options.models and m not in options.models]
@@ -167,8 +204,9 @@ def _check(options: VerifyOptions, runners: Mapping[str, type[Runner]]) -> None:
 
 
 def write_reports(verified: VerifyRun, folder: Path) -> Path:
-    """report.md, parity.csv, timing.csv, preprocessing.csv, summary.json, inputs/<model>.npz and
-    charts/<model>-timing.png, each replaced atomically. Returns the markdown report's path."""
+    """report.md, parity.csv, timing.csv, preprocessing.csv, predictions.csv, accuracy.csv, summary.json,
+    inputs/<model>.npz, charts/<model>-timing.png and -tradeoff.png and predictions/<model>.png, each replaced
+    atomically. Returns the markdown report's path."""
     results, verdict, environment = verified.results, verified.verdict, verified.environment
     for result in results:
         if result.inputs is not None:
@@ -177,8 +215,13 @@ def write_reports(verified: VerifyRun, folder: Path) -> Path:
     atomic_write(folder / "timing.csv",
                  timing_frame(results, verified.environment.get("peak_fp32_gflops")).to_csv(index=False))
     charts = write_timing_charts(results, folder)
+    tradeoffs = write_tradeoff_charts(results, folder)
+    grids = write_prediction_grids(results, verified.entries, folder)
+    atomic_write(folder / "predictions.csv", predictions_frame(results).to_csv(index=False))
+    atomic_write(folder / "accuracy.csv", accuracy_frame(results).to_csv(index=False))
     atomic_write(folder / "preprocessing.csv", preprocessing_frame(results, verdict).to_csv(index=False))
     provenance = verified.provenance
     atomic_write(folder / "summary.json",
                  json.dumps(summary(results, verdict, environment, provenance), indent=2, default=str))
-    return atomic_write(folder / "report.md", markdown(results, verdict, environment, provenance, charts))
+    return atomic_write(folder / "report.md", markdown(results, verdict, environment, provenance, charts, tradeoffs,
+                                                       grids))

@@ -85,6 +85,8 @@ def cell_facts(value: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndar
     """A cell worker's result as (JSON part, arrays), for store()."""
     arrays = {f"output/{name}": array for name, array in value["output"].items()}
     arrays.update({f"again/{name}": array for name, array in value["again"].items()})
+    arrays.update({f"probe{size}/{name}": array for size, outputs in value.get("probes", {}).items()
+                   for name, array in outputs.items()})
     return {"config": value["config"], "timings": [asdict(t) for t in value["timings"]]}, arrays
 
 
@@ -93,7 +95,12 @@ def cell_value(facts: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str
     def part(prefix: str) -> dict[str, np.ndarray]:
         return {name.split("/", 1)[1]: array for name, array in arrays.items() if name.startswith(prefix + "/")}
 
-    return {"output": part("output"), "again": part("again"), "config": facts["config"],
+    probes: dict[int, dict[str, np.ndarray]] = {}
+    for key, array in arrays.items():
+        if key.startswith("probe"):
+            size, name = key[len("probe"):].split("/", 1)
+            probes.setdefault(int(size), {})[name] = array
+    return {"output": part("output"), "again": part("again"), "probes": probes, "config": facts["config"],
             "timings": [Timing(**t) for t in facts["timings"]], "canaries": [], "cached": facts.get("stored")}
 
 

@@ -72,3 +72,136 @@ def timing_chart(result: ModelResult) -> bytes:
     figure.savefig(buffer, format="png")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def tradeoff_file(model: str) -> str:
+    return f"{CHARTS}/{re.sub(r'[^A-Za-z0-9_.-]', '_', model)}-tradeoff.png"
+
+
+def write_tradeoff_charts(results: list[ModelResult], folder: Path) -> dict[str, str]:
+    from .decision import choices
+
+    written = {}
+    for result in results:
+        rows = [row for row in choices(result) if not math.isnan(row.latency_ms)]
+        if len(rows) > 1:
+            written[result.model] = tradeoff_file(result.model)
+            atomic_write(folder / written[result.model], tradeoff_chart(result.model, rows))
+    return written
+
+
+PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^"}
+
+
+def tradeoff_chart(model: str, rows) -> bytes:
+    """Latency at the smallest batch against accuracy (or top-1 agreement), one point per passing cell, marked
+    by precision; the Pareto front joined by a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labelled = rows[0].cell.accuracy is not None
+    figure, axis = plt.subplots(figsize=(8, 4.6), dpi=100)
+    colours = plt.get_cmap("tab10").colors
+    for precision, marker in PRECISION_MARKERS.items():
+        chosen = [r for r in rows if r.precision == precision]
+        if chosen:
+            axis.scatter([r.latency_ms for r in chosen], [100 * r.score for r in chosen], marker=marker, s=50,
+                         color=colours[list(PRECISION_MARKERS).index(precision)], label=precision, zorder=3)
+    front = sorted((r for r in rows if r.pareto), key=lambda r: r.latency_ms)
+    axis.plot([r.latency_ms for r in front], [100 * r.score for r in front], "--", color="grey", alpha=0.7,
+              label="Pareto front", zorder=2)
+    for r in rows:  # named: the front and the reference (the others crowd around them; the table has them all)
+        if r.pareto or r.cell.reference:
+            axis.annotate(f"{r.cell.runtime}\n{r.cell.artifact}", (r.latency_ms, 100 * r.score), fontsize=7,
+                          xytext=(5, 3), textcoords="offset points")
+    axis.set_xscale("log")
+    axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_xlabel(f"median latency at batch {rows[0].latency_batch} (ms, log scale; left is faster)")
+    axis.set_ylabel("top-1 accuracy (%)" if labelled else "top-1 agreement with the reference (%)")
+    axis.set_title(f"{model}: speed against {'accuracy' if labelled else 'agreement'}, passing cells", fontsize=10)
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=8, loc="best")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+GRID_IMAGES = 24  # thumbnails per grid
+
+
+def grid_file(model: str) -> str:
+    return f"predictions/{re.sub(r'[^A-Za-z0-9_.-]', '_', model)}.png"
+
+
+def write_prediction_grids(results: list[ModelResult], entries: dict, folder: Path) -> dict[str, str]:
+    written = {}
+    for result in results:
+        reference = result.reference
+        entry = entries.get(result.model)
+        if (reference is None or reference.predictions is None or result.reference_probabilities is None
+                or result.inputs is None or entry is None):
+            continue
+        written[result.model] = grid_file(result.model)
+        atomic_write(folder / written[result.model], prediction_grid(result, entry.preprocess))
+    return written
+
+
+def prediction_grid(result: ModelResult, preprocess) -> bytes:
+    """Thumbnails of the model's inputs (as the model saw them) titled with the reference's top-1 and its
+    probability, the true label when known; red where the prediction is wrong, orange where some cell's top-1
+    differs from the reference's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .predictions import showcase
+
+    shown_images = showcase(result, GRID_IMAGES)
+    count = len(shown_images)
+    columns = min(6, count)
+    rows = math.ceil(count / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.6 * rows + 0.4), dpi=100, squeeze=False)
+    others = [cell for cell in result.cells if cell.predictions is not None and not cell.reference]
+    mean, std = np.asarray(preprocess.mean, np.float32), np.asarray(preprocess.std, np.float32)
+    for position, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if position >= count:
+            continue
+        index = shown_images[position]
+        pixels = result.inputs[index].transpose(1, 2, 0) * std + mean
+        if preprocess.channel_order == "BGR" and pixels.shape[2] == 3:
+            pixels = pixels[..., ::-1]
+        axis.imshow(pixels.clip(0, 1).squeeze(), cmap="gray" if pixels.shape[2] == 1 else None)
+        top1 = int(result.reference.predictions[index, 0])
+        probability = float(result.reference_probabilities[index, 0])
+        label = result.labels[index] if result.labels is not None else None
+        disagree = [cell for cell in others if int(cell.predictions[index, 0]) != top1]
+        title = f"{result.input_names[index][-22:]}\n{result.class_name(top1)} {probability:.2f}"
+        colour = "black"
+        if label is not None:
+            title += f"\ntrue: {result.class_name(label)}"
+            colour = "green" if label == top1 else "red"
+        if disagree:
+            title += f"\n{len(disagree)} cell(s) differ"
+            colour = "red" if colour == "red" else "darkorange"
+        axis.set_title(title, fontsize=8, color=colour)
+        for spine in axis.spines.values():
+            spine.set_edgecolor(colour)
+        if colour != "black":
+            axis.add_patch(matplotlib.patches.Rectangle((0, 0), 1, 1, transform=axis.transAxes, fill=False,
+                                                        edgecolor=colour, linewidth=3))
+    shown = (f"{count} of {len(result.input_names)} images (those where a cell differs and mistakes first)"
+             if count < len(result.input_names) else f"{count} images")
+    figure.suptitle(f"{result.model}: reference top-1 on {shown}; green right, red wrong, orange: a cell differs",
+                    fontsize=9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()

@@ -11,12 +11,11 @@ from PIL import Image, UnidentifiedImageError
 
 from converter.core.errors import WorkbenchError
 from converter.core.files import atomic_write
-from converter.core.images import preprocess, synthetic_images as _synthetic, to_rgb
+from converter.core.images import IMAGE_SUFFIXES, image_files, preprocess, synthetic_images as _synthetic, to_rgb
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
-__all__ = ["ImageSet", "InputError", "load_images", "preprocess", "save_inputs", "synthetic_images"]
+__all__ = ["ImageSet", "InputError", "label_indices", "load_images", "preprocess", "save_inputs", "synthetic_images"]
 
 
 class InputError(WorkbenchError):
@@ -28,23 +27,33 @@ class ImageSet:
     images: list[Image.Image]  # RGB
     names: list[str]
     source: str = ""  # where they came from, for the report
+    labels: list[str] | None = None  # per image, its class folder's name (an ImageFolder layout), else None
+
+    @property
+    def labelled(self) -> bool:
+        return self.labels is not None
 
 
 def load_images(folder: Path) -> ImageSet:
     """Every readable image in `folder`, sorted by name, as RGB. Grayscale is replicated to three
-    channels; transparency is composited on black. Corrupt files are skipped with a warning."""
+    channels; transparency is composited on black. Corrupt files are skipped with a warning.
+
+    A folder with no images of its own but subfolders of images is the ImageFolder layout (`val/ants/*.jpg`,
+    `val/bees/*.jpg`): each image is labelled with its subfolder's name."""
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths, labels = image_files(folder)
     if not paths:
-        raise InputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    images, names = [], []
-    for path in paths:
+        raise InputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}), neither in it nor in "
+                         "one subfolder per class")
+    images, names, kept = [], [], []
+    for index, path in enumerate(paths):
         try:
             with Image.open(path) as image:
                 image.load()
                 images.append(to_rgb(image))
-                names.append(path.name)
+                names.append(path.name if labels is None else f"{path.parent.name}/{path.name}")
+                kept.append(index)
         except Image.DecompressionBombError as exc:  # PIL refuses images over 2x its pixel limit (~179 Mpx)
             log.warning("skipping %s: too large to decode safely (%s)", path, exc)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -52,8 +61,24 @@ def load_images(folder: Path) -> ImageSet:
     if not images:
         raise InputError(f"{folder}: none of the {len(paths)} image files could be read")
     skipped = len(paths) - len(images)
-    return ImageSet(images, names, f"{len(images)} images from {folder}" + (f" ({skipped} unreadable skipped)"
-                                                                              if skipped else ""))
+    kinds = "" if labels is None else f" in {len(set(labels))} labelled classes"
+    return ImageSet(images, names, f"{len(images)} images{kinds} from {folder}"
+                    + (f" ({skipped} unreadable skipped)" if skipped else ""),
+                    labels=None if labels is None else [labels[i] for i in kept])
+
+
+def label_indices(images: ImageSet, classes: list[str] | None, model: str, field: str = "classes") -> list[int] | None:
+    """Each image's class index in the model's classes; None when the images carry no labels or the model has
+    no class names. InputError naming every folder that matches no class."""
+    if images.labels is None or classes is None:
+        return None
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted(set(images.labels) - set(index))
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise InputError(f"{images.source}: model '{model}': class folder(s) {shown} match none of its {field} "
+                         f"({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})")
+    return [index[label] for label in images.labels]
 
 
 def synthetic_images(count: int = 8, seed: int = 0) -> ImageSet:

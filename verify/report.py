@@ -11,11 +11,13 @@ from .compare import ERROR, FAIL, PASS, SKIP
 from .gate import Verdict, is_required
 from .results import Cell, ModelResult
 from .tables import number, table
+from .decision import choices, decision_section, recommendation
+from .predictions import predictions_section
 from .timing_report import timing_section
 
-PARITY_COLUMNS = ["model", "artifact", "runtime", "device", "output", "status", "cell_status", "max_abs_diff",
+PARITY_COLUMNS = ["model", "artifact", "runtime", "device", "precision", "output", "status", "cell_status", "max_abs_diff",
                   "max_rel_diff", "cosine", "top1_agreement", "top5_overlap", "top1_ties", "samples", "required",
-                  "waiver", "detail", "first_divergence"]
+                  "waiver", "batch_invariance", "detail", "first_divergence"]
 PREPROCESSING_COLUMNS = ["model", "deployment", "library", "gated", "status", "channel_shift", "input_max_abs_diff",
                          "max_abs_diff", "top1_agreement", "confident_flips", "waiver", "detail"]
 
@@ -30,14 +32,14 @@ def parity_frame(results: list[ModelResult], entries: dict, verdict: Verdict) ->
             for output, c in outputs:
                 rows.append({
                     "model": cell.model, "artifact": cell.artifact, "runtime": cell.runtime, "device": cell.device,
-                    "output": output, "status": c.status if c else cell.status, "cell_status": cell.status,
+                    "precision": cell.precision, "output": output, "status": c.status if c else cell.status, "cell_status": cell.status,
                     "max_abs_diff": c.max_abs_diff if c else math.nan,
                     "max_rel_diff": c.max_rel_diff if c else math.nan,
                     "cosine": c.cosine if c else math.nan, "top1_agreement": c.top1_agreement if c else math.nan,
                     "top5_overlap": c.top5_overlap if c else math.nan, "top1_ties": c.top1_ties if c else 0,
                     "samples": c.samples if c else result.samples,
                     "required": is_required(cell, entries.get(cell.model)),
-                    "waiver": verdict.waivers.get(cell.key, ""),
+                    "waiver": verdict.waivers.get(cell.key, ""), "batch_invariance": cell.batch_invariance,
                     "detail": ("reference; " if cell.reference else "") + (c.reason if c else cell.detail),
                     "first_divergence": cell.divergence.summary if cell.divergence else "",
                 })
@@ -73,7 +75,7 @@ def summary(results: list[ModelResult], verdict: Verdict, environment: dict,
         "cells": counts,
         "failing_cells": [
             {"model": c.model, "artifact": c.artifact, "runtime": c.runtime, "device": c.device,
-             "status": c.status, "detail": c.detail, "waiver": verdict.waivers.get(c.key),
+             "precision": c.precision, "status": c.status, "detail": c.detail, "waiver": verdict.waivers.get(c.key),
              "outputs": {name: comparison.status for name, comparison in c.comparisons.items()},
              "first_divergence": asdict(c.divergence) if c.divergence else None}
             for r in results for c in r.cells if c.status in (FAIL, ERROR)
@@ -85,7 +87,11 @@ def summary(results: list[ModelResult], verdict: Verdict, environment: dict,
         ],
         "models": {r.model: {"error": r.error, "samples": r.samples, "outputs": r.outputs,
                              "inputs": inputs_file(r.model) if r.inputs is not None else None,
-                             "conversion_failures": r.conversion_failures, "trusted_pickle": r.trusted_pickle}
+                             "conversion_failures": r.conversion_failures, "trusted_pickle": r.trusted_pickle,
+                             "images": r.image_source, "classes": len(r.classes) if r.classes else None,
+                             "accuracy": {c.key: {"precision": c.precision, "top1": c.accuracy.top1,
+                                                  "top5": c.accuracy.top5} for c in r.cells if c.accuracy},
+                             "recommendation": recommendation(choices(r))}
                    for r in results},
         "environment": environment,
     }
@@ -97,10 +103,11 @@ def inputs_file(model: str) -> str:
 
 
 def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, provenance: dict | None = None,
-             charts: dict[str, str] | None = None) -> str:
+             charts: dict[str, str] | None = None, tradeoffs: dict[str, str] | None = None,
+             grids: dict[str, str] | None = None) -> str:
     """The report a reviewer reads: the verdict first, then narrow tables (they fit a 1000-pixel page), long
-    texts in lists under them, skipped cells counted once with their reasons. `charts`: model -> the path of
-    its timing chart, relative to the report."""
+    texts in lists under them, skipped cells counted once with their reasons. `charts`, `tradeoffs`, `grids`:
+    model -> the path of its timing chart, trade-off chart and prediction grid, relative to the report."""
     lines = [f"# Parity report: {verdict.label}", ""]
     if verdict.left_out:
         lines += [f"**Partial run**: left out {verdict.left_out}.", ""]
@@ -127,6 +134,9 @@ def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, pr
     for result in results:
         lines += _model_section(result, verdict, everywhere, environment.get("peak_fp32_gflops"),
                                 (charts or {}).get(result.model))
+        if not result.error:
+            lines += decision_section(result, (tradeoffs or {}).get(result.model))
+            lines += predictions_section(result, (grids or {}).get(result.model))
     failures = [(r, a, e) for r in results for a, e in r.conversion_failures.items()]
     if failures:
         lines += ["", "## Conversion failures (from the manifest)", ""]
@@ -180,8 +190,8 @@ def _matrix(results: list[ModelResult], verdict: Verdict) -> list[str]:
 def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: set, peak_gflops: float | None,
                    chart: str | None) -> list[str]:
     lines = ["", f"## {result.model}", ""]
-    facts = [f"{result.samples} samples" + (f", inputs saved in `{inputs_file(result.model)}`"
-                                            if result.inputs is not None else "")]
+    facts = [f"{result.samples} samples" + (f" ({result.image_source})" if result.image_source else "")
+             + (f", inputs saved in `{inputs_file(result.model)}`" if result.inputs is not None else "")]
     multi = len(result.outputs) > 1
     if multi:
         facts.append(f"outputs {', '.join(result.outputs)} (the cell's status is the worst of them; "
@@ -193,7 +203,7 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
     lines += ["; ".join(facts), ""]
     ran = [cell for cell in result.cells if cell.status != SKIP]
     if ran and not result.error:
-        lines += table(["artifact", "runtime", "device", *(["output"] if multi else []), "status", "max abs",
+        lines += table(["artifact", "runtime", "device", "precision", *(["output"] if multi else []), "status", "max abs",
                          "max rel", "cosine", "top-1", "top-5"],
                         [row for cell in ran for row in _parity_rows(cell, verdict, multi)])
         details = [cell for cell in ran if cell.status != PASS or cell.key in verdict.waivers or "tie" in cell.detail]
@@ -201,6 +211,7 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
             lines += [""] + [f"- {c.runtime} ({c.artifact}) {c.device}: {c.status}: {c.detail}"
                              + (f" (waived: {verdict.waivers[c.key]})" if c.key in verdict.waivers else "")
                              for c in details]
+        lines += _invariance_lines(ran)
         lines += timing_section(result, peak_gflops, chart)
     lines += _skipped([cell for cell in result.cells if cell.status == SKIP
                        and (cell.runtime, cell.artifact, cell.device) not in skipped_everywhere], "Skipped")
@@ -225,6 +236,19 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
         lines += [""] + [f"- {p.deployment}: {p.detail}"
                          + (f" (waived: {verdict.waivers[p.key]})" if p.key in verdict.waivers else "")
                          for p in result.preprocessing]
+    return lines
+
+
+def _invariance_lines(cells: list[Cell]) -> list[str]:
+    """One line for the batch-invariance check: how many cells gave each sample the same answer in every batch."""
+    checked = [c for c in cells if c.batch_invariance]
+    if not checked:
+        return []
+    agreed = [c for c in checked if "agree" in c.batch_invariance and "differ" not in c.batch_invariance]
+    sizes = agreed[0].batch_invariance.split(" agree")[0] if agreed else "the probe batches"
+    lines = ["", f"Batch invariance: {len(agreed)} of {len(checked)} cells give each sample the same answer in "
+                 f"{sizes}."]
+    lines += [f"- {c.runtime} ({c.artifact}) {c.device}: {c.batch_invariance}" for c in checked if c not in agreed]
     return lines
 
 
@@ -261,7 +285,7 @@ def _parity_rows(cell: Cell, verdict: Verdict, multi: bool) -> list[list[str]]:
         status = (c.status if output else cell.status) + waived
         if cell.reference and status == PASS:
             status = "REF"
-        rows.append([cell.artifact, cell.runtime, cell.device, *([output] if multi else []), status,
+        rows.append([cell.artifact, cell.runtime, cell.device, cell.precision, *([output] if multi else []), status,
                      number(c.max_abs_diff if c else None), number(c.max_rel_diff if c else None),
                      number(c.cosine if c else None, "{:.6f}"), number(c.top1_agreement if c else None, "{:.2f}"),
                      number(c.top5_overlap if c else None, "{:.2f}")])

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .accuracy import Accuracy
 from .compare import Comparison
 from .localize import Divergence
 from .preprocessing import PreprocessingComparison
@@ -28,6 +29,10 @@ class Cell:
     reference: bool = False
     divergence: Divergence | None = None  # for a FAILing cell: the first layer that differs
     cached: str | None = None  # when its outputs and timings were measured, if an earlier run's were reused
+    precision: str = "fp32"  # what it ran at: fp32, or a reduced precision judged by its budget
+    predictions: np.ndarray | None = None  # per sample, its top-5 class indices (logits output), best first
+    accuracy: Accuracy | None = None  # against the labels, when the images are labelled and the model has classes
+    batch_invariance: str = ""  # whether each sample's answer is the same alone, in an odd batch and in the full one
 
     @property
     def key(self) -> str:
@@ -71,3 +76,16 @@ class ModelResult:
     preprocessing: list[PreprocessingCheck] = field(default_factory=list)
     outputs: list[str] = field(default_factory=lambda: ["logits"])  # the model's declared outputs, logits first
     flops_per_sample: int | None = None  # one forward pass, counted at conversion (None: not counted)
+    classes: list[str] | None = None  # class names, by index (None: the model has none; indices are shown)
+    labels: list[int] | None = None  # per input image, its true class index, when the images are labelled
+    accuracy_note: str | None = None  # why accuracy was not measured although the images are labelled
+    reference_probabilities: np.ndarray | None = None  # per sample, the reference's softmax over its top 5
+    image_source: str = ""  # where this model's images came from
+    artifact_bytes: dict[str, int] = field(default_factory=dict)  # artifact -> its files' size on disk
+
+    def class_name(self, index: int) -> str:
+        return self.classes[index] if self.classes is not None and 0 <= index < len(self.classes) else str(index)
+
+    @property
+    def reference(self) -> "Cell | None":
+        return next((cell for cell in self.cells if cell.reference), None)

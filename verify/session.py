@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from converter.core.isolation import Limits, WorkerResult, run_isolated
-from converter.core.vocabulary import ARTIFACTS, DEVICES, ONNX_ARTIFACTS, REFERENCE, RUNTIMES
+from converter.core.vocabulary import ARTIFACTS, DEVICES, ONNX_ARTIFACTS, REFERENCE, RUNTIMES, cell_precision
 from converter.manifest import ArtifactRecord, ModelRecord, integrity_problem
 from converter.zoo import ModelEntry
 
+from .accuracy import Accuracy, accuracy, agreement, drop_points, judge_precision, softmax, top_k
 from .cache import CellCache, cell_facts, cell_value
 from .compare import ERROR, FAIL, PASS, SKIP, CompareFunc, compare, compare_outputs, with_reason, worst
 from .inputs import ImageSet, preprocess
+from .invariance import PROBE_BATCHES, batch_invariance, probe_feeds
 from .localize import PADDLE_UNAVAILABLE, Divergence, LocalizeJob, run_localize_job
 from .preprocessing import deployment_batch, judge, reference_batch
 from .results import Cell, ModelResult, PreprocessingCheck
@@ -65,23 +67,28 @@ def plan_cells(model: str, record: ModelRecord, runners: Mapping[str, type[Runne
             for device in spec.devices:
                 if device in options.devices or (name, artifact, device) == REFERENCE:
                     cells.append(Cell(model, artifact, name, device, status="", detail="",
-                                      reference=(name, artifact, device) == REFERENCE))
+                                      reference=(name, artifact, device) == REFERENCE,
+                                      precision=cell_precision(name, artifact)))
     return cells
 
 
 def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: ImageSet, options: SessionOptions,
                  availability: Availability, runners: Mapping[str, type[Runner]],
                  compare_func: CompareFunc = compare, stale: str | None = None,
-                 shared: Shared | None = None) -> ModelResult:
+                 shared: Shared | None = None, labels: list[int] | None = None,
+                 classes: list[str] | None = None) -> ModelResult:
     """Every cell of one model; `stale` says why the artifacts no longer match the zoo (then nothing runs);
-    `shared` carries the machine's full speed and the cache from model to model."""
+    `shared` carries the machine's full speed and the cache from model to model; `labels` are the images'
+    class indices when they are labelled, `classes` the model's class names."""
     shared = shared or Shared()
     result = ModelResult(model, trusted_pickle=record.trusted_pickle, outputs=[entry.logits] + [
-        name for name in entry.outputs if name != entry.logits])
+        name for name in entry.outputs if name != entry.logits], classes=classes, labels=labels,
+        image_source=images.source)
     eager = record.artifacts.get("eager")
     result.flops_per_sample = eager.details.get("flops_per_sample") if eager is not None and eager.ok else None
     result.conversion_failures = {a: r.error or "failed" for a, r in record.artifacts.items() if r.failed}
     result.conversion_details = {a: r.error_detail for a, r in record.artifacts.items() if not r.ok and r.error_detail}
+    result.artifact_bytes = {a: sum(f.size for f in r.files.values()) for a, r in record.artifacts.items() if r.ok}
     result.built_with = {a: text for a, r in record.artifacts.items() if r.ok and (text := built_with(r.details))}
     planned = plan_cells(model, record, runners, options)
     if record.error or stale:
@@ -103,10 +110,12 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
         return _stopped(result, planned, f"no reference: {why}")
 
     # The reference runs first; its comparison with its own second run also rejects a degenerate output.
-    run = _CellRunner(entry, feeds, record.trusted_pickle, options, runners, compare_func, shared)
+    run = _CellRunner(entry, feeds, record.trusted_pickle, options, runners, compare_func, shared, labels)
     reference_cell, reference = run(reference_plan, eager)
     if reference_cell.status != PASS:
         return _stopped(result, planned, f"reference (torch eager, CPU): {reference_cell.detail}", reference_cell)
+    logits = reference[entry.logits]
+    result.reference_probabilities = np.take_along_axis(softmax(logits), top_k(logits), axis=1)
     reference_path = options.artifacts / eager.path
     result.preprocessing = check_preprocessing(model, entry, reference_path, images, record.trusted_pickle, options,
                                                runners[REFERENCE[0]], shared.cache, eager.files)
@@ -127,8 +136,8 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
         elif skip:
             cells.append(replace(plan, status=SKIP, detail=skip))
         else:
-            cell, _ = run(plan, artifact, reference)
-            if cell.status == FAIL:
+            cell, _ = run(plan, artifact, reference, reference_cell.accuracy)
+            if cell.status == FAIL and cell.precision == "fp32":  # a reduced precision differs by design
                 cell = replace(cell, divergence=_localize(cell, entry, reference_path.parent,
                                                           options.artifacts / artifact.path, batch,
                                                           record.trusted_pickle, options))
@@ -153,6 +162,8 @@ LOCALIZABLE = {"onnxruntime": "onnx", "torchscript": "torchscript"}  # runtime -
 def built_with(details: dict) -> str:
     """How an artifact was built, where its exporter records a choice (Paddle's route, the ONNX exporter)."""
     text = details.get("converter") or details.get("exporter") or ""
+    if details.get("calibration"):
+        text += f"; calibration: {details['calibration']}"
     if details.get("direct_route_error"):
         text += f"; the direct route failed first: {details['direct_route_error']}"
     return text
@@ -272,6 +283,10 @@ def run_cell_job(job: CellJob) -> dict:
         return {"skip": str(exc)}
     run = runner.run if job.max_batch is None else in_chunks(runner.run, job.max_batch)
     output, again = run(job.feeds), run(job.feeds)
+    samples = len(next(iter(job.feeds.values())))
+    # the same first samples alone and in an odd batch (an artifact built for batch 1 has nothing to compare)
+    probes = {size: run(probe_feeds(job.feeds, size)) for size in PROBE_BATCHES
+              if job.max_batch is None and size < samples}
     timings: list[Timing] = []
     canaries: list[float] = []
     budget = WaitBudget(job.wait_seconds)
@@ -281,7 +296,7 @@ def run_cell_job(job: CellJob) -> dict:
         timings.append(timing)
         canaries += readings
     return {"output": output, "again": again, "config": runner.describe(), "timings": timings, "canaries": canaries,
-            "waited": job.wait_seconds - budget.left}
+            "waited": job.wait_seconds - budget.left, "probes": probes}
 
 
 def in_chunks(run, size: int):
@@ -305,9 +320,10 @@ class _CellRunner:
     runners: Mapping[str, type[Runner]]
     compare_func: CompareFunc
     shared: Shared
+    labels: list[int] | None = None
 
-    def __call__(self, plan: Cell, artifact: ArtifactRecord, reference: Feeds | None = None
-                 ) -> tuple[Cell, Feeds | None]:
+    def __call__(self, plan: Cell, artifact: ArtifactRecord, reference: Feeds | None = None,
+                 reference_accuracy: Accuracy | None = None) -> tuple[Cell, Feeds | None]:
         entry, options = self.entry, self.options
         request = LoadRequest(options.artifacts / artifact.path, plan.device, options.threads, (entry.input.name,),
                               tuple(entry.outputs), self.trust)
@@ -341,6 +357,9 @@ class _CellRunner:
             or output_problem(again, entry.outputs, entry.logits, samples)
         if problem:
             return replace(ran, status=ERROR, detail=problem), None
+        predictions = top_k(output[entry.logits])
+        ran = replace(ran, predictions=predictions,
+                      accuracy=accuracy(predictions, self.labels) if self.labels is not None else None)
         tolerance = entry.tolerance_for(plan.runtime, plan.artifact, plan.device)
         if plan.reference:
             # the reference is compared with its own second run: eager PyTorch must be deterministic
@@ -355,8 +374,24 @@ class _CellRunner:
                 comparisons = {name: c if repeat[name].status == PASS else with_reason(
                     c, repeat[name].status, f"not deterministic: {repeat[name].reason}")
                     for name, c in comparisons.items()}
-        status, detail = worst(comparisons)
-        return replace(ran, status=status, detail=detail, comparisons=comparisons), output
+        budget = entry.budget_for(plan.precision)
+        if budget is not None and not plan.reference:
+            status, detail = judge_precision(comparisons, budget, plan.precision,
+                                             drop_points(reference_accuracy, ran.accuracy),
+                                             agreement(reference[entry.logits], output[entry.logits]))
+            # each output's verdict is the budget's (its metrics stay: how far from fp32 it is)
+            comparisons = {name: with_reason(c, status, detail) for name, c in comparisons.items()}
+        else:
+            status, detail = worst(comparisons)
+        if max_batch is not None:
+            invariance = f"not checked: {plan.artifact} was built for batch {max_batch} only"
+        else:
+            agreed, invariance = batch_invariance(output, value.get("probes", {}), tolerance, budget)
+            # the reference's own batch variance is PyTorch's: reported, not blocking (it is the ground truth)
+            if agreed is False and status == PASS and not plan.reference:
+                status, detail = FAIL, f"not batch-invariant: {invariance}"
+        return replace(ran, status=status, detail=detail, comparisons=comparisons,
+                       batch_invariance=invariance), output
 
 
 def _qualified(runner: type) -> str:

@@ -25,7 +25,7 @@ def timing_frame(results: list[ModelResult], peak_gflops: float | None = None) -
                 gflops = achieved_gflops(result.flops_per_sample, t)
                 rows.append({
                     "model": cell.model, "artifact": cell.artifact, "runtime": cell.runtime, "device": cell.device,
-                    "precision": cell.config.get("precision", "fp32"), "batch": t.batch, "runs": t.runs,
+                    "precision": cell.precision, "batch": t.batch, "runs": t.runs,
                     "warmup": t.warmup, "seconds": round(t.seconds, 3), "p50_ms": t.p50_ms, "p90_ms": t.p90_ms,
                     "p99_ms": t.p99_ms, "mean_ms": t.mean_ms, "min_ms": t.min_ms, "cv": t.cv,
                     "p50_ci_low_ms": t.ci_low_ms, "p50_ci_high_ms": t.ci_high_ms, "stable": t.stable, "drift": t.drift, "attempts": t.attempts,
@@ -53,7 +53,7 @@ def timing_section(result: ModelResult, peak_gflops: float | None, chart: str | 
         return []
     batches = sorted({t.batch for cell in timed for t in cell.timings})
     smallest, larger = batches[0], batches[1:]
-    precisions = sorted({cell.config.get("precision", "fp32") for cell in timed})
+    precisions = sorted({cell.precision for cell in timed})
     threads = sorted({str(cell.config.get("threads")) for cell in timed if cell.config.get("threads")})
     lines = ["", f"Timing ({', '.join(precisions)}; {', '.join(threads) or '?'} thread(s); medians, with the 95% "
                  f"interval of the smallest batch's; `{UNSTABLE}`: that interval is too wide to rely on the figure):",

@@ -2,6 +2,7 @@
 (BatchNorm calibration, example inputs) and the verifier (the batch every runtime gets)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -17,6 +18,23 @@ class PreprocessSettings(Protocol):
     std: Sequence[float]
     channel_order: str
     interpolation: str
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def image_files(folder: Path) -> tuple[list[Path], list[str] | None]:
+    """The image files of a folder, sorted: its own, or, when it has none, those of one subfolder per class
+    (the ImageFolder layout), with each file's class (its subfolder's name)."""
+    def own(path: Path) -> list[Path]:
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+    paths = own(folder)
+    if paths:
+        return paths, None
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    paths = [path for sub in classes for path in own(sub)]
+    return paths, [path.parent.name for path in paths]
+
 
 RESAMPLING = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 # Sizes that do not divide evenly by common resize targets, in both orientations.

@@ -20,19 +20,21 @@ class NotFp32(ValueError):
     """The compiled model does not run in fp32."""
 
 
-def compile_for_cpu(path: str, threads: int = 0, hint: str = PERFORMANCE_HINT) -> Any:
-    """The model at `path` (.onnx or IR .xml) as an ov.CompiledModel for the CPU, fp32 pinned, with the performance
-    `hint` (LATENCY or THROUGHPUT); `threads` 0: OpenVINO's own choice (every core)."""
+def compile_for_cpu(path: str, threads: int = 0, hint: str = PERFORMANCE_HINT, precision: str = PRECISION) -> Any:
+    """The model at `path` (.onnx or IR .xml) as an ov.CompiledModel for the CPU, its inference precision pinned
+    (f32, or bf16 when asked), with the performance `hint` (LATENCY or THROUGHPUT); `threads` 0: OpenVINO's own
+    choice (every core). NotFp32 when the compiled model does not run at the precision asked for."""
     import openvino as ov
 
     core = ov.Core()
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISION, "PERFORMANCE_HINT": hint}
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": hint}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     compiled = core.compile_model(core.read_model(path), "CPU", config)
     ran_at = compiled.get_property("INFERENCE_PRECISION_HINT")
-    if ran_at != ov.Type.f32:
-        raise NotFp32(f"OpenVINO compiled the model for {ran_at} although f32 was asked for")
+    if ran_at != getattr(ov.Type, precision):
+        raise NotFp32(f"OpenVINO compiled the model for {ran_at} although {precision} was asked for (a CPU "
+                      "without bf16 instructions cannot run bf16)")
     return compiled
 
 

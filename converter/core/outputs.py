@@ -31,7 +31,8 @@ def named_outputs(value: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
 
 def to_numpy(value: Any) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor, on any device
-        return value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        return value.float().numpy() if str(value.dtype) == "torch.bfloat16" else value.numpy()  # numpy has no bf16
     if hasattr(value, "numpy"):  # a paddle tensor
         return np.asarray(value.numpy())
     return np.asarray(value)

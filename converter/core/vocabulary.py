@@ -35,6 +35,7 @@ class ArtifactSpec:
     # such an artifact is recorded as skipped with the reason, not failed
     cannot_build_here: str | None = None
     gpu: bool = False  # built on its GPU: the export worker gets no memory cap (drivers reserve address space)
+    precision: str = "fp32"  # what its weights and arithmetic are: fp32, fp16 or int8
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,17 @@ class RuntimeSpec:
     artifacts: tuple[str, ...]  # the artifacts it loads
     devices: tuple[str, ...]  # the devices it can run them on
     runner: str  # 'module:Class' implementing verify.runners.base.Runner
+    precision: str = "fp32"  # the arithmetic it is set to run in; fp32 keeps the artifact's own precision
+
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+def cell_precision(runtime: str, artifact: str) -> str:
+    """The precision a cell runs at: its runtime's setting (bf16 autocast) where that lowers it, else the
+    artifact's own."""
+    setting = RUNTIMES[runtime].precision
+    return setting if setting != "fp32" else ARTIFACTS[artifact].precision
 
 
 DEVICES: Registry[DeviceSpec] = Registry("device")
@@ -109,14 +121,22 @@ register_artifact(ArtifactSpec("tensorrt_engine", "tensorrt", "converter.exporte
                                dynamic_batch_by="onnx.dynamic_batch",
                                cannot_build_here="converter.exporters.tensorrt_engine:unavailable_here", gpu=True))
 
-ONNX_ARTIFACTS = ("onnx", "onnx_simplified", "onnx_dynamo", "onnx_dynamo_simplified")  # what ONNX runtimes load
+register_artifact(ArtifactSpec("onnx_fp16", "onnx_fp16", "converter.exporters.onnx_precision:export_fp16", "onnx",
+                               dynamic_batch_by="onnx.dynamic_batch", precision="fp16"))
+register_artifact(ArtifactSpec("onnx_int8", "onnx_int8", "converter.exporters.onnx_precision:export_int8", "onnx",
+                               dynamic_batch_by="onnx.dynamic_batch", precision="int8"))
+
+ONNX_ARTIFACTS = ("onnx", "onnx_simplified", "onnx_dynamo", "onnx_dynamo_simplified")  # float32 ONNX models
+REDUCED_ONNX_ARTIFACTS = ("onnx_fp16", "onnx_int8")
 
 register_runtime(RuntimeSpec("torch", ("eager",), ("cpu", "cuda"), "verify.runners.torch_runners:TorchEagerRunner"))
+register_runtime(RuntimeSpec("torch-bf16", ("eager",), ("cpu",), "verify.runners.torch_runners:TorchBf16Runner",
+                             precision="bf16"))
 register_runtime(RuntimeSpec("torchscript", ("torchscript",), ("cpu", "cuda"),
                              "verify.runners.torch_runners:TorchScriptRunner"))
 register_runtime(RuntimeSpec("torch-export", ("exported_program",), ("cpu", "cuda"),
                              "verify.runners.torch_runners:TorchExportRunner"))
-register_runtime(RuntimeSpec("onnxruntime", ONNX_ARTIFACTS, ("cpu", "cuda", "tensorrt"),
+register_runtime(RuntimeSpec("onnxruntime", (*ONNX_ARTIFACTS, *REDUCED_ONNX_ARTIFACTS), ("cpu", "cuda", "tensorrt"),
                              "verify.runners.onnxruntime_runner:OnnxRuntimeRunner"))
 register_runtime(RuntimeSpec("paddle-inference", ("paddle",), ("cpu", "cuda", "tensorrt"),
                              "verify.runners.paddle_runners:PaddleInferenceRunner"))
@@ -126,8 +146,11 @@ register_runtime(RuntimeSpec("paddle-dygraph", ("paddle_dygraph",), ("cpu", "cud
 register_runtime(RuntimeSpec("tensorrt", ("tensorrt_engine",), ("cuda",),
                              "verify.runners.tensorrt_runner:TensorRtRunner"))
 register_runtime(RuntimeSpec("tvm", ("tvm",), ("cpu",), "verify.runners.tvm_runner:TvmRunner"))
-register_runtime(RuntimeSpec("openvino", (*ONNX_ARTIFACTS, "openvino_ir"), ("cpu",),
+register_runtime(RuntimeSpec("openvino", (*ONNX_ARTIFACTS, *REDUCED_ONNX_ARTIFACTS, "openvino_ir"), ("cpu",),
                              "verify.runners.openvino_runner:OpenVinoRunner"))
+# OpenVINO's own bf16 inference precision (what it silently picks on a CPU with bf16 instructions), asked for
+register_runtime(RuntimeSpec("openvino-bf16", ("onnx_simplified", "openvino_ir"), ("cpu",),
+                             "verify.runners.openvino_runner:OpenVinoBf16Runner", precision="bf16"))
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ from converter.core.openvino_cpu import PRECISION, NotFp32, compile_for_cpu
 from .base import Availability, Feeds, LoadRequest, Runner, RunnerError
 
 
-def port_names(ports) -> list[str]:
-    return [port.get_any_name() for port in ports]
+def port_names(ports, declared: tuple[str, ...] = ()) -> list[str]:
+    """Each port's name: the declared one where the port carries it among its tensor names (a converted graph
+    can give a tensor several, e.g. an fp16 model's input and the cast that reads it), else any of them."""
+    return [next((name for name in declared if name in port.get_names()), port.get_any_name()) for port in ports]
 
 
 def split_batch(size: int, parts: int) -> list[slice]:
@@ -22,6 +24,8 @@ def split_batch(size: int, parts: int) -> list[slice]:
 
 
 class OpenVinoRunner(Runner):
+    precision = PRECISION  # the inference precision pinned
+
     @classmethod
     def unavailable(cls, device: str, availability: Availability) -> str | None:
         return None if availability.openvino_cpu else "openvino is not installed (pip install openvino)"
@@ -32,18 +36,19 @@ class OpenVinoRunner(Runner):
 
             check_external_data(request.path)
         try:
-            self.latency = compile_for_cpu(str(request.path), request.threads, "LATENCY")
-            self.throughput = compile_for_cpu(str(request.path), request.threads, "THROUGHPUT")
+            self.latency = compile_for_cpu(str(request.path), request.threads, "LATENCY", self.precision)
+            self.throughput = compile_for_cpu(str(request.path), request.threads, "THROUGHPUT", self.precision)
         except NotFp32 as exc:  # never an fp32 figure from a cell that ran in another precision
             raise RunnerError(str(exc)) from None
-        for kind, found, declared in (("inputs", port_names(self.latency.inputs), request.inputs),
-                                      ("outputs", port_names(self.latency.outputs), request.outputs)):
+        for kind, found, declared in (("inputs", port_names(self.latency.inputs, request.inputs), request.inputs),
+                                      ("outputs", port_names(self.latency.outputs, request.outputs),
+                                       request.outputs)):
             if sorted(found) != sorted(declared):
                 raise RunnerError(f"the model's {kind} are {found}, the zoo declares {list(declared)}")
         self.single = self.latency.create_infer_request()
         self.requests = [self.throughput.create_infer_request()
                          for _ in range(int(self.throughput.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))]
-        self.names = port_names(self.latency.outputs)
+        self.names = port_names(self.latency.outputs, request.outputs)
 
     def run(self, feeds: Feeds) -> Feeds:
         size = len(next(iter(feeds.values())))
@@ -66,9 +71,16 @@ class OpenVinoRunner(Runner):
         def hint(compiled) -> str:
             return str(compiled.get_property("PERFORMANCE_HINT")).split(".")[-1]
 
-        return {"version": ov.get_version().split("-")[0], "device": "CPU", "precision": "fp32",
-                "inference_precision": f"{PRECISION} (pinned)",
+        return {"version": ov.get_version().split("-")[0], "device": "CPU",
+                "precision": {"f32": "fp32", "bf16": "bf16"}[self.precision],
+                "inference_precision": f"{self.precision} (pinned)",
                 "performance_hint": f"{hint(self.latency)} for batch 1, {hint(self.throughput)} for larger batches",
                 "threads": int(self.latency.get_property("INFERENCE_NUM_THREADS")),
                 "throughput_streams": int(self.throughput.get_property("NUM_STREAMS")),
                 "throughput_requests": len(self.requests)}
+
+
+class OpenVinoBf16Runner(OpenVinoRunner):
+    """OpenVINO with its inference precision pinned to bf16 (on CPUs with AMX or AVX-512 bf16 instructions)."""
+
+    precision = "bf16"

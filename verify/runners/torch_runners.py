@@ -102,3 +102,16 @@ class TorchExportRunner(_TorchRunner):
 
     def _in_eval_mode(self, module: torch.nn.Module) -> torch.nn.Module:
         return module  # exported in eval mode; the program's module refuses eval() ("not supported yet")
+
+
+class TorchBf16Runner(TorchEagerRunner):
+    """The eager model under CPU autocast to bfloat16 (matmuls and convolutions in bf16, as PyTorch's CPU autocast
+    list says); the outputs come back as float32."""
+
+    def run(self, feeds: Feeds) -> Feeds:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs = super().run(feeds)
+        return {name: array.astype("float32", copy=False) for name, array in outputs.items()}
+
+    def describe(self) -> dict:
+        return {**super().describe(), "precision": "bf16", "autocast": "cpu, torch.bfloat16"}

@@ -23,7 +23,7 @@ from converter.core.errors import WorkbenchError
 from converter.core.images import synthetic_images
 from converter.core.machine import physical_cores
 from converter.core.reference import load_reference
-from converter.core.vocabulary import ARTIFACTS
+from converter.core.vocabulary import ARTIFACTS, RUNTIMES
 from converter.manifest import read_manifest
 
 from ..api import VerifyOptions, VerifyRun, run, write_reports
@@ -48,9 +48,12 @@ FACTORY_MODULE = "verify.selftest.model"
 
 
 def zoo_entry(seed: int) -> dict:
+    """The self-test model in every fp32 format (its faults are fp32 parity faults; the reduced-precision
+    variants are judged by budgets, tested in tests/test_accuracy.py)."""
+    fp32 = list(dict.fromkeys(spec.format for spec in ARTIFACTS.values() if spec.precision == "fp32"))
     return {"name": MODEL, "arch": f"{FACTORY_MODULE}:selftest_net", "weights": "random", "num_classes": 10,
             "seed": seed, "input": {"shape": [3, INPUT_SIZE, INPUT_SIZE]},
-            "preprocess": {"resize": INPUT_SIZE + 4, "crop": INPUT_SIZE}, "tolerance": TOLERANCE}
+            "preprocess": {"resize": INPUT_SIZE + 4, "crop": INPUT_SIZE}, "tolerance": TOLERANCE, "formats": fp32}
 
 
 def run_selftest(report: Path, seeds: list[int], num_images: int = 8, threads: int = 1,
@@ -166,12 +169,15 @@ class Outcome:
 
 
 def _verify(work: Path, report: Path, threads: int, runners: dict) -> Outcome:
-    """The real verifier on `work`, with the fault's runners in place of the registered ones."""
+    """The real verifier on `work`, with the fault's runners in place of the registered ones. The faults are
+    fp32 parity faults: the reduced-precision settings (bf16 runtimes), judged by their own budget, stay out."""
     options = VerifyOptions(artifacts=work / "artifacts", zoo=work / "zoo.yaml", images=work / "images",
                             devices=("cpu",), timing=False, threads=threads, partial=True,
                             cache=False)  # each fault must really run
+    chosen = {name: runner for name, runner in {**registered_runners(), **runners}.items()
+              if RUNTIMES[name].precision == "fp32"}
     try:
-        verified = run(options, runners={**registered_runners(), **runners})
+        verified = run(options, runners=chosen)
     except WorkbenchError as exc:
         return Outcome(2, error=str(exc))
     write_reports(verified, report)

@@ -1,0 +1,119 @@
+"""Reduced-precision ONNX variants of the raw ONNX export: fp16 (weights and compute in float16, inputs and
+outputs kept float32) and int8 (ONNX Runtime static quantisation, QDQ format, per-channel weights, calibrated
+on images). Both keep the raw model's dynamic batch axis."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..core.errors import ConversionError
+from .base import ExportContext, ExportResult, sanity_check
+from .onnx_export import FILE, _op_counts
+
+CALIBRATION_BATCH = 1  # images per calibration step; MinMax keeps the extremes over every step
+CALIBRATION_METHOD = "MinMax"
+
+
+def export_fp16(ctx: ExportContext) -> ExportResult:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(ctx.earlier["onnx"] / FILE))
+    half = convert_float_to_float16(model, keep_io_types=True)
+    sort_topologically(half.graph)  # the converter appends the input casts after the nodes that read them
+    path = ctx.out_dir / FILE
+    onnx.save(half, str(path))
+    onnx.checker.check_model(str(path), full_check=True)
+    max_diff = _check(str(path), ctx)
+    return ExportResult(FILE, {"precision": "fp16", "converter": "onnxruntime.transformers.float16 "
+                                                                 "(keep_io_types: float32 in and out)",
+                               "ops": _op_counts(half), "ort_max_abs_diff": max_diff})
+
+
+def sort_topologically(graph: onnx.GraphProto) -> None:
+    """Reorder the graph's nodes so each comes after the nodes whose outputs it reads (ONNX requires it)."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [node for node in pending if all(name in available for name in node.input)]
+        if not ready:
+            raise ConversionError("the fp16 graph has a cycle or reads a tensor nothing produces")
+        for node in ready:
+            available.update(node.output)
+        ordered += ready
+        pending = [node for node in pending if not any(node is r for r in ready)]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def calibration_inputs(ctx: ExportContext) -> tuple[np.ndarray, str]:
+    """The zoo's `calibration.images` folder, preprocessed as the model's inputs are; without it the synthetic
+    images the converter re-estimates BatchNorm with. Returns the batch and where it came from."""
+    from PIL import Image
+
+    from ..core.images import image_files, preprocess, to_rgb
+    from ..models import image_batch
+
+    entry = ctx.entry
+    folder = entry.calibration.images
+    if folder is not None:
+        paths = image_files(Path(folder))[0][:entry.calibration.max_images]
+        if not paths:
+            raise ConversionError(f"calibration.images: no images in {folder}")
+        images = []
+        for path in paths:
+            with Image.open(path) as image:
+                image.load()
+                images.append(to_rgb(image))
+        return preprocess(images, entry.preprocess), f"{len(images)} images from {folder}"
+    count = min(entry.calibration.max_images, entry.calibration.batches * entry.calibration.batch_size)
+    return image_batch(entry.preprocess, count, seed=entry.seed + 7919).numpy(), f"{count} synthetic images"
+
+
+def export_int8(ctx: ExportContext) -> ExportResult:
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
+        quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    batch, source = calibration_inputs(ctx)
+    name = ctx.entry.input.name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.steps = iter(range(0, len(batch), CALIBRATION_BATCH))
+
+        def get_next(self):
+            start = next(self.steps, None)
+            return None if start is None else {name: batch[start:start + CALIBRATION_BATCH]}
+
+    path = ctx.out_dir / FILE
+    with tempfile.TemporaryDirectory(dir=ctx.out_dir.parent) as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        # ORT's recommended preparation: shape inference and graph optimisation (folds what can be folded)
+        quant_pre_process(str(ctx.earlier["onnx"] / FILE), str(prepared), skip_symbolic_shape=True)
+        try:
+            quantize_static(str(prepared), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+        except Exception as exc:
+            raise ConversionError(f"onnxruntime static quantisation failed: {' '.join(str(exc).split())}") from None
+    onnx.checker.check_model(str(path), full_check=True)
+    quantised = onnx.load(str(path))
+    max_diff = _check(str(path), ctx)
+    return ExportResult(FILE, {"precision": "int8",
+                               "converter": "onnxruntime.quantization.quantize_static: QDQ, per-channel int8 "
+                                            "weights, uint8 activations",
+                               "calibration": f"{CALIBRATION_METHOD} over {source}", "ops": _op_counts(quantised),
+                               "ort_max_abs_diff": max_diff})
+
+
+def _check(path: str, ctx: ExportContext) -> float:
+    """Loads, keeps the batch axis, finite outputs (how close is the verifier's job, by the precision's budget)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = ctx.threads
+    session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    return sanity_check(ctx, lambda feeds: session.run(list(ctx.entry.outputs), feeds), "ONNX Runtime")

@@ -1,0 +1,45 @@
+"""Batch invariance: a runtime must give each sample the same answer alone, in an odd batch and in the full batch.
+Pure functions on the outputs a cell's worker returns."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from converter.zoo import PrecisionBudget, Tolerance
+
+PROBE_BATCHES = (1, 3)  # the first sample alone, and the first three: an odd batch that no kernel is tuned for
+
+
+def probe_feeds(feeds: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    return {name: np.ascontiguousarray(array[:size]) for name, array in feeds.items()}
+
+
+def batch_invariance(full: Mapping[str, np.ndarray], probes: Mapping[int, Mapping[str, np.ndarray]],
+                     tolerance: Tolerance, budget: PrecisionBudget | None = None) -> tuple[bool | None, str]:
+    """Each probe's outputs against the same samples' rows of the full batch: fp32 within the elementwise
+    tolerance (atol + rtol x the sample's largest magnitude), a reduced precision within its budget's cosine.
+    Returns (None when nothing was probed, whether every probe agreed) and a line saying so."""
+    if not probes:
+        return None, "not checked"
+    samples = len(next(iter(full.values())))
+    sizes = ", ".join(str(size) for size in sorted(probes))
+    for size, outputs in sorted(probes.items()):
+        for name, got in outputs.items():
+            expected = full[name][:size].reshape(size, -1).astype(np.float64)
+            candidate = got.reshape(size, -1).astype(np.float64) if got.shape[:1] == (size,) else None
+            if candidate is None or candidate.shape != expected.shape:
+                return False, f"batch {size} gave output '{name}' of shape {got.shape}"
+            if budget is None:
+                allowed = tolerance.atol + tolerance.rtol * np.abs(expected).max(axis=1, keepdims=True)
+                worst = float(np.abs(candidate - expected).max())
+                if not (np.abs(candidate - expected) <= allowed).all():
+                    return False, (f"batch {size} and batch {samples} differ on the same samples: '{name}' max |diff| "
+                                   f"{worst:.3g} > atol {tolerance.atol:g} + rtol {tolerance.rtol:g} x max|out|")
+            else:
+                norms = np.linalg.norm(candidate, axis=1) * np.linalg.norm(expected, axis=1)
+                cosine = float(((candidate * expected).sum(axis=1) / np.where(norms > 0, norms, 1.0)).min())
+                if cosine < budget.min_cosine:
+                    return False, (f"batch {size} and batch {samples} differ on the same samples: '{name}' cosine "
+                                   f"{cosine:.4f} < {budget.min_cosine:g}")
+    return True, f"batches {sizes} and {samples} agree"
