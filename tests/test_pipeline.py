@@ -39,7 +39,7 @@ def test_every_format_is_built_and_recorded(converted):
     tiny = manifest.models["tiny"]
     assert set(tiny.artifacts) == set(ARTIFACTS)
     for name, record in tiny.artifacts.items():
-        if name == "tensorrt_engine" and unavailable_here():  # no GPU here: skipped with the reason, not failed
+        if name.startswith("tensorrt_engine") and unavailable_here():  # no GPU: skipped with the reason, not failed
             assert record.skipped and record.error == unavailable_here()
             continue
         assert record.ok, (name, record.error)

@@ -22,6 +22,14 @@ def test_an_fp32_engine_turns_every_reduced_precision_off():
     assert options.max_shape == (MAX_BATCH, 3, 224, 224) and options.input_name == "input"
 
 
+def test_an_fp16_engine_allows_fp16_kernels_and_nothing_else():
+    options = engine_options("input", (3, 224, 224), dynamic_batch=True, precision="fp16")
+    assert options.fp16 and not (options.int8 or options.tf32)
+    assert engine_options("x", (3, 8, 8), dynamic_batch=False, precision="fp16").fp16
+    with pytest.raises(ValueError, match="not int8"):
+        engine_options("input", (3, 224, 224), dynamic_batch=True, precision="int8")
+
+
 def test_a_fixed_batch_engine_is_built_for_batch_1_only():
     options = engine_options("pixels", (3, 32, 32), dynamic_batch=False)
     assert options.min_shape == options.opt_shape == options.max_shape == (1, 3, 32, 32)

@@ -55,7 +55,7 @@ BAD_ZOOS = [
     ("top1 > 1", [tiny_entry(tolerance={"top1": 2})], "tiny", "tolerance.top1", "less than or equal"),
     ("bad format", [tiny_entry(formats=["onnx", "tflite"])], "tiny", "formats.1",
      "unknown format 'tflite' (registered: eager, torchscript, onnx, onnx_dynamo, paddle, paddle_dygraph, torch_export, "
-     "openvino, tvm, tensorrt, onnx_fp16, onnx_int8)"),
+     "openvino, tvm, tensorrt, onnx_fp16, onnx_int8, tensorrt_fp16)"),
     ("opset", [tiny_entry(onnx={"opset": 3})], "tiny", "onnx.opset", "greater than or equal"),
     ("bad name", [tiny_entry("../escape")], "../escape", "name", "pattern"),
     ("duplicate", [tiny_entry("a"), tiny_entry("a")], "a", "name", "duplicate"),

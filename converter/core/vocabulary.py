@@ -126,6 +126,11 @@ register_artifact(ArtifactSpec("onnx_fp16", "onnx_fp16", "converter.exporters.on
 register_artifact(ArtifactSpec("onnx_int8", "onnx_int8", "converter.exporters.onnx_precision:export_int8", "onnx",
                                dynamic_batch_by="onnx.dynamic_batch", precision="int8"))
 
+register_artifact(ArtifactSpec("tensorrt_engine_fp16", "tensorrt_fp16", "converter.exporters.tensorrt_engine:export_fp16",
+                               "onnx", dynamic_batch_by="onnx.dynamic_batch",
+                               cannot_build_here="converter.exporters.tensorrt_engine:unavailable_here", gpu=True,
+                               precision="fp16"))
+
 ONNX_ARTIFACTS = ("onnx", "onnx_simplified", "onnx_dynamo", "onnx_dynamo_simplified")  # float32 ONNX models
 REDUCED_ONNX_ARTIFACTS = ("onnx_fp16", "onnx_int8")
 
@@ -143,7 +148,7 @@ register_runtime(RuntimeSpec("paddle-inference", ("paddle",), ("cpu", "cuda", "t
 register_runtime(RuntimeSpec("paddle-jit", ("paddle",), ("cpu", "cuda"), "verify.runners.paddle_runners:PaddleJitRunner"))
 register_runtime(RuntimeSpec("paddle-dygraph", ("paddle_dygraph",), ("cpu", "cuda"),
                              "verify.runners.paddle_runners:PaddleDygraphRunner"))
-register_runtime(RuntimeSpec("tensorrt", ("tensorrt_engine",), ("cuda",),
+register_runtime(RuntimeSpec("tensorrt", ("tensorrt_engine", "tensorrt_engine_fp16"), ("cuda",),
                              "verify.runners.tensorrt_runner:TensorRtRunner"))
 register_runtime(RuntimeSpec("tvm", ("tvm",), ("cpu",), "verify.runners.tvm_runner:TvmRunner"))
 register_runtime(RuntimeSpec("openvino", (*ONNX_ARTIFACTS, *REDUCED_ONNX_ARTIFACTS, "openvino_ir"), ("cpu",),
