@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from converter.zoo import DEFAULT_BUDGETS, PrecisionBudget
-from verify.accuracy import accuracy, drop_points, judge_precision, softmax, top_k
+from verify.accuracy import accuracy, drop_points, judge_precision, top_k
+from verify.preprocessing import softmax
 from verify.compare import ERROR, FAIL, PASS, Comparison
 from verify.decision import choices, pareto_front, recommendation
 from verify.predictions import accuracy_frame, predictions_frame, predictions_section
@@ -109,7 +111,7 @@ def test_choices_rank_passing_cells_and_mark_the_pareto_front():
 
 def test_pareto_front_ignores_untimed_rows():
     rows = choices(labelled_result())
-    untimed = [r.__class__(**{**r.__dict__, "latency_ms": math.nan}) for r in rows[:1]]
+    untimed = [replace(r, latency_ms=math.nan) for r in rows[:1]]
     assert pareto_front(untimed) == set()
     assert recommendation(untimed) is None
 

@@ -52,7 +52,7 @@ def test_predictor_names_classes_and_agrees_with_the_reference(converted):
     assert all(name in NAMES for row in got for name, _ in row)
     assert all(1 >= row[0][1] >= row[1][1] >= row[2][1] > 0 for row in got)
     timing = onnx.benchmark(images, batch_size=2, runs=5, warmup=1)
-    assert timing.batch == 2 and timing.p50_ms > 0 and timing.images_per_second > 0
+    assert timing.batch == 2 and timing.p50_ms > 0 and timing.throughput_ips > 0
 
 
 def test_predict_command_prints_top_k_and_refuses_bad_choices(converted, capsys):

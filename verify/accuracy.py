@@ -8,7 +8,8 @@ import numpy as np
 
 from converter.zoo import PrecisionBudget
 
-from .compare import ERROR, FAIL, PASS, Comparison
+from .compare import ERROR, FAIL, PASS, Comparison, per_sample_cosine
+from .preprocessing import confident_flips
 
 TOP_K = 5
 
@@ -25,12 +26,6 @@ def top_k(logits: np.ndarray, k: int = TOP_K) -> np.ndarray:
     """Per sample, the indices of the k highest logits, highest first (ties: the lower index first)."""
     k = min(k, logits.shape[1])
     return np.argsort(-logits, axis=1, kind="stable")[:, :k]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def accuracy(predictions: np.ndarray, labels: list[int] | np.ndarray) -> Accuracy:
@@ -67,14 +62,8 @@ def agreement(reference: np.ndarray, candidate: np.ndarray, margin: float = CONF
     probability for its own class ahead of the candidate's class by `margin` (a randomly initialised net's
     near-ties flip under any rounding, and say nothing about the conversion)."""
     ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
-    centred_ref, centred_cand = ref - ref.mean(axis=1, keepdims=True), cand - cand.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(centred_ref, axis=1) * np.linalg.norm(centred_cand, axis=1)
-    cosine = np.where(norms > 0, (centred_ref * centred_cand).sum(axis=1) / np.where(norms > 0, norms, 1.0), 1.0)
-    probabilities = softmax(ref)
-    rows = np.arange(len(ref))
-    ref_top1, cand_top1 = ref.argmax(axis=1), cand.argmax(axis=1)
-    gap = probabilities[rows, ref_top1] - probabilities[rows, cand_top1]
-    flips = int(((ref_top1 != cand_top1) & (gap >= margin)).sum())
+    cosine = per_sample_cosine(ref - ref.mean(axis=1, keepdims=True), cand - cand.mean(axis=1, keepdims=True))
+    flips = len(confident_flips(ref, cand, margin))
     return Agreement(1.0 - flips / len(ref), float(cosine.min()), flips)
 
 

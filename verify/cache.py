@@ -24,6 +24,7 @@ import numpy as np
 
 from converter.core.files import atomic_write
 
+from .invariance import PROBE_BATCHES
 from .timing import Timing
 
 CACHE_FOLDER = Path(".cache") / "verify"  # inside the artifacts folder
@@ -95,11 +96,7 @@ def cell_value(facts: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str
     def part(prefix: str) -> dict[str, np.ndarray]:
         return {name.split("/", 1)[1]: array for name, array in arrays.items() if name.startswith(prefix + "/")}
 
-    probes: dict[int, dict[str, np.ndarray]] = {}
-    for key, array in arrays.items():
-        if key.startswith("probe"):
-            size, name = key[len("probe"):].split("/", 1)
-            probes.setdefault(int(size), {})[name] = array
+    probes = {size: found for size in PROBE_BATCHES if (found := part(f"probe{size}"))}
     return {"output": part("output"), "again": part("again"), "probes": probes, "config": facts["config"],
             "timings": [Timing(**t) for t in facts["timings"]], "canaries": [], "cached": facts.get("stored")}
 

@@ -14,10 +14,33 @@ CHARTS = "charts"
 MARKERS = ("o", "s", "^", "D")
 
 
+def file_name(model: str) -> str:
+    """A model's name as a file name (a model name is a safe file name, but a chart must never write outside its
+    folder whatever the name)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", model)
+
+
 def chart_file(model: str) -> str:
-    """Where a model's chart goes, relative to the report folder (a model name is a safe file name, but the
-    chart must never write outside its folder whatever the name)."""
-    return f"{CHARTS}/{re.sub(r'[^A-Za-z0-9_.-]', '_', model)}-timing.png"
+    """Where a model's timing chart goes, relative to the report folder."""
+    return f"{CHARTS}/{file_name(model)}-timing.png"
+
+
+def _pyplot():
+    """matplotlib and pyplot, drawing off-screen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return matplotlib, plt
+
+
+def _png(figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    _pyplot()[1].close(figure)
+    return buffer.getvalue()
 
 
 def write_timing_charts(results: list[ModelResult], folder: Path) -> dict[str, str]:
@@ -34,10 +57,7 @@ def write_timing_charts(results: list[ModelResult], folder: Path) -> dict[str, s
 def timing_chart(result: ModelResult) -> bytes:
     """Left: median latency per call against the batch size, with its 95% interval; right: images per second.
     Both axes logarithmic in the batch, so 1, 8 and 32 sit evenly apart."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib, plt = _pyplot()
 
     timed = [cell for cell in result.cells if cell.timings]
     # the legend sits under both plots, three entries a row: the figure grows with it, so it never covers an axis
@@ -68,14 +88,11 @@ def timing_chart(result: ModelResult) -> bytes:
     figure.suptitle(f"{result.model}", fontsize=11)
     figure.legend(*latency.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
     figure.tight_layout(rect=(0, legend_inches / figure.get_figheight(), 1, 1))
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return _png(figure)
 
 
 def tradeoff_file(model: str) -> str:
-    return f"{CHARTS}/{re.sub(r'[^A-Za-z0-9_.-]', '_', model)}-tradeoff.png"
+    return f"{CHARTS}/{file_name(model)}-tradeoff.png"
 
 
 def write_tradeoff_charts(results: list[ModelResult], folder: Path) -> dict[str, str]:
@@ -96,10 +113,7 @@ PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^"}
 def tradeoff_chart(model: str, rows) -> bytes:
     """Latency at the smallest batch against accuracy (or top-1 agreement), one point per passing cell, marked
     by precision; the Pareto front joined by a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib, plt = _pyplot()
 
     labelled = rows[0].cell.accuracy is not None
     figure, axis = plt.subplots(figsize=(8, 4.6), dpi=100)
@@ -124,17 +138,14 @@ def tradeoff_chart(model: str, rows) -> bytes:
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=8, loc="best")
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return _png(figure)
 
 
 GRID_IMAGES = 24  # thumbnails per grid
 
 
 def grid_file(model: str) -> str:
-    return f"predictions/{re.sub(r'[^A-Za-z0-9_.-]', '_', model)}.png"
+    return f"predictions/{file_name(model)}.png"
 
 
 def write_prediction_grids(results: list[ModelResult], entries: dict, folder: Path) -> dict[str, str]:
@@ -154,10 +165,7 @@ def prediction_grid(result: ModelResult, preprocess) -> bytes:
     """Thumbnails of the model's inputs (as the model saw them) titled with the reference's top-1 and its
     probability, the true label when known; red where the prediction is wrong, orange where some cell's top-1
     differs from the reference's."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib, plt = _pyplot()
     import numpy as np
 
     from .predictions import showcase
@@ -201,7 +209,4 @@ def prediction_grid(result: ModelResult, preprocess) -> bytes:
     figure.suptitle(f"{result.model}: reference top-1 on {shown}; green right, red wrong, orange: a cell differs",
                     fontsize=9)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return _png(figure)

@@ -86,7 +86,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance,
     cand = candidate.reshape(samples, -1).astype(np.float64)
     diff = np.abs(cand - ref)
     magnitude = np.maximum(np.abs(ref).max(axis=1), np.finfo(np.float64).tiny)
-    cosine = float(_cosine(ref, cand).min())
+    cosine = float(per_sample_cosine(ref, cand).min())
     failures: list[str] = []
     failed: list[str] = []
     notes: list[str] = []
@@ -154,7 +154,8 @@ def _allowed(tolerance: Tolerance, magnitude: float) -> float:
     return tolerance.atol + tolerance.rtol * float(magnitude)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def per_sample_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The cosine similarity of each row of `a` with the same row of `b` (samples, features)."""
     norm_a, norm_b = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
     norms = norm_a * norm_b
     cosine = (a * b).sum(axis=1) / np.where(norms > 0, norms, 1.0)

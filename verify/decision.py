@@ -4,7 +4,7 @@ the results; the chart is drawn in charts.py."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .accuracy import drop_points
 from .compare import PASS
@@ -51,7 +51,7 @@ def choices(result: ModelResult) -> list[Choice]:
                            reference_latency / latency if latency and not math.isnan(latency) else math.nan,
                            result.artifact_bytes.get(cell.artifact)))
     front = pareto_front(rows)
-    rows = [Choice(**{**row.__dict__, "pareto": index in front}) for index, row in enumerate(rows)]
+    rows = [replace(row, pareto=index in front) for index, row in enumerate(rows)]
     return sorted(rows, key=lambda row: (math.isnan(row.latency_ms), row.latency_ms))
 
 

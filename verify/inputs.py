@@ -11,7 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from converter.core.errors import WorkbenchError
 from converter.core.files import atomic_write
-from converter.core.images import IMAGE_SUFFIXES, image_files, preprocess, synthetic_images as _synthetic, to_rgb
+from converter.core.images import IMAGE_SUFFIXES, image_files, preprocess, read_rgb, synthetic_images as _synthetic
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,9 @@ def load_images(folder: Path) -> ImageSet:
     images, names, kept = [], [], []
     for index, path in enumerate(paths):
         try:
-            with Image.open(path) as image:
-                image.load()
-                images.append(to_rgb(image))
-                names.append(path.name if labels is None else f"{path.parent.name}/{path.name}")
-                kept.append(index)
+            images.append(read_rgb(path))
+            names.append(path.name if labels is None else f"{path.parent.name}/{path.name}")
+            kept.append(index)
         except Image.DecompressionBombError as exc:  # PIL refuses images over 2x its pixel limit (~179 Mpx)
             log.warning("skipping %s: too large to decode safely (%s)", path, exc)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

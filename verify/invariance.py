@@ -8,6 +8,8 @@ import numpy as np
 
 from converter.zoo import PrecisionBudget, Tolerance
 
+from .compare import per_sample_cosine
+
 PROBE_BATCHES = (1, 3)  # the first sample alone, and the first three: an odd batch that no kernel is tuned for
 
 
@@ -37,8 +39,7 @@ def batch_invariance(full: Mapping[str, np.ndarray], probes: Mapping[int, Mappin
                     return False, (f"batch {size} and batch {samples} differ on the same samples: '{name}' max |diff| "
                                    f"{worst:.3g} > atol {tolerance.atol:g} + rtol {tolerance.rtol:g} x max|out|")
             else:
-                norms = np.linalg.norm(candidate, axis=1) * np.linalg.norm(expected, axis=1)
-                cosine = float(((candidate * expected).sum(axis=1) / np.where(norms > 0, norms, 1.0)).min())
+                cosine = float(per_sample_cosine(candidate, expected).min())
                 if cosine < budget.min_cosine:
                     return False, (f"batch {size} and batch {samples} differ on the same samples: '{name}' cosine "
                                    f"{cosine:.4f} < {budget.min_cosine:g}")

@@ -11,38 +11,28 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from converter.core.cli import EXIT_OK, EXIT_USAGE
 from converter.core.errors import WorkbenchError
-from converter.core.images import IMAGE_SUFFIXES, preprocess
+from converter.core.images import IMAGE_SUFFIXES, preprocess, read_rgb
 from converter.core.registry import load_object
 from converter.core.vocabulary import RUNTIMES
 from converter.manifest import integrity_problem, read_manifest
 
-from .accuracy import softmax, top_k
+from .accuracy import top_k
+from .preprocessing import softmax
 from .entries import resolve_entries
 from .environment import physical_cores
 from .inputs import load_images
 from .runners import Availability, LoadRequest
+from .timing import Timing, summarise
 
 
 class PredictError(WorkbenchError):
     """The artifact, the runtime or the images cannot be used as asked."""
-
-
-@dataclass(frozen=True)
-class Timing:
-    batch: int
-    p50_ms: float
-    p90_ms: float
-
-    @property
-    def images_per_second(self) -> float:
-        return self.batch * 1000.0 / self.p50_ms
 
 
 class Predictor:
@@ -118,7 +108,7 @@ class Predictor:
             start = time.perf_counter()
             self.runner.run(feeds)
             seconds.append(time.perf_counter() - start)
-        return Timing(batch_size, float(np.percentile(seconds, 50) * 1000), float(np.percentile(seconds, 90) * 1000))
+        return summarise(np.asarray(seconds), batch_size, warmup)
 
 
 def read_images(paths: list[Path]) -> tuple[list, list[str]]:
@@ -130,14 +120,10 @@ def read_images(paths: list[Path]) -> tuple[list, list[str]]:
             images += found.images
             names += [str(path / name) for name in found.names]
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            from PIL import Image, UnidentifiedImageError
-
-            from converter.core.images import to_rgb
+            from PIL import UnidentifiedImageError
 
             try:
-                with Image.open(path) as image:
-                    image.load()
-                    images.append(to_rgb(image))
+                images.append(read_rgb(path))
             except (UnidentifiedImageError, OSError) as exc:
                 raise PredictError(f"{path}: not a readable image ({exc})") from None
             names.append(str(path))
@@ -176,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                                       for rank, (label, probability) in enumerate(found, 1)))
     if timing is not None:
         print(f"benchmark: batch {timing.batch}: p50 {timing.p50_ms:.2f} ms, p90 {timing.p90_ms:.2f} ms, "
-              f"{timing.images_per_second:.1f} images/s (preprocessing excluded)")
+              f"{timing.throughput_ips:.1f} images/s (preprocessing excluded)")
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ from .gate import Verdict, is_required
 from .results import Cell, ModelResult
 from .tables import number, table
 from .decision import choices, decision_section, recommendation
+from .invariance import PROBE_BATCHES
 from .predictions import predictions_section
 from .timing_report import timing_section
 
@@ -241,14 +242,13 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
 
 def _invariance_lines(cells: list[Cell]) -> list[str]:
     """One line for the batch-invariance check: how many cells gave each sample the same answer in every batch."""
-    checked = [c for c in cells if c.batch_invariance]
+    checked = [c for c in cells if c.batch_invariant is not None]
     if not checked:
         return []
-    agreed = [c for c in checked if "agree" in c.batch_invariance and "differ" not in c.batch_invariance]
-    sizes = agreed[0].batch_invariance.split(" agree")[0] if agreed else "the probe batches"
-    lines = ["", f"Batch invariance: {len(agreed)} of {len(checked)} cells give each sample the same answer in "
-                 f"{sizes}."]
-    lines += [f"- {c.runtime} ({c.artifact}) {c.device}: {c.batch_invariance}" for c in checked if c not in agreed]
+    agreed = [c for c in checked if c.batch_invariant]
+    lines = ["", f"Batch invariance: {len(agreed)} of {len(checked)} cells give each sample the same answer alone, "
+                 f"in a batch of {PROBE_BATCHES[-1]} and in the full batch."]
+    lines += [f"- {c.runtime} ({c.artifact}) {c.device}: {c.batch_invariance}" for c in checked if not c.batch_invariant]
     return lines
 
 

@@ -33,6 +33,7 @@ class Cell:
     predictions: np.ndarray | None = None  # per sample, its top-5 class indices (logits output), best first
     accuracy: Accuracy | None = None  # against the labels, when the images are labelled and the model has classes
     batch_invariance: str = ""  # whether each sample's answer is the same alone, in an odd batch and in the full one
+    batch_invariant: bool | None = None  # that check's verdict (None: not checked)
 
     @property
     def key(self) -> str:

@@ -14,13 +14,13 @@ from converter.core.vocabulary import ARTIFACTS, DEVICES, ONNX_ARTIFACTS, REFERE
 from converter.manifest import ArtifactRecord, ModelRecord, integrity_problem
 from converter.zoo import ModelEntry
 
-from .accuracy import Accuracy, accuracy, agreement, drop_points, judge_precision, softmax, top_k
+from .accuracy import Accuracy, accuracy, agreement, drop_points, judge_precision, top_k
 from .cache import CellCache, cell_facts, cell_value
 from .compare import ERROR, FAIL, PASS, SKIP, CompareFunc, compare, compare_outputs, with_reason, worst
 from .inputs import ImageSet, preprocess
 from .invariance import PROBE_BATCHES, batch_invariance, probe_feeds
 from .localize import PADDLE_UNAVAILABLE, Divergence, LocalizeJob, run_localize_job
-from .preprocessing import deployment_batch, judge, reference_batch
+from .preprocessing import deployment_batch, judge, reference_batch, softmax
 from .results import Cell, ModelResult, PreprocessingCheck
 from .runners import Availability, DeviceUnavailable, LoadRequest, Runner
 from .timing import DEFAULT_BATCHES, MachineSpeed, Timing, TimingPolicy, WaitBudget, feeds_of, measure_steady
@@ -114,8 +114,8 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
     reference_cell, reference = run(reference_plan, eager)
     if reference_cell.status != PASS:
         return _stopped(result, planned, f"reference (torch eager, CPU): {reference_cell.detail}", reference_cell)
-    logits = reference[entry.logits]
-    result.reference_probabilities = np.take_along_axis(softmax(logits), top_k(logits), axis=1)
+    result.reference_probabilities = np.take_along_axis(softmax(reference[entry.logits]), reference_cell.predictions,
+                                                        axis=1)
     reference_path = options.artifacts / eager.path
     result.preprocessing = check_preprocessing(model, entry, reference_path, images, record.trusted_pickle, options,
                                                runners[REFERENCE[0]], shared.cache, eager.files)
@@ -383,6 +383,7 @@ class _CellRunner:
             comparisons = {name: with_reason(c, status, detail) for name, c in comparisons.items()}
         else:
             status, detail = worst(comparisons)
+        agreed: bool | None = None
         if max_batch is not None:
             invariance = f"not checked: {plan.artifact} was built for batch {max_batch} only"
         else:
@@ -390,8 +391,8 @@ class _CellRunner:
             # the reference's own batch variance is PyTorch's: reported, not blocking (it is the ground truth)
             if agreed is False and status == PASS and not plan.reference:
                 status, detail = FAIL, f"not batch-invariant: {invariance}"
-        return replace(ran, status=status, detail=detail, comparisons=comparisons,
-                       batch_invariance=invariance), output
+        return replace(ran, status=status, detail=detail, comparisons=comparisons, batch_invariance=invariance,
+                       batch_invariant=agreed), output
 
 
 def _qualified(runner: type) -> str:

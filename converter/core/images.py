@@ -105,6 +105,13 @@ def normalise_to_chw(pixels: np.ndarray, settings: PreprocessSettings) -> np.nda
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
+def read_rgb(path: Path) -> Image.Image:
+    """One image file, decoded whole and as RGB (PIL's errors for an unreadable file pass through)."""
+    with Image.open(path) as image:
+        image.load()
+        return to_rgb(image)
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image

@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 
 from ..core.errors import ConversionError
-from .base import ExportContext, ExportResult, sanity_check
-from .onnx_export import FILE, _op_counts
+from .base import ExportContext, ExportResult
+from .onnx_export import FILE, _op_counts, check_with_onnxruntime
 
 CALIBRATION_BATCH = 1  # images per calibration step; MinMax keeps the extremes over every step
 CALIBRATION_METHOD = "MinMax"
@@ -26,7 +26,7 @@ def export_fp16(ctx: ExportContext) -> ExportResult:
     path = ctx.out_dir / FILE
     onnx.save(half, str(path))
     onnx.checker.check_model(str(path), full_check=True)
-    max_diff = _check(str(path), ctx)
+    max_diff = check_with_onnxruntime(str(path), ctx)  # loads, keeps the batch, finite; parity is judged later
     return ExportResult(FILE, {"precision": "fp16", "converter": "onnxruntime.transformers.float16 "
                                                                  "(keep_io_types: float32 in and out)",
                                "ops": _op_counts(half), "ort_max_abs_diff": max_diff})
@@ -51,9 +51,7 @@ def sort_topologically(graph: onnx.GraphProto) -> None:
 def calibration_inputs(ctx: ExportContext) -> tuple[np.ndarray, str]:
     """The zoo's `calibration.images` folder, preprocessed as the model's inputs are; without it the synthetic
     images the converter re-estimates BatchNorm with. Returns the batch and where it came from."""
-    from PIL import Image
-
-    from ..core.images import image_files, preprocess, to_rgb
+    from ..core.images import image_files, preprocess, read_rgb
     from ..models import image_batch
 
     entry = ctx.entry
@@ -62,11 +60,7 @@ def calibration_inputs(ctx: ExportContext) -> tuple[np.ndarray, str]:
         paths = image_files(Path(folder))[0][:entry.calibration.max_images]
         if not paths:
             raise ConversionError(f"calibration.images: no images in {folder}")
-        images = []
-        for path in paths:
-            with Image.open(path) as image:
-                image.load()
-                images.append(to_rgb(image))
+        images = [read_rgb(path) for path in paths]
         return preprocess(images, entry.preprocess), f"{len(images)} images from {folder}"
     count = min(entry.calibration.max_images, entry.calibration.batches * entry.calibration.batch_size)
     return image_batch(entry.preprocess, count, seed=entry.seed + 7919).numpy(), f"{count} synthetic images"
@@ -101,19 +95,9 @@ def export_int8(ctx: ExportContext) -> ExportResult:
             raise ConversionError(f"onnxruntime static quantisation failed: {' '.join(str(exc).split())}") from None
     onnx.checker.check_model(str(path), full_check=True)
     quantised = onnx.load(str(path))
-    max_diff = _check(str(path), ctx)
+    max_diff = check_with_onnxruntime(str(path), ctx)  # loads, keeps the batch, finite; parity is judged later
     return ExportResult(FILE, {"precision": "int8",
                                "converter": "onnxruntime.quantization.quantize_static: QDQ, per-channel int8 "
                                             "weights, uint8 activations",
                                "calibration": f"{CALIBRATION_METHOD} over {source}", "ops": _op_counts(quantised),
                                "ort_max_abs_diff": max_diff})
-
-
-def _check(path: str, ctx: ExportContext) -> float:
-    """Loads, keeps the batch axis, finite outputs (how close is the verifier's job, by the precision's budget)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = ctx.threads
-    session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
-    return sanity_check(ctx, lambda feeds: session.run(list(ctx.entry.outputs), feeds), "ONNX Runtime")
