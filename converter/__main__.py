@@ -19,7 +19,7 @@ from converter.core.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USA
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
-        limits = start(args, ("converter",), "%(message)s")
+        limits = start(args, ("converter",), "%(message)s", Path(args.out) / "convert.log")
     except UsageError as exc:
         return _error(str(exc))
     from .core.errors import WorkbenchError

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
-from .core.archs import TORCHVISION_PREFIX, check_factory_trust, resolve_factory
+from .core.archs import TORCHVISION_PREFIX, check_factory_trust, importable_from, resolve_factory
 from .core.checkpoints import is_torchscript_archive
 from .core.errors import ZooError
 from .core.isolation import Limits
@@ -332,6 +332,7 @@ def load_zoo(path: str | Path, trusted_modules: tuple[str, ...] = ()) -> Zoo:
     if not isinstance(listed, list) or not all(isinstance(n, str) and re.match(MODULE_PATTERN, n) for n in listed):
         raise ZooError(file, "expected a list of module names (package.module)", field="trusted_modules")
     trust = FactoryTrust(path.parent, (*listed, *trusted_modules))
+    importable_from(path.parent)
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ZooError(file, f"expected a mapping, found {_kind(defaults)}", model="defaults")

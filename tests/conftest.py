@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,15 @@ def built_artifact(root: Path, artifact: str, model: str = "tiny"):
     record = read_manifest(root / "artifacts").models[model].artifacts[artifact]
     assert record.ok, record.error
     return root / "artifacts" / record.path, record
+
+
+@pytest.fixture(autouse=True)
+def _process_state_restored():
+    """load_zoo puts each zoo's folder on sys.path and a command run in-process logs to its own file (as the
+    commands do): one test's must not reach the next."""
+    saved = list(sys.path)
+    yield
+    sys.path[:] = saved
+    from converter.core.run_log import stop_logging_to_file
+
+    stop_logging_to_file()  # a command run in this process logged to its tmp folder: the next test starts clean

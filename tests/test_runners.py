@@ -187,3 +187,15 @@ def test_torch_cuda_matches_cpu(tiny_artifacts):
         runner.load(LoadRequest(root / record.artifacts["eager"].path, device, 1))
         outputs[device] = runner.run(feeds)["logits"]
     np.testing.assert_allclose(outputs["cuda"], outputs["cpu"], atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("availability,devices", [
+    (Availability(), ("cpu",)),
+    (Availability(torch_cuda=True), ("cpu", "cuda")),
+    (Availability(onnxruntime_providers=("TensorrtExecutionProvider", "CUDAExecutionProvider")),
+     ("cpu", "cuda", "tensorrt")),
+    (Availability(tensorrt_python=True), ("cpu",)),  # TensorRT's package without a GPU runs nothing
+    (Availability(paddle_cuda=True, paddle_tensorrt=True), ("cpu", "cuda", "tensorrt")),
+])
+def test_the_devices_present_are_what_some_runtime_finds(availability, devices):
+    assert availability.devices == devices  # what --devices defaults to

@@ -66,7 +66,8 @@ def test_without_a_gpu_the_engine_is_skipped_and_its_cells_skip_without_blocking
     assert record.skipped and record.error == unavailable_here() and record.path is None
     assert read_manifest(root / "artifacts").models["tiny"].artifacts["onnx"].ok  # what it is built from still is
     code = verify_main(["--artifacts", str(root / "artifacts"), "--report", str(root / "reports"),
-                        "--zoo", str(root / "zoo.yaml"), "--no-timing", "--num-images", "3"])
+                        "--zoo", str(root / "zoo.yaml"), "--no-timing", "--num-images", "3",
+                        "--devices", "cpu,cuda,tensorrt"])  # asked for: a missing device's cells are SKIP rows
     frame = pd.read_csv(root / "reports" / "parity.csv")
     cell = frame[(frame.runtime == "tensorrt")].iloc[0]
     assert code == 0 and cell.status == "SKIP" and cell.device == "cuda"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import onnx
@@ -65,6 +66,7 @@ def test_clean_model_passes_and_writes_every_report(workdir):
     assert "## Matrix" in markdown and "## Environment" in markdown and "onednn=True" in markdown
     frame = parity(workdir)
     assert set(frame.status[frame.device == "cpu"]) == {"PASS"}
+    assert set(frame.device) == {"cpu"} and "devices | cpu (asked for; not run: cuda, tensorrt" in markdown
     assert {("onnx", "onnxruntime"), ("onnx_simplified", "onnxruntime"), ("paddle", "paddle-inference"),
             ("paddle", "paddle-jit"), ("torchscript", "torchscript")} <= set(zip(frame.artifact, frame.runtime))
     fp32 = frame[frame.precision == "fp32"]
@@ -86,6 +88,15 @@ def test_clean_model_passes_and_writes_every_report(workdir):
     assert checks.set_index("deployment").loc["pil-numpy"].max_abs_diff < 1e-5  # PIL under both
     saved = np.load(reports / "inputs" / "tiny.npz")
     assert saved["inputs"].shape == (4, 3, 32, 32) and len(saved["names"]) == 4
+    junit = ElementTree.parse(reports / "junit.xml").getroot()
+    run_id = summary["provenance"]["run_id"]  # every file names the run that wrote it
+    assert set(frame.run_id) == set(timing.run_id) == set(checks.run_id) == {run_id}
+    assert junit.find("testsuite/properties/property").get("value") == run_id and run_id in markdown
+    cases = {case.get("name"): case for case in junit.iter("testcase") if case.get("classname") == "tiny"}
+    assert {name for name in cases if not name.startswith("preprocessing/")} == {
+        f"{row.artifact}/{row.runtime}/{row.device}/{row.precision}" for row in frame.itertuples()}
+    assert all(len(cases[f"{row.artifact}/{row.runtime}/cpu/{row.precision}"]) == 0
+               for row in frame[frame.device == "cpu"].itertuples())  # every CPU cell passed: no outcome element
 
 
 def _perturb_onnx(workdir, artifact="onnx", factor=1.01, update_manifest=True):
@@ -114,6 +125,10 @@ def test_one_percent_onnx_initializer_perturbation_fails_the_gate(workdir, capsy
     assert status(frame, "onnx_simplified", "onnxruntime") == "PASS"  # the other cells still run and pass
     assert status(frame, "paddle", "paddle-inference") == "PASS"
     assert "tiny/onnx/onnxruntime@cpu: FAIL" in capsys.readouterr().out
+    junit = ElementTree.parse(workdir / "reports" / "junit.xml").getroot()
+    failed = {case.get("name"): case[0] for case in junit.iter("testcase") if len(case) and case[0].tag == "failure"}
+    assert sorted(failed) == ["onnx/onnxruntime/cpu/fp32", "onnx/openvino/cpu/fp32"]  # both runtimes of that file
+    assert "FAIL" in failed["onnx/onnxruntime/cpu/fp32"].get("message")
     summary = json.loads((workdir / "reports" / "summary.json").read_text())
     assert summary["verdict"] == "BLOCKED (partial)" and summary["failing_cells"][0]["runtime"] == "onnxruntime"
 
@@ -176,9 +191,11 @@ def test_required_gpu_runtime_that_skips_blocks(workdir):
     (workdir / "zoo.yaml").write_text(yaml.safe_dump(zoo))
     args = ["--artifacts", str(workdir / "artifacts"), "--report", str(workdir / "reports"), "--models", "tiny",
             "--zoo", str(workdir / "zoo.yaml"), "--no-timing", "--num-images", "2", "--runtimes", "torch"]
-    assert verify_main(args) == 1
+    assert verify_main(args) == 1  # no --devices: the devices present (the CPU), and the cell the zoo requires
     summary = json.loads((workdir / "reports" / "summary.json").read_text())
     assert any("torch@cuda: required but skipped" in line for line in summary["blocking"])
+    devices = set(parity(workdir).device)
+    assert devices == {"cpu", "cuda"}  # torch on the CPU and the required cuda cell; no other GPU rows
 
 
 def test_zoo_tolerance_edit_applies_without_reconverting(workdir):

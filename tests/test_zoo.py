@@ -248,6 +248,39 @@ def test_factories_outside_the_zoo_folder_need_the_users_trust(write_zoo, tmp_pa
     assert info.value.field == "trusted_modules"
 
 
+def test_a_factory_module_beside_the_zoo_imports_from_any_folder_without_pythonpath(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    zoo_folder = tmp_path / "project"
+    zoo_folder.mkdir()
+    (zoo_folder / "mynet.py").write_text(
+        "import torch.nn as nn\n\n\ndef build(classes=3):\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes))\n")
+    (zoo_folder / "zoo.yaml").write_text(yaml.safe_dump({"models": [
+        {"name": "mine", "arch": "mynet:build", "weights": "random", "input": {"shape": [3, 32, 32]},
+         "preprocess": {"resize": 36, "crop": 32}, "formats": ["eager"]}]}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environment = {**os.environ, "PYTHONPATH": repository}  # the workbench itself, as an installed package would be
+    done = subprocess.run([sys.executable, "-m", "converter", str(zoo_folder / "zoo.yaml"), "--out",
+                           str(tmp_path / "out")], cwd=elsewhere, env=environment, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_the_zoo_folder_comes_after_the_installed_packages(write_zoo, tmp_path):
+    import sys
+
+    (tmp_path / "numpy.py").write_text("raise RuntimeError('shadowed')\n")
+    load_zoo(write_zoo(models=[tiny_entry()]))
+    assert sys.path[-1] == str(tmp_path.resolve())
+    assert sys.path.index(str(tmp_path.resolve())) > max(i for i, p in enumerate(sys.path) if "site-packages" in p)
+
+
 def test_yaml_exponents_are_numbers(write_zoo):
     """YAML 1.1 reads 1e-4 as a string; the zoo reads it as the number everyone means."""
     path = write_zoo(text="models:\n  - {name: t, arch: 'tests.tiny_models:tiny_cnn', weights: random,\n"

@@ -9,19 +9,34 @@ zoo); 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import traceback
 from pathlib import Path
 
-from converter.core.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
-                                add_limit_arguments, add_trust_argument, split_list, start)
+from converter.core.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, StatusLine, UsageError,
+                                add_limit_arguments, add_trust_argument, console_verbose, split_list, start)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if not args.report or args.selftest:
+        return _main(args, argv, "")
+    from converter.core.files import FolderBusy, folder_lock
+
+    from .environment import new_run_id
+
+    run_id = new_run_id()
+    try:  # one run's files in one report folder: a second run refuses rather than interleave its files
+        with folder_lock(Path(args.report), f"verify run {run_id}"):
+            return _main(args, argv, run_id)
+    except FolderBusy as exc:
+        return _usage(str(exc))
+
+
+def _main(args, argv: list[str] | None, run_id: str) -> int:
     try:
-        limits = start(args, ("verify", "converter"), "%(levelname)s: %(message)s")
+        log_file = Path(args.report) / "verify.log" if args.report and not args.selftest else None
+        limits = start(args, ("verify", "converter"), "%(levelname)s: %(message)s", log_file)
     except UsageError as exc:
         return _usage(str(exc))
     if args.selftest:
@@ -40,8 +55,24 @@ def main(argv: list[str] | None = None) -> int:
             devices=_tuple(split_list(args.devices)), threads=args.threads,
             timing=not args.no_timing, policy=_policy(args), batches=_batches(args.batches), limits=limits,
             partial=args.partial, trusted_modules=tuple(args.trust_module), cache=not args.no_cache,
-            command=" ".join(["python -m verify", *(sys.argv[1:] if argv is None else argv)]))
-        verified = run(options, on_model=_print_model)
+            command=" ".join(["python -m verify", *(sys.argv[1:] if argv is None else argv)]), run_id=run_id)
+        status = StatusLine()
+        printed: list[str] = []
+
+        def print_model(result, verdict) -> None:
+            status.clear()
+            if args.verbose:
+                _print_model(result, verdict)
+            else:
+                if not printed:
+                    print(f"{'model':<24} {'images':<14} {'PASS':>4} {'FAIL':>4} {'ERROR':>5} {'SKIP':>4}  "
+                          "(every cell: --verbose)", file=sys.stderr, flush=True)
+                _print_model_line(result, verdict)
+            printed.append(result.model)
+        try:
+            verified = run(options, on_model=print_model, on_progress=status)
+        finally:
+            status.clear()
     except (WorkbenchError, UsageError) as exc:
         return _usage(str(exc))
     except KeyboardInterrupt:
@@ -53,6 +84,28 @@ def main(argv: list[str] | None = None) -> int:
     for line in verdict.blocking:
         print(f"  blocking: {line}")
     return verdict.exit_code
+
+
+def _print_model_line(result, verdict) -> None:
+    """One line per model: its counts, the reference's accuracy and the recommendation; then what blocks."""
+    from .compare import ERROR, FAIL, PASS, SKIP
+    from .decision import choices, recommendation
+
+    counts = [sum(cell.status == status for cell in result.cells) for status in (PASS, FAIL, ERROR, SKIP)]
+    images = f"{result.samples}" + (" labelled" if result.labels is not None else "")
+    reference = result.reference
+    facts = []
+    if reference is not None and reference.accuracy is not None:
+        facts.append(f"accuracy {100 * reference.accuracy.top1:.1f}%")
+    chosen = recommendation(choices(result)) if not result.error else None
+    if chosen:
+        facts.append(chosen)
+    print(f"{result.model:<24} {images:<14} {counts[0]:>4} {counts[1]:>4} {counts[2]:>5} {counts[3]:>4}  "
+          + "; ".join(facts), file=sys.stderr, flush=True)
+    for line in verdict.blocking:
+        print(f"  blocking: {line}", file=sys.stderr, flush=True)
+    for line in verdict.waived:
+        print(f"  waived: {line}", file=sys.stderr, flush=True)
 
 
 def _print_model(result, verdict) -> None:
@@ -132,8 +185,9 @@ def _parse(argv):
     parser.add_argument("--models", help="comma-separated model names (default: all in the manifest)")
     parser.add_argument("--runtimes", help=f"comma-separated among {','.join(RUNTIMES)} (default: all); the "
                                            "reference (torch) always runs")
-    parser.add_argument("--devices", help=f"comma-separated among {','.join(DEVICES)} (default: all; unavailable "
-                                          "ones SKIP)")
+    parser.add_argument("--devices", help=f"comma-separated among {','.join(DEVICES)} (default: those present here: "
+                                          "cpu, and cuda and tensorrt where a runtime finds them; a device asked "
+                                          "for, or required by the zoo, that is missing SKIPs with the reason)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per runtime (default: physical cores)")
     policy = TimingPolicy()
     parser.add_argument("--batches", default=",".join(map(str, DEFAULT_BATCHES)),
@@ -206,7 +260,7 @@ def _print_row(row) -> None:
 
 
 def _usage(message: str) -> int:
-    if sys.exc_info()[0] is not None and logging.getLogger("verify").isEnabledFor(logging.DEBUG):
+    if sys.exc_info()[0] is not None and console_verbose("verify"):
         traceback.print_exc()  # --verbose: the traceback behind a user error
     print(f"error: {message}", file=sys.stderr)
     return EXIT_USAGE

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from .cache import CACHE_FOLDER, CellCache, machine_fingerprint
 from .speed_memory import SPEED_FILE, remember_speed, remembered_speed
 from .charts import write_prediction_grids, write_timing_charts, write_tradeoff_charts
 from .predictions import accuracy_frame, predictions_frame
+from .ci import junit_xml, step_summary
 from .report import inputs_file, markdown, parity_frame, preprocessing_frame, summary
 from .timing_report import timing_frame
 from .results import ModelResult
@@ -59,6 +61,7 @@ class VerifyOptions:
     command: str | None = None  # the command line, for the report's provenance
     trusted_modules: tuple[str, ...] = ()  # as the zoo's trusted_modules (--trust-module)
     cache: bool = True  # reuse the results of cells whose inputs are unchanged (artifacts/.cache/verify)
+    run_id: str = ""  # stamped on every report file (empty: a new one)
 
 
 @dataclass
@@ -72,10 +75,12 @@ class VerifyRun:
 
 def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = None,
         compare_func: CompareFunc = compare, availability: Availability | None = None,
-        on_model: Callable[[ModelResult, Verdict], None] | None = None) -> VerifyRun:
+        on_model: Callable[[ModelResult, Verdict], None] | None = None,
+        on_progress: Callable[[str], None] | None = None) -> VerifyRun:
     """Verify every selected model. OptionsError, ManifestError, ZooError or InputError when the options cannot
     run; an unexpected error inside one model makes that model an ERROR and the others still run.
-    `on_model(result, verdict)` hears of each model as it finishes, with that model's own verdict."""
+    `on_model(result, verdict)` hears of each model as it finishes, with that model's own verdict;
+    `on_progress(text)` what runs now, about every second."""
     runners = dict(registered_runners() if runners is None else runners)
     _check(options, runners)
     manifest = read_manifest(options.artifacts)
@@ -88,15 +93,15 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     _check_distinct(images, options.images or "--num-images")
     inputs = model_inputs(entries, options.models or list(manifest.models), images)
     threads = options.threads or physical_cores()
-    session = SessionOptions(artifacts=options.artifacts, devices=options.devices or DEVICES.names(),
+    availability = availability or Availability.probe()
+    session = SessionOptions(artifacts=options.artifacts, devices=options.devices or availability.devices,
                              runtimes=options.runtimes, threads=threads, timing=options.timing,
                              policy=options.policy, batches=options.batches,
                              limits=options.limits)
-    availability = availability or Availability.probe()
     left_out = _left_out(options, manifest, runners)
     by_name = {name: resolved.entry for name, resolved in entries.items()}
     shared = Shared(cache=CellCache(options.artifacts / CACHE_FOLDER if options.cache else None),
-                    wait=WaitBudget(options.policy.run_wait_seconds))
+                    wait=WaitBudget(options.policy.run_wait_seconds), progress=on_progress)
     peak = {}
     speed_file, machine = options.artifacts / SPEED_FILE, machine_fingerprint() if options.timing else {}
     if options.timing:  # before any cell, each kernel in a worker of its own; the canary learns the machine
@@ -115,7 +120,8 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
         except Exception as exc:  # a bug or a broken file in one model must not lose the others' results
             log.debug("verifying %s failed:\n%s", name, traceback.format_exc())
             error = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
-            cells = [replace(cell, status=ERROR, detail=error) for cell in plan_cells(name, record, runners, session)]
+            cells = [replace(cell, status=ERROR, detail=error)
+                     for cell in plan_cells(name, record, runners, session, by_name.get(name))]
             result = ModelResult(name, cells=cells, error=error)
         results.append(result)
         if on_model is not None:
@@ -123,8 +129,13 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     shared.cache.prune()
     verdict = decide(results, by_name, left_out, accept_partial=options.partial)
     provenance = describe_run(options.command, options.artifacts / "manifest.json",
-                              options.zoo or Path(manifest.zoo.get("path", "")), images, left_out)
+                              options.zoo or Path(manifest.zoo.get("path", "")), images, left_out,
+                              options.run_id)
     environment = describe_machine(threads)
+    absent = [device for device in DEVICES if device not in session.devices]
+    environment["devices"] = ", ".join(session.devices) + (
+        f" ({'asked for' if options.devices else 'present here'}; not run: {', '.join(absent)}, except cells the zoo "
+        "requires)" if absent else "")
     if options.timing:
         environment["timing_method"] = options.policy.describe()
         environment.update(describe_peak(peak))
@@ -144,9 +155,14 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
 
 
 def _check_distinct(images: ImageSet, origin: object) -> None:
-    if len({image.tobytes() for image in images.images}) < 2:
-        # one input cannot show that an output depends on the input, nor catch most reorderings
-        raise OptionsError(f"{origin}: at least 2 distinct images are needed")
+    first = None
+    for image in images:  # one at a time: a large folder is not held whole
+        if first is None:
+            first = image
+        elif image.size != first.size or image.tobytes() != first.tobytes():
+            return
+    # one input cannot show that an output depends on the input, nor catch most reorderings
+    raise OptionsError(f"{origin}: at least 2 distinct images are needed")
 
 
 def model_inputs(entries: dict, names: list[str], images: ImageSet
@@ -204,24 +220,34 @@ def _check(options: VerifyOptions, runners: Mapping[str, type[Runner]]) -> None:
 
 
 def write_reports(verified: VerifyRun, folder: Path) -> Path:
-    """report.md, parity.csv, timing.csv, preprocessing.csv, predictions.csv, accuracy.csv, summary.json,
+    """report.md, parity.csv, junit.xml, timing.csv, preprocessing.csv, predictions.csv, accuracy.csv, summary.json,
     inputs/<model>.npz, charts/<model>-timing.png and -tradeoff.png and predictions/<model>.png, each replaced
-    atomically. Returns the markdown report's path."""
+    atomically; appends the verdict to $GITHUB_STEP_SUMMARY when it is set. Returns the markdown report's path."""
     results, verdict, environment = verified.results, verified.verdict, verified.environment
+    run_id = verified.provenance.get("run_id", "")
+
+    def csv(frame) -> str:  # each row says which run wrote it
+        frame.insert(0, "run_id", run_id)
+        return frame.to_csv(index=False)
     for result in results:
         if result.inputs is not None:
             save_inputs(folder / inputs_file(result.model), result.inputs, result.input_names)
-    atomic_write(folder / "parity.csv", parity_frame(results, verified.entries, verdict).to_csv(index=False))
-    atomic_write(folder / "timing.csv",
-                 timing_frame(results, verified.environment.get("peak_fp32_gflops")).to_csv(index=False))
+    atomic_write(folder / "parity.csv", csv(parity_frame(results, verified.entries, verdict)))
+    atomic_write(folder / "junit.xml", junit_xml(results, verdict, verified.entries, run_id))
+    atomic_write(folder / "timing.csv", csv(timing_frame(results, verified.environment.get("peak_fp32_gflops"))))
     charts = write_timing_charts(results, folder)
     tradeoffs = write_tradeoff_charts(results, folder)
     grids = write_prediction_grids(results, verified.entries, folder)
-    atomic_write(folder / "predictions.csv", predictions_frame(results).to_csv(index=False))
-    atomic_write(folder / "accuracy.csv", accuracy_frame(results).to_csv(index=False))
-    atomic_write(folder / "preprocessing.csv", preprocessing_frame(results, verdict).to_csv(index=False))
+    atomic_write(folder / "predictions.csv", csv(predictions_frame(results)))
+    atomic_write(folder / "accuracy.csv", csv(accuracy_frame(results)))
+    atomic_write(folder / "preprocessing.csv", csv(preprocessing_frame(results, verdict)))
     provenance = verified.provenance
     atomic_write(folder / "summary.json",
                  json.dumps(summary(results, verdict, environment, provenance), indent=2, default=str))
-    return atomic_write(folder / "report.md", markdown(results, verdict, environment, provenance, charts, tradeoffs,
-                                                       grids))
+    report = atomic_write(folder / "report.md", markdown(results, verdict, environment, provenance, charts,
+                                                         tradeoffs, grids))
+    job_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if job_summary:  # GitHub Actions shows this file on the run's page
+        with open(job_summary, "a", encoding="utf-8") as file:
+            file.write(step_summary(results, verdict, str(report)))
+    return report

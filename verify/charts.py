@@ -154,7 +154,7 @@ def write_prediction_grids(results: list[ModelResult], entries: dict, folder: Pa
         reference = result.reference
         entry = entries.get(result.model)
         if (reference is None or reference.predictions is None or result.reference_probabilities is None
-                or result.inputs is None or entry is None):
+                or not result.gallery or entry is None):
             continue
         written[result.model] = grid_file(result.model)
         atomic_write(folder / written[result.model], prediction_grid(result, entry.preprocess))
@@ -170,7 +170,7 @@ def prediction_grid(result: ModelResult, preprocess) -> bytes:
 
     from .predictions import showcase
 
-    shown_images = showcase(result, GRID_IMAGES)
+    shown_images = [index for index in showcase(result, GRID_IMAGES) if index in result.gallery]
     count = len(shown_images)
     columns = min(6, count)
     rows = math.ceil(count / columns)
@@ -182,7 +182,7 @@ def prediction_grid(result: ModelResult, preprocess) -> bytes:
         if position >= count:
             continue
         index = shown_images[position]
-        pixels = result.inputs[index].transpose(1, 2, 0) * std + mean
+        pixels = result.gallery[index].transpose(1, 2, 0) * std + mean
         if preprocess.channel_order == "BGR" and pixels.shape[2] == 3:
             pixels = pixels[..., ::-1]
         axis.imshow(pixels.clip(0, 1).squeeze(), cmap="gray" if pixels.shape[2] == 1 else None)

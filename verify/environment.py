@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import secrets
 import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
@@ -39,13 +40,20 @@ def describe_machine(threads: int) -> dict:
     return info
 
 
-def describe_run(command: str | None, manifest: Path, zoo: Path, images: ImageSet, left_out: str | None) -> dict:
-    """What a report is about: when, which tool, which command, which zoo and manifest, which images."""
+def new_run_id() -> str:
+    """When it started (UTC) and 6 random hex digits: sorts by time, and two runs in one second still differ."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def describe_run(command: str | None, manifest: Path, zoo: Path, images: ImageSet, left_out: str | None,
+                 run_id: str = "") -> dict:
+    """What a report is about: which run, when, which tool, which command, which zoo and manifest, which images."""
     try:
         version = metadata.version("parity-workbench")
     except metadata.PackageNotFoundError:
         version = "not installed"
     return {
+        "run_id": run_id or new_run_id(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "tool": f"parity-workbench {version}",
         "commit": _git_commit(),

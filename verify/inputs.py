@@ -1,8 +1,10 @@
 """The images the verifier feeds: a folder of the user's, or the seeded synthetic set."""
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,10 @@ from converter.core.images import IMAGE_SUFFIXES, image_files, preprocess, read_
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ImageSet", "InputError", "label_indices", "load_images", "preprocess", "save_inputs", "synthetic_images"]
+__all__ = ["CHUNK", "ImageSet", "InputError", "InputFile", "label_indices", "load_images", "preprocess", "save_inputs",
+           "synthetic_images", "write_input_file"]
+
+CHUNK = 64  # images preprocessed, and samples run, at a time: what any one process holds of a large folder
 
 
 class InputError(WorkbenchError):
@@ -24,14 +29,38 @@ class InputError(WorkbenchError):
 
 @dataclass
 class ImageSet:
-    images: list[Image.Image]  # RGB
+    """The images of a run, by name. A folder's are read from their files when needed, so a folder of any size is
+    never held whole; the synthetic set is kept in memory."""
+
     names: list[str]
     source: str = ""  # where they came from, for the report
     labels: list[str] | None = None  # per image, its class folder's name (an ImageFolder layout), else None
+    paths: list[Path] | None = None  # where each image is read from
+    kept: list[Image.Image] | None = None  # or the images themselves (RGB)
 
     @property
     def labelled(self) -> bool:
         return self.labels is not None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def image(self, index: int) -> Image.Image:
+        return self.kept[index] if self.kept is not None else read_rgb(self.paths[index])
+
+    def __getitem__(self, key: int | slice) -> Image.Image | list[Image.Image]:
+        """One image, or a slice of them as a list (read now)."""
+        if isinstance(key, slice):
+            return [self.image(index) for index in range(*key.indices(len(self)))]
+        return self.image(key)
+
+    def __iter__(self) -> Iterator[Image.Image]:
+        return (self.image(index) for index in range(len(self)))
+
+    @property
+    def images(self) -> list[Image.Image]:
+        """Every image in memory: for a small set only."""
+        return list(self)
 
 
 def load_images(folder: Path) -> ImageSet:
@@ -46,23 +75,24 @@ def load_images(folder: Path) -> ImageSet:
     if not paths:
         raise InputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}), neither in it nor in "
                          "one subfolder per class")
-    images, names, kept = [], [], []
+    readable, names, kept = [], [], []
     for index, path in enumerate(paths):
         try:
-            images.append(read_rgb(path))
+            read_rgb(path)  # decoded once here, so that an unreadable file is skipped before any model runs
+            readable.append(path)
             names.append(path.name if labels is None else f"{path.parent.name}/{path.name}")
             kept.append(index)
         except Image.DecompressionBombError as exc:  # PIL refuses images over 2x its pixel limit (~179 Mpx)
             log.warning("skipping %s: too large to decode safely (%s)", path, exc)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             log.warning("skipping %s: not a readable image (%s)", path, exc)
-    if not images:
+    if not readable:
         raise InputError(f"{folder}: none of the {len(paths)} image files could be read")
-    skipped = len(paths) - len(images)
+    skipped = len(paths) - len(readable)
     kinds = "" if labels is None else f" in {len(set(labels))} labelled classes"
-    return ImageSet(images, names, f"{len(images)} images{kinds} from {folder}"
+    return ImageSet(names, f"{len(readable)} images{kinds} from {folder}"
                     + (f" ({skipped} unreadable skipped)" if skipped else ""),
-                    labels=None if labels is None else [labels[i] for i in kept])
+                    labels=None if labels is None else [labels[i] for i in kept], paths=readable)
 
 
 def label_indices(images: ImageSet, classes: list[str] | None, model: str, field: str = "classes") -> list[int] | None:
@@ -80,8 +110,66 @@ def label_indices(images: ImageSet, classes: list[str] | None, model: str, field
 
 
 def synthetic_images(count: int = 8, seed: int = 0) -> ImageSet:
-    return ImageSet(_synthetic(count, seed), [f"synthetic-{seed}-{i}.png" for i in range(count)],
-                    f"{count} synthetic images (seed {seed})")
+    return ImageSet([f"synthetic-{seed}-{i}.png" for i in range(count)], f"{count} synthetic images (seed {seed})",
+                    kept=_synthetic(count, seed))
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A model's preprocessed inputs as raw samples in a file, read a slice at a time: every worker reads the same
+    samples and none holds them all, so a folder of thousands of images runs within the worker memory limit."""
+
+    path: Path
+    shape: tuple[int, ...]  # (samples, *one sample)
+    dtype: str
+    digest: str  # sha256 of the contents
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples start to stop (the end when None)."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        count, per_sample = max(stop - start, 0), int(np.prod(self.shape[1:]))
+        dtype = np.dtype(self.dtype)
+        with open(self.path, "rb") as file:
+            file.seek(start * per_sample * dtype.itemsize)
+            values = np.fromfile(file, dtype, count * per_sample)
+        if values.size != count * per_sample:
+            raise InputError(f"{self.path}: the preprocessed inputs are shorter than written (disk full?)")
+        return values.reshape((count, *self.shape[1:]))
+
+    def take(self, indices: list[int]) -> np.ndarray:
+        if not indices:
+            return np.empty((0, *self.shape[1:]), self.dtype)
+        return np.concatenate([self.read(index, index + 1) for index in indices])
+
+
+def write_input_file(images: ImageSet, settings, path: Path,
+                     progress: Callable[[int, int], None] | None = None) -> tuple[InputFile, float]:
+    """Preprocess `images` CHUNK at a time into `path`. Returns the file and the largest per-channel standard
+    deviation over every image and pixel (a normalisation that flattens every input shows as a tiny one)."""
+    digest = hashlib.sha256()
+    sums = squares = None
+    values = 0
+    shape: tuple[int, ...] = ()
+    with open(path, "wb") as out:
+        for start in range(0, len(images), CHUNK):
+            stop = min(start + CHUNK, len(images))
+            batch = np.ascontiguousarray(preprocess([images.image(i) for i in range(start, stop)], settings))
+            shape, dtype = batch.shape[1:], batch.dtype
+            out.write(batch.tobytes())
+            digest.update(batch.tobytes())
+            wide = batch.astype(np.float64)
+            axes = (0, *range(2, batch.ndim))  # all but the channel
+            sums = wide.sum(axis=axes) + (0 if sums is None else sums)
+            squares = (wide * wide).sum(axis=axes) + (0 if squares is None else squares)
+            values += batch.size // batch.shape[1]
+            if progress is not None:
+                progress(stop, len(images))
+    mean = sums / values
+    spread = float(np.sqrt(np.maximum(squares / values - mean * mean, 0)).max())
+    return InputFile(path, (len(images), *shape), str(dtype), digest.hexdigest()), spread
 
 
 def save_inputs(path: Path, batch: np.ndarray, names: list[str]) -> None:

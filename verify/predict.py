@@ -26,7 +26,7 @@ from .accuracy import top_k
 from .preprocessing import softmax
 from .entries import resolve_entries
 from .environment import physical_cores
-from .inputs import load_images
+from .inputs import ImageSet, load_images
 from .runners import Availability, LoadRequest
 from .timing import Timing, summarise
 
@@ -111,25 +111,27 @@ class Predictor:
         return summarise(np.asarray(seconds), batch_size, warmup)
 
 
-def read_images(paths: list[Path]) -> tuple[list, list[str]]:
-    """Image files and folders (every image in them, or in their class subfolders) as RGB PIL images."""
-    images, names = [], []
+def read_images(paths: list[Path]) -> ImageSet:
+    """Image files and folders (every image in them, or in their class subfolders), read when predicted: a large
+    folder is never held whole. Each file is checked readable here."""
+    from PIL import UnidentifiedImageError
+
+    names, files = [], []
     for path in paths:
         if path.is_dir():
             found = load_images(path)
-            images += found.images
             names += [str(path / name) for name in found.names]
+            files += found.paths
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            from PIL import UnidentifiedImageError
-
             try:
-                images.append(read_rgb(path))
+                read_rgb(path)
             except (UnidentifiedImageError, OSError) as exc:
                 raise PredictError(f"{path}: not a readable image ({exc})") from None
             names.append(str(path))
+            files.append(path)
         else:
             raise PredictError(f"{path}: no such image file or folder ({', '.join(IMAGE_SUFFIXES)})")
-    return images, names
+    return ImageSet(names, f"{len(names)} images", paths=files)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --topk and --batch-size must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     try:
-        images, names = read_images(args.images)
+        images = read_images(args.images)
+        names = images.names
         predictor = Predictor(args.artifacts, args.model, args.runtime, args.artifact, args.device, args.threads)
         results = predictor.predict(images, args.topk, args.batch_size)
         timing = predictor.benchmark(images, args.batch_size) if args.benchmark else None

@@ -192,7 +192,8 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
                    chart: str | None) -> list[str]:
     lines = ["", f"## {result.model}", ""]
     facts = [f"{result.samples} samples" + (f" ({result.image_source})" if result.image_source else "")
-             + (f", inputs saved in `{inputs_file(result.model)}`" if result.inputs is not None else "")]
+             + (f", inputs saved in `{inputs_file(result.model)}`" if result.inputs is not None else
+                ", too many to save the preprocessed inputs: rerun on the images" if result.samples else "")]
     multi = len(result.outputs) > 1
     if multi:
         facts.append(f"outputs {', '.join(result.outputs)} (the cell's status is the worst of them; "

@@ -71,7 +71,8 @@ class ModelResult:
     conversion_details: dict[str, str] = field(default_factory=dict)  # artifact -> the raw error behind a hint
     built_with: dict[str, str] = field(default_factory=dict)  # artifact -> the converter or route that built it
     samples: int = 0
-    inputs: np.ndarray | None = None  # the preprocessed batch every runtime got (saved with the reports)
+    inputs: np.ndarray | None = None  # the preprocessed samples every runtime got, when few enough to save
+    gallery: dict[int, np.ndarray] = field(default_factory=dict)  # the prediction grid's samples, by index
     input_names: list[str] = field(default_factory=list)  # the images it was made from
     trusted_pickle: bool = False
     preprocessing: list[PreprocessingCheck] = field(default_factory=list)

@@ -3,7 +3,8 @@ each cell runs in a worker and comes back as a new, finished Cell."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -16,10 +17,12 @@ from converter.zoo import ModelEntry
 
 from .accuracy import Accuracy, accuracy, agreement, drop_points, judge_precision, top_k
 from .cache import CellCache, cell_facts, cell_value
+from .charts import GRID_IMAGES
 from .compare import ERROR, FAIL, PASS, SKIP, CompareFunc, compare, compare_outputs, with_reason, worst
-from .inputs import ImageSet, preprocess
+from .inputs import CHUNK, ImageSet, InputFile, write_input_file
 from .invariance import PROBE_BATCHES, batch_invariance, probe_feeds
 from .localize import PADDLE_UNAVAILABLE, Divergence, LocalizeJob, run_localize_job
+from .predictions import showcase
 from .preprocessing import deployment_batch, judge, reference_batch, softmax
 from .results import Cell, ModelResult, PreprocessingCheck
 from .runners import Availability, DeviceUnavailable, LoadRequest, Runner
@@ -30,6 +33,10 @@ Feeds = dict[str, np.ndarray]
 # Normalised natural images have a standard deviation near 1 (pixels in 0-1 alone: about 0.25); one this small
 # means a normalisation that flattens every input (a 0-255 std with 0-1 pixels), and a check that cannot fail.
 MIN_INPUT_STD = 0.02
+SAVED_SAMPLES = 256  # the preprocessed inputs are saved with the reports up to this many samples
+CHECKED_IMAGES = 64  # the deployment preprocessing checks run on this many of the first images
+LOCALIZED_SAMPLES = 64  # a failing cell is localised on its worst samples, at most this many
+Progress = Callable[[str], None]
 
 
 @dataclass
@@ -39,6 +46,7 @@ class Shared:
     speed: MachineSpeed = field(default_factory=MachineSpeed)
     cache: CellCache = field(default_factory=lambda: CellCache(None))
     wait: WaitBudget = field(default_factory=lambda: WaitBudget(TimingPolicy.run_wait_seconds))  # the whole run's
+    progress: Progress | None = None  # hears what is running now, in a few words
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,9 @@ class SessionOptions:
 
 
 def plan_cells(model: str, record: ModelRecord, runners: Mapping[str, type[Runner]],
-               options: SessionOptions) -> list[Cell]:
-    """Every (artifact, runtime, device) this model has, as unstarted cells; the reference always runs."""
+               options: SessionOptions, entry: ModelEntry | None = None) -> list[Cell]:
+    """Every (artifact, runtime, device) this model has on the run's devices, as unstarted cells; the reference
+    always runs, and so does a cell the zoo requires (on a device this machine lacks: a SKIP that blocks)."""
     cells = []
     for name in runners:
         if options.runtimes is not None and name not in options.runtimes and name != REFERENCE[0]:
@@ -65,7 +74,8 @@ def plan_cells(model: str, record: ModelRecord, runners: Mapping[str, type[Runne
             if artifact not in record.artifacts:
                 continue
             for device in spec.devices:
-                if device in options.devices or (name, artifact, device) == REFERENCE:
+                if device in options.devices or (name, artifact, device) == REFERENCE or (
+                        entry is not None and entry.is_required(name, artifact, device)):
                     cells.append(Cell(model, artifact, name, device, status="", detail="",
                                       reference=(name, artifact, device) == REFERENCE,
                                       precision=cell_precision(name, artifact)))
@@ -90,33 +100,52 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
     result.conversion_details = {a: r.error_detail for a, r in record.artifacts.items() if not r.ok and r.error_detail}
     result.artifact_bytes = {a: sum(f.size for f in r.files.values()) for a, r in record.artifacts.items() if r.ok}
     result.built_with = {a: text for a, r in record.artifacts.items() if r.ok and (text := built_with(r.details))}
-    planned = plan_cells(model, record, runners, options)
+    planned = plan_cells(model, record, runners, options, entry)
     if record.error or stale:
         return _stopped(result, planned, stale or f"model could not be built: {record.error}")
 
-    batch = preprocess(images.images, entry.preprocess)
-    feeds = {entry.input.name: batch}
-    result.samples, result.inputs, result.input_names = len(batch), batch, list(images.names)
-    spread = float(batch.std(axis=(0, 2, 3)).max())  # each channel over every image and pixel
-    if spread < MIN_INPUT_STD:
-        return _stopped(result, planned, f"the preprocessed inputs barely vary (std {spread:.3g} per channel over "
-                                         "every image and pixel): every image looks alike to the model; check "
-                                         "preprocess.mean/std (for pixels scaled to 0-1)")
+    with tempfile.TemporaryDirectory(prefix="parity-inputs-") as scratch:
+        tell = _teller(shared.progress, model)
+        inputs, spread = write_input_file(images, entry.preprocess, Path(scratch) / "inputs.bin",
+                                          lambda done, total: tell(f"preprocessing {done}/{total} images"))
+        result.samples, result.input_names = len(inputs), list(images.names)
+        if len(inputs) <= SAVED_SAMPLES:
+            result.inputs = inputs.read()
+        if spread < MIN_INPUT_STD:
+            return _stopped(result, planned, f"the preprocessed inputs barely vary (std {spread:.3g} per channel "
+                                             "over every image and pixel): every image looks alike to the model; "
+                                             "check preprocess.mean/std (for pixels scaled to 0-1)")
+        _verify_cells(result, record, entry, images, inputs, planned, options, availability, runners, compare_func,
+                      shared, labels, tell)
+        if result.reference_probabilities is not None:  # the grid's thumbnails, before the inputs file goes
+            result.gallery = {index: inputs.read(index, index + 1)[0] for index in showcase(result, GRID_IMAGES)}
+    return result
+
+
+def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, images: ImageSet, inputs: InputFile,
+                  planned: list[Cell], options: SessionOptions, availability: Availability,
+                  runners: Mapping[str, type[Runner]], compare_func: CompareFunc, shared: Shared,
+                  labels: list[int] | None, tell: Progress) -> None:
+    model, eager = result.model, record.artifacts.get("eager")
     problems = {artifact: integrity_problem(record, artifact, options.artifacts) for artifact in record.artifacts}
     reference_plan = next((c for c in planned if c.reference), None)
     if reference_plan is None or not eager.ok or problems["eager"]:
         why = (problems.get("eager") or result.conversion_failures.get("eager")
                or "no eager artifact in the manifest (add eager to formats)")
-        return _stopped(result, planned, f"no reference: {why}")
+        _stopped(result, planned, f"no reference: {why}")
+        return
 
     # The reference runs first; its comparison with its own second run also rejects a degenerate output.
-    run = _CellRunner(entry, feeds, record.trusted_pickle, options, runners, compare_func, shared, labels)
+    run = _CellRunner(entry, inputs, record.trusted_pickle, options, runners, compare_func, shared, labels, tell,
+                      len(planned))
     reference_cell, reference = run(reference_plan, eager)
     if reference_cell.status != PASS:
-        return _stopped(result, planned, f"reference (torch eager, CPU): {reference_cell.detail}", reference_cell)
+        _stopped(result, planned, f"reference (torch eager, CPU): {reference_cell.detail}", reference_cell)
+        return
     result.reference_probabilities = np.take_along_axis(softmax(reference[entry.logits]), reference_cell.predictions,
                                                         axis=1)
     reference_path = options.artifacts / eager.path
+    tell("checking the deployment preprocessing")
     result.preprocessing = check_preprocessing(model, entry, reference_path, images, record.trusted_pickle, options,
                                                runners[REFERENCE[0]], shared.cache, eager.files)
     cells = []
@@ -136,14 +165,27 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
         elif skip:
             cells.append(replace(plan, status=SKIP, detail=skip))
         else:
-            cell, _ = run(plan, artifact, reference, reference_cell.accuracy)
-            if cell.status == FAIL and cell.precision == "fp32":  # a reduced precision differs by design
+            cell, output = run(plan, artifact, reference, reference_cell.accuracy)
+            if cell.status == FAIL and cell.precision == "fp32" and output is not None:  # reduced: differs by design
+                samples = worst_samples(reference[entry.logits], output[entry.logits], LOCALIZED_SAMPLES)
+                tell(f"localising {cell.runtime} on {cell.artifact}")
                 cell = replace(cell, divergence=_localize(cell, entry, reference_path.parent,
-                                                          options.artifacts / artifact.path, batch,
+                                                          options.artifacts / artifact.path, inputs.take(samples),
                                                           record.trusted_pickle, options))
             cells.append(cell)
     result.cells = cells
-    return result
+
+
+def worst_samples(reference: np.ndarray, output: np.ndarray, count: int) -> list[int]:
+    """Every sample's index when there are at most `count`, else the `count` whose logits differ most, in order."""
+    if len(reference) <= count:
+        return list(range(len(reference)))
+    difference = np.abs(output.astype(np.float64) - reference).reshape(len(reference), -1).max(axis=1)
+    return sorted(int(i) for i in np.argsort(-difference, kind="stable")[:count])
+
+
+def _teller(progress: Progress | None, model: str) -> Progress:
+    return (lambda text: None) if progress is None else (lambda text: progress(f"{model}: {text}"))
 
 
 def _stopped(result: ModelResult, planned: list[Cell], error: str, reference: Cell | None = None) -> ModelResult:
@@ -226,10 +268,11 @@ def check_preprocessing(model: str, entry: ModelEntry, reference_path: Path, ima
     if not deployments:
         return []
     failed: dict[str, str] = {}
-    batches = {"": reference_batch(images.images, entry.preprocess)}  # "" cannot be a deployment's name
+    first = [images.image(index) for index in range(min(len(images), CHECKED_IMAGES))]
+    batches = {"": reference_batch(first, entry.preprocess)}  # "" cannot be a deployment's name
     for deployment in deployments:
         try:
-            batches[deployment.name] = deployment_batch(images.images, deployment, entry.preprocess)
+            batches[deployment.name] = deployment_batch(first, deployment, entry.preprocess)
         except Exception as exc:  # a deployment's settings that its library cannot apply
             failed[deployment.name] = f"preprocessing failed: {exc}"
     request = LoadRequest(reference_path, "cpu", options.threads, (entry.input.name,), tuple(entry.outputs), trust)
@@ -261,42 +304,61 @@ def check_preprocessing(model: str, entry: ModelEntry, reference_path: Path, ima
 
 @dataclass(frozen=True)
 class CellJob:
-    """Everything a worker needs for one cell; it pickles (the runner class goes by reference)."""
+    """Everything a worker needs for one cell; it pickles (the runner class goes by reference, the inputs as a
+    file's name: the worker reads them CHUNK samples at a time)."""
 
     runner: type[Runner]
     request: LoadRequest
-    feeds: Feeds
+    inputs: InputFile
     timing: bool
     policy: TimingPolicy
     batches: tuple[int, ...]
     full_speed: float | None  # the machine's full canary GFLOP/s so far in this run (None: not known yet)
     max_batch: int | None = None  # an artifact built with a fixed batch size takes the samples this many at a time
     wait_seconds: float = TimingPolicy.run_wait_seconds  # left in this run for waiting on the machine's speed
+    progress_file: Path | None = None  # where the worker says how far it is
 
 
 def run_cell_job(job: CellJob) -> dict:
-    """In the worker: load, run twice (a runtime must agree with itself), time. Returns plain data."""
+    """In the worker: load, run every sample CHUNK at a time, run the first chunk again (a runtime must agree with
+    itself), run the first samples alone and in an odd batch, time. Returns plain data."""
+    tell = _progress_writer(job.progress_file)
+    tell("loading")
     runner = job.runner()
     try:
         runner.load(job.request)
     except DeviceUnavailable as exc:
         return {"skip": str(exc)}
     run = runner.run if job.max_batch is None else in_chunks(runner.run, job.max_batch)
-    output, again = run(job.feeds), run(job.feeds)
-    samples = len(next(iter(job.feeds.values())))
+    name, samples = job.request.inputs[0], len(job.inputs)
+    parts = []
+    for start in range(0, samples, CHUNK):
+        parts.append(run({name: job.inputs.read(start, start + CHUNK)}))
+        tell(f"{min(start + CHUNK, samples)}/{samples} samples")
+    output = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    head = {name: job.inputs.read(0, max((*job.batches, *PROBE_BATCHES, CHUNK)))}
+    again = run(probe_feeds(head, CHUNK))
     # the same first samples alone and in an odd batch (an artifact built for batch 1 has nothing to compare)
-    probes = {size: run(probe_feeds(job.feeds, size)) for size in PROBE_BATCHES
+    probes = {size: run(probe_feeds(head, size)) for size in PROBE_BATCHES
               if job.max_batch is None and size < samples}
     timings: list[Timing] = []
     canaries: list[float] = []
     budget = WaitBudget(job.wait_seconds)
     for size in job.batches if job.timing else ():
+        tell(f"timing batch {size}")
         # one batch at a time, in the same worker, on the samples every runtime gets (repeated to fill a batch)
-        timing, readings = measure_steady(run, feeds_of(job.feeds, size), job.policy, job.full_speed, budget=budget)
+        timing, readings = measure_steady(run, feeds_of(head, size), job.policy, job.full_speed, budget=budget)
         timings.append(timing)
         canaries += readings
     return {"output": output, "again": again, "config": runner.describe(), "timings": timings, "canaries": canaries,
             "waited": job.wait_seconds - budget.left, "probes": probes}
+
+
+def _progress_writer(path: Path | None) -> Progress:
+    def tell(text: str) -> None:
+        if path is not None:
+            path.write_text(text)
+    return tell
 
 
 def in_chunks(run, size: int):
@@ -309,18 +371,21 @@ def in_chunks(run, size: int):
     return chunked
 
 
-@dataclass(frozen=True)
+@dataclass
 class _CellRunner:
     """Runs planned cells of one model in workers and compares them: returns the finished cell and its outputs."""
 
     entry: ModelEntry
-    feeds: Feeds
+    inputs: InputFile
     trust: bool
     options: SessionOptions
     runners: Mapping[str, type[Runner]]
     compare_func: CompareFunc
     shared: Shared
     labels: list[int] | None = None
+    tell: Progress = lambda text: None
+    planned: int = 0  # cells in this model, for the progress line
+    counted: int = 0  # cells run so far
 
     def __call__(self, plan: Cell, artifact: ArtifactRecord, reference: Feeds | None = None,
                  reference_accuracy: Accuracy | None = None) -> tuple[Cell, Feeds | None]:
@@ -332,14 +397,26 @@ class _CellRunner:
         key = cache.key("cell", {"runner": _qualified(runner), "files": _hashes(artifact.files),
                                  "request": _request_parts(request), "timing": options.timing,
                                  "policy": asdict(options.policy), "batches": options.batches,
-                                 "max_batch": max_batch}, self.feeds)
+                                 "max_batch": max_batch, "inputs": [self.inputs.digest, self.inputs.shape,
+                                                                    self.inputs.dtype]}, {})
         found = cache.load(key)
         if found is not None:
             value = cell_value(*found)
         else:
-            job = CellJob(runner, request, self.feeds, options.timing, options.policy, options.batches,
-                          self.shared.speed.full, max_batch, self.shared.wait.left)
-            outcome = run_isolated(run_cell_job, job,
+            self.counted += 1
+            what = f"cell {self.counted}/{self.planned} {plan.runtime} on {plan.artifact} ({plan.device})"
+            self.tell(what)
+            progress_file = self.inputs.path.with_name("progress.txt")
+            progress_file.unlink(missing_ok=True)
+
+            def heard() -> None:
+                try:
+                    self.tell(f"{what}: {progress_file.read_text()}")
+                except OSError:
+                    pass
+            job = CellJob(runner, request, self.inputs, options.timing, options.policy, options.batches,
+                          self.shared.speed.full, max_batch, self.shared.wait.left, progress_file)
+            outcome = run_isolated(run_cell_job, job, on_wait=heard,
                                    limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
             if not outcome.ok:  # one runtime failing (even crashing or hanging) must not stop the others
                 log.debug("%s failed:\n%s", plan.key, outcome.traceback)
@@ -352,9 +429,9 @@ class _CellRunner:
             cache.store(key, *cell_facts(value))
         ran = replace(plan, config=value["config"], timings=tuple(value["timings"]), cached=value.get("cached"))
         output, again = value["output"], value["again"]
-        samples = len(next(iter(self.feeds.values())))
+        samples = len(self.inputs)
         problem = output_problem(output, entry.outputs, entry.logits, samples) \
-            or output_problem(again, entry.outputs, entry.logits, samples)
+            or output_problem(again, entry.outputs, entry.logits, min(samples, CHUNK))
         if problem:
             return replace(ran, status=ERROR, detail=problem), None
         predictions = top_k(output[entry.logits])
@@ -363,14 +440,16 @@ class _CellRunner:
         tolerance = entry.tolerance_for(plan.runtime, plan.artifact, plan.device)
         if plan.reference:
             # the reference is compared with its own second run: eager PyTorch must be deterministic
-            comparisons = compare_outputs(output, again, tolerance, entry.logits, self.compare_func)
+            comparisons = compare_outputs(probe_feeds(output, CHUNK), again, tolerance, entry.logits,
+                                          self.compare_func)
             comparisons = {name: c if c.status != FAIL else with_reason(
                 c, FAIL, "two runs on the same input differ (left in train mode? dropout or batch statistics "
                          f"active?): {c.reason}") for name, c in comparisons.items()}
         else:
             comparisons = compare_outputs(reference, output, tolerance, entry.logits, self.compare_func)
-            if worst(comparisons)[0] == PASS and any(not np.array_equal(output[n], again[n]) for n in output):
-                repeat = compare_outputs(output, again, tolerance, entry.logits, self.compare_func)
+            first = probe_feeds(output, CHUNK)
+            if worst(comparisons)[0] == PASS and any(not np.array_equal(first[n], again[n]) for n in output):
+                repeat = compare_outputs(first, again, tolerance, entry.logits, self.compare_func)
                 comparisons = {name: c if repeat[name].status == PASS else with_reason(
                     c, repeat[name].status, f"not deterministic: {repeat[name].reason}")
                     for name, c in comparisons.items()}

@@ -40,6 +40,15 @@ def check_factory_trust(arch: str, zoo_folder: Path, trusted: Iterable[str] = ()
                      f"(or pass --trust-module {module})")
 
 
+def importable_from(folder: Path) -> None:
+    """Modules in the zoo file's folder import without PYTHONPATH (`arch: mynet:build` with mynet.py beside
+    zoo.yaml), here and in the workers (they take the caller's sys.path). Appended after the installed packages,
+    so a file there cannot shadow one of them."""
+    entry = str(folder.resolve())
+    if entry not in sys.path:
+        sys.path.append(entry)
+
+
 def locate_module(name: str) -> Path | None:
     """The file a module would be imported from, found without importing it or its parent packages."""
     parts = name.split(".")

@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import warnings
-
 from collections.abc import Iterable
+from pathlib import Path
 
 from .checkpoints import unsafe_load_forced
 from .isolation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, Limits
+from .run_log import LOG_VARIABLE, log_to_file
 
 # Exit codes both commands share: 1 means "failed" for the converter and "blocked" for the verifier.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -53,8 +55,10 @@ HANDLER_NAME = "parity-workbench"
 SUPPORTED_PYTHON = (3, 11)  # the pinned torch, paddlepaddle and x2paddle wheels are tested together on it
 
 
-def start(args: argparse.Namespace, loggers: tuple[str, ...], fmt: str) -> Limits:
-    """Quiet the libraries, log our own loggers to stderr, refuse unsafe settings; the workers' limits."""
+def start(args: argparse.Namespace, loggers: tuple[str, ...], fmt: str, log_file: Path | None = None) -> Limits:
+    """Quiet the libraries, log our own loggers to stderr, refuse unsafe settings; the workers' limits.
+    With `log_file`, our debug lines and every Python warning (here and in the workers) go to that file; the
+    console shows the warnings only with --verbose."""
     if sys.version_info[:2] != SUPPORTED_PYTHON:
         raise UsageError(f"Python {sys.version.split()[0]}: this tool needs Python 3.11 (the version its pinned "
                          "torch, paddlepaddle and x2paddle are tested on); create the venv with python3.11")
@@ -63,13 +67,24 @@ def start(args: argparse.Namespace, loggers: tuple[str, ...], fmt: str) -> Limit
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(fmt))
     handler.set_name(HANDLER_NAME)
+    handler.setLevel(logging.DEBUG if verbose else logging.INFO)
     for name in loggers:  # x2paddle and Paddle log chattily through the root logger: leave it alone
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if h.get_name() == HANDLER_NAME]:
             logger.removeHandler(old)  # called again in one process (the self-test): one handler, today's stderr
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not verbose:
+    if log_file is not None:
+        os.environ[LOG_VARIABLE] = str(log_file.resolve())  # before the fork server starts: its workers log there
+        log_to_file(log_file, fresh=True)
+        for name in loggers:
+            logging.getLogger(name).setLevel(logging.DEBUG)  # the file gets every line; the console its level
+    warned = logging.getLogger("py.warnings")
+    for old in [h for h in warned.handlers if h.get_name() == HANDLER_NAME]:
+        warned.removeHandler(old)
+    if verbose:
+        warned.addHandler(handler)
+    elif log_file is None:
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")  # "jit is deprecated"
         warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's extension builder, unused
     refusal = unsafe_load_forced()
@@ -78,3 +93,32 @@ def start(args: argparse.Namespace, loggers: tuple[str, ...], fmt: str) -> Limit
     if args.timeout <= 0 or args.memory_limit_mb < 0:
         raise UsageError("--timeout must be positive and --memory-limit-mb at least 0 (0: no limit)")
     return Limits(timeout_s=args.timeout, memory_mb=args.memory_limit_mb)
+
+
+class StatusLine:
+    """One line on a terminal's stderr that says what runs now, rewritten in place, cleared before other output.
+    Silent when stderr is not a terminal (a CI log would keep every rewrite)."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.shown = False
+
+    def __call__(self, text: str) -> None:
+        if self.live:
+            width = max(shutil.get_terminal_size((100, 24)).columns - 1, 20)
+            self.stream.write("\r" + text[:width] + "\033[K")
+            self.stream.flush()
+            self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.shown = False
+
+
+def console_verbose(logger: str) -> bool:
+    """Whether start() set the console up for --verbose (debug lines and tracebacks)."""
+    return any(handler.get_name() == HANDLER_NAME and handler.level == logging.DEBUG
+               for handler in logging.getLogger(logger).handlers)

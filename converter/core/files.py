@@ -1,6 +1,8 @@
 """Files written whole or not at all, and their identity."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -30,3 +32,33 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class FolderBusy(Exception):
+    """Another run holds the folder's lock."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, holder: str):
+    """Hold `folder`'s lock file (`.parity.lock`, an flock: released when this process ends, however it ends) for
+    the block. FolderBusy, saying who holds it, when another process does: two runs must not interleave their
+    files in one folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".parity.lock"
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise FolderBusy(f"{folder}: another run is writing this folder ({handle.read().strip() or 'unknown'}); "
+                             "wait for it to end, or give this run another folder") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{holder}, pid {os.getpid()}")
+            handle.flush()
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)

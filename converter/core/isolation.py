@@ -12,7 +12,9 @@ import multiprocessing.forkserver
 import os
 import resource
 import signal
+import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -21,6 +23,7 @@ PRELOAD = ["torch", "torchvision", "onnx", "onnxruntime", "numpy"]
 OOM_MARKERS = ("can't allocate memory", "bad_alloc", "Unable to allocate", "out of memory", "MemoryError")
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_MB = 8192
+WAIT_TICK_S = 1.0  # how often on_wait hears while a worker runs
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def _fork_server():
     with _context_lock:  # conversions of several models start workers from several threads
         if _context is None:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(PRELOAD + _optional_preload())
+            context.set_forkserver_preload(["converter.core.run_log"] + PRELOAD + _optional_preload())
             with environment_as(_startup_threads):
                 multiprocessing.forkserver.ensure_running()
             _context = context
@@ -90,15 +93,18 @@ def _optional_preload() -> list[str]:
     return [name for name in ("paddle", "paddle.inference") if importlib.util.find_spec(name.split(".")[0])]
 
 
-def run_isolated(function: Callable[..., Any], *args: Any, limits: Limits = Limits()) -> WorkerResult:
-    """function(*args) in a worker; function and args must pickle (module-level functions, plain data)."""
+def run_isolated(function: Callable[..., Any], *args: Any, limits: Limits = Limits(),
+                 on_wait: Callable[[], None] | None = None) -> WorkerResult:
+    """function(*args) in a worker; function and args must pickle (module-level functions, plain data).
+    `on_wait()` is called about every second while the worker runs (to show its progress)."""
     context = _fork_server()
     receiver, sender = context.Pipe(duplex=False)
-    worker = context.Process(target=_child, args=(sender, function, args, limits.memory_mb), daemon=True)
+    worker = context.Process(target=_child, args=(sender, function, args, limits.memory_mb, list(sys.path)),
+                             daemon=True)
     worker.start()
     sender.close()
     try:
-        if not receiver.poll(limits.timeout_s):
+        if not _wait(receiver, limits.timeout_s, on_wait):
             _kill(worker)
             return WorkerResult(False, failure="timeout", detail=f"no result after {limits.timeout_s:g}s; worker killed")
         try:
@@ -119,7 +125,20 @@ def run_isolated(function: Callable[..., Any], *args: Any, limits: Limits = Limi
     return WorkerResult(False, failure=failure, detail=payload, traceback=trace)
 
 
-def _child(sender, function, args, memory_mb: int) -> None:
+def _wait(receiver, timeout_s: float, on_wait: Callable[[], None] | None) -> bool:
+    """Whether a result arrived within timeout_s."""
+    if on_wait is None:
+        return receiver.poll(timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while not receiver.poll(max(min(WAIT_TICK_S, deadline - time.monotonic()), 0)):
+        if time.monotonic() >= deadline:
+            return False
+        on_wait()
+    return True
+
+
+def _child(sender, function, args, memory_mb: int, path: list[str]) -> None:
+    sys.path += [entry for entry in path if entry not in sys.path]  # the fork server's is from when it started
     if memory_mb:
         limit = memory_mb << 20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

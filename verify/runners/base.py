@@ -34,6 +34,15 @@ class Availability:
     tvm_cpu: bool = False  # apache-tvm (the optional `tvm` extra) is installed
     tensorrt_python: bool = False  # TensorRT's Python package (the `gpu` extra) is installed
 
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The devices some installed runtime can use here: the CPU, and a CUDA GPU and TensorRT when present
+        (what --devices defaults to)."""
+        cuda = self.torch_cuda or self.paddle_cuda or "CUDAExecutionProvider" in self.onnxruntime_providers
+        tensorrt = (self.paddle_tensorrt or "TensorrtExecutionProvider" in self.onnxruntime_providers
+                    or (self.tensorrt_python and self.torch_cuda))
+        return ("cpu",) + (("cuda",) if cuda else ()) + (("tensorrt",) if tensorrt else ())
+
     @classmethod
     def probe(cls, torch: ModuleType | None = None, onnxruntime: ModuleType | None = None,
               paddle: ModuleType | None = None) -> "Availability":
