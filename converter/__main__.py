@@ -13,7 +13,8 @@ import traceback
 from pathlib import Path
 
 from converter.core.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
-                                add_limit_arguments, add_trust_argument, registered_list, split_list, start)
+                                add_limit_arguments, add_shard_argument, add_trust_argument, registered_list,
+                                shard_option, split_list, start)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,10 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = RunOptions(out=Path(args.out), models=split_list(args.models),
                              formats=registered_list("--formats", args.formats, formats()), force=args.force,
-                             limits=limits, jobs=args.jobs)
+                             limits=limits, jobs=args.jobs, shard=shard_option(args.shard))
         zoo = load_zoo(args.zoo, tuple(args.trust_module))
         entries.update({entry.name: entry for entry in zoo.models})
         selected = [m.name for m in zoo.select(options.models)]  # unknown --models is a usage error, before any work
+        if options.shard is not None:
+            selected = options.shard.select(selected)
+            print(f"shard {options.shard}: {len(selected)} of the zoo's {len(zoo.models)} models"
+                  + (f" ({', '.join(selected)})" if selected else ""), file=sys.stderr, flush=True)
         started = time.perf_counter()
         manifest = convert(zoo, options, progress=progress)
     except (WorkbenchError, UsageError) as exc:
@@ -90,6 +95,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--formats", help=f"comma-separated formats among {','.join(formats())} "
                                           "(default: each model's own)")
     parser.add_argument("--force", action="store_true", help="convert even artifacts that are up to date")
+    add_shard_argument(parser)
     parser.add_argument("--jobs", type=_jobs, default=0,
                         help="models converted at once, each export in a worker of its own (default: the physical "
                              "cores; 1 for per-artifact seconds that no other conversion shares the CPU with)")

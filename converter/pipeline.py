@@ -29,6 +29,7 @@ from .core.files import file_sha256
 from .core.isolation import Limits, run_isolated
 from .core.machine import physical_cores
 from .core.reference import load_reference
+from .core.shards import Shard
 from .core.registry import load_object
 from .core.vocabulary import ARTIFACTS
 from .exporters import Exporter, ExportContext, ExportResult, planned_artifacts, registered_exporter
@@ -56,6 +57,7 @@ class RunOptions:
     limits: Limits = Limits()  # per conversion format, unless the zoo entry sets its own
     force: bool = False  # convert even what is up to date
     jobs: int = 0  # models converted at once; 0: the physical cores
+    shard: Shard | None = None  # only this shard's models (by name hash); the manifest keeps the others' records
 
 
 def convert(zoo: Zoo, options: RunOptions, progress: Progress | None = None,
@@ -64,7 +66,8 @@ def convert(zoo: Zoo, options: RunOptions, progress: Progress | None = None,
     `progress(model, artifact, record)` hears of each artifact as it is built or found up to date (from one
     thread at a time); `exporters` replaces registered exporters by artifact name (module-level functions:
     they run in workers). Up to `options.jobs` models convert at once, each artifact in a worker of its own."""
-    entries = zoo.select(options.models)
+    entries = tuple(entry for entry in zoo.select(options.models) if options.shard is None
+                    or options.shard.holds(entry.name))
     options = replace(options, jobs=_jobs(options, len(entries)))
     tools = tool_versions()
     manifest = Manifest(zoo={"path": str(zoo.path.resolve()), "sha256": file_sha256(zoo.path)}, tools=tools)

@@ -11,11 +11,13 @@ import pytest
 import torch
 import yaml
 from onnx import numpy_helper
+from PIL import Image
 
 from converter.manifest import read_manifest
 from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry, verify_api
 from tests.tiny_models import tiny_cnn
 from verify.__main__ import main as verify_main
+from verify.charts import RUN_ID_KEY
 from verify.runners.onnxruntime_runner import OnnxRuntimeRunner
 from verify.selftest.faults import resign
 
@@ -92,6 +94,10 @@ def test_clean_model_passes_and_writes_every_report(workdir):
     run_id = summary["provenance"]["run_id"]  # every file names the run that wrote it
     assert set(frame.run_id) == set(timing.run_id) == set(checks.run_id) == {run_id}
     assert junit.find("testsuite/properties/property").get("value") == run_id and run_id in markdown
+    for chart in ("charts/tiny-timing.png", "charts/tiny-tradeoff.png", "predictions/tiny.png"):
+        with Image.open(reports / chart) as image:  # still a valid PNG, with the run in a text chunk
+            image.load()
+            assert image.text[RUN_ID_KEY] == run_id and image.width > 100
     cases = {case.get("name"): case for case in junit.iter("testcase") if case.get("classname") == "tiny"}
     assert {name for name in cases if not name.startswith("preprocessing/")} == {
         f"{row.artifact}/{row.runtime}/{row.device}/{row.precision}" for row in frame.itertuples()}

@@ -36,12 +36,22 @@ def test_the_linter_rejects_a_broken_workflow(tmp_path):
     assert validate(path).returncode != 0
 
 
-def test_the_gate_runs_the_commands_and_deploy_needs_it():
+def test_shards_run_as_a_matrix_the_gate_merges_them_and_deploy_needs_the_gate():
     workflow = yaml.safe_load(WORKFLOW.read_text())
-    gate, deploy = workflow["jobs"]["gate"], workflow["jobs"]["deploy"]
-    commands = "\n".join(step.get("run", "") for step in gate["steps"])
-    assert "parity-convert zoo.yaml" in commands and "parity-verify --report reports/" in commands
-    uses = {step.get("uses", "").split("@")[0]: step for step in gate["steps"]}
+    shard, gate, deploy = (workflow["jobs"][name] for name in ("shard", "gate", "deploy"))
+    matrix = shard["strategy"]["matrix"]["shard"]
+    assert matrix == list(range(1, workflow["env"]["SHARDS"] + 1))  # every shard K of N, once
+    assert shard["strategy"]["fail-fast"] is False
+    commands = "\n".join(step.get("run", "") for step in shard["steps"])
+    split = "--shard ${{ matrix.shard }}/${{ env.SHARDS }}"
+    assert f"parity-convert zoo.yaml {split}" in commands and f"parity-verify --report reports/ {split}" in commands
+    uses = {step.get("uses", "").split("@")[0]: step for step in shard["steps"]}
     assert "reports/" in uses["actions/upload-artifact"]["with"]["path"]
-    assert uses["mikepenz/action-junit-report"]["with"]["report_paths"] == "reports/junit.xml"
+    assert uses["actions/upload-artifact"]["with"]["name"] == "parity-shard-${{ matrix.shard }}"
+    assert gate["needs"] == "shard" and "!cancelled()" in gate["if"]  # a blocked shard is still merged
+    steps = {step.get("uses", "").split("@")[0]: step for step in gate["steps"]}
+    assert steps["actions/download-artifact"]["with"] == {"pattern": "parity-shard-*", "path": "shards"}
+    merge = "\n".join(step.get("run", "") for step in gate["steps"])
+    assert "parity-verify merge shards/parity-shard-*/reports --report reports/" in merge
+    assert steps["mikepenz/action-junit-report"]["with"]["report_paths"] == "reports/junit.xml"
     assert deploy["needs"] == "gate"  # a blocked gate (exit 1) skips the deploy

@@ -14,10 +14,14 @@ import traceback
 from pathlib import Path
 
 from converter.core.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, StatusLine, UsageError,
-                                add_limit_arguments, add_trust_argument, console_verbose, split_list, start)
+                                add_limit_arguments, add_shard_argument, add_trust_argument, console_verbose,
+                                shard_option, split_list, start)
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["merge"]:
+        return _merge(given[1:])
     args = _parse(argv)
     if not args.report or args.selftest:
         return _main(args, argv, "")
@@ -55,7 +59,8 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
             devices=_tuple(split_list(args.devices)), threads=args.threads,
             timing=not args.no_timing, policy=_policy(args), batches=_batches(args.batches), limits=limits,
             partial=args.partial, trusted_modules=tuple(args.trust_module), cache=not args.no_cache,
-            command=" ".join(["python -m verify", *(sys.argv[1:] if argv is None else argv)]), run_id=run_id)
+            command=" ".join(["python -m verify", *(sys.argv[1:] if argv is None else argv)]), run_id=run_id,
+            shard=shard_option(args.shard))
         status = StatusLine()
         printed: list[str] = []
 
@@ -65,8 +70,7 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
                 _print_model(result, verdict)
             else:
                 if not printed:
-                    print(f"{'model':<24} {'images':<14} {'PASS':>4} {'FAIL':>4} {'ERROR':>5} {'SKIP':>4}  "
-                          "(every cell: --verbose)", file=sys.stderr, flush=True)
+                    _print_header()
                 _print_model_line(result, verdict)
             printed.append(result.model)
         try:
@@ -84,6 +88,56 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
     for line in verdict.blocking:
         print(f"  blocking: {line}")
     return verdict.exit_code
+
+
+def _merge(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m verify merge", usage="python -m verify merge SHARD_REPORT_DIR... --report DIR",
+        description="Join the report folders of every shard of one zoo (python -m verify --shard K/N) into one "
+                    "report, with the verdict decided again over all of them. Exit codes as python -m verify; a "
+                    "shard that is missing, given twice, or from another zoo, workbench version, commit or set of "
+                    "options is a usage error (2).")
+    parser.add_argument("shards", nargs="+", metavar="SHARD_REPORT_DIR")
+    parser.add_argument("--report", required=True, help="folder for the merged reports")
+    parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
+    args = parser.parse_args(argv)
+    from converter.core.errors import WorkbenchError
+    from converter.core.files import FolderBusy, folder_lock
+
+    from .api import write_reports
+    from .environment import new_run_id
+    from .merge import merge_runs
+
+    run_id, report = new_run_id(), Path(args.report)
+    if any(Path(shard).resolve() == report.resolve() for shard in args.shards):
+        return _usage(f"--report {report}: is one of the shards; merge into a folder of its own")
+    try:
+        with folder_lock(report, f"verify merge {run_id}"):
+            merged = merge_runs([Path(shard) for shard in args.shards],
+                                " ".join(["python -m verify merge", *argv]), run_id)
+            written = write_reports(merged, report)
+    except (WorkbenchError, FolderBusy) as exc:
+        return _usage(str(exc))
+    verdict = merged.verdict
+    _print_header()
+    for result in merged.results:
+        _print_model_line(result, _decide_one(result, merged))
+    print(f"\n{verdict.label}: {len(verdict.blocking)} blocking, {len(verdict.waived)} waived -> {written} "
+          f"(merged from {len(args.shards)} shards, {len(merged.results)} models)")
+    for line in verdict.blocking:
+        print(f"  blocking: {line}")
+    return verdict.exit_code
+
+
+def _decide_one(result, verified):
+    from .gate import decide
+
+    return decide([result], verified.entries)
+
+
+def _print_header() -> None:
+    print(f"{'model':<24} {'images':<14} {'PASS':>4} {'FAIL':>4} {'ERROR':>5} {'SKIP':>4}  (every cell: --verbose)",
+          file=sys.stderr, flush=True)
 
 
 def _print_model_line(result, verdict) -> None:
@@ -171,6 +225,7 @@ def _parse(argv):
 
     parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__.split("\n\n")[0],
                                      usage="python -m verify --report DIR [options]\n"
+                                           "       python -m verify merge SHARD_REPORT_DIR... --report DIR\n"
                                            "       python -m verify --selftest [--report DIR] [--seeds 0,1,2]",
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -210,6 +265,7 @@ def _parse(argv):
                         help="run and time every cell again, even those whose artifact, inputs, settings, tools, "
                              "code and machine are unchanged since an earlier run (their results are kept in "
                              "ARTIFACTS/.cache/verify)")
+    add_shard_argument(parser)
     parser.add_argument("--partial", action="store_true",
                         help="accept a run that --models, --runtimes or --devices narrowed as a (partial) verdict: "
                              "without it such a run blocks, since it is not a deployment verdict")

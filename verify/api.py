@@ -12,11 +12,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from converter.core.errors import WorkbenchError
-from converter.core.files import atomic_write
+from converter.core.files import atomic_write, file_sha256
+from converter.core.shards import Shard
 from converter.core.isolation import Limits
 from converter.core.vocabulary import DEVICES, REFERENCE, RUNTIMES
 from converter.manifest import read_manifest
-from converter.zoo import ModelEntry
+from converter.zoo import ModelEntry, load_zoo
 
 from .compare import ERROR, CompareFunc, compare
 from .entries import resolve_entries
@@ -32,6 +33,7 @@ from .ci import junit_xml, step_summary
 from .report import inputs_file, markdown, parity_frame, preprocessing_frame, summary
 from .timing_report import timing_frame
 from .results import ModelResult
+from .results_file import RunScope, write_results
 from .runners import Availability, Runner, registered_runners
 from .session import SessionOptions, Shared, plan_cells, verify_model
 from .timing import DEFAULT_BATCHES, TimingPolicy, WaitBudget, canary_readings
@@ -62,6 +64,7 @@ class VerifyOptions:
     trusted_modules: tuple[str, ...] = ()  # as the zoo's trusted_modules (--trust-module)
     cache: bool = True  # reuse the results of cells whose inputs are unchanged (artifacts/.cache/verify)
     run_id: str = ""  # stamped on every report file (empty: a new one)
+    shard: Shard | None = None  # only this shard's models, by name hash (join the shards with verify.merge)
 
 
 @dataclass
@@ -71,6 +74,7 @@ class VerifyRun:
     environment: dict
     entries: dict[str, ModelEntry] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)  # what was tested, when, with what
+    scope: RunScope = field(default_factory=RunScope)  # which models of which zoo, as which shard
 
 
 def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = None,
@@ -89,9 +93,12 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
         raise OptionsError(f"--models: {unknown} not in {options.artifacts / 'manifest.json'} "
                            f"(has: {sorted(manifest.models)})")
     entries = resolve_entries(manifest, options.zoo, str(options.artifacts / "manifest.json"), options.trusted_modules)
+    names = options.models or list(manifest.models)
+    if options.shard is not None:
+        names = options.shard.select(names)
     images = load_images(options.images) if options.images else synthetic_images(options.num_images)
     _check_distinct(images, options.images or "--num-images")
-    inputs = model_inputs(entries, options.models or list(manifest.models), images)
+    inputs = model_inputs(entries, names, images)
     threads = options.threads or physical_cores()
     availability = availability or Availability.probe()
     session = SessionOptions(artifacts=options.artifacts, devices=options.devices or availability.devices,
@@ -104,13 +111,13 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
                     wait=WaitBudget(options.policy.run_wait_seconds), progress=on_progress)
     peak = {}
     speed_file, machine = options.artifacts / SPEED_FILE, machine_fingerprint() if options.timing else {}
-    if options.timing:  # before any cell, each kernel in a worker of its own; the canary learns the machine
+    if options.timing and names:  # before any cell, each kernel in a worker of its own; the canary learns the machine
         shared.speed.known = remembered_speed(speed_file, machine)
         shared.speed.add(canary_readings(10))
         peak = measure_peak(threads)
         shared.speed.add(canary_readings(10))
     results = []
-    for name in options.models or list(manifest.models):
+    for name in names:
         resolved, record = entries[name], manifest.models[name]
         try:
             model_images, labels, classes, note = inputs[name]
@@ -131,12 +138,16 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     provenance = describe_run(options.command, options.artifacts / "manifest.json",
                               options.zoo or Path(manifest.zoo.get("path", "")), images, left_out,
                               options.run_id)
+    scope = _scope(options, manifest, names)
+    if options.shard is not None:
+        provenance["shard"] = (f"{options.shard} ({len(names)} of the zoo's {len(scope.zoo_models)} models; "
+                               "`python -m verify merge` joins the shards' reports)")
     environment = describe_machine(threads)
     absent = [device for device in DEVICES if device not in session.devices]
     environment["devices"] = ", ".join(session.devices) + (
         f" ({'asked for' if options.devices else 'present here'}; not run: {', '.join(absent)}, except cells the zoo "
         "requires)" if absent else "")
-    if options.timing:
+    if options.timing and names:
         environment["timing_method"] = options.policy.describe()
         environment.update(describe_peak(peak))
         readings = shared.speed.readings
@@ -151,7 +162,22 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
                                         "waiting for full speed or timing again"
                                         + (" (all of it: later batches were timed at once)"
                                            if shared.wait.left <= 0 else ""))
-    return VerifyRun(results, verdict, environment, by_name, provenance)
+    return VerifyRun(results, verdict, environment, by_name, provenance, scope)
+
+
+def _scope(options: VerifyOptions, manifest, names: list[str]) -> RunScope:
+    zoo = options.zoo or Path(manifest.zoo.get("path", ""))
+    if zoo.is_file():
+        zoo_models, digest = [m.name for m in load_zoo(zoo, options.trusted_modules).models], file_sha256(zoo)
+    else:  # the zoo file is gone: the manifest's copy of each entry stands in for it
+        zoo_models, digest = list(manifest.models), manifest.zoo.get("sha256", "")
+    settings = {"models": list(options.models) if options.models else None,
+                "runtimes": list(options.runtimes) if options.runtimes else None,
+                "devices": list(options.devices) if options.devices else None,
+                "images": str(options.images) if options.images else None,
+                "num_images": None if options.images else options.num_images,
+                "timing": options.timing, "batches": list(options.batches), "partial": options.partial}
+    return RunScope(str(options.shard) if options.shard else None, zoo_models, digest, list(names), settings)
 
 
 def _check_distinct(images: ImageSet, origin: object) -> None:
@@ -232,12 +258,15 @@ def write_reports(verified: VerifyRun, folder: Path) -> Path:
     for result in results:
         if result.inputs is not None:
             save_inputs(folder / inputs_file(result.model), result.inputs, result.input_names)
+        elif result.inputs_in is not None:  # a shard's: copied, not loaded
+            saved = inputs_file(result.model)
+            atomic_write(folder / saved, (Path(result.inputs_in) / saved).read_bytes())
     atomic_write(folder / "parity.csv", csv(parity_frame(results, verified.entries, verdict)))
     atomic_write(folder / "junit.xml", junit_xml(results, verdict, verified.entries, run_id))
     atomic_write(folder / "timing.csv", csv(timing_frame(results, verified.environment.get("peak_fp32_gflops"))))
-    charts = write_timing_charts(results, folder)
-    tradeoffs = write_tradeoff_charts(results, folder)
-    grids = write_prediction_grids(results, verified.entries, folder)
+    charts = write_timing_charts(results, folder, run_id)
+    tradeoffs = write_tradeoff_charts(results, folder, run_id)
+    grids = write_prediction_grids(results, verified.entries, folder, run_id)
     atomic_write(folder / "predictions.csv", csv(predictions_frame(results)))
     atomic_write(folder / "accuracy.csv", csv(accuracy_frame(results)))
     atomic_write(folder / "preprocessing.csv", csv(preprocessing_frame(results, verdict)))
@@ -246,6 +275,7 @@ def write_reports(verified: VerifyRun, folder: Path) -> Path:
                  json.dumps(summary(results, verdict, environment, provenance), indent=2, default=str))
     report = atomic_write(folder / "report.md", markdown(results, verdict, environment, provenance, charts,
                                                          tradeoffs, grids))
+    write_results(folder, verified.scope, results, verified.entries, environment, provenance, verdict.left_out)
     job_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if job_summary:  # GitHub Actions shows this file on the run's page
         with open(job_summary, "a", encoding="utf-8") as file:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import io
 import math
 import re
+import struct
+import zlib
 from pathlib import Path
 
 from converter.core.files import atomic_write
@@ -43,14 +45,35 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def write_timing_charts(results: list[ModelResult], folder: Path) -> dict[str, str]:
+RUN_ID_KEY = "parity-run-id"
+
+
+def stamped(png: bytes, run_id: str) -> bytes:
+    """The PNG with a text chunk naming the run that drew it (read: PIL.Image.open(path).text[RUN_ID_KEY])."""
+    if not run_id:
+        return png
+    body = RUN_ID_KEY.encode("latin-1") + b"\0" + run_id.encode("latin-1")
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    header = 8 + 8 + 13 + 4  # the signature, then IHDR (length, type, 13 bytes, CRC): text may follow it
+    return png[:header] + chunk + png[header:]
+
+
+def _write(folder: Path, relative: str, result: ModelResult, draw, run_id: str) -> None:
+    """A chart, copied from the shard's report folder that drew it (result.drawn_in, stamped with that shard's
+    run), or `draw()`n here and stamped with this run's id."""
+    earlier = Path(result.drawn_in) / relative if result.drawn_in else None
+    copy = earlier is not None and earlier.is_file()
+    atomic_write(folder / relative, earlier.read_bytes() if copy else stamped(draw(), run_id))
+
+
+def write_timing_charts(results: list[ModelResult], folder: Path, run_id: str = "") -> dict[str, str]:
     """Draw every model with timings; returns model -> chart path relative to `folder`."""
     written = {}
     for result in results:
         timed = [cell for cell in result.cells if len(cell.timings) > 0]
         if timed:
             written[result.model] = chart_file(result.model)
-            atomic_write(folder / written[result.model], timing_chart(result))
+            _write(folder, written[result.model], result, lambda: timing_chart(result), run_id)
     return written
 
 
@@ -95,7 +118,7 @@ def tradeoff_file(model: str) -> str:
     return f"{CHARTS}/{file_name(model)}-tradeoff.png"
 
 
-def write_tradeoff_charts(results: list[ModelResult], folder: Path) -> dict[str, str]:
+def write_tradeoff_charts(results: list[ModelResult], folder: Path, run_id: str = "") -> dict[str, str]:
     from .decision import choices
 
     written = {}
@@ -103,7 +126,7 @@ def write_tradeoff_charts(results: list[ModelResult], folder: Path) -> dict[str,
         rows = [row for row in choices(result) if not math.isnan(row.latency_ms)]
         if len(rows) > 1:
             written[result.model] = tradeoff_file(result.model)
-            atomic_write(folder / written[result.model], tradeoff_chart(result.model, rows))
+            _write(folder, written[result.model], result, lambda: tradeoff_chart(result.model, rows), run_id)
     return written
 
 
@@ -148,16 +171,18 @@ def grid_file(model: str) -> str:
     return f"predictions/{file_name(model)}.png"
 
 
-def write_prediction_grids(results: list[ModelResult], entries: dict, folder: Path) -> dict[str, str]:
+def write_prediction_grids(results: list[ModelResult], entries: dict, folder: Path,
+                           run_id: str = "") -> dict[str, str]:
     written = {}
     for result in results:
         reference = result.reference
         entry = entries.get(result.model)
-        if (reference is None or reference.predictions is None or result.reference_probabilities is None
-                or not result.gallery or entry is None):
+        drawn = result.drawn_in is not None and (Path(result.drawn_in) / grid_file(result.model)).is_file()
+        if not drawn and (reference is None or reference.predictions is None or result.reference_probabilities is None
+                          or not result.gallery or entry is None):
             continue
         written[result.model] = grid_file(result.model)
-        atomic_write(folder / written[result.model], prediction_grid(result, entry.preprocess))
+        _write(folder, written[result.model], result, lambda: prediction_grid(result, entry.preprocess), run_id)
     return written
 
 

@@ -87,7 +87,7 @@ def summary(results: list[ModelResult], verdict: Verdict, environment: dict,
             for r in results for p in r.preprocessing if p.status in (FAIL, ERROR)
         ],
         "models": {r.model: {"error": r.error, "samples": r.samples, "outputs": r.outputs,
-                             "inputs": inputs_file(r.model) if r.inputs is not None else None,
+                             "inputs": inputs_file(r.model) if r.inputs_saved else None,
                              "conversion_failures": r.conversion_failures, "trusted_pickle": r.trusted_pickle,
                              "images": r.image_source, "classes": len(r.classes) if r.classes else None,
                              "accuracy": {c.key: {"precision": c.precision, "top1": c.accuracy.top1,
@@ -192,7 +192,7 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
                    chart: str | None) -> list[str]:
     lines = ["", f"## {result.model}", ""]
     facts = [f"{result.samples} samples" + (f" ({result.image_source})" if result.image_source else "")
-             + (f", inputs saved in `{inputs_file(result.model)}`" if result.inputs is not None else
+             + (f", inputs saved in `{inputs_file(result.model)}`" if result.inputs_saved else
                 ", too many to save the preprocessed inputs: rerun on the images" if result.samples else "")]
     multi = len(result.outputs) > 1
     if multi:

@@ -84,6 +84,13 @@ class ModelResult:
     reference_probabilities: np.ndarray | None = None  # per sample, the reference's softmax over its top 5
     image_source: str = ""  # where this model's images came from
     artifact_bytes: dict[str, int] = field(default_factory=dict)  # artifact -> its files' size on disk
+    drawn_in: str | None = None  # a shard's report folder: its charts and grid of this model are copied, not redrawn
+    inputs_in: str | None = None  # a shard's report folder holding this model's saved inputs, copied as they are
+
+    @property
+    def inputs_saved(self) -> bool:
+        """Whether the report folder gets this model's inputs (they are saved only when few enough)."""
+        return self.inputs is not None or self.inputs_in is not None
 
     def class_name(self, index: int) -> str:
         return self.classes[index] if self.classes is not None and 0 <= index < len(self.classes) else str(index)

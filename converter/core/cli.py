@@ -13,6 +13,7 @@ from pathlib import Path
 from .checkpoints import unsafe_load_forced
 from .isolation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, Limits
 from .run_log import LOG_VARIABLE, log_to_file
+from .shards import Shard, parse_shard
 
 # Exit codes both commands share: 1 means "failed" for the converter and "blocked" for the verifier.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -34,6 +35,22 @@ def add_trust_argument(parser: argparse.ArgumentParser) -> None:
 
 class UsageError(Exception):
     """The command line cannot run as given: one line for the user, exit code 2."""
+
+
+def add_shard_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shard", metavar="K/N",
+                        help="only shard K of N: the models whose name hash falls in it, the same split in the "
+                             "converter and the verifier on every machine (for a CI job matrix; join the shards' "
+                             "reports with `python -m verify merge`)")
+
+
+def shard_option(text: str | None) -> "Shard | None":
+    if text is None:
+        return None
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise UsageError(f"--shard: {exc}") from None
 
 
 def split_list(value: str | None) -> list[str] | None:
