@@ -106,7 +106,9 @@ def test_choices_rank_passing_cells_and_mark_the_pareto_front():
     assert fastest.score == 0.5 and fastest.drop == pytest.approx(25.0) and fastest.speedup == pytest.approx(10 / 3)
     assert fastest.size_bytes == 11_000_000
     line = recommendation(rows)
-    assert line.startswith("Ship onnxruntime on onnx_int8 (int8, cpu)") and "accuracy 50.0% (+25.0 points)" in line
+    assert line.startswith("Ship onnxruntime on onnx_int8 (int8, cpu)") and "accuracy 50.0% (25.0 points below the reference)" in line
+    gained = recommendation([replace(fastest, drop=-2.5, score=0.775)])
+    assert "accuracy 77.5% (2.5 points above the reference)" in gained
 
 
 def test_pareto_front_ignores_untimed_rows():

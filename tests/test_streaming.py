@@ -28,6 +28,15 @@ def test_a_folder_is_read_from_its_files_not_held(tmp_path):
     assert images.kept is None and len(images.paths) == 5
     assert np.array_equal(np.asarray(images.image(3)), np.asarray(Image.open(tmp_path / "0003.png").convert("RGB")))
     assert [np.asarray(image).shape for image in images[1:3]] == [(31, 44, 3), (32, 44, 3)]  # read when sliced
+    assert images.distinct is True  # found out while the files were first read, not by reading them again
+
+
+def test_a_folder_of_one_image_repeated_is_not_distinct(tmp_path):
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / name)
+    assert load_images(tmp_path).distinct is False
+    Image.new("RGB", (8, 8), (11, 20, 30)).save(tmp_path / "c.png")
+    assert load_images(tmp_path).distinct is True
 
 
 def test_the_input_file_holds_exactly_the_preprocessed_batch_across_chunk_boundaries(tmp_path):
@@ -39,6 +48,9 @@ def test_the_input_file_holds_exactly_the_preprocessed_batch_across_chunk_bounda
     assert np.array_equal(inputs.read(), batch)
     assert np.array_equal(inputs.read(CHUNK - 2, CHUNK + 3), batch[CHUNK - 2:CHUNK + 3])
     assert np.array_equal(inputs.take([CHUNK + 4, 1]), batch[[CHUNK + 4, 1]])
+    assert inputs.take([]).shape == (0, *batch.shape[1:])
+    with pytest.raises(IndexError, match="outside"):
+        inputs.take([CHUNK + 5])
     assert inputs.read(CHUNK + 5).shape == (0, *batch.shape[1:])
     assert spread == pytest.approx(float(batch.std(axis=(0, 2, 3)).max()), rel=1e-4)
     assert heard == [(CHUNK, CHUNK + 5), (CHUNK + 5, CHUNK + 5)]  # progress after each chunk

@@ -18,6 +18,9 @@ from converter.core.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USA
                                 shard_option, split_list, start)
 
 
+SELFTEST_REPORT = "reports/selftest"
+
+
 def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     if given[:1] == ["merge"]:
@@ -39,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args, argv: list[str] | None, run_id: str) -> int:
     try:
-        log_file = Path(args.report) / "verify.log" if args.report and not args.selftest else None
+        log_file = (Path(args.report or SELFTEST_REPORT) / "selftest.log" if args.selftest
+                    else Path(args.report) / "verify.log" if args.report else None)
         limits = start(args, ("verify", "converter"), "%(levelname)s: %(message)s", log_file)
     except UsageError as exc:
         return _usage(str(exc))
@@ -84,7 +88,10 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
         return EXIT_INTERRUPTED
     verdict = verified.verdict
     report = write_reports(verified, Path(args.report))
-    print(f"\n{verdict.label}: {len(verdict.blocking)} blocking, {len(verdict.waived)} waived -> {report}")
+    scope = verified.scope
+    shard = (f" (shard {scope.shard}: {len(scope.models)} of the zoo's {len(scope.zoo_models)} models; join the shards "
+             "with `python -m verify merge`)" if scope.shard else "")
+    print(f"\n{verdict.label}: {len(verdict.blocking)} blocking, {len(verdict.waived)} waived -> {report}{shard}")
     for line in verdict.blocking:
         print(f"  blocking: {line}")
     return verdict.exit_code
@@ -292,7 +299,7 @@ def _selftest(args) -> int:
         return _usage(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
     if not seeds or min(seeds) < 0:
         return _usage("--seeds: give at least one seed >= 0")
-    report = Path(args.report or "reports/selftest")
+    report = Path(args.report or SELFTEST_REPORT)
     try:
         rows = run_selftest(report, seeds, num_images=args.num_images, threads=args.threads or physical_cores(),
                             on_row=_print_row)

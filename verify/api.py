@@ -181,14 +181,20 @@ def _scope(options: VerifyOptions, manifest, names: list[str]) -> RunScope:
 
 
 def _check_distinct(images: ImageSet, origin: object) -> None:
+    if images.distinct is None:  # load_images finds out while it reads a folder; others are looked at here
+        images.distinct = _some_differ(images)
+    if not images.distinct:  # one input cannot show that an output depends on the input, nor catch most reorderings
+        raise OptionsError(f"{origin}: at least 2 distinct images are needed")
+
+
+def _some_differ(images: ImageSet) -> bool:
     first = None
-    for image in images:  # one at a time: a large folder is not held whole
+    for image in images:  # one at a time: a large set is not held whole
         if first is None:
             first = image
         elif image.size != first.size or image.tobytes() != first.tobytes():
-            return
-    # one input cannot show that an output depends on the input, nor catch most reorderings
-    raise OptionsError(f"{origin}: at least 2 distinct images are needed")
+            return True
+    return False
 
 
 def model_inputs(entries: dict, names: list[str], images: ImageSet

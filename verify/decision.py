@@ -70,10 +70,15 @@ def recommendation(rows: list[Choice]) -> str | None:
         return None
     best = min(timed, key=lambda row: row.latency_ms)
     cell = best.cell
-    what = "accuracy" if cell.accuracy is not None else "top-1 agreement"
+    if cell.accuracy is None:  # its drop is the disagreement itself: nothing to add
+        score = f"top-1 agreement with the reference {100 * best.score:.1f}%"
+    else:
+        change = ("as the reference" if abs(best.drop) < 0.05 else
+                  f"{abs(best.drop):.1f} points {'below' if best.drop > 0 else 'above'} the reference")
+        score = f"accuracy {100 * best.score:.1f}% ({change})"
     return (f"Ship {cell.runtime} on {cell.artifact} ({best.precision}, {cell.device}): the fastest cell that passes "
             f"its gate, {best.latency_ms:.2f} ms at batch {best.latency_batch} ({best.speedup:.1f}x the reference), "
-            f"{what} {100 * best.score:.1f}% ({best.drop:+.1f} points).")
+            f"{score}.")
 
 
 def decision_section(result: ModelResult, chart: str | None) -> list[str]:

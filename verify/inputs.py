@@ -37,6 +37,7 @@ class ImageSet:
     labels: list[str] | None = None  # per image, its class folder's name (an ImageFolder layout), else None
     paths: list[Path] | None = None  # where each image is read from
     kept: list[Image.Image] | None = None  # or the images themselves (RGB)
+    distinct: bool | None = None  # at least two images differ (None: not checked yet)
 
     @property
     def labelled(self) -> bool:
@@ -76,9 +77,14 @@ def load_images(folder: Path) -> ImageSet:
         raise InputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}), neither in it nor in "
                          "one subfolder per class")
     readable, names, kept = [], [], []
+    first, distinct = None, False
     for index, path in enumerate(paths):
         try:
-            read_rgb(path)  # decoded once here, so that an unreadable file is skipped before any model runs
+            image = read_rgb(path)  # decoded once here, so that an unreadable file is skipped before any model runs
+            if first is None:
+                first = (image.size, image.tobytes())
+            elif not distinct:
+                distinct = image.size != first[0] or image.tobytes() != first[1]
             readable.append(path)
             names.append(path.name if labels is None else f"{path.parent.name}/{path.name}")
             kept.append(index)
@@ -92,7 +98,7 @@ def load_images(folder: Path) -> ImageSet:
     kinds = "" if labels is None else f" in {len(set(labels))} labelled classes"
     return ImageSet(names, f"{len(readable)} images{kinds} from {folder}"
                     + (f" ({skipped} unreadable skipped)" if skipped else ""),
-                    labels=None if labels is None else [labels[i] for i in kept], paths=readable)
+                    labels=None if labels is None else [labels[i] for i in kept], paths=readable, distinct=distinct)
 
 
 def label_indices(images: ImageSet, classes: list[str] | None, model: str, field: str = "classes") -> list[int] | None:
@@ -140,9 +146,16 @@ class InputFile:
         return values.reshape((count, *self.shape[1:]))
 
     def take(self, indices: list[int]) -> np.ndarray:
+        """The samples at `indices`, in that order (the file mapped once, only those samples copied)."""
         if not indices:
             return np.empty((0, *self.shape[1:]), self.dtype)
-        return np.concatenate([self.read(index, index + 1) for index in indices])
+        if max(indices) >= len(self) or min(indices) < 0:
+            raise IndexError(f"{self.path}: samples {indices} outside 0..{len(self) - 1}")
+        mapped = np.memmap(self.path, np.dtype(self.dtype), mode="r", shape=tuple(self.shape))
+        try:
+            return np.array(mapped[np.asarray(indices)])
+        finally:
+            del mapped
 
 
 def write_input_file(images: ImageSet, settings, path: Path,

@@ -118,7 +118,8 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
         _verify_cells(result, record, entry, images, inputs, planned, options, availability, runners, compare_func,
                       shared, labels, tell)
         if result.reference_probabilities is not None:  # the grid's thumbnails, before the inputs file goes
-            result.gallery = {index: inputs.read(index, index + 1)[0] for index in showcase(result, GRID_IMAGES)}
+            shown = showcase(result, GRID_IMAGES)
+            result.gallery = dict(zip(shown, inputs.take(shown)))
     return result
 
 
@@ -335,7 +336,7 @@ def run_cell_job(job: CellJob) -> dict:
     for start in range(0, samples, CHUNK):
         parts.append(run({name: job.inputs.read(start, start + CHUNK)}))
         tell(f"{min(start + CHUNK, samples)}/{samples} samples")
-    output = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    output = concatenated(parts)
     head = {name: job.inputs.read(0, max((*job.batches, *PROBE_BATCHES, CHUNK)))}
     again = run(probe_feeds(head, CHUNK))
     # the same first samples alone and in an odd batch (an artifact built for batch 1 has nothing to compare)
@@ -367,8 +368,13 @@ def in_chunks(run, size: int):
         total = len(next(iter(feeds.values())))
         parts = [run({name: np.ascontiguousarray(array[start:start + size]) for name, array in feeds.items()})
                  for start in range(0, total, size)]
-        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        return concatenated(parts)
     return chunked
+
+
+def concatenated(parts: list[Feeds]) -> Feeds:
+    """Per output, its arrays from `parts` one after another (the outputs of consecutive chunks of samples)."""
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 @dataclass
