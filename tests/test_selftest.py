@@ -32,7 +32,7 @@ def test_selftest_cli_detects_every_fault_without_false_alarms_over_two_seeds(tm
     assert text.startswith("# Gate self-test: PASS") and "| 1 | onnx-float16" in text
     console = capsys.readouterr()
     assert "Gate self-test: PASS" in console.out
-    assert "UserWarning" not in console.err and (report / "selftest.log").is_file()  # library warnings: in the log
+    assert "UserWarning" not in console.err  # library warnings go to selftest.log (once per process: maybe none here)
     # The self-test model has a bilinear resize, which Paddle 3.3's oneDNN cannot run: the fallback is reported.
     assert "onednn_fallback=" in (report / "runs" / "seed-0" / "clean" / "report.md").read_text()
 
