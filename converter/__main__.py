@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from converter.core.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
+from converter.core.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, StatusLine, UsageError,
                                 add_limit_arguments, add_shard_argument, add_trust_argument, registered_list,
                                 shard_option, split_list, start)
 
@@ -25,26 +25,31 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(exc))
     from .core.errors import WorkbenchError
     from .core.vocabulary import ARTIFACTS, formats
+    from .exporters import planned_artifacts
     from .manifest import ArtifactRecord
     from .pipeline import RunOptions, convert
     from .zoo import load_zoo
 
     counts = {"converted": 0, "cached": 0, "failed": 0, "waived": 0, "skipped": 0}
-    entries = {}
-
+    entries, planned, heard = {}, {}, {}
+    status_line = StatusLine()
     width = max(map(len, ARTIFACTS))
 
     def progress(model: str, artifact: str, record: ArtifactRecord) -> None:
-        waived = not record.ok and entries[model].conversion_waiver(artifact) is not None
-        counts["cached" if record.cached and record.ok else "converted" if record.ok else "skipped" if record.skipped
-               else "waived" if waived else "failed"] += 1
-        status = ("cached" if record.cached else "ok") if record.ok else "skipped" if record.skipped else \
-            ("waived" if waived else "FAILED")
-        again = " (failed the same way before: not retried; --force retries)" if record.cached and not record.ok else ""
-        detail = f"  {record.error}{again}" if record.error else ""
-        print(f"  {model:<22} {artifact:<{width}} {status:<7} {record.seconds:7.1f}s{detail}", file=sys.stderr, flush=True)
-        if args.verbose and record.error_detail:
-            print(f"  {'':<{width + 32}}raw error: {record.error_detail}", file=sys.stderr, flush=True)
+        outcome = _outcome(record, entries[model].conversion_waiver(artifact) is not None)
+        counts[outcome] += 1
+        heard.setdefault(model, []).append((artifact, record, outcome))
+        status_line.clear()
+        if args.verbose:
+            print(f"  {model:<22} {artifact:<{width}} {_label(record, outcome):<7} {record.seconds:7.1f}s"
+                  f"{_detail(record)}", file=sys.stderr, flush=True)
+            if record.error_detail:
+                print(f"  {'':<{width + 32}}raw error: {record.error_detail}", file=sys.stderr, flush=True)
+        elif len(heard[model]) == len(planned[model]):
+            print(_model_line(model, heard[model], width), file=sys.stderr, flush=True)
+        done = len(heard[model])
+        if done < len(planned[model]):
+            status_line(f"{model}: {done}/{len(planned[model])} artifacts, building {planned[model][done]}")
 
     try:
         options = RunOptions(out=Path(args.out), models=split_list(args.models),
@@ -53,12 +58,16 @@ def main(argv: list[str] | None = None) -> int:
         zoo = load_zoo(args.zoo, tuple(args.trust_module))
         entries.update({entry.name: entry for entry in zoo.models})
         selected = [m.name for m in zoo.select(options.models)]  # unknown --models is a usage error, before any work
+        planned.update({name: planned_artifacts(entries[name], options.formats) for name in selected})
         if options.shard is not None:
             selected = options.shard.select(selected)
             print(f"shard {options.shard}: {len(selected)} of the zoo's {len(zoo.models)} models"
                   + (f" ({', '.join(selected)})" if selected else ""), file=sys.stderr, flush=True)
         started = time.perf_counter()
-        manifest = convert(zoo, options, progress=progress)
+        try:
+            manifest = convert(zoo, options, progress=progress)
+        finally:
+            status_line.clear()
     except (WorkbenchError, UsageError) as exc:
         if args.verbose:
             traceback.print_exc()
@@ -115,6 +124,37 @@ def _jobs(text: str) -> int:
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _outcome(record, waived: bool) -> str:
+    """Which count an artifact adds to: converted, cached, failed, waived or skipped."""
+    if record.ok:
+        return "cached" if record.cached else "converted"
+    return "skipped" if record.skipped else "waived" if waived else "failed"
+
+
+def _label(record, outcome: str) -> str:
+    return {"converted": "ok", "failed": "FAILED"}.get(outcome, "cached" if record.cached else outcome)
+
+
+def _detail(record) -> str:
+    again = " (failed the same way before: not retried; --force retries)" if record.cached and not record.ok else ""
+    return f"  {record.error}{again}" if record.error else ""
+
+
+def _model_line(model: str, heard: list, width: int) -> str:
+    """A model's artifacts in one line (counts and seconds), then one line per artifact that did not build."""
+    tally = {outcome: sum(o == outcome for _, _, o in heard) for outcome in ("converted", "cached", "failed",
+                                                                              "waived", "skipped")}
+    built = tally["converted"] + tally["cached"]
+    parts = [f"{built} built" + (f" ({tally['cached']} up to date)" if tally["cached"] else ""),
+             f"{tally['failed']} FAILED" if tally["failed"] else "0 failed"]
+    parts += [f"{tally[o]} {o}" for o in ("waived", "skipped") if tally[o]]
+    seconds = sum(record.seconds for _, record, _ in heard)
+    lines = [f"  {model:<22} {', '.join(parts):<40} {seconds:7.1f}s"]
+    lines += [f"      {artifact:<{width}} {_label(record, outcome)}{_detail(record)}"
+              for artifact, record, outcome in heard if outcome in ("failed", "waived", "skipped")]
+    return "\n".join(lines)
 
 
 def _summary(manifest, selected: list[str], artifact_order: list[str], entries: dict) -> str:

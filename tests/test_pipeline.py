@@ -148,7 +148,7 @@ def test_unchanged_model_is_not_converted_again(write_zoo, tmp_path, capsys):
     capsys.readouterr()
     assert converter_main([str(path), "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert "0 converted, 3 up to date" in captured.out and "cached" in captured.err
+    assert "0 converted, 3 up to date" in captured.out and "3 built (3 up to date), 0 failed" in captured.err
     again = read_manifest(out).models["tiny"].artifacts
     assert again["onnx"].files == first.models["tiny"].artifacts["onnx"].files
     assert all(record.cached for record in again.values())
@@ -193,9 +193,14 @@ def test_cli_exit_0_summary_and_progress(write_zoo, tmp_path, capsys):
     assert converter_main([str(path), "--out", str(tmp_path / "a")]) == 0
     captured = capsys.readouterr()
     assert "onnx_simplified" in captured.out and "ok" in captured.out  # summary table
-    assert "tiny" in captured.err and "onnx" in captured.err  # progress lines
+    progress = captured.err.strip().splitlines()  # one line per model; the artifacts are in the table
+    assert len(progress) == 1 and progress[0].split()[:4] == ["tiny", "3", "built,", "0"], progress
     data = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert data["models"]["tiny"]["artifacts"]["onnx"]["status"] == "ok"
+    assert converter_main([str(path), "--out", str(tmp_path / "a"), "--verbose", "--force"]) == 0
+    lines = [line.split() for line in capsys.readouterr().err.splitlines()]
+    assert [line[:3] for line in lines if line[:1] == ["tiny"]] == [["tiny", name, "ok"] for name in
+                                                                    ("eager", "onnx", "onnx_simplified")]
 
 
 def test_a_waived_failure_passes_the_converter_and_is_not_retried_until_forced(write_zoo, tmp_path, capsys):

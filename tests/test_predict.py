@@ -82,3 +82,14 @@ def test_a_changed_artifact_is_refused_before_it_is_loaded(converted, tmp_path):
     path.write_bytes(path.read_bytes()[:-8] + b"12345678")
     with pytest.raises(PredictError, match="tiny/onnx: "):
         Predictor(tmp_path / "artifacts", "tiny", artifact="onnx")
+
+
+def test_predict_reads_a_real_jpeg_photograph(converted, capsys):
+    import matplotlib.cbook
+
+    photo = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    assert predict_main([str(photo), "--artifacts", str(converted / "artifacts"), "--runtime", "onnxruntime",
+                         "--artifact", "onnx", "--topk", "3"]) == 0
+    out = capsys.readouterr().out
+    expected = Predictor(converted / "artifacts", runtime="torch").predict([Image.open(photo)], topk=3)[0]
+    assert f"grace_hopper.jpg: 1. {expected[0][0]}" in out and f"  3. {expected[2][0]}" in out, out

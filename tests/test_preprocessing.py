@@ -118,3 +118,29 @@ def test_failing_preprocessing_blocks_unless_waived():
         {"preprocessing": "opencv", "reason": "the service resizes on the client"}])
     verdict = decide([ModelResult("m", cells=[ref], preprocessing=[failing])], {"m": waived_entry})
     assert verdict.exit_code == 0 and "the service resizes on the client" in verdict.waived[0]
+
+
+def _photograph():
+    """A real photograph (JPEG, 512x600, portrait) that matplotlib, a pinned dependency, ships with its sample
+    data: the generated test images are PNGs of smooth shapes, this is camera noise, texture and a JPEG."""
+    import matplotlib.cbook
+
+    return matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+
+
+def test_a_real_photograph_decodes_alike_and_keeps_the_deployments_in_tolerance():
+    import cv2
+    from PIL import Image
+
+    path = _photograph()
+    pil = np.asarray(Image.open(path).convert("RGB"))
+    # opencv_batch starts from the PIL-decoded image: it stands for cv2.imread only while both decoders agree
+    np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), pil)
+    photos = [Image.open(path), Image.open(path).transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    reference = reference_batch(photos, SETTINGS)
+    np.testing.assert_allclose(deployment_batch(photos, Deployment(name="py", library="pil-numpy"), SETTINGS),
+                               reference, atol=1e-6)
+    opencv = deployment_batch(photos, Deployment(name="cv", library="opencv"), SETTINGS)
+    assert channel_shift(reference, opencv) < DeploymentTolerance().max_channel_shift
+    swapped = deployment_batch(photos, Deployment(name="bgr", library="opencv", channel_order="BGR"), SETTINGS)
+    assert channel_shift(reference, swapped) > DeploymentTolerance().max_channel_shift

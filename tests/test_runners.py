@@ -199,3 +199,17 @@ def test_torch_cuda_matches_cpu(tiny_artifacts):
 ])
 def test_the_devices_present_are_what_some_runtime_finds(availability, devices):
     assert availability.devices == devices  # what --devices defaults to
+
+
+def test_paddle_bf16_refuses_a_cpu_it_would_silently_run_in_fp32(tiny_artifacts, monkeypatch):
+    """Paddle turns enable_mkldnn_bfloat16 off without a word on a CPU without AVX-512: no fp32 figure under a bf16
+    name."""
+    from paddle.base import core
+
+    from verify.runners import RunnerError
+
+    root, manifest = tiny_artifacts
+    monkeypatch.setattr(core, "supports_bfloat16", lambda: False)
+    with pytest.raises(RunnerError, match="only on CPUs with AVX-512"):
+        RUNNERS["paddle-inference-bf16"]().load(
+            LoadRequest(root / manifest.models["tiny"].artifacts["paddle"].path, "cpu", 1))

@@ -1,12 +1,16 @@
-"""TensorRT: the engine's build options (fp32: no fp16, int8 or TF32; the batch range), and, on a machine without
+"""TensorRT: the engine's build options (strongly typed, precision from its ONNX, TF32 off; the batch range), the
+int8 engine's QDQ model (symmetric, run here in ONNX Runtime), and, on a machine without
 a GPU or TensorRT, the engine skipped with the reason at conversion and its cells SKIP, the gate unaffected."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from converter.core.vocabulary import ARTIFACTS, cell_precision
 from converter.exporters.tensorrt_engine import MAX_BATCH, OPT_BATCH, engine_options, unavailable_here
 from converter.manifest import read_manifest
 from tests.conftest import convert_tiny_zoo, tiny_entry
@@ -15,19 +19,59 @@ from verify.runners.base import Availability
 from verify.runners.tensorrt_runner import TensorRtRunner
 
 
-def test_an_fp32_engine_turns_every_reduced_precision_off():
+def test_an_fp32_engine_is_strongly_typed_from_the_fp32_onnx_with_tf32_off():
     options = engine_options("input", (3, 224, 224), dynamic_batch=True)
-    assert not (options.fp16 or options.int8 or options.tf32)
+    assert options.precision == "fp32" and options.source == "onnx" and options.strongly_typed and not options.tf32
     assert options.min_shape == (1, 3, 224, 224) and options.opt_shape == (OPT_BATCH, 3, 224, 224)
     assert options.max_shape == (MAX_BATCH, 3, 224, 224) and options.input_name == "input"
 
 
-def test_an_fp16_engine_allows_fp16_kernels_and_nothing_else():
-    options = engine_options("input", (3, 224, 224), dynamic_batch=True, precision="fp16")
-    assert options.fp16 and not (options.int8 or options.tf32)
-    assert engine_options("x", (3, 8, 8), dynamic_batch=False, precision="fp16").fp16
-    with pytest.raises(ValueError, match="not int8"):
-        engine_options("input", (3, 224, 224), dynamic_batch=True, precision="int8")
+def test_reduced_precision_engines_take_it_from_their_graph_not_from_builder_flags():
+    # TensorRT 11 removed BuilderFlag.FP16/INT8: the fp16 engine parses the fp16 ONNX, the int8 one a QDQ model
+    fp16 = engine_options("input", (3, 224, 224), dynamic_batch=True, precision="fp16")
+    int8 = engine_options("x", (3, 8, 8), dynamic_batch=False, precision="int8")
+    assert (fp16.source, fp16.precision, fp16.strongly_typed, fp16.tf32) == ("onnx_fp16", "fp16", True, False)
+    assert (int8.source, int8.precision, int8.min_shape, int8.max_shape) == ("onnx", "int8", (1, 3, 8, 8), (1, 3, 8, 8))
+    assert ARTIFACTS["tensorrt_engine_fp16"].requires == "onnx_fp16" and ARTIFACTS["onnx_fp16"].precision == "fp16"
+    assert cell_precision("tensorrt", "tensorrt_engine_int8") == "int8"
+    with pytest.raises(ValueError, match="not bf16"):
+        engine_options("input", (3, 224, 224), dynamic_batch=True, precision="bf16")
+
+
+def _zero_points(model) -> dict[str, np.ndarray]:
+    """Each QuantizeLinear's output tensor -> its zero point."""
+    from onnx import numpy_helper
+
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    return {node.output[0]: constants[node.input[2]] for node in model.graph.node if node.op_type == "QuantizeLinear"}
+
+
+def test_the_int8_engines_qdq_model_has_zero_points_of_zero_and_still_computes_the_model(tmp_path):
+    """TensorRT takes only symmetric int8 Q/DQ (zero point 0); ONNX Runtime's CPU scheme has uint8 zero points.
+    The TensorRT scheme's model, run in ONNX Runtime, still gives the fp32 model's answer (the builder itself
+    needs a GPU)."""
+    import onnx
+    import onnxruntime as ort
+
+    from converter.exporters.onnx_precision import FOR_ONNXRUNTIME, FOR_TENSORRT, quantise_qdq
+    from converter.models import image_batch
+    from converter.zoo import load_zoo
+
+    root = convert_tiny_zoo(tmp_path, [tiny_entry(formats=["eager", "onnx"], onnx={"simplify": False})])
+    entry = load_zoo(root / "zoo.yaml").models[0]
+    fp32 = root / "artifacts" / read_manifest(root / "artifacts").models["tiny"].artifacts["onnx"].path
+    context = SimpleNamespace(entry=entry, out_dir=tmp_path)
+    for scheme in (FOR_TENSORRT, FOR_ONNXRUNTIME):
+        assert quantise_qdq(context, fp32, tmp_path / f"{scheme.activation_type}.onnx", scheme) == "32 synthetic images"
+    symmetric, asymmetric = (_zero_points(onnx.load(str(tmp_path / f"{name}.onnx"))) for name in ("QInt8", "QUInt8"))
+    assert len(symmetric) >= 4 and all(z.dtype == np.int8 and not z.any() for z in symmetric.values())
+    assert {z.dtype for z in asymmetric.values()} == {np.dtype(np.uint8)} and any(z.any() for z in asymmetric.values())
+
+    images = image_batch(entry.preprocess, 16, seed=5).numpy()
+    expected, got = (ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": images})[0]
+                     for path in (fp32, tmp_path / "QInt8.onnx"))
+    cosine = (expected * got).sum(1) / np.linalg.norm(expected, axis=1) / np.linalg.norm(got, axis=1)
+    assert cosine.min() > 0.99 and (expected.argmax(1) == got.argmax(1)).mean() >= 0.75, cosine
 
 
 def test_a_fixed_batch_engine_is_built_for_batch_1_only():

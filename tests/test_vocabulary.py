@@ -37,7 +37,7 @@ def test_a_runtime_must_name_registered_artifacts_and_devices():
 
 def test_formats_and_build_order_come_from_the_artifacts():
     assert formats() == ("eager", "torchscript", "onnx", "onnx_dynamo", "paddle", "paddle_dygraph", "torch_export",
-                         "openvino", "tvm", "tensorrt", "onnx_fp16", "onnx_int8", "tensorrt_fp16")
+                         "openvino", "tvm", "tensorrt", "onnx_fp16", "onnx_int8", "tensorrt_fp16", "tensorrt_int8")
     names = list(ARTIFACTS)
     for spec in ARTIFACTS.values():
         assert spec.requires is None or names.index(spec.requires) < names.index(spec.name)
@@ -131,5 +131,6 @@ def test_a_cells_precision_is_its_runtimes_setting_else_its_artifacts():
     assert cell_precision("openvino", "onnx_fp16") == "fp16"
     assert cell_precision("openvino-bf16", "onnx_simplified") == "bf16"
     assert cell_precision("tensorrt", "tensorrt_engine_fp16") == "fp16"
+    assert cell_precision("paddle-inference-bf16", "paddle") == "bf16"
     assert {spec.precision for spec in ARTIFACTS.values()} | {spec.precision for spec in RUNTIMES.values()} \
         <= set(PRECISIONS)

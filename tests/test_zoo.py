@@ -55,7 +55,7 @@ BAD_ZOOS = [
     ("top1 > 1", [tiny_entry(tolerance={"top1": 2})], "tiny", "tolerance.top1", "less than or equal"),
     ("bad format", [tiny_entry(formats=["onnx", "tflite"])], "tiny", "formats.1",
      "unknown format 'tflite' (registered: eager, torchscript, onnx, onnx_dynamo, paddle, paddle_dygraph, torch_export, "
-     "openvino, tvm, tensorrt, onnx_fp16, onnx_int8, tensorrt_fp16)"),
+     "openvino, tvm, tensorrt, onnx_fp16, onnx_int8, tensorrt_fp16, tensorrt_int8)"),
     ("opset", [tiny_entry(onnx={"opset": 3})], "tiny", "onnx.opset", "greater than or equal"),
     ("bad name", [tiny_entry("../escape")], "../escape", "name", "pattern"),
     ("duplicate", [tiny_entry("a"), tiny_entry("a")], "a", "name", "duplicate"),
@@ -134,7 +134,7 @@ def test_cli_usage_errors_exit_2(write_zoo, tmp_path, capsys):
 VERIFY_FIELD_ERRORS = [
     ("bad override key", {"tolerance_overrides": {"tflite": {"atol": 1}}}, "tolerance_overrides.tflite",
      "'tflite' is neither a runtime (torch, torch-bf16, torchscript, torch-export, onnxruntime, paddle-inference, "
-     "paddle-jit, paddle-dygraph, tensorrt, tvm, openvino, openvino-bf16) nor an artifact"),
+     "paddle-inference-bf16, paddle-jit, paddle-dygraph, tensorrt, tvm, openvino, openvino-bf16) nor an artifact"),
     ("bad device", {"required": ["onnxruntime@tpu"]}, "required",
      "'onnxruntime@tpu': unknown device 'tpu' (registered: cpu, cuda, tensorrt)"),
     ("runtime that does not load the artifact", {"required": ["onnxruntime:paddle"]}, "required",

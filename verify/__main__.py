@@ -113,6 +113,7 @@ def _merge(argv: list[str]) -> int:
 
     from .api import write_reports
     from .environment import new_run_id
+    from .gate import decide
     from .merge import merge_runs
 
     run_id, report = new_run_id(), Path(args.report)
@@ -128,18 +129,12 @@ def _merge(argv: list[str]) -> int:
     verdict = merged.verdict
     _print_header()
     for result in merged.results:
-        _print_model_line(result, _decide_one(result, merged))
+        _print_model_line(result, decide([result], merged.entries))
     print(f"\n{verdict.label}: {len(verdict.blocking)} blocking, {len(verdict.waived)} waived -> {written} "
           f"(merged from {len(args.shards)} shards, {len(merged.results)} models)")
     for line in verdict.blocking:
         print(f"  blocking: {line}")
     return verdict.exit_code
-
-
-def _decide_one(result, verified):
-    from .gate import decide
-
-    return decide([result], verified.entries)
 
 
 def _print_header() -> None:

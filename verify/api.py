@@ -12,15 +12,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from converter.core.errors import WorkbenchError
-from converter.core.files import atomic_write, file_sha256
+from converter.core.files import atomic_write
 from converter.core.shards import Shard
 from converter.core.isolation import Limits
 from converter.core.vocabulary import DEVICES, REFERENCE, RUNTIMES
 from converter.manifest import read_manifest
-from converter.zoo import ModelEntry, load_zoo
+from converter.zoo import ModelEntry
 
 from .compare import ERROR, CompareFunc, compare
-from .entries import resolve_entries
+from .entries import ResolvedEntries, resolve_entries
 from .environment import describe_machine, describe_run, physical_cores
 from .gate import Verdict, decide
 from .inputs import ImageSet, InputError, label_indices, load_images, save_inputs, synthetic_images
@@ -138,7 +138,7 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     provenance = describe_run(options.command, options.artifacts / "manifest.json",
                               options.zoo or Path(manifest.zoo.get("path", "")), images, left_out,
                               options.run_id)
-    scope = _scope(options, manifest, names)
+    scope = _scope(options, entries, names)
     if options.shard is not None:
         provenance["shard"] = (f"{options.shard} ({len(names)} of the zoo's {len(scope.zoo_models)} models; "
                                "`python -m verify merge` joins the shards' reports)")
@@ -165,19 +165,14 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     return VerifyRun(results, verdict, environment, by_name, provenance, scope)
 
 
-def _scope(options: VerifyOptions, manifest, names: list[str]) -> RunScope:
-    zoo = options.zoo or Path(manifest.zoo.get("path", ""))
-    if zoo.is_file():
-        zoo_models, digest = [m.name for m in load_zoo(zoo, options.trusted_modules).models], file_sha256(zoo)
-    else:  # the zoo file is gone: the manifest's copy of each entry stands in for it
-        zoo_models, digest = list(manifest.models), manifest.zoo.get("sha256", "")
+def _scope(options: VerifyOptions, entries: ResolvedEntries, names: list[str]) -> RunScope:
     settings = {"models": list(options.models) if options.models else None,
                 "runtimes": list(options.runtimes) if options.runtimes else None,
                 "devices": list(options.devices) if options.devices else None,
                 "images": str(options.images) if options.images else None,
                 "num_images": None if options.images else options.num_images,
                 "timing": options.timing, "batches": list(options.batches), "partial": options.partial}
-    return RunScope(str(options.shard) if options.shard else None, zoo_models, digest, list(names), settings)
+    return RunScope(options.shard, entries.zoo_models, entries.zoo_sha256, list(names), settings)
 
 
 def _check_distinct(images: ImageSet, origin: object) -> None:

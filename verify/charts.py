@@ -58,12 +58,16 @@ def stamped(png: bytes, run_id: str) -> bytes:
     return png[:header] + chunk + png[header:]
 
 
-def _write(folder: Path, relative: str, result: ModelResult, draw, run_id: str) -> None:
-    """A chart, copied from the shard's report folder that drew it (result.drawn_in, stamped with that shard's
-    run), or `draw()`n here and stamped with this run's id."""
+def _drawn_earlier(result: ModelResult, relative: str) -> Path | None:
+    """The chart the shard that verified `result` drew (result.drawn_in), where that file exists."""
     earlier = Path(result.drawn_in) / relative if result.drawn_in else None
-    copy = earlier is not None and earlier.is_file()
-    atomic_write(folder / relative, earlier.read_bytes() if copy else stamped(draw(), run_id))
+    return earlier if earlier is not None and earlier.is_file() else None
+
+
+def _write(folder: Path, relative: str, earlier: Path | None, draw, run_id: str) -> None:
+    """A chart: `earlier` copied (a shard's, stamped with that shard's run), or else `draw()`n here and stamped
+    with this run's id."""
+    atomic_write(folder / relative, earlier.read_bytes() if earlier else stamped(draw(), run_id))
 
 
 def write_timing_charts(results: list[ModelResult], folder: Path, run_id: str = "") -> dict[str, str]:
@@ -73,7 +77,8 @@ def write_timing_charts(results: list[ModelResult], folder: Path, run_id: str = 
         timed = [cell for cell in result.cells if len(cell.timings) > 0]
         if timed:
             written[result.model] = chart_file(result.model)
-            _write(folder, written[result.model], result, lambda: timing_chart(result), run_id)
+            _write(folder, written[result.model], _drawn_earlier(result, written[result.model]),
+                   lambda: timing_chart(result), run_id)
     return written
 
 
@@ -126,7 +131,8 @@ def write_tradeoff_charts(results: list[ModelResult], folder: Path, run_id: str 
         rows = [row for row in choices(result) if not math.isnan(row.latency_ms)]
         if len(rows) > 1:
             written[result.model] = tradeoff_file(result.model)
-            _write(folder, written[result.model], result, lambda: tradeoff_chart(result.model, rows), run_id)
+            _write(folder, written[result.model], _drawn_earlier(result, written[result.model]),
+                   lambda: tradeoff_chart(result.model, rows), run_id)
     return written
 
 
@@ -177,12 +183,12 @@ def write_prediction_grids(results: list[ModelResult], entries: dict, folder: Pa
     for result in results:
         reference = result.reference
         entry = entries.get(result.model)
-        drawn = result.drawn_in is not None and (Path(result.drawn_in) / grid_file(result.model)).is_file()
-        if not drawn and (reference is None or reference.predictions is None or result.reference_probabilities is None
-                          or not result.gallery or entry is None):
+        earlier = _drawn_earlier(result, grid_file(result.model))
+        if earlier is None and (reference is None or reference.predictions is None
+                                or result.reference_probabilities is None or not result.gallery or entry is None):
             continue
         written[result.model] = grid_file(result.model)
-        _write(folder, written[result.model], result, lambda: prediction_grid(result, entry.preprocess), run_id)
+        _write(folder, written[result.model], earlier, lambda: prediction_grid(result, entry.preprocess), run_id)
     return written
 
 

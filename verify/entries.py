@@ -15,14 +15,26 @@ class ResolvedEntry:
     stale: str | None = None  # why the artifacts no longer match the zoo entry
 
 
+class ResolvedEntries(dict[str, ResolvedEntry]):
+    """Model name -> its resolved entry, and which zoo they were resolved against: its models, in order, and
+    its sha256 (the manifest's when the zoo file is gone)."""
+
+    zoo_models: list[str]
+    zoo_sha256: str
+
+
 def resolve_entries(manifest: Manifest, zoo_path: Path | None, origin: str,
-                    trusted_modules: tuple[str, ...] = ()) -> dict[str, ResolvedEntry]:
+                    trusted_modules: tuple[str, ...] = ()) -> ResolvedEntries:
     """The zoo file (given, or the one the manifest names, when it still exists) supplies tolerances, waivers
     and preprocessing; the manifest's copy is used for models the zoo no longer lists or when it is gone."""
     path = zoo_path or Path(manifest.zoo.get("path", ""))
     zoo = load_zoo(path, trusted_modules) if zoo_path is not None or path.is_file() else None
     current = {m.name: m for m in zoo.models} if zoo else {}
-    resolved = {}
+    resolved = ResolvedEntries()
+    if zoo:
+        resolved.zoo_models, resolved.zoo_sha256 = list(current), file_sha256(path)
+    else:
+        resolved.zoo_models, resolved.zoo_sha256 = list(manifest.models), manifest.zoo.get("sha256", "")
     for name, record in manifest.models.items():
         converted = entry_from_config(record.config, origin)
         entry = current.get(name)

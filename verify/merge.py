@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from converter.core.errors import WorkbenchError
-from converter.core.shards import parse_shard
 
 from .api import VerifyRun
 from .environment import new_run_id
@@ -27,23 +26,22 @@ def merge_runs(folders: list[Path], command: str | None = None, run_id: str = ""
     """One run from the shards' report folders; MergeError naming the folder and what does not fit."""
     if not folders:
         raise MergeError("give the report folders of the shards to merge")
-    shards = [read_results(folder) for folder in folders]
+    shards = _checked_in_order([read_results(folder) for folder in folders])
     first = shards[0]
-    _check_shards(shards)
     by_model = {result.model: result for shard in shards for result in shard.results}
     order = sorted(by_model)  # as one run verifies them: in the manifest's order, by name
     results = [by_model[m] for m in order]
     entries = {name: entry for shard in shards for name, entry in shard.entries.items()}
     settings = first.scope.settings
     verdict = decide(results, entries, first.left_out, accept_partial=bool(settings.get("partial")))
-    count = parse_shard(first.scope.shard).count
+    count = first.scope.shard.count
     provenance = {
         "run_id": run_id or new_run_id(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **{key: first.provenance.get(key, "") for key, _ in SHARED},
         "command": command or "library call (verify.merge.merge_runs)",
         "merged_from": "; ".join(f"shard {s.scope.shard} run {s.provenance.get('run_id', '?')} ({s.folder})"
-                                 for s in sorted(shards, key=_index)),
+                                 for s in shards),
         "manifest": "each shard's own",
         "zoo": first.provenance.get("zoo", ""),
         "images": first.provenance.get("images", ""),
@@ -55,28 +53,24 @@ def merge_runs(folders: list[Path], command: str | None = None, run_id: str = ""
                              + "; ".join(f"{s.scope.shard}: {s.environment.get('cpu', '?')}, "
                                          f"{s.environment.get('threads', '?')} threads, models "
                                          + (", ".join(r.model for r in s.results) or "none")
-                                         for s in sorted(shards, key=_index)))
+                                         for s in shards))
     scope = replace(first.scope, shard=None, models=order)
     return VerifyRun(results, verdict, environment, entries, provenance, scope)
 
 
-def _index(shard: StoredRun) -> int:
-    return parse_shard(shard.scope.shard or "1/1").index
-
-
-def _check_shards(shards: list[StoredRun]) -> None:
-    first = shards[0]
+def _checked_in_order(shards: list[StoredRun]) -> list[StoredRun]:
+    """The shards ordered 1..N, once each, in agreement; MergeError naming the first thing that does not fit."""
     for shard in shards:
         if shard.scope.shard is None:
             raise MergeError(f"{shard.folder}: a run of the whole zoo, not a shard (run with --shard K/N)")
-    counts = {parse_shard(s.scope.shard).count for s in shards}
+    counts = {s.scope.shard.count for s in shards}
     if len(counts) > 1:
         raise MergeError("the shards split the zoo differently: "
                          + ", ".join(f"{s.folder} is {s.scope.shard}" for s in shards))
     count = counts.pop()
     seen: dict[int, Path] = {}
     for shard in shards:
-        index = _index(shard)
+        index = shard.scope.shard.index
         if index in seen:
             raise MergeError(f"shard {index}/{count} given twice: {seen[index]} and {shard.folder}")
         seen[index] = shard.folder
@@ -85,6 +79,8 @@ def _check_shards(shards: list[StoredRun]) -> None:
         given = ", ".join(f"{k}/{count}" for k in sorted(seen))
         raise MergeError(f"shard {', '.join(missing)} missing (given: {given}): a merge without every shard would "
                          "pass on less than the zoo")
+    shards = sorted(shards, key=lambda s: s.scope.shard.index)
+    first = shards[0]
     for shard in shards[1:]:
         for key, what in SHARED:
             if shard.provenance.get(key) != first.provenance.get(key):
@@ -107,9 +103,9 @@ def _check_shards(shards: list[StoredRun]) -> None:
         if strays:
             raise MergeError(f"{shard.folder}: shard {shard.scope.shard} verified {', '.join(strays)}, which "
                              "are not in its share of the zoo")
+    return shards
 
 
 def _share(scope: RunScope) -> list[str]:
     """The models a shard must verify: its hash share of the zoo (of the --models asked for, if any)."""
-    shard = parse_shard(scope.shard)
-    return shard.select(scope.settings.get("models") or scope.zoo_models)
+    return scope.shard.select(scope.settings.get("models") or scope.zoo_models)

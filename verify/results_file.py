@@ -14,6 +14,7 @@ import numpy as np
 
 from converter.core.errors import WorkbenchError
 from converter.core.files import atomic_write
+from converter.core.shards import Shard
 from converter.zoo import ModelEntry, ZooError, entry_from_config
 
 from .plain import from_plain, to_plain
@@ -32,7 +33,7 @@ class ResultsFileError(WorkbenchError):
 class RunScope:
     """What a run covered, so a merge can tell whether its shards add up to the whole zoo."""
 
-    shard: str | None = None  # "K/N" for a shard; None: not split
+    shard: Shard | None = None  # None: not split
     zoo_models: list[str] = field(default_factory=list)  # every model the zoo file holds, in its order
     zoo_sha256: str = ""
     models: list[str] = field(default_factory=list)  # the models this run verified

@@ -11,12 +11,14 @@ from pathlib import Path
 
 def atomic_write(path: Path, data: str | bytes) -> Path:
     """Write to a temporary file beside `path`, fsync it, then rename it over `path`: a reader (or a machine
-    that lost power) sees the old file or the new one, never a half-written one."""
+    that lost power) sees the old file or the new one, never a half-written one. The file gets the mode a plain
+    open() would give it (mkstemp's 0600 would hide reports from the CI job or the colleague that reads them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode() if isinstance(data, str) else data)
+            os.fchmod(handle.fileno(), 0o666 & ~UMASK)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -24,6 +26,15 @@ def atomic_write(path: Path, data: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: set it straight back (at import, before any thread)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
 
 
 def file_sha256(path: Path) -> str:

@@ -126,10 +126,16 @@ register_artifact(ArtifactSpec("onnx_fp16", "onnx_fp16", "converter.exporters.on
 register_artifact(ArtifactSpec("onnx_int8", "onnx_int8", "converter.exporters.onnx_precision:export_int8", "onnx",
                                dynamic_batch_by="onnx.dynamic_batch", precision="int8"))
 
+# TensorRT engines are strongly typed: the fp16 one is built from the fp16 ONNX, the int8 one from a QDQ model that
+# its exporter quantises from the fp32 ONNX with TensorRT's symmetric int8 activations
 register_artifact(ArtifactSpec("tensorrt_engine_fp16", "tensorrt_fp16", "converter.exporters.tensorrt_engine:export_fp16",
-                               "onnx", dynamic_batch_by="onnx.dynamic_batch",
+                               "onnx_fp16", dynamic_batch_by="onnx.dynamic_batch",
                                cannot_build_here="converter.exporters.tensorrt_engine:unavailable_here", gpu=True,
                                precision="fp16"))
+register_artifact(ArtifactSpec("tensorrt_engine_int8", "tensorrt_int8", "converter.exporters.tensorrt_engine:export_int8",
+                               "onnx", dynamic_batch_by="onnx.dynamic_batch",
+                               cannot_build_here="converter.exporters.tensorrt_engine:unavailable_here", gpu=True,
+                               precision="int8"))
 
 ONNX_ARTIFACTS = ("onnx", "onnx_simplified", "onnx_dynamo", "onnx_dynamo_simplified")  # float32 ONNX models
 REDUCED_ONNX_ARTIFACTS = ("onnx_fp16", "onnx_int8")
@@ -145,10 +151,12 @@ register_runtime(RuntimeSpec("onnxruntime", (*ONNX_ARTIFACTS, *REDUCED_ONNX_ARTI
                              "verify.runners.onnxruntime_runner:OnnxRuntimeRunner"))
 register_runtime(RuntimeSpec("paddle-inference", ("paddle",), ("cpu", "cuda", "tensorrt"),
                              "verify.runners.paddle_runners:PaddleInferenceRunner"))
+register_runtime(RuntimeSpec("paddle-inference-bf16", ("paddle",), ("cpu",),
+                             "verify.runners.paddle_runners:PaddleInferenceBf16Runner", precision="bf16"))
 register_runtime(RuntimeSpec("paddle-jit", ("paddle",), ("cpu", "cuda"), "verify.runners.paddle_runners:PaddleJitRunner"))
 register_runtime(RuntimeSpec("paddle-dygraph", ("paddle_dygraph",), ("cpu", "cuda"),
                              "verify.runners.paddle_runners:PaddleDygraphRunner"))
-register_runtime(RuntimeSpec("tensorrt", ("tensorrt_engine", "tensorrt_engine_fp16"), ("cuda",),
+register_runtime(RuntimeSpec("tensorrt", ("tensorrt_engine", "tensorrt_engine_fp16", "tensorrt_engine_int8"), ("cuda",),
                              "verify.runners.tensorrt_runner:TensorRtRunner"))
 register_runtime(RuntimeSpec("tvm", ("tvm",), ("cpu",), "verify.runners.tvm_runner:TvmRunner"))
 register_runtime(RuntimeSpec("openvino", (*ONNX_ARTIFACTS, *REDUCED_ONNX_ARTIFACTS, "openvino_ir"), ("cpu",),

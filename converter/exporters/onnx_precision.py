@@ -4,6 +4,7 @@ on images). Both keep the raw model's dynamic batch axis."""
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,36 @@ def calibration_inputs(ctx: ExportContext) -> tuple[np.ndarray, str]:
     return image_batch(entry.preprocess, count, seed=entry.seed + 7919).numpy(), f"{count} synthetic images"
 
 
+@dataclass(frozen=True)
+class QdqScheme:
+    """How activations are quantised: ONNX Runtime's CPU default (uint8 with a zero point, asymmetric) or
+    TensorRT's requirement (int8, zero point 0). Weights are int8, symmetric, per output channel in both."""
+
+    name: str
+    activation_type: str  # 'QUInt8' or 'QInt8' (onnxruntime.quantization.QuantType)
+    symmetric_activations: bool
+
+
+FOR_ONNXRUNTIME = QdqScheme("uint8 activations", "QUInt8", symmetric_activations=False)
+FOR_TENSORRT = QdqScheme("int8 activations, symmetric (zero point 0, as TensorRT requires)", "QInt8",
+                         symmetric_activations=True)
+
+
 def export_int8(ctx: ExportContext) -> ExportResult:
+    path = ctx.out_dir / FILE
+    source = quantise_qdq(ctx, ctx.earlier["onnx"] / FILE, path, FOR_ONNXRUNTIME)
+    max_diff = check_with_onnxruntime(str(path), ctx)  # loads, keeps the batch, finite; parity is judged later
+    return ExportResult(FILE, {"precision": "int8",
+                               "converter": "onnxruntime.quantization.quantize_static: QDQ, per-channel int8 "
+                                            f"weights, {FOR_ONNXRUNTIME.name}",
+                               "calibration": f"{CALIBRATION_METHOD} over {source}",
+                               "ops": _op_counts(onnx.load(str(path))), "ort_max_abs_diff": max_diff})
+
+
+def quantise_qdq(ctx: ExportContext, fp32_path: Path, path: Path, scheme: QdqScheme) -> str:
+    """The fp32 ONNX model at `fp32_path` statically quantised to `path` (QDQ format, per-channel int8 weights,
+    activations as `scheme` says, MinMax calibration on the model's calibration images) and checked. Returns
+    where the calibration images came from."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
         quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -82,22 +112,17 @@ def export_int8(ctx: ExportContext) -> ExportResult:
             start = next(self.steps, None)
             return None if start is None else {name: batch[start:start + CALIBRATION_BATCH]}
 
-    path = ctx.out_dir / FILE
     with tempfile.TemporaryDirectory(dir=ctx.out_dir.parent) as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # ORT's recommended preparation: shape inference and graph optimisation (folds what can be folded)
-        quant_pre_process(str(ctx.earlier["onnx"] / FILE), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         try:
             quantize_static(str(prepared), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+                            activation_type=getattr(QuantType, scheme.activation_type),
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"ActivationSymmetric": scheme.symmetric_activations,
+                                           "WeightSymmetric": True})
         except Exception as exc:
             raise ConversionError(f"onnxruntime static quantisation failed: {' '.join(str(exc).split())}") from None
     onnx.checker.check_model(str(path), full_check=True)
-    quantised = onnx.load(str(path))
-    max_diff = check_with_onnxruntime(str(path), ctx)  # loads, keeps the batch, finite; parity is judged later
-    return ExportResult(FILE, {"precision": "int8",
-                               "converter": "onnxruntime.quantization.quantize_static: QDQ, per-channel int8 "
-                                            "weights, uint8 activations",
-                               "calibration": f"{CALIBRATION_METHOD} over {source}", "ops": _op_counts(quantised),
-                               "ort_max_abs_diff": max_diff})
+    return source

@@ -1,47 +1,54 @@
-"""TensorRT: an fp32 engine (and, as the `tensorrt_fp16` format, an fp16 one) built by the TensorRT builder from the
-ONNX model, on the GPU it will run on (an engine is tied to its GPU model and TensorRT version, both recorded).
-Built only where TensorRT's Python package and a CUDA GPU are present; elsewhere the artifact is skipped with the
-reason (see `unavailable_here`)."""
+"""TensorRT engines, built by the TensorRT builder on the GPU they will run on (an engine is tied to its GPU model
+and TensorRT version, both recorded), from an ONNX model whose graph carries the precision: the fp32 export
+(`tensorrt`), the fp16 one (`tensorrt_fp16`, built from `onnx_fp16`) and a QDQ int8 one quantised here for
+TensorRT (`tensorrt_int8`: int8 activations with zero point 0, which TensorRT requires).
+
+Every network is strongly typed: each layer runs in the type its ONNX declares. TensorRT 11 removed the weak
+typing flags (BuilderFlag.FP16, INT8 and the calibrators) and ignores the STRONGLY_TYPED flag, which TensorRT 10
+needs: setting it builds the same engine on both. Built only where TensorRT's Python package and a CUDA GPU are
+present; elsewhere the artifact is skipped with the reason (see `unavailable_here`)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from ..core.errors import ConversionError
 from .base import ExportContext, ExportResult, sanity_check
 from .onnx_export import FILE as ONNX_FILE
 
 FILE = "model.engine"
+QDQ_FILE = "model_qdq.onnx"  # the int8 engine's source, kept beside it
 WORKSPACE_BYTES = 1 << 30
 MAX_BATCH = 64  # the optimisation profile's largest batch (TensorRT plans kernels for the range it is given)
 OPT_BATCH = 8  # the throughput batch the verifier times
+SOURCES = {"fp32": "onnx", "fp16": "onnx_fp16", "int8": "onnx"}  # the artifact each precision's ONNX comes from
 
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """What the builder is told: the input's shape range and the precision flags, decided without TensorRT."""
+    """What the builder is told: the input's shape range, the precision the ONNX graph declares and where that
+    graph comes from, decided without TensorRT."""
 
     input_name: str
     min_shape: tuple[int, ...]
     opt_shape: tuple[int, ...]
     max_shape: tuple[int, ...]
+    precision: str = "fp32"
+    source: str = "onnx"  # the artifact the engine is parsed from (int8: quantised from it first)
     workspace_bytes: int = WORKSPACE_BYTES
-    fp16: bool = False
-    int8: bool = False
-    tf32: bool = False  # TensorRT enables TF32 by default on Ampere and later: an fp32 engine turns it off
+    strongly_typed: bool = True  # no precision flags: the graph's types decide
+    tf32: bool = False  # TensorRT would run fp32 convolutions and matmuls in TF32 on Ampere and later
 
 
 def engine_options(input_name: str, sample_shape: tuple[int, ...], dynamic_batch: bool,
                    precision: str = "fp32") -> EngineOptions:
-    """fp32 (no fp16, int8 or TF32), or fp16 (TensorRT may pick fp16 kernels, still no TF32); batch 1 to
-    MAX_BATCH tuned for OPT_BATCH, or batch 1 only."""
-    if precision not in ("fp32", "fp16"):
-        raise ValueError(f"TensorRT engines are built in fp32 or fp16 here, not {precision}")
-    fp16 = precision == "fp16"
-    if not dynamic_batch:
-        fixed = (1, *sample_shape)
-        return EngineOptions(input_name, fixed, fixed, fixed, fp16=fp16)
-    return EngineOptions(input_name, (1, *sample_shape), (OPT_BATCH, *sample_shape), (MAX_BATCH, *sample_shape),
-                         fp16=fp16)
+    """Batch 1 to MAX_BATCH tuned for OPT_BATCH, or batch 1 only; fp32 (TF32 off), fp16 or int8 as the source
+    graph declares it."""
+    if precision not in SOURCES:
+        raise ValueError(f"TensorRT engines are built in {', '.join(SOURCES)} here, not {precision}")
+    shapes = [(1, *sample_shape)] * 3 if not dynamic_batch else \
+        [(1, *sample_shape), (OPT_BATCH, *sample_shape), (MAX_BATCH, *sample_shape)]
+    return EngineOptions(input_name, *shapes, precision=precision, source=SOURCES[precision])
 
 
 def unavailable_here() -> str | None:
@@ -66,25 +73,43 @@ def export_fp16(ctx: ExportContext) -> ExportResult:
     return _export(ctx, "fp16")
 
 
+def export_int8(ctx: ExportContext) -> ExportResult:
+    return _export(ctx, "int8")
+
+
+def source_graph(ctx: ExportContext, options: EngineOptions) -> tuple[Path, dict]:
+    """The ONNX file the engine is parsed from and what to record about it: the source artifact's file, or for
+    int8 a QDQ model quantised from it for TensorRT (kept beside the engine)."""
+    source = ctx.earlier[options.source] / ONNX_FILE
+    if options.precision != "int8":
+        return source, {}
+    from .onnx_precision import CALIBRATION_METHOD, FOR_TENSORRT, quantise_qdq
+
+    path = ctx.out_dir / QDQ_FILE
+    images = quantise_qdq(ctx, source, path, FOR_TENSORRT)
+    return path, {"quantised": f"onnxruntime quantize_static: QDQ, per-channel int8 weights, {FOR_TENSORRT.name}",
+                  "calibration": f"{CALIBRATION_METHOD} over {images}", "qdq_model": QDQ_FILE}
+
+
 def _export(ctx: ExportContext, precision: str) -> ExportResult:
+    entry = ctx.entry
+    options = engine_options(entry.input.name, tuple(entry.input.shape), entry.onnx.dynamic_batch, precision)
+    source, source_details = source_graph(ctx, options)
     import tensorrt as trt
     import torch
 
-    entry = ctx.entry
-    options = engine_options(entry.input.name, tuple(entry.input.shape), entry.onnx.dynamic_batch, precision)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch: TensorRT 10's only mode
+    # explicit batch (TensorRT 10's only mode), strongly typed
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse((ctx.earlier["onnx"] / ONNX_FILE).read_bytes()):
+    if not parser.parse(source.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ConversionError(f"TensorRT's ONNX parser: {errors[:300]}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
     if not options.tf32:
         config.clear_flag(trt.BuilderFlag.TF32)
-    if options.fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
     profile.set_shape(options.input_name, options.min_shape, options.opt_shape, options.max_shape)
     config.add_optimization_profile(profile)
@@ -96,5 +121,5 @@ def _export(ctx: ExportContext, precision: str) -> ExportResult:
 
     session = EngineSession(ctx.out_dir / FILE, list(entry.outputs))
     max_diff = sanity_check(ctx, session.run, "TensorRT")  # loads, keeps the batch, finite: parity is judged later
-    return ExportResult(FILE, {**asdict(options), "tensorrt": trt.__version__,
+    return ExportResult(FILE, {**asdict(options), **source_details, "tensorrt": trt.__version__,
                                "gpu": torch.cuda.get_device_name(0), "tensorrt_max_abs_diff": max_diff})

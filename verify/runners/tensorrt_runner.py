@@ -1,4 +1,5 @@
-"""TensorRT on its own engine (built on this GPU by the converter), fp32 with TF32 off, on CUDA."""
+"""TensorRT on its own engine (built on this GPU by the converter, strongly typed: fp32 with TF32 off, fp16 or
+QDQ int8 as its ONNX declared), on CUDA."""
 from __future__ import annotations
 
 from converter.core.outputs import named_outputs
@@ -36,5 +37,5 @@ class TensorRtRunner(Runner):
         import tensorrt as trt
         import torch
 
-        return {"version": trt.__version__, "device": torch.cuda.get_device_name(0), "precision": "fp32",
-                "tf32": False, "api": "execute_async_v3"}
+        return {"version": trt.__version__, "device": torch.cuda.get_device_name(0),
+                "typing": "strong (each layer in the type its ONNX declares)", "tf32": False, "api": "execute_async_v3"}
