@@ -148,8 +148,9 @@ def convert_model(entry: ModelEntry, options: RunOptions, old: ModelRecord | Non
     planned = planned_artifacts(entry, options.formats)
     key = source_key(entry, tools)
     record = ModelRecord(config=entry.model_dump(mode="json"))
-    if old is not None:  # artifacts not rebuilt this time stay as they were
-        record.artifacts = {name: art for name, art in old.artifacts.items() if name not in planned}
+    if old is not None:  # artifacts not rebuilt this time stay as they were, unless the zoo no longer asks for them
+        wanted = set(planned_artifacts(entry))
+        record.artifacts = {name: art for name, art in old.artifacts.items() if name not in planned and name in wanted}
 
     up_to_date = not options.force and old is not None and old.source is not None and old.source.key == key
     reusable = {name: art for name, art in old.artifacts.items()

@@ -188,6 +188,21 @@ def test_formats_subset_keeps_other_artifacts(write_zoo, tmp_path):
     assert all(a.ok for a in again.models["tiny"].artifacts.values())
 
 
+def test_a_format_dropped_from_the_zoo_leaves_the_manifest_and_the_disk(write_zoo, tmp_path):
+    """The verifier verifies every artifact the manifest lists: one the zoo no longer asks for must not linger
+    there (an int8 model dropped with its waiver would still block)."""
+    out = tmp_path / "a"
+    convert(load_zoo(write_zoo(models=[tiny_entry(formats=["eager", "onnx", "torchscript"], onnx={"simplify": False})])),
+            RunOptions(out=out))
+    folder = out / read_manifest(out).models["tiny"].artifacts["torchscript"].path
+    assert folder.is_file()
+    again = convert(load_zoo(write_zoo(models=[tiny_entry(formats=["eager", "onnx"], onnx={"simplify": False})])),
+                    RunOptions(out=out))
+    assert set(again.models["tiny"].artifacts) == set(read_manifest(out).models["tiny"].artifacts) == {"eager", "onnx"}
+    assert not folder.parent.exists()
+    assert all(a.cached for a in again.models["tiny"].artifacts.values())  # what is still asked for is kept
+
+
 def test_cli_exit_0_summary_and_progress(write_zoo, tmp_path, capsys):
     path = write_zoo(models=[tiny_entry(formats=["eager", "onnx"])])
     assert converter_main([str(path), "--out", str(tmp_path / "a")]) == 0
