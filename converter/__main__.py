@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                   + (f" ({', '.join(selected)})" if selected else ""), file=sys.stderr, flush=True)
         started = time.perf_counter()
         try:
+            status_line(f"converting {len(selected)} model(s): building the eager references first")
             manifest = convert(zoo, options, progress=progress)
         finally:
             status_line.clear()
