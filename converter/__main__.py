@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         heard.setdefault(model, []).append((artifact, record, outcome))
         status_line.clear()
         if args.verbose:
-            print(f"  {model:<22} {artifact:<{width}} {_label(record, outcome):<7} {record.seconds:7.1f}s"
+            print(f"  {model:<22} {artifact:<{width}} {_label(outcome):<7} {record.seconds:7.1f}s"
                   f"{_detail(record)}", file=sys.stderr, flush=True)
             if record.error_detail:
                 print(f"  {'':<{width + 32}}raw error: {record.error_detail}", file=sys.stderr, flush=True)
@@ -134,8 +134,8 @@ def _outcome(record, waived: bool) -> str:
     return "skipped" if record.skipped else "waived" if waived else "failed"
 
 
-def _label(record, outcome: str) -> str:
-    return {"converted": "ok", "failed": "FAILED"}.get(outcome, "cached" if record.cached else outcome)
+def _label(outcome: str) -> str:
+    return {"converted": "ok", "failed": "FAILED"}.get(outcome, outcome)
 
 
 def _detail(record) -> str:
@@ -153,7 +153,7 @@ def _model_line(model: str, heard: list, width: int) -> str:
     parts += [f"{tally[o]} {o}" for o in ("waived", "skipped") if tally[o]]
     seconds = sum(record.seconds for _, record, _ in heard)
     lines = [f"  {model:<22} {', '.join(parts):<40} {seconds:7.1f}s"]
-    lines += [f"      {artifact:<{width}} {_label(record, outcome)}{_detail(record)}"
+    lines += [f"      {artifact:<{width}} {_label(outcome)}{_detail(record)}"
               for artifact, record, outcome in heard if outcome in ("failed", "waived", "skipped")]
     return "\n".join(lines)
 

@@ -213,3 +213,19 @@ def test_paddle_bf16_refuses_a_cpu_it_would_silently_run_in_fp32(tiny_artifacts,
     with pytest.raises(RunnerError, match="only on CPUs with AVX-512"):
         RUNNERS["paddle-inference-bf16"]().load(
             LoadRequest(root / manifest.models["tiny"].artifacts["paddle"].path, "cpu", 1))
+
+
+def test_paddle_falls_back_to_plain_kernels_in_fp32_only(monkeypatch):
+    """Without oneDNN Paddle runs fp32 kernels: an fp32 cell may fall back (recorded), a bf16 cell must not, or
+    an fp32 figure would be reported under the bf16 name."""
+    from verify.runners import RunnerError
+
+    fp32, bf16 = RUNNERS["paddle-inference"](), RUNNERS["paddle-inference-bf16"]()
+    for runner in (fp32, bf16):
+        monkeypatch.setattr(runner, "_create_predictor", lambda onednn: None)
+    failure = RuntimeError("input's second dimension is 301056")
+    assert fp32._without_onednn(failure, lambda: "ran") == "ran"
+    assert fp32.onednn_fallback == "input's second dimension is 301056"
+    with pytest.raises(RunnerError, match="only they run bf16: input's second dimension is 301056"):
+        bf16._without_onednn(failure, lambda: "ran")
+    assert bf16.onednn_fallback is None

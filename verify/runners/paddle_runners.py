@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from converter.core.errors import one_line
 from converter.core.outputs import named_outputs
 
 from .base import Availability, Feeds, LoadRequest, Runner, RunnerError
@@ -84,9 +85,10 @@ class PaddleInferenceRunner(Runner):
         """The predictor again on plain CPU kernels, then `then()`; the oneDNN error is recorded. If that fails
         too, it was not oneDNN's fault: the first error is the one to read. Only in fp32: plain kernels would run a
         bf16 cell in fp32."""
+        error = one_line(exc, plain=True)[:200]
         if self.precision != "fp32":
-            raise RunnerError(f"Paddle's oneDNN kernels failed, and only they run bf16: {_one_line(exc)}") from None
-        self.onednn_fallback = _one_line(exc)
+            raise RunnerError(f"Paddle's oneDNN kernels failed, and only they run bf16: {error}") from None
+        self.onednn_fallback = error
         try:
             self._create_predictor(onednn=False)
             return then()
@@ -109,10 +111,6 @@ class PaddleInferenceRunner(Runner):
                 "threads": self.threads if self.device == "cpu" else None,
                 "tensorrt": bool(self.config.tensorrt_engine_enabled()),
                 **({"onednn_fallback": self.onednn_fallback} if self.onednn_fallback else {})}
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:200]
 
 
 class PaddleInferenceBf16Runner(PaddleInferenceRunner):
