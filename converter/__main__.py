@@ -30,14 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     from .pipeline import RunOptions, convert
     from .zoo import load_zoo
 
-    counts = {"converted": 0, "cached": 0, "failed": 0, "waived": 0, "skipped": 0}
     entries, planned, heard = {}, {}, {}
     status_line = StatusLine()
     width = max(map(len, ARTIFACTS))
 
     def progress(model: str, artifact: str, record: ArtifactRecord) -> None:
         outcome = _outcome(record, entries[model].conversion_waiver(artifact) is not None)
-        counts[outcome] += 1
         heard.setdefault(model, []).append((artifact, record, outcome))
         status_line.clear()
         if args.verbose:
@@ -82,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)", file=sys.stderr)
         return EXIT_FAILED
     print(_summary(manifest, selected, list(ARTIFACTS), entries))
+    counts = _tally([item for items in heard.values() for item in items])
     waived = f", {counts['waived']} failed as the zoo accepts (waived)" if counts["waived"] else ""
     waived += f", {counts['skipped']} skipped (this machine cannot build them)" if counts["skipped"] else ""
     print(f"\n{counts['converted']} converted, {counts['cached']} up to date (not converted again), "
@@ -127,6 +126,9 @@ def _error(message: str) -> int:
     return EXIT_USAGE
 
 
+OUTCOMES = ("converted", "cached", "failed", "waived", "skipped")
+
+
 def _outcome(record, waived: bool) -> str:
     """Which count an artifact adds to: converted, cached, failed, waived or skipped."""
     if record.ok:
@@ -143,10 +145,14 @@ def _detail(record) -> str:
     return f"  {record.error}{again}" if record.error else ""
 
 
+def _tally(heard: list) -> dict[str, int]:
+    """How many of the (artifact, record, outcome) heard had each outcome."""
+    return {outcome: sum(o == outcome for _, _, o in heard) for outcome in OUTCOMES}
+
+
 def _model_line(model: str, heard: list, width: int) -> str:
     """A model's artifacts in one line (counts and seconds), then one line per artifact that did not build."""
-    tally = {outcome: sum(o == outcome for _, _, o in heard) for outcome in ("converted", "cached", "failed",
-                                                                              "waived", "skipped")}
+    tally = _tally(heard)
     built = tally["converted"] + tally["cached"]
     parts = [f"{built} built" + (f" ({tally['cached']} up to date)" if tally["cached"] else ""),
              f"{tally['failed']} FAILED" if tally["failed"] else "0 failed"]

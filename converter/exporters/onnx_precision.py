@@ -76,6 +76,11 @@ class QdqScheme:
     activation_type: str  # 'QUInt8' or 'QInt8' (onnxruntime.quantization.QuantType)
     symmetric_activations: bool
 
+    @property
+    def method(self) -> str:
+        """How a model quantised with this scheme was made, as the manifest records it."""
+        return f"onnxruntime.quantization.quantize_static: QDQ, per-channel int8 weights, {self.name}"
+
 
 FOR_ONNXRUNTIME = QdqScheme("uint8 activations", "QUInt8", symmetric_activations=False)
 FOR_TENSORRT = QdqScheme("int8 activations, symmetric (zero point 0, as TensorRT requires)", "QInt8",
@@ -87,8 +92,7 @@ def export_int8(ctx: ExportContext) -> ExportResult:
     source = quantise_qdq(ctx, ctx.earlier["onnx"] / FILE, path, FOR_ONNXRUNTIME)
     max_diff = check_with_onnxruntime(str(path), ctx)  # loads, keeps the batch, finite; parity is judged later
     return ExportResult(FILE, {"precision": "int8",
-                               "converter": "onnxruntime.quantization.quantize_static: QDQ, per-channel int8 "
-                                            f"weights, {FOR_ONNXRUNTIME.name}",
+                               "converter": FOR_ONNXRUNTIME.method,
                                "calibration": f"{CALIBRATION_METHOD} over {source}",
                                "ops": _op_counts(onnx.load(str(path))), "ort_max_abs_diff": max_diff})
 

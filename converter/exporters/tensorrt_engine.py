@@ -87,8 +87,8 @@ def source_graph(ctx: ExportContext, options: EngineOptions) -> tuple[Path, dict
 
     path = ctx.out_dir / QDQ_FILE
     images = quantise_qdq(ctx, source, path, FOR_TENSORRT)
-    return path, {"quantised": f"onnxruntime quantize_static: QDQ, per-channel int8 weights, {FOR_TENSORRT.name}",
-                  "calibration": f"{CALIBRATION_METHOD} over {images}", "qdq_model": QDQ_FILE}
+    return path, {"quantised": FOR_TENSORRT.method, "calibration": f"{CALIBRATION_METHOD} over {images}",
+                  "qdq_model": QDQ_FILE}
 
 
 def _export(ctx: ExportContext, precision: str) -> ExportResult:
