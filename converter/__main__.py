@@ -87,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{counts['failed']} failed{waived}"
           + ("  [use --force to convert anyway]" if counts["cached"] and not counts["converted"] else ""))
     print(f"manifest: {Path(args.out) / 'manifest.json'}  ({time.perf_counter() - started:.1f}s)")
+    # an explored artifact (a `candidates` format) that fails is reported but, as in the verifier, never blocks
     failed = [(m, a) for m, a, _ in manifest.failed_artifacts()
-              if m in selected and entries[m].conversion_waiver(a) is None]
+              if m in selected and entries[m].conversion_waiver(a) is None and entries[m].deploys_artifact(a)]
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -174,7 +175,8 @@ def _summary(manifest, selected: list[str], artifact_order: list[str], entries: 
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    failures = [f"{m}/{a}" + (" (waived)" if entries[m].conversion_waiver(a) is not None else "")
+    failures = [f"{m}/{a}" + (" (waived)" if entries[m].conversion_waiver(a) is not None else
+                              "" if entries[m].deploys_artifact(a) else " (explored: does not block)")
                 for m, a, _ in manifest.failed_artifacts() if m in selected]
     if failures:  # each cause is in its progress line above and in the manifest
         lines += ["", f"failed: {', '.join(failures)}"]

@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 STAGING_PREFIX = ".staging-"
 MAX_ERROR_CHARS = 600
 KEY_CHARS = 12
-KEYED_FOLDER = re.compile(r"^(?P<artifact>[a-z_]+)-(?P<key>[0-9a-f]{%d})$" % KEY_CHARS)
+# any artifact name, registered now or once (onnx_int8, tensorrt_engine_fp16): a folder of a dropped format is
+# collected too
+KEYED_FOLDER = re.compile(r"^(?P<artifact>[a-z][a-z0-9_]*)-(?P<key>[0-9a-f]{%d})$" % KEY_CHARS)
 CODE_VERSION = "2"  # 2: the eager artifact records flops_per_sample  # bump when an exporter's output changes for the same inputs
 
 Progress = Callable[[str, str, ArtifactRecord], None]

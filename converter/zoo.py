@@ -9,13 +9,14 @@ from typing import Any, Literal, NoReturn
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from .core.archs import TORCHVISION_PREFIX, check_factory_trust, importable_from, resolve_factory
 from .core.checkpoints import is_torchscript_archive
 from .core.errors import ZooError
 from .core.isolation import Limits
-from .core.vocabulary import ARTIFACTS, DEVICES, RUNTIMES, CellSelector, formats, parse_selector
+from .core.vocabulary import (ARTIFACTS, DEVICES, RUNTIMES, CellSelector, deployable_formats, formats, parse_selector,
+                              reduced_formats)
 
 MAX_ZOO_BYTES = 1 << 20  # a zoo is a page of YAML; anything larger is a mistake or an attack
 MAX_ZOO_NODES = 100_000  # after expanding YAML aliases: refuses "billion laughs" documents quickly
@@ -128,7 +129,7 @@ class PrecisionBudget(_Section):
     max_accuracy_drop: float = Field(ge=0, le=100)  # percentage points of top-1 accuracy, with labelled images
 
 
-# The defaults, measured on the default zoo and the slow-test nets (README, "Reduced precision"): fp16 and
+# The defaults, measured on the default zoo and the slow-test nets (docs/measurements.md): fp16 and
 # bf16 keep the cosine above 0.999 on every net measured; int8 static quantisation moves it most.
 DEFAULT_BUDGETS = {"fp16": PrecisionBudget(min_cosine=0.999, top1=0.9, max_accuracy_drop=0.5),
                    "bf16": PrecisionBudget(min_cosine=0.98, top1=0.75, max_accuracy_drop=1.0),
@@ -198,7 +199,14 @@ class ModelEntry(_Section):
     preprocess: Preprocess = Preprocess()
     tolerance: Tolerance = Tolerance()
     precision_tolerance: PrecisionTolerance = PrecisionTolerance()
-    formats: list[str] = Field(default_factory=lambda: list(formats()), min_length=1)
+    # deployed: built and gated (a drift blocks); default: every full-precision format
+    formats: list[str] = Field(default_factory=lambda: list(deployable_formats()), min_length=1)
+    # explored: built, judged by their precision budgets and shown in "What to ship", never blocking; default:
+    # every reduced-precision format when the entry sets no `formats`, none when it does (set by _with_candidates)
+    candidates: list[str] = Field(default_factory=list)
+    # how many points of top-1 accuracy (without labels: of agreement with the reference) the recommendation may
+    # trade for speed; 0: it recommends the fastest cell that loses nothing, and names the faster lossy ones
+    accept_accuracy_drop: float = Field(default=0.0, ge=0, le=100)
     onnx: OnnxOptions = OnnxOptions()
     torchscript: TorchScriptOptions = TorchScriptOptions()
     paddle: PaddleOptions = PaddleOptions()
@@ -240,9 +248,41 @@ class ModelEntry(_Section):
             return list(categories) if categories else None
         return None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _with_candidates(cls, data: Any) -> Any:
+        """An entry without `formats` explores every reduced-precision format; one that names its formats
+        explores only the candidates it names."""
+        if isinstance(data, dict) and "candidates" not in data:
+            data = {**data, "candidates": [] if "formats" in data else list(reduced_formats())}
+        return data
+
+    @property
+    def built_formats(self) -> list[str]:
+        """What the converter builds: the deployed formats, then the candidates not among them."""
+        return list(dict.fromkeys([*self.formats, *self.candidates]))
+
+    def names_in_required(self, runtime: str, artifact: str, device: str) -> bool:
+        return any(parse_selector(key).matches(runtime, artifact, device) for key in self.required)
+
     def is_required(self, runtime: str, artifact: str, device: str) -> bool:
         """CPU cells always must run; other devices when `required` selects the cell."""
-        return device == "cpu" or any(parse_selector(key).matches(runtime, artifact, device) for key in self.required)
+        return device == "cpu" or self.names_in_required(runtime, artifact, device)
+
+    def is_deployed(self, runtime: str, artifact: str, device: str) -> bool:
+        """Whether a drift of this cell blocks: its artifact's format is in `formats` and its runtime keeps the
+        artifact's precision (torch-bf16 on the eager model does not), or `required` names the cell."""
+        return ((ARTIFACTS[artifact].format in self.formats and RUNTIMES[runtime].precision == "fp32")
+                or self.names_in_required(runtime, artifact, device))
+
+    def deploys_artifact(self, artifact: str) -> bool:
+        """Whether this artifact's failed conversion blocks: its format is deployed, or `required` names a cell
+        on it."""
+        if ARTIFACTS[artifact].format in self.formats:
+            return True
+        selectors = [parse_selector(key) for key in self.required]
+        return any(s.artifact in (None, artifact) and (s.runtime is None or artifact in RUNTIMES[s.runtime].artifacts)
+                   for s in selectors)
 
     def conversion_waiver(self, artifact: str) -> int | None:
         """The index of the waiver that accepts this artifact's failed conversion: one that names the artifact
@@ -289,10 +329,11 @@ class ModelEntry(_Section):
 # Fields that do not change what the converter builds: editing them needs no new conversion. The
 # checkpoint counts by content (its sha256), not by path; formats only say which artifacts to build.
 NOT_BUILD_INPUTS = frozenset({"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required",
-                              "classes", "classes_file", "images", "precision_tolerance", "limits", "formats", "checkpoint", "deployments", "logits_output"})
+                              "classes", "classes_file", "images", "precision_tolerance", "limits", "formats", "candidates", "accept_accuracy_drop", "checkpoint", "deployments", "logits_output"})
 
 # Sections a `defaults:` block may set; each is merged key by key into every model's own section.
-DEFAULTABLE = ("input", "outputs", "preprocess", "tolerance", "precision_tolerance", "formats", "onnx", "torchscript", "paddle", "calibration",
+DEFAULTABLE = ("input", "outputs", "preprocess", "tolerance", "precision_tolerance", "formats", "candidates",
+               "accept_accuracy_drop", "onnx", "torchscript", "paddle", "calibration",
                "seed", "tolerance_overrides", "required", "limits", "deployments")
 
 
@@ -532,11 +573,15 @@ def _check_outputs(entry: ModelEntry, fail: Fail) -> None:
 def _check_vocabulary(entry: ModelEntry, fail: Fail) -> None:
     """Every format, runtime, artifact and device the entry names is registered (converter.core.vocabulary)."""
     known_formats = formats()
-    for index, fmt in enumerate(entry.formats):
-        if fmt not in known_formats:
-            fail(f"formats.{index}", f"unknown format '{fmt}' (registered: {', '.join(known_formats)})")
-    if len(set(entry.formats)) != len(entry.formats):
-        fail("formats", "lists a format twice")
+    for field in ("formats", "candidates"):
+        listed = getattr(entry, field)
+        for index, fmt in enumerate(listed):
+            if fmt not in known_formats:
+                fail(f"{field}.{index}", f"unknown format '{fmt}' (registered: {', '.join(known_formats)})")
+        if len(set(listed)) != len(listed):
+            fail(field, "lists a format twice")
+    if "eager" in entry.candidates:
+        fail("candidates", "eager is the reference every cell is compared with: it is always built, not explored")
     for field, keys in (("tolerance_overrides", list(entry.tolerance_overrides)), ("required", entry.required)):
         for key in keys:
             try:

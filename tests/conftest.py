@@ -93,6 +93,14 @@ def built_artifact(root: Path, artifact: str, model: str = "tiny"):
     return root / "artifacts" / record.path, record
 
 
+def cannot_run_here(runtime: str, device: str = "cpu") -> str | None:
+    """Why this machine's CPU (or the one $PARITY_CPUINFO describes) cannot run a runtime's cells: those cells
+    SKIP with this reason, here and in the verifier alike."""
+    from verify.runners import Availability, registered_runners
+
+    return registered_runners()[runtime].unavailable(device, Availability())
+
+
 @pytest.fixture(autouse=True)
 def _process_state_restored():
     """load_zoo puts each zoo's folder on sys.path and a command run in-process logs to its own file (as the

@@ -11,7 +11,7 @@ from converter.zoo import DEFAULT_BUDGETS, PrecisionBudget
 from verify.accuracy import accuracy, drop_points, judge_precision, top_k
 from verify.preprocessing import softmax
 from verify.compare import ERROR, FAIL, PASS, Comparison
-from verify.decision import choices, pareto_front, recommendation
+from verify.decision import decision_section, choices, pareto_front, recommendation
 from verify.predictions import accuracy_frame, predictions_frame, predictions_section
 from verify.results import Cell, ModelResult
 from verify.timing import summarise
@@ -105,10 +105,56 @@ def test_choices_rank_passing_cells_and_mark_the_pareto_front():
     fastest = rows[0]
     assert fastest.score == 0.5 and fastest.drop == pytest.approx(25.0) and fastest.speedup == pytest.approx(10 / 3)
     assert fastest.size_bytes == 11_000_000
-    line = recommendation(rows)
-    assert line.startswith("Ship onnxruntime on onnx_int8 (int8, cpu)") and "accuracy 50.0% (25.0 points below the reference)" in line
     gained = recommendation([replace(fastest, drop=-2.5, score=0.775)])
     assert "accuracy 77.5% (2.5 points above the reference)" in gained
+
+
+def test_the_recommendation_keeps_accuracy_and_names_the_faster_lossy_cell():
+    rows = choices(labelled_result())
+    line = recommendation(rows)
+    # int8 is 2.7x faster than fp32 ONNX but loses 25 points: fp32 ONNX is recommended, int8 named beside it
+    assert line.startswith("Ship onnxruntime on onnx (fp32, cpu): the fastest cell that passes its gate and loses "
+                           "no accuracy") and "(1.2x the reference)" in line and "accuracy 75.0% (as the reference)" in line
+    assert ("Faster but lossy: onnxruntime on onnx_int8 (int8), 3.00 ms, accuracy 50.0% (25.0 points below the "
+            "reference); `accept_accuracy_drop: 25`") in line
+    traded = recommendation(rows, accept_drop=25.0)
+    assert traded.startswith("Ship onnxruntime on onnx_int8 (int8, cpu)") and "loses at most 25 points" in traded
+    assert "Faster but lossy" not in traded
+
+
+def test_an_explored_cell_outside_its_budget_is_shown_not_shippable():
+    result = labelled_result()
+    int8 = next(c for c in result.cells if c.runtime == "onnxruntime" and c.artifact == "onnx_int8")
+    result.cells[result.cells.index(int8)] = replace(int8, status="FAIL", gated=False, detail="int8 cosine 0.95 < 0.98")
+    rows = choices(result)
+    outside = [r for r in rows if r.not_shippable]
+    assert [(r.cell.runtime, r.cell.artifact, r.not_shippable) for r in outside] == [
+        ("onnxruntime", "onnx_int8", "int8 cosine 0.95 < 0.98")]
+    assert not outside[0].pareto and "onnxruntime on onnx_int8" not in recommendation(rows, accept_drop=100)
+    text = "\n".join(decision_section(result, None))
+    assert "- not shippable: onnxruntime on onnx_int8 (int8): int8 cosine 0.95 < 0.98" in text
+
+
+def test_an_emulated_precision_is_no_speed_option():
+    result = labelled_result()
+    fp16 = next(c for c in result.cells if c.artifact == "onnx_fp16")
+    fast = replace(fp16, precision="bf16", emulated="bf16 emulated: this CPU (X) has no bf16 instructions",
+                   timings=tuple(replace(t, p50_ms=t.p50_ms / 100) for t in fp16.timings))
+    result.cells[result.cells.index(fp16)] = fast
+    rows = choices(result)
+    row = next(r for r in rows if r.cell.artifact == "onnx_fp16")
+    assert not row.speed_option and not row.pareto
+    assert recommendation(rows).startswith("Ship onnxruntime on onnx (fp32, cpu)")
+    text = "\n".join(decision_section(result, None))
+    assert "bf16 (emulated)" in text and "- not a speed option on this CPU: bf16 emulated" in text
+
+
+def test_a_speed_up_from_an_unstable_figure_is_withheld():
+    rows = choices(labelled_result())
+    shaky = [replace(r, stable=False, interval_ms=(5.0, 14.0)) if r.cell.reference else r for r in rows]
+    line = recommendation(shaky)
+    assert "x the reference" not in line and "speed-up withheld" in line
+    assert "the reference 10.00 ms, 95% interval 5.00-14.00" in line
 
 
 def test_pareto_front_ignores_untimed_rows():

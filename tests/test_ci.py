@@ -90,4 +90,21 @@ def test_the_job_summary_has_the_verdict_the_counts_and_the_blocking_lines():
                                      cell(status="FAIL", detail="drift"), cell(device="cuda", status="SKIP")])
     text = step_summary([result], decide([result], {"m": entry()}), "reports/report.md")
     assert text.startswith("## Parity: BLOCKED")
-    assert "| m | 1 | 1 | 0 | 1 |" in text and "- m/onnx/onnxruntime@cpu: FAIL: drift" in text
+    assert "| m | 1 | 1 | 0 | 1 | 0 | 0 |" in text and "- m/onnx/onnxruntime@cpu: FAIL: drift" in text
+
+
+def test_an_explored_failure_is_a_skipped_case_and_counted_apart():
+    """A candidate outside its budget never blocks: JUnit readers must not turn the build red for it."""
+    int8 = cell(artifact="onnx_int8", status="FAIL", detail="int8 cosine 0.95 < 0.98", precision="int8", gated=False)
+    result = ModelResult("m", cells=[cell(runtime="torch", artifact="eager", reference=True), cell(), int8],
+                         conversion_failures={"onnx_fp16": "boom"})
+    entries = {"m": entry(candidates=["onnx_fp16", "onnx_int8"])}
+    verdict = decide([result], entries)
+    assert verdict.passed
+    root = ElementTree.fromstring(junit_xml([result], verdict, entries))
+    outcomes = {case.get("name"): (case[0].tag, case[0].get("message")) for case in root.iter("testcase") if len(case)}
+    assert outcomes["onnx_int8/onnxruntime/cpu/int8"][0] == "skipped"
+    assert outcomes["onnx_int8/onnxruntime/cpu/int8"][1].startswith("explored, not deployed (it does not block)")
+    assert outcomes["convert/onnx_fp16"][0] == "skipped"
+    assert root.get("failures") == "0" and root.get("errors") == "0"
+    assert "| m | 2 | 0 | 0 | 0 | 0 | 1 |" in step_summary([result], verdict)

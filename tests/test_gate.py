@@ -1,6 +1,8 @@
 """The gate on plain results: exit codes, waivers, required runtimes, conversion failures."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from converter.zoo import ModelEntry
@@ -102,3 +104,34 @@ def test_model_error_blocks_once():
 
 def test_nothing_verified_is_not_a_pass():
     assert not decide([], {}).passed
+
+
+def test_an_explored_cell_never_blocks_and_a_deployed_one_does():
+    """int8 that nobody asked to deploy (a candidate) is judged by its budget and reported, never blocking; the
+    same cell blocks once the zoo deploys it (`formats`) or `required` names it."""
+    int8 = cell(artifact="onnx_int8", status="FAIL", detail="int8 cosine 0.9524 < 0.98", precision="int8")
+    explored = decide([result(cell(**REF), cell(), replace(int8, gated=False))], {"m": entry(candidates=["onnx_int8"])})
+    assert explored.passed and explored.blocking == ()
+    assert explored.notes == ("m/onnx_int8/onnxruntime@cpu: FAIL: int8 cosine 0.9524 < 0.98 (explored, not deployed: "
+                              "it does not block)",)
+    deployed = decide([result(cell(**REF), int8)], {"m": entry(formats=["eager", "onnx_int8"])})
+    assert not deployed.passed and deployed.blocking[0].startswith("m/onnx_int8/onnxruntime@cpu: FAIL")
+
+
+def test_an_explored_skip_never_blocks_unless_required():
+    skipped = cell(runtime="paddle-inference-bf16", artifact="paddle", status="SKIP", precision="bf16",
+                   detail="Paddle's oneDNN bf16 kernels need bf16 instructions", gated=False)
+    assert decide([result(cell(**REF), skipped)], {"m": entry()}).passed
+    required = entry(required=["paddle-inference-bf16"])
+    assert required.is_deployed("paddle-inference-bf16", "paddle", "cpu")
+    verdict = decide([result(cell(**REF), replace(skipped, gated=True))], {"m": required})
+    assert not verdict.passed and "required but skipped" in verdict.blocking[0]
+
+
+def test_an_explored_conversion_failure_is_a_note():
+    failed = {"onnx_int8": "quantisation failed"}
+    explored = decide([result(cell(**REF), conversion_failures=failed)], {"m": entry(candidates=["onnx_int8"])})
+    assert explored.passed and "conversion to onnx_int8 failed: quantisation failed (explored" in explored.notes[0]
+    deployed = decide([result(cell(**REF), conversion_failures=failed)],
+                      {"m": entry(formats=["eager", "onnx", "onnx_int8"])})
+    assert deployed.blocking == ("m: conversion to onnx_int8 failed: quantisation failed",)

@@ -165,6 +165,26 @@ def test_unchanged_model_is_not_converted_again(write_zoo, tmp_path, capsys):
     assert len([p for p in (out / "tiny").iterdir()]) == 3  # the old keyed folders were collected
 
 
+def test_stale_keyed_folders_of_every_artifact_name_are_collected(tmp_path):
+    """Artifact names with digits (onnx_int8, tensorrt_engine_fp16) are keyed folders too: a stale one goes."""
+    from converter.manifest import ArtifactRecord, ModelRecord
+    from converter.pipeline import KEY_CHARS, KEYED_FOLDER, _collect_garbage
+
+    assert all(KEYED_FOLDER.match(f"{name}-{'0' * KEY_CHARS}") for name in ARTIFACTS)
+    model_dir = tmp_path / "tiny"
+    kept, stale = ["eager-" + "a" * KEY_CHARS, "onnx_int8-" + "b" * KEY_CHARS], []
+    for name in ("onnx_int8", "onnx_fp16", "tensorrt_engine_int8", "eager"):
+        stale.append(f"{name}-{'c' * KEY_CHARS}")
+    for folder in kept + stale + ["notes"]:
+        (model_dir / folder).mkdir(parents=True)
+    record = ModelRecord(config={}, artifacts={
+        "eager": ArtifactRecord("ok", path=f"tiny/{kept[0]}/model.pt"),
+        "onnx_int8": ArtifactRecord("ok", path=f"tiny/{kept[1]}/model.onnx"),
+    })
+    _collect_garbage(model_dir, record, tmp_path)
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted(kept + ["notes"])
+
+
 def test_editing_the_factory_module_invalidates_the_key(tmp_path, monkeypatch):
     from converter.pipeline import source_key
     from converter.zoo import ModelEntry

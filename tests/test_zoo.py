@@ -344,3 +344,41 @@ def test_torchvision_weights_name_their_classes_without_loading_them():
     entry = ModelEntry(name="r", arch="torchvision:resnet18", weights="IMAGENET1K_V1")  # not validated: no file
     names = entry.class_names()
     assert len(names) == 1000 and names[0] == "tench" and "Yorkshire terrier" in names
+
+
+def test_an_entry_without_formats_deploys_full_precision_and_explores_the_rest(write_zoo):
+    """The one-line zoo of issue 25: every format is built, the reduced-precision ones as candidates that never
+    block; an entry that names its formats explores only the candidates it names."""
+    plain, named, both = load_zoo(write_zoo([
+        tiny_entry("plain"), tiny_entry("named", formats=["eager", "onnx", "onnx_int8"]),
+        tiny_entry("both", formats=["eager", "onnx"], candidates=["onnx_fp16", "tvm"])])).models
+    assert plain.candidates == ["onnx_fp16", "onnx_int8", "tensorrt_fp16", "tensorrt_int8"]
+    assert "onnx_int8" not in plain.formats and {"onnx", "paddle", "openvino"} <= set(plain.formats)
+    assert plain.is_deployed("onnxruntime", "onnx", "cpu") and not plain.is_deployed("onnxruntime", "onnx_int8", "cpu")
+    assert not plain.is_deployed("torch-bf16", "eager", "cpu")  # a reduced-precision runtime setting is explored
+    assert not plain.is_deployed("openvino-bf16", "openvino_ir", "cpu")
+    assert named.candidates == [] and named.is_deployed("onnxruntime", "onnx_int8", "cpu")
+    assert named.deploys_artifact("onnx_int8") and not plain.deploys_artifact("onnx_int8")
+    assert both.built_formats == ["eager", "onnx", "onnx_fp16", "tvm"] and not both.is_deployed("tvm", "tvm", "cpu")
+    bf16 = load_zoo(write_zoo([tiny_entry("r", required=["torch-bf16"])])).models[0]
+    assert bf16.is_deployed("torch-bf16", "eager", "cpu")  # `required` deploys what it names
+
+
+def test_candidates_survive_the_manifests_copy(write_zoo):
+    from converter.zoo import entry_from_config
+
+    entry = load_zoo(write_zoo([tiny_entry()])).models[0]
+    copy = entry_from_config(entry.model_dump(mode="json"), "manifest")
+    assert copy.candidates == entry.candidates and copy.formats == entry.formats
+
+
+@pytest.mark.parametrize("fields,field,fragment", [
+    ({"candidates": ["tflite"]}, "candidates.0", "unknown format 'tflite'"),
+    ({"candidates": ["onnx_int8", "onnx_int8"]}, "candidates", "lists a format twice"),
+    ({"candidates": ["eager"]}, "candidates", "eager is the reference"),
+    ({"accept_accuracy_drop": -1}, "accept_accuracy_drop", "greater than or equal to 0"),
+])
+def test_bad_candidates_name_the_field(write_zoo, fields, field, fragment):
+    with pytest.raises(ZooError) as raised:
+        load_zoo(write_zoo([tiny_entry(**fields)]))
+    assert raised.value.field == field and fragment in str(raised.value)

@@ -138,22 +138,29 @@ def _merge(argv: list[str]) -> int:
 
 
 def _print_header() -> None:
-    print(f"{'model':<24} {'images':<14} {'PASS':>4} {'FAIL':>4} {'ERROR':>5} {'SKIP':>4}  (every cell: --verbose)",
+    print(f"{'model':<24} {'images':<14} {'PASS':>4} {'FAIL':>4} {'ERROR':>5} {'SKIP':>4}  (deployed cells; every "
+          "cell: --verbose)",
           file=sys.stderr, flush=True)
 
 
 def _print_model_line(result, verdict) -> None:
     """One line per model: its counts, the reference's accuracy and the recommendation; then what blocks."""
     from .compare import ERROR, FAIL, PASS, SKIP
-    from .decision import choices, recommendation
+    from .decision import recommend
 
-    counts = [sum(cell.status == status for cell in result.cells) for status in (PASS, FAIL, ERROR, SKIP)]
+    deployed = [cell for cell in result.cells if cell.gated]
+    counts = [sum(cell.status == status for cell in deployed) for status in (PASS, FAIL, ERROR, SKIP)]
     images = f"{result.samples}" + (" labelled" if result.labels is not None else "")
     reference = result.reference
     facts = []
+    explored = [cell for cell in result.cells if not cell.gated]
+    if explored:
+        outside = sum(cell.status in (FAIL, ERROR) for cell in explored)
+        facts.append(f"explored {len(explored)} cells ({sum(c.status == PASS for c in explored)} within budget"
+                     + (f", {outside} not shippable" if outside else "") + ")")
     if reference is not None and reference.accuracy is not None:
         facts.append(f"accuracy {100 * reference.accuracy.top1:.1f}%")
-    chosen = recommendation(choices(result)) if not result.error else None
+    chosen = recommend(result) if not result.error else None
     if chosen:
         facts.append(chosen)
     print(f"{result.model:<24} {images:<14} {counts[0]:>4} {counts[1]:>4} {counts[2]:>5} {counts[3]:>4}  "
@@ -175,7 +182,7 @@ def _print_model(result, verdict) -> None:
         print(f"  ({result.accuracy_note})", file=sys.stderr, flush=True)
     for cell in result.cells:
         waiver = verdict.waivers.get(cell.key)
-        status = f"{cell.status} (waived: {waiver})" if waiver else cell.status
+        status = (f"{cell.status} (waived: {waiver})" if waiver else cell.status) + ("" if cell.gated else "*")
         reused = f" (reused from {cell.cached})" if cell.cached else ""
         scored = f"acc {100 * cell.accuracy.top1:5.1f}%  " if cell.accuracy is not None else ""
         print(f"  {cell.runtime:<17} {cell.artifact:<{width}} {cell.device:<9} {cell.precision:<4} {status:<6} "
@@ -188,6 +195,8 @@ def _print_model(result, verdict) -> None:
         print(f"  {'preprocessing':<17} {check.deployment:<{width}} {check.library:<9} {'':<4} {status:<6} "
               f"{check.detail}",
               file=sys.stderr, flush=True)
+    if any(not cell.gated for cell in result.cells):
+        print(f"  {indent}* explored, not deployed: judged by its budget, never blocking", file=sys.stderr, flush=True)
     if any(not check.gated for check in result.preprocessing):
         print(f"  {indent}* information only: the zoo declares no deployments for this model",
               file=sys.stderr, flush=True)

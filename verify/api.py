@@ -114,7 +114,8 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     if options.timing and names:  # before any cell, each kernel in a worker of its own; the canary learns the machine
         shared.speed.known = remembered_speed(speed_file, machine)
         shared.speed.add(canary_readings(10))
-        peak = measure_peak(threads)
+        peak = measure_peak(threads, precisions={cell.precision for name in names for cell in plan_cells(
+            name, manifest.models[name], runners, session, by_name.get(name)) if cell.device == "cpu"})
         shared.speed.add(canary_readings(10))
     results = []
     for name in names:
@@ -264,7 +265,7 @@ def write_reports(verified: VerifyRun, folder: Path) -> Path:
             atomic_write(folder / saved, (Path(result.inputs_in) / saved).read_bytes())
     atomic_write(folder / "parity.csv", csv(parity_frame(results, verified.entries, verdict)))
     atomic_write(folder / "junit.xml", junit_xml(results, verdict, verified.entries, run_id))
-    atomic_write(folder / "timing.csv", csv(timing_frame(results, verified.environment.get("peak_fp32_gflops"))))
+    atomic_write(folder / "timing.csv", csv(timing_frame(results, verified.environment)))
     charts = write_timing_charts(results, folder, run_id)
     tradeoffs = write_tradeoff_charts(results, folder, run_id)
     grids = write_prediction_grids(results, verified.entries, folder, run_id)

@@ -128,7 +128,7 @@ def write_tradeoff_charts(results: list[ModelResult], folder: Path, run_id: str 
 
     written = {}
     for result in results:
-        rows = [row for row in choices(result) if not math.isnan(row.latency_ms)]
+        rows = [row for row in choices(result) if not math.isnan(row.latency_ms) and not row.not_shippable]
         if len(rows) > 1:
             written[result.model] = tradeoff_file(result.model)
             _write(folder, written[result.model], _drawn_earlier(result, written[result.model]),

@@ -14,8 +14,8 @@ from .results import Cell, ModelResult
 
 def junit_xml(results: list[ModelResult], verdict: Verdict, entries: dict[str, ModelEntry], run_id: str = "") -> str:
     """A failure where the gate blocks (a FAIL, a required cell skipped, a failed conversion or a gated
-    preprocessing check), an error for an ERROR, skipped for a SKIP that does not block and for a waived failure
-    (its message says waived and why)."""
+    preprocessing check), an error for an ERROR, skipped for a SKIP that does not block, for a waived failure
+    (its message says waived and why) and for an explored cell's failure (it never blocks)."""
     root = ElementTree.Element("testsuites", name="parity-workbench")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for result in results:
@@ -24,7 +24,7 @@ def junit_xml(results: list[ModelResult], verdict: Verdict, entries: dict[str, M
             properties = ElementTree.SubElement(suite, "properties")
             ElementTree.SubElement(properties, "property", name="run_id", value=run_id)
         cases = [_model_case(result)] if result.error else []
-        cases += [_conversion_case(result, artifact, error, verdict) for artifact, error
+        cases += [_conversion_case(result, artifact, error, verdict, entries.get(result.model)) for artifact, error
                   in result.conversion_failures.items()]
         cases += [_cell_case(cell, entries.get(result.model), verdict) for cell in result.cells]
         cases += [_check_case(check, verdict) for check in result.preprocessing]
@@ -65,13 +65,17 @@ def _model_case(result: ModelResult) -> ElementTree.Element:
     return _outcome(_case(result.model, "model"), "error", result.error or "", kind=ERROR)
 
 
-def _conversion_case(result: ModelResult, artifact: str, error: str, verdict: Verdict) -> ElementTree.Element:
+def _conversion_case(result: ModelResult, artifact: str, error: str, verdict: Verdict,
+                     entry: ModelEntry | None) -> ElementTree.Element:
     case = _case(result.model, f"convert/{artifact}")
     detail = result.conversion_details.get(artifact, "")
     waived = next((line for line in verdict.waived if line.startswith(f"{result.model}: conversion to {artifact} ")),
                   None)
     if waived is not None:
         return _outcome(case, "skipped", f"waived: {waived}")
+    if entry is not None and not entry.deploys_artifact(artifact):
+        return _outcome(case, "skipped", f"explored, not deployed (it does not block): conversion to {artifact} "
+                                         f"failed: {error}")
     return _outcome(case, "failure", f"conversion to {artifact} failed: {error}", detail, kind="conversion")
 
 
@@ -82,6 +86,8 @@ def _cell_case(cell: Cell, entry: ModelEntry | None, verdict: Verdict) -> Elemen
         return _outcome(case, "skipped", f"waived ({verdict.waivers[cell.key]}): {problem}")
     if cell.conversion_failed:  # the conversion's own test case carries the failure
         return _outcome(case, "skipped", cell.detail)
+    if problem is not None and not cell.gated:
+        return _outcome(case, "skipped", f"explored, not deployed (it does not block): {problem}")
     if cell.status == ERROR:
         return _outcome(case, "error", cell.detail, kind=ERROR)
     if problem is not None:
@@ -115,9 +121,14 @@ def step_summary(results: list[ModelResult], verdict: Verdict, report: str = "re
     page ($GITHUB_STEP_SUMMARY)."""
     lines = [f"## Parity: {verdict.label}", "",
              f"{len(verdict.blocking)} blocking, {len(verdict.waived)} waived; the full report: `{report}`", "",
-             "| model | PASS | FAIL | ERROR | SKIP |", "| --- | --- | --- | --- | --- |"]
+             "Deployed cells by status; explored cells (never blocking) by whether they are within their budget.", "",
+             "| model | PASS | FAIL | ERROR | SKIP | explored: within budget | explored: not |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for result in results:
-        counts = [sum(cell.status == status for cell in result.cells) for status in (PASS, FAIL, ERROR, SKIP)]
+        deployed = [cell for cell in result.cells if cell.gated]
+        explored = [cell for cell in result.cells if not cell.gated]
+        counts = [sum(cell.status == status for cell in deployed) for status in (PASS, FAIL, ERROR, SKIP)]
+        counts += [sum(cell.status == PASS for cell in explored), sum(cell.status in (FAIL, ERROR) for cell in explored)]
         lines.append(f"| {result.model} | " + " | ".join(str(count) for count in counts) + " |")
     if verdict.blocking:
         lines += ["", "Blocking:", ""] + [f"- {line}" for line in verdict.blocking]

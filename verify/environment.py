@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from converter.core.files import file_sha256
-from converter.core.machine import physical_cores
+from converter.core.machine import cpu_features, physical_cores
 from converter.manifest import tool_versions
 
 from .inputs import ImageSet
@@ -27,7 +27,8 @@ def describe_machine(threads: int) -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(), "threads": threads,
+    info = {"cpu": cpu, **cpu_features().summary(), "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(),
+            "threads": threads,
             "platform": platform.platform(), **{f"version.{k}": v for k, v in tool_versions().items()}}
     try:
         import torch

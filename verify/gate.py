@@ -57,7 +57,10 @@ def decide(results: list[ModelResult], entries: dict[str, ModelEntry], left_out:
             blocking.append(f"{result.model}: {result.error}")
         for artifact, error in result.conversion_failures.items():
             index = entry.conversion_waiver(artifact) if entry else None
-            if index is None:
+            if entry is not None and not entry.deploys_artifact(artifact) and index is None:
+                notes.append(f"{result.model}: conversion to {artifact} failed: {error} (explored, not deployed: "
+                             "it does not block)")
+            elif index is None:
                 blocking.append(f"{result.model}: conversion to {artifact} failed: {error}")
             else:
                 used.add(index)
@@ -66,6 +69,10 @@ def decide(results: list[ModelResult], entries: dict[str, ModelEntry], left_out:
             problem = cell_problem(cell, entry)
             if problem is None or result.error:
                 continue  # a model-level error is reported once, not once per cell
+            if not cell.gated:  # explored: its SKIPs are in the tables; a failure is worth a line
+                if cell.status in (FAIL, ERROR) and not cell.conversion_failed:
+                    notes.append(f"{cell.key}: {problem} (explored, not deployed: it does not block)")
+                continue
             index = _match_cell(waivers, cell)
             if index is not None:
                 used.add(index)

@@ -11,17 +11,23 @@ from .compare import ERROR, FAIL, PASS, SKIP
 from .gate import Verdict, is_required
 from .results import Cell, ModelResult
 from .tables import number, table
-from .decision import choices, decision_section, recommendation
+from .decision import decision_section, recommend
 from .invariance import PROBE_BATCHES
 from .predictions import predictions_section
-from .timing_report import timing_section
+from .timing_report import peaks_of, timing_section
 
 PARITY_COLUMNS = ["model", "artifact", "runtime", "device", "precision", "output", "status", "cell_status", "max_abs_diff",
                   "max_rel_diff", "cosine", "top1_agreement", "top5_overlap", "top1_ties", "samples", "required",
-                  "waiver", "batch_invariance", "detail", "first_divergence"]
+                  "deployed", "emulated", "waiver", "batch_invariance", "detail", "first_divergence"]
 PREPROCESSING_COLUMNS = ["model", "deployment", "library", "gated", "status", "channel_shift", "input_max_abs_diff",
                          "max_abs_diff", "top1_agreement", "confident_flips", "waiver", "detail"]
 
+
+
+DEPLOYED_RULE = ("Deployed cells (the zoo's `formats` at their own precision, and every cell `required` names) are "
+                 "gated: a drift blocks. Explored cells (`candidates` formats, reduced-precision runtime settings "
+                 "such as torch-bf16) are judged by their precision budgets and shown in What to ship; they never "
+                 "block, and are marked *explored*.")
 
 
 def parity_frame(results: list[ModelResult], entries: dict, verdict: Verdict) -> pd.DataFrame:
@@ -39,7 +45,8 @@ def parity_frame(results: list[ModelResult], entries: dict, verdict: Verdict) ->
                     "cosine": c.cosine if c else math.nan, "top1_agreement": c.top1_agreement if c else math.nan,
                     "top5_overlap": c.top5_overlap if c else math.nan, "top1_ties": c.top1_ties if c else 0,
                     "samples": c.samples if c else result.samples,
-                    "required": is_required(cell, entries.get(cell.model)),
+                    "required": is_required(cell, entries.get(cell.model)), "deployed": cell.gated,
+                    "emulated": cell.emulated,
                     "waiver": verdict.waivers.get(cell.key, ""), "batch_invariance": cell.batch_invariance,
                     "detail": ("reference; " if cell.reference else "") + (c.reason if c else cell.detail),
                     "first_divergence": cell.divergence.summary if cell.divergence else "",
@@ -76,7 +83,8 @@ def summary(results: list[ModelResult], verdict: Verdict, environment: dict,
         "cells": counts,
         "failing_cells": [
             {"model": c.model, "artifact": c.artifact, "runtime": c.runtime, "device": c.device,
-             "precision": c.precision, "status": c.status, "detail": c.detail, "waiver": verdict.waivers.get(c.key),
+             "precision": c.precision, "status": c.status, "deployed": c.gated, "detail": c.detail,
+             "waiver": verdict.waivers.get(c.key),
              "outputs": {name: comparison.status for name, comparison in c.comparisons.items()},
              "first_divergence": asdict(c.divergence) if c.divergence else None}
             for r in results for c in r.cells if c.status in (FAIL, ERROR)
@@ -92,7 +100,7 @@ def summary(results: list[ModelResult], verdict: Verdict, environment: dict,
                              "images": r.image_source, "classes": len(r.classes) if r.classes else None,
                              "accuracy": {c.key: {"precision": c.precision, "top1": c.accuracy.top1,
                                                   "top5": c.accuracy.top5} for c in r.cells if c.accuracy},
-                             "recommendation": recommendation(choices(r))}
+                             "recommendation": recommend(r)}
                    for r in results},
         "environment": environment,
     }
@@ -113,13 +121,19 @@ def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, pr
     if verdict.left_out:
         lines += [f"**Partial run**: left out {verdict.left_out}.", ""]
     if verdict.passed:
-        lines.append("**PASS**: every required cell " + ("that ran " if verdict.left_out else "")
+        lines.append("**PASS**: every deployed cell " + ("that ran " if verdict.left_out else "")
                      + "matches the PyTorch eager CPU reference within tolerance.")
     else:
         lines.append(f"**BLOCKED**: {len(verdict.blocking)} problem(s) block the deployment.")
         lines += [""] + [f"- {line}" for line in verdict.blocking]
     if verdict.waived:
         lines += ["", "Waived by `allow_failures`:", ""] + [f"- {line}" for line in verdict.waived]
+    lines += ["", DEPLOYED_RULE]
+    emulated = sorted({cell.emulated for result in results for cell in result.cells if cell.emulated})
+    if emulated:
+        lines += [""] + [f"**{text}**: those cells' timings say nothing of a CPU with the instructions (there bf16 "
+                         "is faster than fp32, here slower), and What to ship does not offer them for speed."
+                         for text in emulated]
     if verdict.notes:
         lines += ["", "Notes:", ""] + [f"- {line}" for line in verdict.notes]
     if provenance:
@@ -133,7 +147,7 @@ def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, pr
     lines += _matrix(results, verdict)
     everywhere = _skipped_everywhere(results)
     for result in results:
-        lines += _model_section(result, verdict, everywhere, environment.get("peak_fp32_gflops"),
+        lines += _model_section(result, verdict, everywhere, peaks_of(environment, results),
                                 (charts or {}).get(result.model))
         if not result.error:
             lines += decision_section(result, (tradeoffs or {}).get(result.model))
@@ -212,6 +226,7 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
         if details:
             lines += [""] + [f"- {c.runtime} ({c.artifact}) {c.device}: {c.status}: {c.detail}"
                              + (f" (waived: {verdict.waivers[c.key]})" if c.key in verdict.waivers else "")
+                             + ("" if c.gated else " (explored: it does not block)")
                              for c in details]
         lines += _invariance_lines(ran)
         lines += timing_section(result, peak_gflops, chart)
@@ -274,19 +289,20 @@ def _matrix_cell(cell: Cell | None, verdict: Verdict) -> str:
     shown = next((c for c in cell.comparisons.values() if c.status == cell.status), cell.comparison)
     if shown and not math.isnan(shown.max_abs_diff) and not cell.reference:
         text += f" {shown.max_abs_diff:.1e}"
-    return text + (" (waived)" if cell.key in verdict.waivers else "")
+    return text + (" (waived)" if cell.key in verdict.waivers else "") + ("" if cell.gated else " *explored*")
 
 
 def _parity_rows(cell: Cell, verdict: Verdict, multi: bool) -> list[list[str]]:
     """One row per cell; with several outputs, one per output."""
-    waived = " (waived)" if cell.key in verdict.waivers else ""
+    waived = (" (waived)" if cell.key in verdict.waivers else "") + ("" if cell.gated else " *explored*")
     outputs = list(cell.comparisons.items()) if multi and cell.comparisons else [("", cell.comparison)]
     rows = []
     for output, c in outputs:
         status = (c.status if output else cell.status) + waived
         if cell.reference and status == PASS:
             status = "REF"
-        rows.append([cell.artifact, cell.runtime, cell.device, cell.precision, *([output] if multi else []), status,
+        precision = cell.precision + (" (emulated)" if cell.emulated else "")
+        rows.append([cell.artifact, cell.runtime, cell.device, precision, *([output] if multi else []), status,
                      number(c.max_abs_diff if c else None), number(c.max_rel_diff if c else None),
                      number(c.cosine if c else None, "{:.6f}"), number(c.top1_agreement if c else None, "{:.2f}"),
                      number(c.top5_overlap if c else None, "{:.2f}")])

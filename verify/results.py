@@ -34,6 +34,10 @@ class Cell:
     accuracy: Accuracy | None = None  # against the labels, when the images are labelled and the model has classes
     batch_invariance: str = ""  # whether each sample's answer is the same alone, in an odd batch and in the full one
     batch_invariant: bool | None = None  # that check's verdict (None: not checked)
+    # deployed (the zoo's `formats` at their own precision, or `required`): a drift blocks; explored (a candidate
+    # format, a reduced-precision runtime setting): judged and shown in "What to ship", never blocking
+    gated: bool = True
+    emulated: str = ""  # why this CPU runs the cell's precision without native instructions (its speed misleads)
 
     @property
     def key(self) -> str:
@@ -86,6 +90,7 @@ class ModelResult:
     artifact_bytes: dict[str, int] = field(default_factory=dict)  # artifact -> its files' size on disk
     drawn_in: str | None = None  # a shard's report folder: its charts and grid of this model are copied, not redrawn
     inputs_in: str | None = None  # a shard's report folder holding this model's saved inputs, copied as they are
+    accept_accuracy_drop: float = 0.0  # the zoo's: points of accuracy the recommendation may trade for speed
 
     @property
     def inputs_saved(self) -> bool:

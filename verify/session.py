@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.core.isolation import Limits, WorkerResult, run_isolated
+from converter.core.outputs import Feeds
 from converter.core.vocabulary import ARTIFACTS, DEVICES, ONNX_ARTIFACTS, REFERENCE, RUNTIMES, cell_precision
 from converter.manifest import ArtifactRecord, ModelRecord, integrity_problem
 from converter.zoo import ModelEntry
@@ -29,7 +30,6 @@ from .runners import Availability, DeviceUnavailable, LoadRequest, Runner
 from .timing import DEFAULT_BATCHES, MachineSpeed, Timing, TimingPolicy, WaitBudget, feeds_of, measure_steady
 
 log = logging.getLogger(__name__)
-Feeds = dict[str, np.ndarray]
 # Normalised natural images have a standard deviation near 1 (pixels in 0-1 alone: about 0.25); one this small
 # means a normalisation that flattens every input (a 0-255 std with 0-1 pixels), and a check that cannot fail.
 MIN_INPUT_STD = 0.02
@@ -64,7 +64,8 @@ class SessionOptions:
 def plan_cells(model: str, record: ModelRecord, runners: Mapping[str, type[Runner]],
                options: SessionOptions, entry: ModelEntry | None = None) -> list[Cell]:
     """Every (artifact, runtime, device) this model has on the run's devices, as unstarted cells; the reference
-    always runs, and so does a cell the zoo requires (on a device this machine lacks: a SKIP that blocks)."""
+    always runs, and so does a cell the zoo requires (on a device this machine lacks: a SKIP that blocks). A cell
+    is gated when the zoo deploys it; the others are explored."""
     cells = []
     for name in runners:
         if options.runtimes is not None and name not in options.runtimes and name != REFERENCE[0]:
@@ -74,11 +75,12 @@ def plan_cells(model: str, record: ModelRecord, runners: Mapping[str, type[Runne
             if artifact not in record.artifacts:
                 continue
             for device in spec.devices:
-                if device in options.devices or (name, artifact, device) == REFERENCE or (
+                reference = (name, artifact, device) == REFERENCE
+                if device in options.devices or reference or (
                         entry is not None and entry.is_required(name, artifact, device)):
-                    cells.append(Cell(model, artifact, name, device, status="", detail="",
-                                      reference=(name, artifact, device) == REFERENCE,
-                                      precision=cell_precision(name, artifact)))
+                    cells.append(Cell(model, artifact, name, device, status="", detail="", reference=reference,
+                                      precision=cell_precision(name, artifact),
+                                      gated=reference or entry is None or entry.is_deployed(name, artifact, device)))
     return cells
 
 
@@ -93,7 +95,7 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
     shared = shared or Shared()
     result = ModelResult(model, trusted_pickle=record.trusted_pickle, outputs=[entry.logits] + [
         name for name in entry.outputs if name != entry.logits], classes=classes, labels=labels,
-        image_source=images.source)
+        image_source=images.source, accept_accuracy_drop=entry.accept_accuracy_drop)
     eager = record.artifacts.get("eager")
     result.flops_per_sample = eager.details.get("flops_per_sample") if eager is not None and eager.ok else None
     result.conversion_failures = {a: r.error or "failed" for a, r in record.artifacts.items() if r.failed}
@@ -167,6 +169,7 @@ def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, i
             cells.append(replace(plan, status=SKIP, detail=skip))
         else:
             cell, output = run(plan, artifact, reference, reference_cell.accuracy)
+            cell = replace(cell, emulated=emulated_precision(cell, availability))
             if cell.status == FAIL and cell.precision == "fp32" and output is not None:  # reduced: differs by design
                 samples = worst_samples(reference[entry.logits], output[entry.logits], LOCALIZED_SAMPLES)
                 tell(f"localising {cell.runtime} on {cell.artifact}")
@@ -175,6 +178,15 @@ def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, i
                                                           record.trusted_pickle, options))
             cells.append(cell)
     result.cells = cells
+
+
+def emulated_precision(cell: Cell, availability: Availability) -> str:
+    """Why the cell's reduced precision ran without native instructions on this CPU ("" where it had them): its
+    speed says nothing about a CPU that has them, and bf16 there is slower than fp32."""
+    cpu = availability.cpu
+    if cell.device == "cpu" and cell.precision == "bf16" and cell.status != SKIP and cpu.known and not cpu.bf16:
+        return f"bf16 emulated: this CPU ({cpu.model}) has no bf16 instructions (avx512_bf16, amx_bf16)"
+    return ""
 
 
 def worst_samples(reference: np.ndarray, output: np.ndarray, count: int) -> list[int]:

@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-Feeds = dict[str, np.ndarray]
+from converter.core.outputs import Feeds
+
 Z95 = 1.959964
 # Latency and a serving batch. A sweep to 32 (--batches 1,8,32) triples the verifier's time on 2 cores:
 # ResNet18 takes 0.6 s (ONNX Runtime) to 4 s (paddle-jit) per 32-image call there.

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Iterable
 from importlib.machinery import PathFinder
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch.nn as nn
-import torchvision
+if TYPE_CHECKING:  # torch and torchvision are imported where a model is built: `import converter.zoo` stays light
+    import torch.nn as nn
 
 TORCHVISION_PREFIX = "torchvision:"
 TRUST_VARIABLE = "PARITY_TRUSTED_MODULES"  # comma-separated module names whose code may build models
@@ -84,6 +84,8 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
     Only the module the user named is imported: nothing in a model file chooses code to run.
     """
     if arch.startswith(TORCHVISION_PREFIX):
+        import torchvision
+
         name = arch[len(TORCHVISION_PREFIX):]
         known = torchvision.models.list_models()
         if name not in known:
@@ -119,6 +121,6 @@ def instantiate(arch: str, kwargs: dict, seed: int) -> nn.Module:
             module = factory(**kwargs)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"{arch}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {exc}") from None
-    if not isinstance(module, nn.Module):
+    if not isinstance(module, torch.nn.Module):
         raise ModelLoadError(f"{arch} returned {type(module).__name__}, not a torch.nn.Module")
     return module

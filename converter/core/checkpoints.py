@@ -7,11 +7,13 @@ import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING
 
 from .errors import ModelLoadError
+
+if TYPE_CHECKING:  # torch is imported where a checkpoint is read: `import converter.zoo` stays light
+    import torch
+    import torch.nn as nn
 
 DATA_PARALLEL_PREFIX = "module."
 UNSAFE_LOAD_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
@@ -35,6 +37,8 @@ def is_torchscript_archive(path: Path) -> bool:
 
 def load_checkpoint(path: Path, trust_pickle: bool) -> object:
     """torch.load with weights_only=True, unless trust_pickle; never retried without it after an error."""
+    import torch
+
     forced = unsafe_load_forced()
     if forced:
         raise ModelLoadError(forced)
@@ -59,12 +63,14 @@ def extract_state_dict(obj: object, path: Path, key: str | None) -> dict[str, to
 
     A `module.` prefix on every key (saved from DataParallel/DDP) is removed.
     """
+    import torch
+
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
             present = ", ".join(sorted(map(str, obj))[:8]) if isinstance(obj, Mapping) else type(obj).__name__
             raise ModelLoadError(f"checkpoint {path}: state_dict_key '{key}' is absent (found: {present})")
         obj = obj[key]
-    if isinstance(obj, nn.Module):
+    if isinstance(obj, torch.nn.Module):
         raise ModelLoadError(f"checkpoint {path}: holds a whole module; remove `arch` to use it as the model")
     if not isinstance(obj, Mapping) or not obj:
         raise ModelLoadError(f"checkpoint {path}: expected a state_dict (a mapping of tensors), found {type(obj).__name__}")

@@ -8,6 +8,8 @@ import numpy as np
 
 from .errors import WorkbenchError
 
+Feeds = dict[str, np.ndarray]  # named arrays: a model's inputs, or its outputs (the one definition)
+
 
 class OutputMismatch(WorkbenchError):
     """What the model returned does not fit the outputs the zoo declares."""

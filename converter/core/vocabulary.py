@@ -87,6 +87,16 @@ def formats() -> tuple[str, ...]:
     return tuple(dict.fromkeys(spec.format for spec in ARTIFACTS.values()))
 
 
+def reduced_formats() -> tuple[str, ...]:
+    """The formats whose artifacts hold reduced-precision weights (fp16, int8): a zoo entry explores them."""
+    return tuple(dict.fromkeys(spec.format for spec in ARTIFACTS.values() if spec.precision != "fp32"))
+
+
+def deployable_formats() -> tuple[str, ...]:
+    """The full-precision formats: what a zoo entry without `formats` deploys."""
+    return tuple(fmt for fmt in formats() if fmt not in reduced_formats())
+
+
 # The reference every cell is compared with: eager PyTorch on the CPU, float32.
 REFERENCE = ("torch", "eager", "cpu")  # runtime, artifact, device
 

@@ -17,10 +17,10 @@ def registered_exporter(artifact: str) -> Exporter:
 
 
 def planned_artifacts(entry: ModelEntry, only_formats: list[str] | None = None) -> list[str]:
-    """The artifacts a model's `formats` (narrowed to `only_formats`) expand to, in build order. The eager
+    """The artifacts a model's `formats` and `candidates` (narrowed to `only_formats`) expand to, in build order. The eager
     reference is always built: every other format is exported from it, and the verifier compares against it; an
     artifact another one is exported from (paddle for paddle_dygraph) is built with it."""
-    wanted = {fmt for fmt in entry.formats if only_formats is None or fmt in only_formats} | {"eager"}
+    wanted = {fmt for fmt in entry.built_formats if only_formats is None or fmt in only_formats} | {"eager"}
     chosen = {spec.name for spec in ARTIFACTS.values()
               if spec.format in wanted and (spec.enabled_by is None or entry.setting(spec.enabled_by))}
     for spec in reversed(ARTIFACTS.values()):  # what a chosen artifact is exported from is built too

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..core.errors import ConversionError
-from ..core.outputs import OutputMismatch, named_outputs
+from ..core.outputs import Feeds, OutputMismatch, named_outputs
 from ..models import BuiltModel
 from ..zoo import ModelEntry
 
@@ -52,9 +52,6 @@ def sanity_batches(ctx: ExportContext) -> dict[int, torch.Tensor]:
 
     sizes = (1, 3) if ctx.entry.onnx.dynamic_batch else (1,)
     return {n: example_input(ctx.entry, n) for n in sizes}
-
-
-Feeds = dict[str, np.ndarray]
 
 
 def sanity_check(ctx: ExportContext, run: Callable[[Feeds], Any], runtime: str) -> float:

@@ -65,7 +65,7 @@ def _build(ctx: ExportContext, route: str) -> ExportResult:
     shutil.move(str(model_file), ctx.out_dir / model_file.name)
     shutil.move(str(inference / PARAMS_FILE), ctx.out_dir / PARAMS_FILE)
     kept = [CODE_FILE]  # the generated Paddle code: the dygraph model's source, and for debugging
-    if "paddle_dygraph" in ctx.entry.formats:
+    if "paddle_dygraph" in ctx.entry.built_formats:
         kept.append(DYGRAPH_PARAMS)  # its weights, only when the dygraph artifact will be built from them
     for name in kept:
         if (work / name).is_file():

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
 from converter.core.errors import WorkbenchError
-
-Feeds = dict[str, np.ndarray]  # named arrays: the model's inputs, or its outputs
+from converter.core.machine import CpuFeatures, cpu_features
+from converter.core.outputs import Feeds  # the runners import it from here
 
 
 class RunnerError(WorkbenchError):
@@ -19,12 +17,14 @@ class RunnerError(WorkbenchError):
 
 
 class DeviceUnavailable(RunnerError):
-    """The requested device is not really in use (missing, or silently replaced by the CPU): a SKIP."""
+    """The requested device cannot run the cell here (missing, silently replaced by the CPU, or without the
+    instructions the cell's precision needs): a SKIP with the reason, not a disagreement between backends."""
 
 
 @dataclass(frozen=True)
 class Availability:
-    """What GPU support this machine and these packages have; probed once, passed in (tests fake it)."""
+    """What GPU support this machine and these packages have, and which instructions its CPU has; probed once,
+    passed in (tests fake it)."""
 
     torch_cuda: bool = False
     onnxruntime_providers: tuple[str, ...] = ("CPUExecutionProvider",)
@@ -33,6 +33,7 @@ class Availability:
     openvino_cpu: bool = True  # the openvino package (a pinned dependency) is installed; it runs on any x86 or ARM CPU
     tvm_cpu: bool = False  # apache-tvm (the optional `tvm` extra) is installed
     tensorrt_python: bool = False  # TensorRT's Python package (the `gpu` extra) is installed
+    cpu: CpuFeatures = field(default_factory=cpu_features)  # this machine's CPU unless a test fakes another
 
     @property
     def devices(self) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from converter.core.openvino_cpu import PRECISION, NotFp32, compile_for_cpu
 
-from .base import Availability, Feeds, LoadRequest, Runner, RunnerError
+from .base import Availability, DeviceUnavailable, Feeds, LoadRequest, Runner, RunnerError
 
 
 def port_names(ports, declared: tuple[str, ...] = ()) -> list[str]:
@@ -81,6 +81,25 @@ class OpenVinoRunner(Runner):
 
 
 class OpenVinoBf16Runner(OpenVinoRunner):
-    """OpenVINO with its inference precision pinned to bf16 (on CPUs with AMX or AVX-512 bf16 instructions)."""
+    """OpenVINO with its inference precision pinned to bf16. Native on CPUs with AVX-512 BF16 or AMX; OpenVINO
+    emulates it on other AVX-512 CPUs (slower than fp32) and compiles in fp32 on CPUs without AVX-512, where the
+    cell is skipped rather than reported as bf16."""
 
     precision = "bf16"
+
+    @classmethod
+    def unavailable(cls, device: str, availability: Availability) -> str | None:
+        cpu = availability.cpu
+        if cpu.known and not (cpu.avx512 or cpu.bf16):
+            return (f"OpenVINO runs bf16 only on CPUs with AVX-512 or bf16 instructions; this CPU ({cpu.model}) "
+                    "has neither, so it would run the cell in fp32")
+        return super().unavailable(device, availability)
+
+    def load(self, request: LoadRequest) -> None:
+        import openvino as ov
+
+        capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if "BF16" not in capabilities:  # OpenVINO's own word on this CPU
+            raise DeviceUnavailable(f"OpenVINO's CPU plugin does not offer bf16 on this CPU (its capabilities: "
+                                    f"{', '.join(capabilities)})")
+        super().load(request)

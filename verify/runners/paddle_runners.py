@@ -6,7 +6,7 @@ import numpy as np
 from converter.core.errors import one_line
 from converter.core.outputs import named_outputs
 
-from .base import Availability, Feeds, LoadRequest, Runner, RunnerError
+from .base import Availability, DeviceUnavailable, Feeds, LoadRequest, Runner, RunnerError
 
 PARAMS_SUFFIX = ".pdiparams"  # beside the model file (model.json or model.pdmodel)
 
@@ -116,21 +116,30 @@ class PaddleInferenceRunner(Runner):
 class PaddleInferenceBf16Runner(PaddleInferenceRunner):
     """Paddle Inference on the CPU with oneDNN's bfloat16 kernels (`enable_mkldnn_bfloat16`): the ops oneDNN has
     in bf16 (convolutions, fully connected, pooling, activations) run in bf16, the rest in fp32. Paddle turns the
-    setting off without a word on a CPU without AVX-512 (and its Config cannot say whether it did): such a CPU
-    is refused here rather than reported as bf16."""
+    setting off without a word on a CPU without AVX-512 (and its Config cannot say whether it did), and its kernels
+    crash on an AVX-512 CPU without bf16 instructions (std::exception): the cell runs only on a CPU with them, and
+    is skipped with the reason elsewhere."""
 
     precision = "bf16"
+
+    @classmethod
+    def unavailable(cls, device: str, availability: Availability) -> str | None:
+        cpu = availability.cpu
+        if device == "cpu" and cpu.known and not cpu.bf16:
+            return (f"Paddle's oneDNN bf16 kernels need bf16 instructions (avx512_bf16 or amx_bf16); this CPU "
+                    f"({cpu.model}) has none")
+        return super().unavailable(device, availability)
 
     def load(self, request: LoadRequest) -> None:
         from paddle.base import core
 
-        if not core.supports_bfloat16():
-            raise RunnerError("Paddle runs bf16 only on CPUs with AVX-512; this one would run the cell in fp32")
-        self.bf16_instructions = bool(core.supports_bfloat16_fast_performance())  # AVX-512 BF16 (else emulated)
+        if not core.supports_bfloat16_fast_performance():  # Paddle's own word: AVX-512 BF16 (else emulated/crash)
+            raise DeviceUnavailable("Paddle says this CPU has no bf16 instructions "
+                                    "(paddle.base.core.supports_bfloat16_fast_performance() is False)")
         super().load(request)
 
     def describe(self) -> dict:
-        return {**super().describe(), "onednn_bfloat16": True, "cpu_bf16_instructions": self.bf16_instructions}
+        return {**super().describe(), "onednn_bfloat16": True}
 
 
 class PaddleJitRunner(Runner):

@@ -171,9 +171,11 @@ class Outcome:
 def _verify(work: Path, report: Path, threads: int, runners: dict) -> Outcome:
     """The real verifier on `work`, with the fault's runners in place of the registered ones. The faults are
     fp32 parity faults: the reduced-precision settings (bf16 runtimes), judged by their own budget, stay out."""
+    # Each fault's copy of the clean folder carries the clean run's cell cache: a cell the fault leaves alone (same
+    # runner class, artifact files, inputs and settings: the cache key) reuses the clean run's outputs and is
+    # judged again; every cell the fault touches (a changed file, a faulty runner, other inputs) misses and runs.
     options = VerifyOptions(artifacts=work / "artifacts", zoo=work / "zoo.yaml", images=work / "images",
-                            devices=("cpu",), timing=False, threads=threads, partial=True,
-                            cache=False)  # each fault must really run
+                            devices=("cpu",), timing=False, threads=threads, partial=True, cache=True)
     chosen = {name: runner for name, runner in {**registered_runners(), **runners}.items()
               if RUNTIMES[name].precision == "fp32"}
     try:
