@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -96,9 +97,15 @@ def built_artifact(root: Path, artifact: str, model: str = "tiny"):
 def cannot_run_here(runtime: str, device: str = "cpu") -> str | None:
     """Why this machine's CPU (or the one $PARITY_CPUINFO describes) cannot run a runtime's cells: those cells
     SKIP with this reason, here and in the verifier alike."""
+    return registered_runners_here()[0][runtime].unavailable(device, registered_runners_here()[1])
+
+
+@functools.lru_cache(maxsize=1)
+def registered_runners_here():
+    """(the registered runners, this machine's probed Availability: installed packages, GPUs and CPU flags)."""
     from verify.runners import Availability, registered_runners
 
-    return registered_runners()[runtime].unavailable(device, Availability())
+    return registered_runners(), Availability.probe()
 
 
 @pytest.fixture(autouse=True)

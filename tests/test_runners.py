@@ -10,17 +10,21 @@ import pytest
 import torch
 import yaml
 
+from converter.core.machine import parse_cpuinfo
 from converter.core.vocabulary import RUNTIMES, cell_precision
 from converter.pipeline import RunOptions, convert
 from converter.zoo import load_zoo
-from tests.conftest import tiny_entry
+from tests.conftest import cannot_run_here, tiny_entry
 from verify.runners import Availability, DeviceUnavailable, LoadRequest, registered_runners
 
 RUNNERS = registered_runners()
-CPU_ONLY = Availability(tvm_cpu=True)  # every CPU package installed (apache-tvm is an extra), no GPU
+# a CPU with every instruction the runtimes ask for (AVX-512, bf16): these tests are about packages and devices,
+# whatever CPU runs them (the CPU's own decisions: tests/test_cpu.py)
+CAPABLE_CPU = parse_cpuinfo("model name\t: test CPU\nflags\t: avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile\n")
+CPU_ONLY = Availability(tvm_cpu=True, cpu=CAPABLE_CPU)  # every CPU package installed (apache-tvm is an extra), no GPU
 FULL_GPU = Availability(torch_cuda=True, paddle_cuda=True, paddle_tensorrt=True, tvm_cpu=True, tensorrt_python=True,
                         onnxruntime_providers=("TensorrtExecutionProvider", "CUDAExecutionProvider",
-                                               "CPUExecutionProvider"))
+                                               "CPUExecutionProvider"), cpu=CAPABLE_CPU)
 
 
 def test_every_registered_runtime_has_a_runner_for_its_devices():
@@ -108,7 +112,7 @@ def _run(root, record, runtime, artifact, feeds, outputs=("logits",)):
 
 @pytest.mark.parametrize("runtime,artifact", _cases(), ids=[f"{r}-{a}" for r, a in _cases()])
 def test_every_runtime_matches_the_reference_on_cpu(tiny_artifacts, runtime, artifact):
-    cannot = RUNNERS[runtime].unavailable("cpu", Availability())  # decided from this CPU's flags (test_cpu.py)
+    cannot = cannot_run_here(runtime)  # decided from the installed packages and this CPU's flags (test_cpu.py)
     if cannot:
         pytest.skip(cannot)
     root, manifest = tiny_artifacts
