@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from converter.core.machine import BF16_FLAGS, VNNI_FLAGS, cpu_features
+from converter.core.machine import BF16_FLAGS, FP16_FLAGS, VNNI_FLAGS, cpu_features
 
 CALLS = 10
 CALL_SECONDS = 1.0  # an emulated kernel (bf16 without bf16 instructions) stops after this much, MIN_CALLS made
@@ -331,7 +331,6 @@ KERNELS: dict[str, PeakKernel] = {
     f"onnxruntime {_CONV} fp16": PeakKernel("fp16", onnxruntime_conv_fp16),
     f"openvino {_CONV} fp16 model (f32 arithmetic)": PeakKernel("fp16", openvino_conv_fp16),
 }
-FP16_FLAGS = ("avx512_fp16", "amx_fp16", "asimdhp")  # x86 AVX-512 FP16, AMX-FP16, Arm's half-precision arithmetic
 
 
 def arithmetic(precision: str, cpu=None) -> str:
@@ -342,13 +341,13 @@ def arithmetic(precision: str, cpu=None) -> str:
     if not cpu.known:
         return "unknown (the CPU's flags could not be read)"
     if precision == "int8":
-        found = [flag for flag in (*VNNI_FLAGS, "asimddp") if flag in cpu.flags]
+        found = cpu.present(VNNI_FLAGS)
         return (f"int8 dot products ({', '.join(found)})" if found
                 else "no int8 dot-product instructions (VNNI): int8 multiply-adds through wider instructions")
     if precision == "bf16":
-        found = [flag for flag in (*BF16_FLAGS, "bf16") if flag in cpu.flags]
+        found = cpu.present(BF16_FLAGS)
         return f"native ({', '.join(found)})" if found else "emulated: this CPU has no bf16 instructions"
-    found = [flag for flag in FP16_FLAGS if flag in cpu.flags]
+    found = cpu.present(FP16_FLAGS)
     return (f"native ({', '.join(found)})" if found
             else "emulated: this CPU has no fp16 arithmetic, the runtimes convert to fp32")
 

@@ -25,10 +25,12 @@ def physical_cores() -> int:
     return os.cpu_count() or 1
 
 
-# The instructions that decide whether a reduced precision runs natively: bf16 dot products (AVX-512 BF16, or
-# AMX tiles), int8 dot products (VNNI), and AVX-512 itself (oneDNN's and OpenVINO's bf16 paths need it).
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+# The instructions that decide whether a reduced precision runs natively: bf16 dot products (AVX-512 BF16, AMX
+# tiles, Arm's BF16), int8 dot products (VNNI, AMX, Arm's dot product), fp16 arithmetic (AVX-512 FP16, AMX-FP16,
+# Arm's half precision), and AVX-512 itself (oneDNN's and OpenVINO's bf16 paths need it).
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
+FP16_FLAGS = ("avx512_fp16", "amx_fp16", "asimdhp")
 
 
 @dataclass(frozen=True)
@@ -44,14 +46,18 @@ class CpuFeatures:
     def avx512(self) -> bool:
         return "avx512f" in self.flags
 
+    def present(self, flags: tuple[str, ...]) -> list[str]:
+        """Which of `flags` this CPU has, in their order."""
+        return [flag for flag in flags if flag in self.flags]
+
     @property
     def bf16(self) -> bool:
         """Native bf16 arithmetic: x86 AVX-512 BF16 or AMX, Arm's BF16 extension."""
-        return any(flag in self.flags for flag in BF16_FLAGS) or "bf16" in self.flags
+        return bool(self.present(BF16_FLAGS))
 
     @property
     def vnni(self) -> bool:
-        return any(flag in self.flags for flag in VNNI_FLAGS) or "asimddp" in self.flags  # Arm: int8 dot product
+        return bool(self.present(VNNI_FLAGS))
 
     @property
     def amx(self) -> bool:
@@ -61,7 +67,7 @@ class CpuFeatures:
         """One phrase for reports: which bf16 instructions this CPU has, or that it has none."""
         if not self.known:
             return "bf16 instructions unknown (the CPU's flags could not be read)"
-        found = [flag for flag in (*BF16_FLAGS, "bf16") if flag in self.flags]
+        found = self.present(BF16_FLAGS)
         return f"bf16 instructions: {', '.join(found)}" if found else "no bf16 instructions (bf16 is emulated)"
 
     def summary(self) -> dict[str, str]:
