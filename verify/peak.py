@@ -114,9 +114,12 @@ def _onnx_model(nodes, inputs: dict[str, list[int]], output: list[int], initiali
 
 def _onnxruntime_session(nodes, inputs: dict[str, list[int]], output: list[int], initializers, threads: int,
                          types=None, output_type=None):
+    return _onnxruntime_session_of(_onnx_model(nodes, inputs, output, initializers, types, output_type), threads)
+
+
+def _onnxruntime_session_of(model, threads: int):
     import onnxruntime as ort
 
-    model = _onnx_model(nodes, inputs, output, initializers, types, output_type)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
@@ -147,16 +150,8 @@ def onnxruntime_matmul(threads: int):
 
 
 def onnxruntime_conv(threads: int):
-    from onnx import TensorProto, helper
-
-    batch, channels, size = CONV
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, channels, size, size), dtype=np.float32)
-    w = rng.standard_normal((channels, channels, 3, 3), dtype=np.float32) * 0.02
-    weight = helper.make_tensor("w", TensorProto.FLOAT, list(w.shape), w.tobytes(), raw=True)
-    session = _onnxruntime_session([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
-                                   {"x": list(x.shape)}, list(x.shape), [weight], threads)
-    return (lambda: session.run(None, {"x": x})), 2.0 * batch * channels * channels * 9 * size * size
+    session, x = _onnxruntime_session_of(_conv_model(), threads), _conv_input()
+    return (lambda: session.run(None, {"x": x})), _conv_flops()
 
 
 def _conv_flops() -> float:
@@ -279,13 +274,7 @@ def torch_conv_bf16(threads: int):
 def onnxruntime_conv_fp16(threads: int):
     """An fp16 convolution through ONNX Runtime: native fp16 kernels where it has them for this CPU, else its
     float32 kernel between casts, as the onnx_fp16 cells run."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(_conv_model(half=True).SerializeToString(), sess_options=options,
-                                   providers=["CPUExecutionProvider"])
-    x = _conv_input().astype(np.float16)
+    session, x = _onnxruntime_session_of(_conv_model(half=True), threads), _conv_input().astype(np.float16)
     return (lambda: session.run(None, {"x": x})), _conv_flops()
 
 
