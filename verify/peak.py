@@ -130,13 +130,10 @@ def _openvino_request(model, threads: int, precision: str):
     are (LATENCY hint, the run's threads, the inference precision pinned and read back)."""
     import openvino as ov
 
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU", {
-        "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
-    ran_at = compiled.get_property("INFERENCE_PRECISION_HINT")
-    if ran_at != getattr(ov.Type, precision):
-        raise RuntimeError(f"OpenVINO compiled for {ran_at}, not {precision}, on this CPU")
-    return compiled.create_infer_request()
+    from converter.core.openvino_cpu import compile_for_cpu
+
+    read = ov.Core().read_model(model.SerializeToString(), b"")
+    return compile_for_cpu(read, threads, "LATENCY", precision).create_infer_request()
 
 
 def onnxruntime_matmul(threads: int):

@@ -20,8 +20,8 @@ class NotFp32(ValueError):
     """The compiled model does not run in fp32."""
 
 
-def compile_for_cpu(path: str, threads: int = 0, hint: str = PERFORMANCE_HINT, precision: str = PRECISION) -> Any:
-    """The model at `path` (.onnx or IR .xml) as an ov.CompiledModel for the CPU, its inference precision pinned
+def compile_for_cpu(path: Any, threads: int = 0, hint: str = PERFORMANCE_HINT, precision: str = PRECISION) -> Any:
+    """The model at `path` (.onnx or IR .xml; or an ov.Model already read) as an ov.CompiledModel for the CPU, its inference precision pinned
     (f32, or bf16 when asked), with the performance `hint` (LATENCY or THROUGHPUT); `threads` 0: OpenVINO's own
     choice (every core). NotFp32 when the compiled model does not run at the precision asked for."""
     import openvino as ov
@@ -30,7 +30,7 @@ def compile_for_cpu(path: str, threads: int = 0, hint: str = PERFORMANCE_HINT, p
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": hint}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    compiled = core.compile_model(core.read_model(path), "CPU", config)
+    compiled = core.compile_model(path if isinstance(path, ov.Model) else core.read_model(path), "CPU", config)
     ran_at = compiled.get_property("INFERENCE_PRECISION_HINT")
     if ran_at != getattr(ov.Type, precision):
         raise NotFp32(f"OpenVINO compiled the model for {ran_at} although {precision} was asked for (a CPU "
