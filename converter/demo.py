@@ -1,12 +1,14 @@
-"""python -m converter.demo [--out PATH]: write the demo fine-tuned checkpoint the default zoo uses, and its
-labelled validation folder.
+"""python -m converter.demo [--out PATH]: write the demo fine-tuned checkpoint the default zoo uses, its
+labelled validation folder, and the photographs the default zoo's ImageNet model is shown.
 
 It has the shape of a checkpoint users actually have: a resnet18 with a 2-class head (ants, bees), saved as
 {"epoch", "model_state_dict", "optimizer_state_dict", "loss"}. It has really learned its task: on a generated
 two-class image set (dark, segmented "ants" against yellow, striped "bees" on cluttered backgrounds) the head
 is trained on the backbone's features, in about 15 s on 2 cores. The validation images it has never seen are
 written beside it as `val/ants/*.jpg` and `val/bees/*.jpg` (the ImageFolder layout), so the verifier reports
-a real accuracy; a few training images go to `calibration/` for int8 quantisation. Deterministic; existing files are kept unless --force.
+a real accuracy; a few training images go to `calibration/` for int8 quantisation. `photos/` gets the real
+photograph that matplotlib's wheel ships (Grace Hopper), for the trained EfficientNet-Lite0. Deterministic; existing
+files are kept unless --force.
 """
 from __future__ import annotations
 
@@ -15,19 +17,19 @@ import io
 import math
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .core.files import atomic_write
+from .core.files import atomic_folder, atomic_write
 
 DEFAULT_PATH = Path("artifacts/demo/checkpoint_14_epoch.pkl")
 CLASSES = ("ants", "bees")
 VALIDATION_PER_CLASS = 32
 TRAIN_PER_CLASS = 96
 CALIBRATION_PER_CLASS = 8
+PHOTO = "grace_hopper.jpg"  # the only photograph in matplotlib's sample data (the rest are charts, icons and scans)
 
 
 def insect_image(label: int, rng: np.random.Generator) -> Image.Image:
@@ -127,25 +129,35 @@ def write_calibration(folder: Path, seed: int = 14, per_class: int = CALIBRATION
 
 
 def write_image_folder(folder: Path, images: list[Image.Image], labels: list[int]) -> Path:
-    """JPEG files in one subfolder per class, written whole into a temporary folder, then moved into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    for index, (image, label) in enumerate(zip(images, labels)):
-        target = staging / CLASSES[label] / f"{CLASSES[label]}_{index // 2:03d}.jpg"
-        target.parent.mkdir(exist_ok=True)
-        image.save(target, quality=90)
-    if folder.exists():
-        shutil.rmtree(folder)
-    staging.rename(folder)
+    """JPEG files in one subfolder per class."""
+    with atomic_folder(folder) as staging:
+        for index, (image, label) in enumerate(zip(images, labels)):
+            target = staging / CLASSES[label] / f"{CLASSES[label]}_{index // 2:03d}.jpg"
+            target.parent.mkdir(exist_ok=True)
+            image.save(target, quality=90)
+    return folder
+
+
+def write_photos(folder: Path) -> Path:
+    """matplotlib's photograph of Grace Hopper as it ships, and its mirror image: the verifier needs two distinct
+    images per model, and matplotlib has no second photograph."""
+    from matplotlib.cbook import get_sample_data
+
+    photo = Path(get_sample_data(PHOTO, asfileobj=False))
+    with atomic_folder(folder) as staging:
+        shutil.copyfile(photo, staging / photo.name)
+        with Image.open(photo) as image:
+            image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(staging / f"{photo.stem}_flip.jpg", quality=95)
     return folder
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m converter.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_PATH, help="the checkpoint; val/ is written beside it")
+    parser.add_argument("--out", type=Path, default=DEFAULT_PATH,
+                        help="the checkpoint; val/, calibration/ and photos/ are written beside it")
     parser.add_argument("--force", action="store_true", help="rewrite existing files")
     args = parser.parse_args(argv)
-    validation, calibration = args.out.parent / "val", args.out.parent / "calibration"
+    validation, calibration, photos = (args.out.parent / name for name in ("val", "calibration", "photos"))
     if args.out.exists() and not args.force:
         print(f"demo checkpoint: {args.out} (kept)")
     else:
@@ -161,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"demo calibration images: {write_calibration(calibration)} ({2 * CALIBRATION_PER_CLASS} training "
               "images, for int8 quantisation)")
+    if photos.is_dir() and not args.force:
+        print(f"demo photographs: {photos} (kept)")
+    else:
+        print(f"demo photographs: {write_photos(photos)} ({PHOTO} from matplotlib's sample data, and mirrored)")
     return 0
 
 

@@ -56,7 +56,7 @@ class ArtifactRecord:
 class SourceRecord:
     """What a model's artifacts were built from."""
 
-    kind: str  # random | torchvision-weights | state_dict | pickled_module | torchscript
+    kind: str  # random | named-weights | state_dict | pickled_module | torchscript
     weights_sha256: str  # the identity of the reference's weights
     trusted_pickle: bool = False  # loaded with trust_pickle (runs code when loaded)
     build_seconds: float = 0.0

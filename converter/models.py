@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .core.archs import instantiate
+from .core.archs import instantiate, named_weights
 from .core.checkpoints import extract_state_dict, load_checkpoint, load_state_dict_strict
 from .core.errors import ModelLoadError
 from .core.images import preprocess as preprocess_images, synthetic_images
-from .zoo import ModelEntry, Preprocess, torchvision_weights
+from .zoo import ModelEntry, Preprocess
 
 # Image seeds kept apart from the verifier's default set (seed 0), so calibration never sees test inputs.
 CALIBRATION_SEED = 1_000_003
@@ -47,8 +47,9 @@ def build_model(entry: ModelEntry) -> BuiltModel:
     elif kind == "random":
         module = instantiate(entry.arch, entry.model_kwargs, seed=entry.seed)
         realistic_init(module, entry.seed, entry.preprocess, entry.calibration.batches, entry.calibration.batch_size)
-    else:  # torchvision-weights: validated to be in the local cache, so nothing is downloaded
-        module = instantiate(entry.arch, {**entry.model_kwargs, "weights": torchvision_weights(entry)}, seed=entry.seed)
+    else:  # named-weights: validated to be on this machine, so nothing is downloaded
+        weights = named_weights(entry.arch, entry.weights).value
+        module = instantiate(entry.arch, {**entry.model_kwargs, "weights": weights}, seed=entry.seed)
     module = module.float().eval()
     check_finite(module)
     return BuiltModel(module, kind, weights_sha256(module), entry.trust_pickle and kind in ("torchscript", "pickled_module"))

@@ -23,7 +23,7 @@ from typing import Callable
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from .core.archs import TORCHVISION_PREFIX, locate_module
+from .core.archs import locate_module, model_registry, named_weights
 from .core.errors import one_line
 from .core.files import file_sha256
 from .core.isolation import Limits, run_isolated
@@ -37,7 +37,7 @@ from .exporters.hints import explain
 from .manifest import (ArtifactRecord, Manifest, ManifestError, ModelRecord, SourceRecord, describe_files,
                        integrity_problem, read_manifest, tool_versions, write_manifest)
 from .models import BuiltModel, build_model, example_input
-from .zoo import NOT_BUILD_INPUTS, ModelEntry, Zoo, torchvision_weights
+from .zoo import NOT_BUILD_INPUTS, ModelEntry, Zoo
 
 log = logging.getLogger(__name__)
 STAGING_PREFIX = ".staging-"
@@ -121,17 +121,14 @@ def source_key(entry: ModelEntry, tools: dict[str, str]) -> str:
     A factory's own module file counts; modules it imports in turn do not (use --force after editing those)."""
     config = {k: v for k, v in entry.model_dump(mode="json").items() if k not in NOT_BUILD_INPUTS}
     files = {}
-    if entry.arch and not entry.arch.startswith(TORCHVISION_PREFIX):  # the user's own model code
+    if entry.arch and model_registry(entry.arch) is None:  # the user's own model code
         origin = locate_module(entry.arch.partition(":")[0])
         if origin is not None and origin.is_file():
             files["factory"] = file_sha256(origin)
     if entry.checkpoint:
         files["checkpoint"] = file_sha256(Path(entry.checkpoint))
     elif entry.weights not in (None, "random"):
-        import torch
-
-        url = torchvision_weights(entry).url
-        files["weights"] = file_sha256(Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1])
+        files["weights"] = file_sha256(named_weights(entry.arch, entry.weights).file)
     text = json.dumps({"config": config, "files": files, "tools": tools, "code": CODE_VERSION}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -6,12 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
-from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
-from .core.archs import TORCHVISION_PREFIX, check_factory_trust, importable_from, resolve_factory
+from .core.archs import check_factory_trust, importable_from, named_weights, resolve_factory
 from .core.checkpoints import is_torchscript_archive
 from .core.errors import ZooError
 from .core.isolation import Limits
@@ -235,17 +234,16 @@ class ModelEntry(_Section):
         return getattr(self.precision_tolerance, precision, None) if precision != "fp32" else None
 
     def class_names(self) -> list[str] | None:
-        """`classes`, else `classes_file`'s lines, else the torchvision weights' categories; None: indices."""
+        """`classes`, else `classes_file`'s lines, else the named weights' categories; None: indices."""
         if self.classes is not None:
             return list(self.classes)
         if self.classes_file is not None:
             return read_classes_file(Path(self.classes_file))
-        if self.weights not in (None, "random") and (self.arch or "").startswith(TORCHVISION_PREFIX):
+        if self.weights not in (None, "random") and self.arch is not None:
             try:
-                categories = torchvision_weights(self).meta.get("categories")
+                return named_weights(self.arch, self.weights).categories
             except ValueError:
                 return None
-            return list(categories) if categories else None
         return None
 
     @model_validator(mode="before")
@@ -311,9 +309,9 @@ class ModelEntry(_Section):
 
     @property
     def source_kind(self) -> str:
-        """random | torchvision-weights | state_dict | pickled_module | torchscript."""
+        """random | named-weights | state_dict | pickled_module | torchscript."""
         if self.checkpoint is None:
-            return "random" if self.weights == "random" else "torchvision-weights"
+            return "random" if self.weights == "random" else "named-weights"
         if is_torchscript_archive(Path(self.checkpoint)):
             return "torchscript"
         return "state_dict" if self.arch is not None else "pickled_module"
@@ -506,7 +504,7 @@ def _check_entry(entry: ModelEntry, file: str, trust: FactoryTrust) -> None:
     _check_source(entry, fail)
     _check_arch(entry, fail, trust)
     if entry.weights not in (None, "random"):
-        _check_torchvision_weights(entry, fail)
+        _check_named_weights(entry, fail)
 
 
 def _check_input(entry: ModelEntry, fail: Fail) -> None:
@@ -632,7 +630,7 @@ def _check_source(entry: ModelEntry, fail: Fail) -> None:
     """Where the weights come from: exactly one source, and the checkpoint file as the zoo describes it."""
     if entry.checkpoint is None:
         if entry.weights is None:
-            fail("weights", "give weights (random or a torchvision weights name) or a checkpoint")
+            fail("weights", "give weights (random, or a name such as IMAGENET1K_V1) or a checkpoint")
         if entry.arch is None:
             fail("arch", "required")
         if entry.state_dict_key is not None:
@@ -663,36 +661,25 @@ def _check_arch(entry: ModelEntry, fail: Fail, trust: FactoryTrust) -> None:
             fail("arch", str(exc))
 
 
-def _check_torchvision_weights(entry: ModelEntry, fail: Fail) -> None:
-    import torch
-
-    if not (entry.arch or "").startswith(TORCHVISION_PREFIX):
-        fail("weights", "named weights need a torchvision arch; use a checkpoint for other factories")
+def _check_named_weights(entry: ModelEntry, fail: Fail) -> None:
+    """Named weights exist for the arch, are on this machine (nothing is downloaded), and get the inputs they were
+    trained on."""
     try:
-        weights = torchvision_weights(entry)
+        weights = named_weights(entry.arch or "", entry.weights)
     except ValueError as exc:
         fail("weights", str(exc))
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
-    if not cached.is_file():
-        fail("weights", f"{weights} is not in the local torch cache ({cached}); this tool never downloads: "
-                        "copy the file there, give it as a checkpoint, or use weights: random")
+    if not weights.available:
+        fail("weights", weights.missing)
+    for key, trained in (("mean", weights.mean), ("std", weights.std)):
+        given = getattr(entry.preprocess, key)
+        if trained is not None and (len(given) != len(trained) or any(abs(a - b) > 1e-3 for a, b in zip(given, trained))):
+            fail(f"preprocess.{key}", f"the weights {entry.weights} were trained on inputs normalised with mean "
+                                      f"{_rounded(weights.mean)} and std {_rounded(weights.std)} (pixels in 0-1): set "
+                                      "preprocess mean and std to these")
 
 
-def torchvision_weights(entry: ModelEntry):
-    """The torchvision Weights enum member named by `weights` (short 'IMAGENET1K_V1' or qualified)."""
-    import torchvision
-
-    arch_name = entry.arch[len(TORCHVISION_PREFIX):]
-    try:
-        enum = torchvision.models.get_model_weights(arch_name)
-    except (ValueError, KeyError):
-        raise ValueError(f"torchvision has no weights for '{arch_name}'") from None
-    short = entry.weights.split(".", 1)[1] if entry.weights.startswith(enum.__name__ + ".") else entry.weights
-    try:
-        return enum[short]
-    except KeyError:
-        choices = [f"{enum.__name__}.{w.name}" for w in enum]
-        raise ValueError(f"'{entry.weights}' is not one of {choices} or 'random'") from None
+def _rounded(values: tuple[float, ...]) -> list[float]:
+    return [round(value, 4) for value in values]
 
 
 def _kind(value: Any) -> str:

@@ -1,4 +1,4 @@
-"""The default deployment check over five seeds of three randomly initialised nets (slow): OpenCV's honest
+"""The default deployment check over seeds of three randomly initialised nets (slow): OpenCV's honest
 resampling difference blocks none of them, while swapped channels, another mean/std or another resize are
 still caught. Before the check counted only confident top-1 flips, mnasnet0_5 was blocked at some seeds
 (raw top-1 agreement 0.25 < 0.5) and not at others."""
@@ -13,18 +13,19 @@ from verify.inputs import synthetic_images
 from verify.preprocessing import deployment_batch, judge, reference_batch
 
 pytestmark = pytest.mark.slow
-SEEDS = range(5)
+# mnasnet0_5 is the net the old rule blocked at some seeds: five of them; two for the default zoo's two nets
+SEEDS = {"mnasnet0_5": range(5), "resnet18": range(2), "mobilenet_v3_small": range(2)}
 MISTAKES = [Deployment(name="bgr", library="opencv", channel_order="BGR"),
             Deployment(name="mean-std-0.5", library="opencv", mean=[0.5] * 3, std=[0.5] * 3),
             Deployment(name="resize-240", library="opencv", resize=240)]
 
 
-@pytest.mark.parametrize("arch", ["mnasnet0_5", "resnet18", "mobilenet_v3_small"])
+@pytest.mark.parametrize("arch", sorted(SEEDS))
 def test_clean_opencv_never_blocks_and_preprocessing_mistakes_always_do(arch):
     images, settings = synthetic_images(8).images, Preprocess()  # the verifier's default images
     reference = reference_batch(images, settings)
     raw_top1 = []
-    for seed in SEEDS:
+    for seed in SEEDS[arch]:
         module = instantiate(f"torchvision:{arch}", {}, seed)
         realistic_init(module, seed, settings, batches=4, batch_size=8)
         with torch.no_grad():

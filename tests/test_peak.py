@@ -165,3 +165,34 @@ def test_the_int8_peak_kernel_runs_in_int8_through_onnx_runtime():
     gflops = run_peak_job(PeakJob(name, threads=2, calls=3))
     assert gflops > 0 and flops == 2.0 * 8 * 256 * 256 * 9 * 28 * 28
     assert time.perf_counter() - started < 5.0
+
+
+def test_the_peak_is_measured_once_per_machine_and_an_unchanged_run_reuses_it(monkeypatch, tmp_path):
+    import converter.core.isolation as isolation
+    from verify.api import remembered_peak
+    from verify.cache import CellCache
+
+    ran = []
+
+    def fake_run_isolated(function, job, limits=None):
+        ran.append(job.kernel)
+        return isolation.WorkerResult(True, value=100.0)
+    monkeypatch.setattr(isolation, "run_isolated", fake_run_isolated)
+    cache = CellCache(tmp_path)
+    first = remembered_peak(cache, 2, {"fp32"})
+    assert first.stored is None and len(ran) == len(kernels_for({"fp32"}))
+    again = remembered_peak(cache, 2, {"fp32"})
+    assert len(ran) == len(kernels_for({"fp32"})) and dict(again) == dict(first) and again.stored
+    assert "an earlier run's on this machine" in describe_peak(again)["peak_measured"]
+    remembered_peak(cache, 1, {"fp32"})  # other threads: measured again
+    assert len(ran) == 2 * len(kernels_for({"fp32"}))
+    assert remembered_peak(CellCache(None), 2, {"fp32"}).stored is None  # --no-cache: always measured
+
+
+def test_a_parity_only_run_verifies_models_side_by_side_and_a_timed_one_alone():
+    from verify.api import side_by_side
+
+    assert side_by_side(timing=False, threads=2, models=4) == 2
+    assert side_by_side(timing=False, threads=2, models=1) == 1
+    assert side_by_side(timing=False, threads=1, models=4) == 1
+    assert side_by_side(timing=True, threads=16, models=4) == 1

@@ -184,3 +184,33 @@ def test_each_model_with_timings_gets_a_png_chart(tmp_path):
     assert charts == {"m": "charts/m-timing.png"}
     assert (tmp_path / "charts" / "m-timing.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert chart_file("../x y") == "charts/.._x_y-timing.png"  # never a path out of the charts folder
+
+
+def test_an_unchanged_chart_is_copied_from_the_drawn_ones_and_a_changed_one_is_drawn(tmp_path, monkeypatch):
+    from verify import charts
+
+    drawn_calls = []
+    real = charts.timing_chart
+    monkeypatch.setattr(charts, "timing_chart", lambda result: drawn_calls.append(result.model) or real(result))
+    drawn = tmp_path / "drawn"
+    first = results()
+    charts.write_timing_charts(first, tmp_path / "a", "run-a", drawn)
+    # the same results read back from the cell cache: floats for numpy scalars, a `cached` time on each cell
+    reread = [replace(first[0], cells=[replace(c, cached="2026-12-03 08:00:00 UTC") for c in first[0].cells])]
+    charts.write_timing_charts(reread, tmp_path / "b", "run-b", drawn)
+    assert drawn_calls == ["m"] and len(list(drawn.glob("*.png"))) == 1
+    def doubled(t):
+        return replace(t, p50_ms=t.p50_ms * 2, ci_low_ms=t.ci_low_ms * 2, ci_high_ms=t.ci_high_ms * 2)
+    slower = [replace(first[0], cells=[replace(c, timings=tuple(map(doubled, c.timings))) for c in first[0].cells])]
+    charts.write_timing_charts(slower, tmp_path / "c", "run-c", drawn)
+    assert drawn_calls == ["m", "m"]
+    a, b = (tmp_path / "a" / "charts" / "m-timing.png").read_bytes(), (tmp_path / "b" / "charts" / "m-timing.png").read_bytes()
+    assert a != b and len(a) == len(b) and b"run-b" in b  # the same drawing, each stamped with its own run
+
+
+def test_long_image_names_keep_their_start_and_end_in_a_grid_caption():
+    from verify.charts import short_name
+
+    assert short_name("ants_00012.jpg") == "ants_00012.jpg"
+    assert short_name("grace_hopper_mirrored.jpg") == "grace_h\u2026r_mirrored.jpg"
+    assert len(short_name("x" * 100 + ".jpeg")) == 22

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from converter.core.errors import WorkbenchError
 from converter.core.files import atomic_write
 from converter.core.shards import Shard
-from converter.core.isolation import Limits
+from converter.core.isolation import Limits, preload
 from converter.core.vocabulary import DEVICES, REFERENCE, RUNTIMES
 from converter.manifest import read_manifest
 from converter.zoo import ModelEntry
@@ -24,7 +25,7 @@ from .entries import ResolvedEntries, resolve_entries
 from .environment import describe_machine, describe_run, physical_cores
 from .gate import Verdict, decide
 from .inputs import ImageSet, InputError, label_indices, load_images, save_inputs, synthetic_images
-from .peak import describe_peak, measure_peak
+from .peak import PeakMeasurement, describe_peak, measure_peak
 from .cache import CACHE_FOLDER, CellCache, machine_fingerprint
 from .speed_memory import SPEED_FILE, remember_speed, remembered_speed
 from .charts import write_prediction_grids, write_timing_charts, write_tradeoff_charts
@@ -39,6 +40,11 @@ from .session import SessionOptions, Shared, plan_cells, verify_model
 from .timing import DEFAULT_BATCHES, TimingPolicy, WaitBudget, canary_readings
 
 log = logging.getLogger(__name__)
+# What the cell, peak and localisation workers import beyond the frameworks (half a second): once, in the fork
+# server, not in every cell's worker. Asked for on import, so that it holds wherever the fork server starts later
+# (a test session converts before it verifies). Not openvino: see converter.core.openvino_cpu.without_telemetry.
+WORKER_MODULES = ("verify.session", "verify.peak")
+preload(*WORKER_MODULES)
 
 
 class OptionsError(WorkbenchError):
@@ -75,6 +81,7 @@ class VerifyRun:
     entries: dict[str, ModelEntry] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)  # what was tested, when, with what
     scope: RunScope = field(default_factory=RunScope)  # which models of which zoo, as which shard
+    drawn_charts: Path | None = None  # charts drawn before, by what they show (with the cell cache)
 
 
 def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = None,
@@ -114,11 +121,12 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     if options.timing and names:  # before any cell, each kernel in a worker of its own; the canary learns the machine
         shared.speed.known = remembered_speed(speed_file, machine)
         shared.speed.add(canary_readings(10))
-        peak = measure_peak(threads, precisions={cell.precision for name in names for cell in plan_cells(
+        peak = remembered_peak(shared.cache, threads, {cell.precision for name in names for cell in plan_cells(
             name, manifest.models[name], runners, session, by_name.get(name)) if cell.device == "cpu"})
-        shared.speed.add(canary_readings(10))
-    results = []
-    for name in names:
+        if peak.stored is None:  # measured now: the machine after those kernels
+            shared.speed.add(canary_readings(10))
+
+    def verify_one(name: str, session: SessionOptions) -> ModelResult:
         resolved, record = entries[name], manifest.models[name]
         try:
             model_images, labels, classes, note = inputs[name]
@@ -131,9 +139,20 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
             cells = [replace(cell, status=ERROR, detail=error)
                      for cell in plan_cells(name, record, runners, session, by_name.get(name))]
             result = ModelResult(name, cells=cells, error=error)
-        results.append(result)
-        if on_model is not None:
-            on_model(result, decide([result], by_name))
+        return result
+
+    jobs = side_by_side(options.timing, threads, len(names))
+    done: dict[str, ModelResult] = {}
+    # Parity alone: the models run side by side, the cores split between them (a cell's own work is mostly one
+    # thread: loading, compiling, Python). Timing needs the machine to itself: one model at a time.
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(verify_one, name, replace(session, threads=max(1, threads // jobs))): name
+                   for name in names}
+        for future in as_completed(futures):
+            result = done[futures[future]] = future.result()
+            if on_model is not None:
+                on_model(result, decide([result], by_name))
+    results = [done[name] for name in names]
     shared.cache.prune()
     verdict = decide(results, by_name, left_out, accept_partial=options.partial)
     provenance = describe_run(options.command, options.artifacts / "manifest.json",
@@ -144,6 +163,9 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
         provenance["shard"] = (f"{options.shard} ({len(names)} of the zoo's {len(scope.zoo_models)} models; "
                                "`python -m verify merge` joins the shards' reports)")
     environment = describe_machine(threads)
+    if jobs > 1:
+        environment["models_side_by_side"] = (f"{jobs} (parity only: each runtime on {max(1, threads // jobs)} of "
+                                              f"the {threads} threads)")
     absent = [device for device in DEVICES if device not in session.devices]
     environment["devices"] = ", ".join(session.devices) + (
         f" ({'asked for' if options.devices else 'present here'}; not run: {', '.join(absent)}, except cells the zoo "
@@ -163,7 +185,27 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
                                         "waiting for full speed or timing again"
                                         + (" (all of it: later batches were timed at once)"
                                            if shared.wait.left <= 0 else ""))
-    return VerifyRun(results, verdict, environment, by_name, provenance, scope)
+    return VerifyRun(results, verdict, environment, by_name, provenance, scope,
+                     options.artifacts / CACHE_FOLDER / "charts" if options.cache else None)
+
+
+def remembered_peak(cache: CellCache, threads: int, precisions: set[str]) -> PeakMeasurement:
+    """The machine's peak GFLOP/s per precision: an earlier run's where the machine, tools and code are the same
+    (the cache's key), else measured now (about 10 s) and kept when every kernel ran."""
+    key = cache.key("peak", {"threads": threads, "precisions": sorted(precisions)}, {})
+    found = cache.load(key)
+    if found is not None:
+        return PeakMeasurement.from_facts(found[0])
+    peak = measure_peak(threads, precisions=precisions)
+    if not peak.failed:
+        cache.store(key, peak.facts(), {})
+    return peak
+
+
+def side_by_side(timing: bool, threads: int, models: int) -> int:
+    """How many models verify at once: one when timing (each figure needs the machine to itself), else as many
+    as there are threads to give each at least one (a parity-only run on 2 cores: 2)."""
+    return 1 if timing else max(1, min(threads, models))
 
 
 def _scope(options: VerifyOptions, entries: ResolvedEntries, names: list[str]) -> RunScope:
@@ -266,9 +308,10 @@ def write_reports(verified: VerifyRun, folder: Path) -> Path:
     atomic_write(folder / "parity.csv", csv(parity_frame(results, verified.entries, verdict)))
     atomic_write(folder / "junit.xml", junit_xml(results, verdict, verified.entries, run_id))
     atomic_write(folder / "timing.csv", csv(timing_frame(results, verified.environment)))
-    charts = write_timing_charts(results, folder, run_id)
-    tradeoffs = write_tradeoff_charts(results, folder, run_id)
-    grids = write_prediction_grids(results, verified.entries, folder, run_id)
+    drawn = verified.drawn_charts
+    charts = write_timing_charts(results, folder, run_id, drawn)
+    tradeoffs = write_tradeoff_charts(results, folder, run_id, drawn)
+    grids = write_prediction_grids(results, verified.entries, folder, run_id, drawn)
     atomic_write(folder / "predictions.csv", csv(predictions_frame(results)))
     atomic_write(folder / "accuracy.csv", csv(accuracy_frame(results)))
     atomic_write(folder / "preprocessing.csv", csv(preprocessing_frame(results, verdict)))

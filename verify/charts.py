@@ -1,12 +1,19 @@
 """One latency/throughput chart per model (charts/<model>-timing.png), drawn with matplotlib off-screen."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import math
+import json
+import os
 import re
 import struct
+import textwrap
 import zlib
 from pathlib import Path
+
+import numpy as np
 
 from converter.core.files import atomic_write
 
@@ -64,13 +71,54 @@ def _drawn_earlier(result: ModelResult, relative: str) -> Path | None:
     return earlier if earlier is not None and earlier.is_file() else None
 
 
-def _write(folder: Path, relative: str, earlier: Path | None, draw, run_id: str) -> None:
+def _write(folder: Path, relative: str, earlier: Path | None, draw, run_id: str, drawn: Path | None = None,
+           source: object = None) -> None:
     """A chart: `earlier` copied (a shard's, stamped with that shard's run), or else `draw()`n here and stamped
-    with this run's id."""
-    atomic_write(folder / relative, earlier.read_bytes() if earlier else stamped(draw(), run_id))
+    with this run's id. `drawn`: a folder of charts drawn before, by a digest of `source` (everything the chart
+    is drawn from): an unchanged re-run copies its PNG instead of drawing it again (half a second each)."""
+    if earlier is not None:
+        atomic_write(folder / relative, earlier.read_bytes())
+        return
+    key = _digest(source) if drawn is not None else None
+    kept = drawn / f"{key}.png" if key else None
+    if kept is not None and kept.is_file():
+        png = kept.read_bytes()
+        os.utime(kept)  # in use: the cache's pruning keeps it
+    else:
+        png = draw()
+        if kept is not None:
+            atomic_write(kept, png)
+    atomic_write(folder / relative, stamped(png, run_id))
 
 
-def write_timing_charts(results: list[ModelResult], folder: Path, run_id: str = "") -> dict[str, str]:
+def _digest(source: object) -> str | None:
+    """A digest of what a chart is drawn from, as canonical JSON: a cell's numbers compare alike whether they were
+    measured now (numpy scalars, tuples) or read back from the cell cache (floats, lists); arrays by their bytes;
+    the cells' `cached` times left out (a chart never shows them). None where it cannot be written so (then the
+    chart is drawn)."""
+    def plain(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.name != "cached"}
+            return {"type": type(value).__name__, **fields}
+        if isinstance(value, np.ndarray):
+            return f"{value.dtype}{value.shape}" + hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, (set, frozenset)):
+            return sorted(value, key=str)
+        if hasattr(value, "model_dump"):  # a zoo setting (pydantic)
+            return value.model_dump()
+        return str(value)
+
+    try:
+        text = json.dumps(source, default=plain, sort_keys=True)
+    except (TypeError, ValueError):  # keys that are not strings or numbers
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def write_timing_charts(results: list[ModelResult], folder: Path, run_id: str = "",
+                        drawn: Path | None = None) -> dict[str, str]:
     """Draw every model with timings; returns model -> chart path relative to `folder`."""
     written = {}
     for result in results:
@@ -78,7 +126,7 @@ def write_timing_charts(results: list[ModelResult], folder: Path, run_id: str = 
         if timed:
             written[result.model] = chart_file(result.model)
             _write(folder, written[result.model], _drawn_earlier(result, written[result.model]),
-                   lambda: timing_chart(result), run_id)
+                   lambda: timing_chart(result), run_id, drawn, ("timing", result))
     return written
 
 
@@ -123,7 +171,8 @@ def tradeoff_file(model: str) -> str:
     return f"{CHARTS}/{file_name(model)}-tradeoff.png"
 
 
-def write_tradeoff_charts(results: list[ModelResult], folder: Path, run_id: str = "") -> dict[str, str]:
+def write_tradeoff_charts(results: list[ModelResult], folder: Path, run_id: str = "",
+                          drawn: Path | None = None) -> dict[str, str]:
     from .decision import choices
 
     written = {}
@@ -132,7 +181,7 @@ def write_tradeoff_charts(results: list[ModelResult], folder: Path, run_id: str 
         if len(rows) > 1:
             written[result.model] = tradeoff_file(result.model)
             _write(folder, written[result.model], _drawn_earlier(result, written[result.model]),
-                   lambda: tradeoff_chart(result.model, rows), run_id)
+                   lambda: tradeoff_chart(result.model, rows), run_id, drawn, ("tradeoff", result.model, rows))
     return written
 
 
@@ -178,7 +227,7 @@ def grid_file(model: str) -> str:
 
 
 def write_prediction_grids(results: list[ModelResult], entries: dict, folder: Path,
-                           run_id: str = "") -> dict[str, str]:
+                           run_id: str = "", drawn: Path | None = None) -> dict[str, str]:
     written = {}
     for result in results:
         reference = result.reference
@@ -188,8 +237,17 @@ def write_prediction_grids(results: list[ModelResult], entries: dict, folder: Pa
                                 or result.reference_probabilities is None or not result.gallery or entry is None):
             continue
         written[result.model] = grid_file(result.model)
-        _write(folder, written[result.model], earlier, lambda: prediction_grid(result, entry.preprocess), run_id)
+        _write(folder, written[result.model], earlier, lambda: prediction_grid(result, entry.preprocess), run_id,
+               drawn, ("grid", result, entry.preprocess))
     return written
+
+
+def short_name(name: str, width: int = 22) -> str:
+    """An image's name in at most `width` characters, its start and its end kept (the end has the extension)."""
+    if len(name) <= width:
+        return name
+    tail = (width - 1) * 2 // 3
+    return f"{name[:width - 1 - tail]}\u2026{name[-tail:]}"
 
 
 def prediction_grid(result: ModelResult, preprocess) -> bytes:
@@ -221,7 +279,7 @@ def prediction_grid(result: ModelResult, preprocess) -> bytes:
         probability = float(result.reference_probabilities[index, 0])
         label = result.labels[index] if result.labels is not None else None
         disagree = [cell for cell in others if int(cell.predictions[index, 0]) != top1]
-        title = f"{result.input_names[index][-22:]}\n{result.class_name(top1)} {probability:.2f}"
+        title = f"{short_name(result.input_names[index])}\n{result.class_name(top1)} {probability:.2f}"
         colour = "black"
         if label is not None:
             title += f"\ntrue: {result.class_name(label)}"
@@ -237,7 +295,7 @@ def prediction_grid(result: ModelResult, preprocess) -> bytes:
                                                         edgecolor=colour, linewidth=3))
     shown = (f"{count} of {len(result.input_names)} images (those where a cell differs and mistakes first)"
              if count < len(result.input_names) else f"{count} images")
-    figure.suptitle(f"{result.model}: reference top-1 on {shown}; green right, red wrong, orange: a cell differs",
-                    fontsize=9)
+    heading = f"{result.model}: reference top-1 on {shown}; green right, red wrong, orange: a cell differs"
+    figure.suptitle(textwrap.fill(heading, width=int(26 * columns)), fontsize=9)  # a narrow grid: on more lines
     figure.tight_layout()
     return _png(figure)

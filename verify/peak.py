@@ -57,12 +57,23 @@ def run_peak_job(job: PeakJob) -> float:
 
 class PeakMeasurement(dict):
     """GFLOP/s by kernel name, as measure_peak found them, and what else a report says of the measurement: the
-    precisions asked for, the kernels that did not run (and why), and the seconds it all took."""
+    precisions asked for, the kernels that did not run (and why), the seconds it all took, and when it was
+    measured if an earlier run on this machine did (`stored`)."""
 
     def __init__(self, found: dict[str, float] | None = None, precisions: tuple[str, ...] = (),
-                 failed: dict[str, str] | None = None, seconds: float | None = None):
+                 failed: dict[str, str] | None = None, seconds: float | None = None, stored: str | None = None):
         super().__init__(found or {})
         self.precisions, self.failed, self.seconds = tuple(precisions), dict(failed or {}), seconds
+        self.stored = stored
+
+    def facts(self) -> dict:
+        """As plain data (for the cell cache); PeakMeasurement.from_facts is the inverse."""
+        return {"found": dict(self), "precisions": list(self.precisions), "failed": self.failed,
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_facts(cls, facts: dict) -> PeakMeasurement:
+        return cls(facts["found"], tuple(facts["precisions"]), facts["failed"], facts["seconds"], facts.get("stored"))
 
 
 def kernels_for(precisions) -> tuple[str, ...]:
@@ -128,10 +139,9 @@ def _onnxruntime_session_of(model, threads: int):
 def _openvino_request(model, threads: int, precision: str):
     """An OpenVINO CPU infer request for the in-memory ONNX `model`, compiled as the verifier's OpenVINO cells
     are (LATENCY hint, the run's threads, the inference precision pinned and read back)."""
-    import openvino as ov
+    from converter.core.openvino_cpu import compile_for_cpu, openvino
 
-    from converter.core.openvino_cpu import compile_for_cpu
-
+    ov = openvino()
     read = ov.Core().read_model(model.SerializeToString(), b"")
     return compile_for_cpu(read, threads, "LATENCY", precision).create_infer_request()
 
@@ -370,5 +380,7 @@ def describe_peak(found: dict[str, float], cpu=None) -> dict[str, object]:
     if seconds is not None:
         entries["peak_measured"] = (f"{len(found) + len(failed)} kernels ({', '.join(asked) or 'no precision'}: "
                                     "the precisions measured), each in a worker of its own, in "
-                                    f"{seconds:.1f} s")
+                                    f"{seconds:.1f} s" + (f", on {found.stored} (an earlier run's on this machine, "
+                                                          "with the same code and tools)"
+                                                          if getattr(found, "stored", None) else ""))
     return entries

@@ -27,11 +27,13 @@ DEFAULT_BATCHES = (1, 8)
 class TimingPolicy:
     warmup_min: int = 2  # calls, at least
     warmup_max: int = 25  # calls, at most, while the latency has not settled
-    warmup_max_seconds: float = 2.0
+    warmup_max_seconds: float = 1.0
     settled_within: float = 0.10  # the last call within 10% of the median of the three before it
     min_runs: int = 10
-    min_seconds: float = 0.5  # 10 calls of a 17 ms ResNet18 take 0.17 s: half a second gives the median 30
-    max_seconds: float = 6.0  # keep timing up to here while the interval is too wide
+    # 10 calls of a 17 ms ResNet18 take 0.17 s: a quarter of a second gives the median 15, and timing goes on
+    # while its interval is wide. Every cell pays this per batch size: it is most of a cold verify's time.
+    min_seconds: float = 0.25
+    max_seconds: float = 3.0  # keep timing up to here while the interval is too wide
     max_interval: float = 0.05  # the 95% interval of the median, relative half-width, that supports a figure
     # A shared VM runs in states that last 5-30 s: on 2 cores here a fixed matmul (the canary) read 180 GFLOP/s,
     # then 150 for 20 s, then 137, and MobileNetV3's batch-1 latency went 1.8 -> 3.0 -> 4.2 ms with it. Each batch

@@ -1,4 +1,5 @@
-"""Resolve a zoo `arch` string to a model factory: torchvision's registry or an importable function."""
+"""Resolve a zoo `arch` string to a model factory: a model registry's (torchvision's, the bundled pretrained
+models') or an importable function; and a registry's named weights."""
 from __future__ import annotations
 
 import difflib
@@ -6,23 +7,120 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
 from importlib.machinery import PathFinder
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import pretrained
+from .registry import load_object
 
 if TYPE_CHECKING:  # torch and torchvision are imported where a model is built: `import converter.zoo` stays light
     import torch.nn as nn
 
-TORCHVISION_PREFIX = "torchvision:"
 TRUST_VARIABLE = "PARITY_TRUSTED_MODULES"  # comma-separated module names whose code may build models
+
+
+@dataclass(frozen=True)
+class NamedWeights:
+    """Weights a model registry names (`weights: IMAGENET1K_V1`), as the zoo and the converter use them."""
+
+    value: Any  # what the registry's factory takes as `weights=`
+    file: Path | None  # where they are read from on this machine; None: their package is not installed
+    missing: str  # why they cannot be used when that file is absent, and what to do
+    categories: list[str] | None
+    mean: tuple[float, ...] | None = None  # the input normalisation they were trained with, where known
+    std: tuple[float, ...] | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.file is not None and self.file.is_file()
+
+
+@dataclass(frozen=True)
+class ModelRegistry:
+    """A library's registry of architectures, named in a zoo as `<prefix>:<name>`: installed code the user already
+    trusts, so naming one runs no module of the user's."""
+
+    names: Callable[[], list[str]]
+    factory: Callable[[str], Callable[..., nn.Module]]
+    weights: Callable[[str, str], NamedWeights]  # (architecture, weights name); ValueError for an unknown name
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision
+
+    return torchvision.models.list_models()
+
+
+def _torchvision_factory(name: str) -> Callable[..., nn.Module]:
+    import torchvision
+
+    return lambda **kwargs: torchvision.models.get_model(name, **kwargs)
+
+
+def _torchvision_weights(arch: str, name: str) -> NamedWeights:
+    """A member of the architecture's Weights enum (short 'IMAGENET1K_V1' or qualified), read from the local
+    torch cache, which is where torchvision would download it to."""
+    import torch
+    import torchvision
+
+    try:
+        enum = torchvision.models.get_model_weights(arch)
+    except (ValueError, KeyError):
+        raise ValueError(f"torchvision has no weights for '{arch}'") from None
+    short = name.split(".", 1)[1] if name.startswith(enum.__name__ + ".") else name
+    try:
+        weights = enum[short]
+    except KeyError:
+        choices = [f"{enum.__name__}.{w.name}" for w in enum]
+        raise ValueError(f"'{name}' is not one of {choices} or 'random'") from None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    categories = weights.meta.get("categories")
+    return NamedWeights(weights, cached, f"{weights} is not in the local torch cache ({cached}); this tool never "
+                        "downloads: copy the file there, give it as a checkpoint, or use weights: random",
+                        list(categories) if categories else None)
+
+
+def _pretrained_weights(arch: str, name: str) -> NamedWeights:
+    if arch not in pretrained.PRETRAINED:
+        raise ValueError(pretrained.PRETRAINED.unknown(arch))
+    packaged = pretrained.PRETRAINED[arch].named(name)
+    return NamedWeights(packaged.name, packaged.installed_file(), packaged.not_installed(),
+                        list(load_object(packaged.categories)()), packaged.mean, packaged.std)
+
+
+MODEL_REGISTRIES = {
+    "torchvision": ModelRegistry(_torchvision_names, _torchvision_factory, _torchvision_weights),
+    "pretrained": ModelRegistry(lambda: list(pretrained.PRETRAINED), lambda name: partial(pretrained.get_model, name),
+                                _pretrained_weights),
+}
+
+
+def model_registry(arch: str) -> ModelRegistry | None:
+    """The registry an `arch` names by its prefix (`torchvision:resnet18`); None for a user's `module:function`."""
+    prefix, sep, _ = arch.partition(":")
+    return MODEL_REGISTRIES.get(prefix) if sep else None
+
+
+def named_weights(arch: str, weights: str) -> NamedWeights:
+    """The weights `weights` of a registry's architecture; ValueError when the arch is no registry's or the
+    registry does not know them."""
+    registry = model_registry(arch)
+    if registry is None:
+        prefixes = " or ".join(f"{prefix}:" for prefix in MODEL_REGISTRIES)
+        raise ValueError(f"named weights need a {prefixes} arch; use a checkpoint for other factories")
+    return registry.weights(arch.partition(":")[2], weights)
 
 
 def check_factory_trust(arch: str, zoo_folder: Path, trusted: Iterable[str] = ()) -> None:
     """A factory runs code with the zoo's arguments: it must be one the user vouches for, checked before
-    anything is imported. Trusted: torchvision's registry, a module in the zoo file's own folder (or below),
+    anything is imported. Trusted: a model registry's architecture (torchvision's, the bundled pretrained models'),
+    a module in the zoo file's own folder (or below),
     and modules named in the zoo's `trusted_modules`, --trust-module or $PARITY_TRUSTED_MODULES (a package
     name trusts its submodules). The standard library never builds models. ValueError otherwise."""
-    if arch.startswith(TORCHVISION_PREFIX):
+    if model_registry(arch) is not None:
         return
     module, _ = _split(arch)
     _refuse_standard_library(module)
@@ -74,7 +172,8 @@ def _split(arch: str) -> tuple[str, str]:
     """'package.module:function' -> (module, function)."""
     module_name, sep, attr = arch.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"'{arch}' is neither 'torchvision:<name>' nor 'package.module:function'")
+        registries = ", ".join(f"'{prefix}:<name>'" for prefix in MODEL_REGISTRIES)
+        raise ValueError(f"'{arch}' is neither {registries} nor 'package.module:function'")
     return module_name, attr
 
 
@@ -83,16 +182,15 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
 
     Only the module the user named is imported: nothing in a model file chooses code to run.
     """
-    if arch.startswith(TORCHVISION_PREFIX):
-        import torchvision
-
-        name = arch[len(TORCHVISION_PREFIX):]
-        known = torchvision.models.list_models()
+    registry = model_registry(arch)
+    if registry is not None:
+        prefix, _, name = arch.partition(":")
+        known = registry.names()
         if name not in known:
             close = difflib.get_close_matches(name, known, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ValueError(f"unknown torchvision architecture '{name}'{hint}")
-        return lambda **kwargs: torchvision.models.get_model(name, **kwargs)
+            raise ValueError(f"unknown {prefix} architecture '{name}'{hint}")
+        return registry.factory(name)
     module_name, attr = _split(arch)
     _refuse_standard_library(module_name)  # also where no zoo was read: an eager artifact's reference.json
     try:

@@ -5,7 +5,9 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -26,6 +28,23 @@ def atomic_write(path: Path, data: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: Path) -> Iterator[Path]:
+    """A temporary folder beside `folder` to write into, which then replaces `folder`: a reader never sees a
+    half-written folder. Where the writing fails, the temporary folder is removed and `folder` is left as it was."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    os.chmod(staging, 0o777 & ~UMASK)  # as a plain mkdir would make it, not mkdtemp's 0700
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if folder.exists():
+        shutil.rmtree(folder)
+    staging.rename(folder)
 
 
 def _umask() -> int:

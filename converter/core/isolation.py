@@ -52,6 +52,7 @@ class WorkerResult:
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _startup_threads = {name: os.environ.get(name) for name in THREAD_VARIABLES}
 _context = None
+_preloads: list[str] = []  # what callers asked the fork server to import as well (see preload)
 _context_lock = threading.Lock()
 
 
@@ -60,7 +61,7 @@ def _fork_server():
     with _context_lock:  # conversions of several models start workers from several threads
         if _context is None:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["converter.core.run_log"] + PRELOAD + _optional_preload())
+            context.set_forkserver_preload(["converter.core.run_log"] + PRELOAD + _optional_preload() + _preloads)
             with environment_as(_startup_threads):
                 multiprocessing.forkserver.ensure_running()
             _context = context
@@ -85,6 +86,17 @@ def _set_variable(name: str, value: str | None) -> None:
         os.environ.pop(name, None)
     else:
         os.environ[name] = value
+
+
+def preload(*modules: str) -> None:
+    """Import these modules (those installed) in the fork server too, so no worker imports them again: a worker
+    that unpickles a job whose code imports half a second of modules pays it on every cell otherwise. Takes
+    effect only before the first worker starts."""
+    import importlib.util
+
+    for name in modules:
+        if name not in _preloads and importlib.util.find_spec(name.split(".")[0]) is not None:
+            _preloads.append(name)
 
 
 def _optional_preload() -> list[str]:

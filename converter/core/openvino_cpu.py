@@ -38,8 +38,17 @@ def compile_for_cpu(path: Any, threads: int = 0, hint: str = PERFORMANCE_HINT, p
     return compiled
 
 
+def openvino() -> Any:
+    """The openvino module, imported with its telemetry off: every use in this project imports it this way."""
+    without_telemetry()
+    import openvino as ov
+
+    return ov
+
+
 def without_telemetry() -> None:
     """OpenVINO's model converter sends usage data to Google Analytics unless the user opted out (openvino's
-    pip package installs openvino-telemetry). With that package unimportable it uses its own no-op stub: a
-    worker that converts calls this before importing openvino."""
+    pip package installs openvino-telemetry); imported into a long-lived process, openvino itself was seen to
+    resolve its address. With that package unimportable it uses its own no-op stub: call this before the first
+    `import openvino` of a process."""
     sys.modules.setdefault("openvino_telemetry", None)  # `import openvino_telemetry` now raises ImportError

@@ -5,15 +5,14 @@ from __future__ import annotations
 import warnings
 
 from ..core.errors import ConversionError
-from ..core.openvino_cpu import compile_for_cpu, without_telemetry
+from ..core.openvino_cpu import compile_for_cpu, openvino
 from .base import ExportContext, ExportResult, sanity_check
 
 FILE = "model.xml"  # its weights beside it in model.bin
 
 
 def export(ctx: ExportContext) -> ExportResult:
-    without_telemetry()
-    import openvino as ov
+    ov = openvino()
 
     entry = ctx.entry
     shape = ov.PartialShape([-1 if entry.onnx.dynamic_batch else 1, *entry.input.shape])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.core.openvino_cpu import PRECISION, NotFp32, compile_for_cpu
+from converter.core.openvino_cpu import PRECISION, NotFp32, compile_for_cpu, openvino
 
 from .base import Availability, DeviceUnavailable, Feeds, LoadRequest, Runner, RunnerError
 
@@ -66,7 +66,7 @@ class OpenVinoRunner(Runner):
                 for index, name in enumerate(self.names)}
 
     def describe(self) -> dict:
-        import openvino as ov
+        ov = openvino()
 
         def hint(compiled) -> str:
             return str(compiled.get_property("PERFORMANCE_HINT")).split(".")[-1]
@@ -96,7 +96,7 @@ class OpenVinoBf16Runner(OpenVinoRunner):
         return super().unavailable(device, availability)
 
     def load(self, request: LoadRequest) -> None:
-        import openvino as ov
+        ov = openvino()
 
         capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         if "BF16" not in capabilities:  # OpenVINO's own word on this CPU
