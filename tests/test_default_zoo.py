@@ -26,9 +26,13 @@ def test_default_zoo_converts_and_passes_every_cpu_runtime(tmp_path):
     (tmp_path / "zoo.yaml").write_text(yaml.safe_dump(zoo))
     artifacts, reports = tmp_path / "artifacts", tmp_path / "reports"
     assert converter_main([str(tmp_path / "zoo.yaml"), "--out", str(artifacts)]) == 0
-    assert verify_main(["--artifacts", str(artifacts), "--report", str(reports),
+    # the whole zoo's verdict from parity alone (the models side by side), then one model timed end to end
+    assert verify_main(["--artifacts", str(artifacts), "--report", str(reports), "--no-timing",
+                        "--num-images", "4"]) == 0
+    timed = tmp_path / "timed"
+    assert verify_main(["--artifacts", str(artifacts), "--report", str(timed), "--models", "bees-vs-ants", "--partial",
                         "--runs", "5", "--warmup", "0", "--min-time", "0.05", "--batches", "2",
-                        "--num-images", "4", "--max-wait", "0"]) == 0
+                        "--max-wait", "0"]) == 0
     summary = json.loads((reports / "summary.json").read_text())
     assert summary["verdict"] == "PASS" and not summary["partial"]  # a whole-zoo deployment verdict
     # per model: torch, torchscript, paddle-inference, paddle-jit, onnxruntime and openvino on the four ONNX models
@@ -48,8 +52,11 @@ def test_default_zoo_converts_and_passes_every_cpu_runtime(tmp_path):
     assert bees["classes"] == 2 and "64 images in 2 labelled classes" in bees["images"]
     reference = bees["accuracy"]["bees-vs-ants/eager/torch@cpu"]
     assert reference["top1"] > 0.75  # the demo model has learned its task (87.5% measured)
-    assert bees["recommendation"].startswith("Ship ")
-    for name in ("predictions.csv", "accuracy.csv", "charts/bees-vs-ants-tradeoff.png", "predictions/bees-vs-ants.png"):
+    for name in ("predictions.csv", "accuracy.csv", "predictions/bees-vs-ants.png", "predictions/efficientnet_lite0.png"):
         assert (reports / name).is_file()
-    report = (reports / "report.md").read_text()
-    assert "What to ship" in report and "Accuracy on 64 labelled images" in report
+    assert "Accuracy on 64 labelled images" in (reports / "report.md").read_text()
+    timed_summary = json.loads((timed / "summary.json").read_text())
+    assert timed_summary["verdict"] == "PASS (partial)" and timed_summary["partial"]
+    assert timed_summary["models"]["bees-vs-ants"]["recommendation"].startswith("Ship ")
+    assert (timed / "charts" / "bees-vs-ants-tradeoff.png").is_file() and (timed / "timing.csv").is_file()
+    assert "What to ship" in (timed / "report.md").read_text()
