@@ -86,6 +86,15 @@ def test_the_converter_keeps_openvinos_telemetry_from_sending(monkeypatch):
     assert sys.modules["openvino_telemetry"] is None
 
 
+def test_the_verifiers_openvino_cells_import_openvino_with_its_telemetry_off(converted):
+    from converter.core.isolation import run_isolated
+
+    from tests.openvino_probe import openvino_telemetry_after_load
+
+    outcome = run_isolated(openvino_telemetry_after_load, str(built_artifact(converted, "openvino_ir")[0]))
+    assert outcome.ok and outcome.value == (False, "None"), outcome.value or outcome.message
+
+
 def _scale_first_conv_weight(path, factor: float) -> None:
     """Rewrite the IR with its first 4-d float constant (a conv weight) times `factor`, fp32 kept."""
     import openvino.opset13 as ops

@@ -7,9 +7,10 @@ import json
 import logging
 import os
 import traceback
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from converter.core.errors import WorkbenchError
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 # server, not in every cell's worker. Asked for on import, so that it holds wherever the fork server starts later
 # (a test session converts before it verifies). Not openvino: see converter.core.openvino_cpu.without_telemetry.
 WORKER_MODULES = ("verify.session", "verify.peak")
+PEAK_KEPT = timedelta(days=1)  # how long a run reuses the machine's peak an earlier one measured
 preload(*WORKER_MODULES)
 
 
@@ -141,17 +143,22 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
             result = ModelResult(name, cells=cells, error=error)
         return result
 
-    jobs = side_by_side(options.timing, threads, len(names))
+    jobs = side_by_side(options.timing, min(threads, physical_cores()), len(names))
     done: dict[str, ModelResult] = {}
     # Parity alone: the models run side by side, the cores split between them (a cell's own work is mostly one
     # thread: loading, compiling, Python). Timing needs the machine to itself: one model at a time.
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         futures = {pool.submit(verify_one, name, replace(session, threads=max(1, threads // jobs))): name
                    for name in names}
         for future in as_completed(futures):
             result = done[futures[future]] = future.result()
             if on_model is not None:
                 on_model(result, decide([result], by_name))
+    except BaseException:  # Ctrl-C (or a failing on_model): the models not started yet never start
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     results = [done[name] for name in names]
     shared.cache.prune()
     verdict = decide(results, by_name, left_out, accept_partial=options.partial)
@@ -195,16 +202,21 @@ def remembered_peak(cache: CellCache, threads: int, precisions: set[str]) -> Pea
     key = cache.key("peak", {"threads": threads, "precisions": sorted(precisions)}, {})
     found = cache.load(key)
     if found is not None:
-        return PeakMeasurement.from_facts(found[0])
+        try:
+            stored = datetime.strptime(found[0]["stored"], "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=timezone.utc)
+            if datetime.now(timezone.utc) - stored < PEAK_KEPT:  # a peak read in a slow spell is not kept for ever
+                return PeakMeasurement.from_facts(found[0])
+        except (KeyError, TypeError, ValueError):  # an entry this code cannot read: measured again
+            pass
     peak = measure_peak(threads, precisions=precisions)
-    if not peak.failed:
-        cache.store(key, peak.facts(), {})
+    # a kernel that fails here (no bf16 instructions) fails on every run on this machine: kept as it is
+    cache.store(key, peak.facts(), {})
     return peak
 
 
 def side_by_side(timing: bool, threads: int, models: int) -> int:
     """How many models verify at once: one when timing (each figure needs the machine to itself), else as many
-    as there are threads to give each at least one (a parity-only run on 2 cores: 2)."""
+    as there are `threads` (the run's, at most the physical cores) to give each at least one (2 cores: 2)."""
     return 1 if timing else max(1, min(threads, models))
 
 

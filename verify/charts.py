@@ -81,14 +81,30 @@ def _write(folder: Path, relative: str, earlier: Path | None, draw, run_id: str,
         return
     key = _digest(source) if drawn is not None else None
     kept = drawn / f"{key}.png" if key else None
-    if kept is not None and kept.is_file():
-        png = kept.read_bytes()
-        os.utime(kept)  # in use: the cache's pruning keeps it
-    else:
+    png = None
+    try:
+        if kept is not None and kept.is_file():
+            png = kept.read_bytes()
+            os.utime(kept)  # in use: the cache's pruning keeps it
+    except OSError:  # a cache this user cannot read or touch: drawn instead
+        png = None
+    if png is None:
         png = draw()
-        if kept is not None:
-            atomic_write(kept, png)
+        try:
+            if kept is not None:
+                atomic_write(kept, png)
+        except OSError:  # nor write: the report does not need it
+            pass
     atomic_write(folder / relative, stamped(png, run_id))
+
+
+def _drawing_code() -> list[str]:
+    """What draws a chart besides its data: this workbench's code and matplotlib's version."""
+    from importlib.metadata import version
+
+    from .cache import code_fingerprint
+
+    return [code_fingerprint(), version("matplotlib")]
 
 
 def _digest(source: object) -> str | None:
@@ -111,7 +127,7 @@ def _digest(source: object) -> str | None:
         return str(value)
 
     try:
-        text = json.dumps(source, default=plain, sort_keys=True)
+        text = json.dumps([_drawing_code(), source], default=plain, sort_keys=True)
     except (TypeError, ValueError):  # keys that are not strings or numbers
         return None
     return hashlib.sha256(text.encode()).hexdigest()[:32]

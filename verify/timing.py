@@ -43,7 +43,7 @@ class TimingPolicy:
     attempts: int = 3
     max_wait_seconds: float = 20.0  # for the machine to come back to full speed, per attempt
     poll_seconds: float = 0.25
-    retry_below_seconds: float = 4.0  # a batch that took longer is kept (and marked if it drifted), not redone
+    retry_below_seconds: float = 2.0  # a batch that took longer is kept (and marked if it drifted), not redone
     # Waiting for full speed and timing a batch again, in all, per verify run: a neighbour that holds a core for
     # minutes (measured here: the canary at 154-175 instead of 216 for most of a run) would otherwise add minutes.
     # Once it is spent, batches are timed at once and marked when the machine was slow.

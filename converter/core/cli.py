@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -120,19 +121,22 @@ class StatusLine:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         self.shown = False
+        self.lock = threading.Lock()  # models verified side by side tell it from several threads
 
     def __call__(self, text: str) -> None:
         if self.live:
             width = max(shutil.get_terminal_size((100, 24)).columns - 1, 20)
-            self.stream.write("\r" + text[:width] + "\033[K")
-            self.stream.flush()
-            self.shown = True
+            with self.lock:
+                self.stream.write("\r" + text[:width] + "\033[K")
+                self.stream.flush()
+                self.shown = True
 
     def clear(self) -> None:
-        if self.shown:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-            self.shown = False
+        with self.lock:
+            if self.shown:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
+                self.shown = False
 
 
 def console_verbose(logger: str) -> bool:

@@ -21,11 +21,10 @@ class NotFp32(ValueError):
 
 
 def compile_for_cpu(path: Any, threads: int = 0, hint: str = PERFORMANCE_HINT, precision: str = PRECISION) -> Any:
-    """The model at `path` (.onnx or IR .xml; or an ov.Model already read) as an ov.CompiledModel for the CPU, its inference precision pinned
-    (f32, or bf16 when asked), with the performance `hint` (LATENCY or THROUGHPUT); `threads` 0: OpenVINO's own
+    """The model at `path` (.onnx or IR .xml; or an ov.Model already read) as an ov.CompiledModel for the CPU, its
+    inference precision pinned (f32, or bf16 when asked), with the performance `hint` (LATENCY or THROUGHPUT); `threads` 0: OpenVINO's own
     choice (every core). NotFp32 when the compiled model does not run at the precision asked for."""
-    import openvino as ov
-
+    ov = openvino()
     core = ov.Core()
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": hint}
     if threads:
