@@ -1,6 +1,8 @@
 """The cell cache: what it keys on, what it gives back, and that a damaged entry is simply not found."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from verify.cache import CellCache, cell_facts, cell_value
@@ -62,3 +64,13 @@ def test_entries_unused_for_long_are_pruned(tmp_path):
     cache.prune()
     assert cache.load(old) is None and cache.load(new) is not None
     assert not (tmp_path / f"{old}.npz").exists()
+
+
+def test_an_entry_older_than_the_age_asked_for_is_not_found(tmp_path):
+    cache = CellCache(tmp_path)
+    cache.store("k", {"value": 1}, {})
+    assert cache.load("k", max_age_s=3600)[0]["value"] == 1
+    meta = tmp_path / "k.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "stored": "2026-01-01 00:00:00 UTC"}))
+    assert cache.load("k", max_age_s=3600) is None
+    assert cache.load("k")[0]["value"] == 1  # no age asked for: any age

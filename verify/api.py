@@ -10,7 +10,6 @@ import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from converter.core.errors import WorkbenchError
@@ -45,7 +44,7 @@ log = logging.getLogger(__name__)
 # server, not in every cell's worker. Asked for on import, so that it holds wherever the fork server starts later
 # (a test session converts before it verifies). Not openvino: see converter.core.openvino_cpu.without_telemetry.
 WORKER_MODULES = ("verify.session", "verify.peak")
-PEAK_KEPT = timedelta(days=1)  # how long a run reuses the machine's peak an earlier one measured
+PEAK_KEPT_S = 86400.0  # how long a run reuses the machine's peak an earlier one measured
 preload(*WORKER_MODULES)
 
 
@@ -144,12 +143,13 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
         return result
 
     jobs = side_by_side(options.timing, min(threads, physical_cores()), len(names))
+    threads_each = max(1, threads // jobs)
     done: dict[str, ModelResult] = {}
     # Parity alone: the models run side by side, the cores split between them (a cell's own work is mostly one
     # thread: loading, compiling, Python). Timing needs the machine to itself: one model at a time.
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = {pool.submit(verify_one, name, replace(session, threads=max(1, threads // jobs))): name
+        futures = {pool.submit(verify_one, name, replace(session, threads=threads_each)): name
                    for name in names}
         for future in as_completed(futures):
             result = done[futures[future]] = future.result()
@@ -171,8 +171,8 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
                                "`python -m verify merge` joins the shards' reports)")
     environment = describe_machine(threads)
     if jobs > 1:
-        environment["models_side_by_side"] = (f"{jobs} (parity only: each runtime on {max(1, threads // jobs)} of "
-                                              f"the {threads} threads)")
+        environment["models_side_by_side"] = (f"{jobs} (parity only: each runtime on {threads_each} of the "
+                                              f"{threads} threads)")
     absent = [device for device in DEVICES if device not in session.devices]
     environment["devices"] = ", ".join(session.devices) + (
         f" ({'asked for' if options.devices else 'present here'}; not run: {', '.join(absent)}, except cells the zoo "
@@ -197,15 +197,13 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
 
 
 def remembered_peak(cache: CellCache, threads: int, precisions: set[str]) -> PeakMeasurement:
-    """The machine's peak GFLOP/s per precision: an earlier run's where the machine, tools and code are the same
-    (the cache's key), else measured now (about 10 s) and kept when every kernel ran."""
+    """The machine's peak GFLOP/s per precision: an earlier run's, for a day, where the machine, tools and code are
+    the same (the cache's key), else measured now (about 10 s) and kept."""
     key = cache.key("peak", {"threads": threads, "precisions": sorted(precisions)}, {})
-    found = cache.load(key)
+    found = cache.load(key, max_age_s=PEAK_KEPT_S)  # a peak read in a slow spell is not kept for ever
     if found is not None:
         try:
-            stored = datetime.strptime(found[0]["stored"], "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=timezone.utc)
-            if datetime.now(timezone.utc) - stored < PEAK_KEPT:  # a peak read in a slow spell is not kept for ever
-                return PeakMeasurement.from_facts(found[0])
+            return PeakMeasurement.from_facts(found[0])
         except (KeyError, TypeError, ValueError):  # an entry this code cannot read: measured again
             pass
     peak = measure_peak(threads, precisions=precisions)

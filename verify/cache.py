@@ -10,6 +10,7 @@ the rest as JSON written last, so an entry without its JSON is not an entry.
 """
 from __future__ import annotations
 
+import calendar
 import functools
 import hashlib
 import io
@@ -30,6 +31,7 @@ from .timing import Timing
 CACHE_FOLDER = Path(".cache") / "verify"  # inside the artifacts folder
 KEEP_DAYS = 14  # entries not used for this long are removed
 FORMAT = "1"
+STORED_FORMAT = "%Y-%m-%d %H:%M:%S UTC"  # an entry's "stored" time
 
 
 class CellCache:
@@ -49,13 +51,17 @@ class CellCache:
             digest.update(array.tobytes())
         return digest.hexdigest()[:32]
 
-    def load(self, key: str) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-        """(the JSON part, the arrays) of an entry, or None when there is none or it cannot be read."""
+    def load(self, key: str, max_age_s: float | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """(the JSON part, the arrays) of an entry, or None when there is none, it cannot be read, or it was stored
+        more than `max_age_s` seconds ago."""
         if self.folder is None:
             return None
         meta, data = self.folder / f"{key}.json", self.folder / f"{key}.npz"
         try:
             facts = json.loads(meta.read_text())
+            if max_age_s is not None and time.time() - calendar.timegm(
+                    time.strptime(facts["stored"], STORED_FORMAT)) > max_age_s:
+                return None
             with np.load(data, allow_pickle=False) as arrays:
                 loaded = {name: arrays[name] for name in arrays.files}
             os.utime(meta)
@@ -124,4 +130,4 @@ def machine_fingerprint() -> dict[str, Any]:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()) + " UTC"
+    return time.strftime(STORED_FORMAT, time.gmtime())

@@ -4,8 +4,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import math
 import json
+import math
 import os
 import re
 import struct
@@ -87,7 +87,7 @@ def _write(folder: Path, relative: str, earlier: Path | None, draw, run_id: str,
             png = kept.read_bytes()
             os.utime(kept)  # in use: the cache's pruning keeps it
     except OSError:  # a cache this user cannot read or touch: drawn instead
-        png = None
+        pass
     if png is None:
         png = draw()
         try:
