@@ -74,3 +74,28 @@ def test_an_entry_older_than_the_age_asked_for_is_not_found(tmp_path):
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "stored": "2026-01-01 00:00:00 UTC"}))
     assert cache.load("k", max_age_s=3600) is None
     assert cache.load("k")[0]["value"] == 1  # no age asked for: any age
+
+
+
+def test_an_unchanged_inputs_file_is_copied_from_the_cache_and_a_changed_one_written(tmp_path, monkeypatch):
+    import os
+
+    import numpy as np
+
+    import verify.inputs as inputs
+
+    kept, batch = tmp_path / "inputs", np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    inputs.save_inputs(tmp_path / "first.npz", batch, ["a", "b", "c"], kept)
+    compressed = []
+    monkeypatch.setattr(inputs.np, "savez_compressed", lambda *a, **k: compressed.append(1) or np.savez(*a, **k))
+    inputs.save_inputs(tmp_path / "again.npz", batch, ["a", "b", "c"], kept)
+    assert compressed == [] and (tmp_path / "again.npz").read_bytes() == (tmp_path / "first.npz").read_bytes()
+    for changed, names in ((batch + 1, ["a", "b", "c"]), (batch, ["a", "b", "d"])):
+        inputs.save_inputs(tmp_path / "changed.npz", changed, names, kept)
+        with np.load(tmp_path / "changed.npz") as saved:
+            assert np.array_equal(saved["inputs"], changed) and saved["names"].tolist() == names
+    files = sorted(kept.glob("*.npz"))
+    assert len(compressed) == 2 and len(files) == 3
+    os.utime(files[0], (0, 0))
+    CellCache(tmp_path).prune()  # kept in the cache's folder, pruned with its entries
+    assert sorted(kept.glob("*.npz")) == files[1:]

@@ -34,3 +34,22 @@ def test_feeds_is_defined_once_and_shared():
     from verify.timing import Feeds as timing_feeds
 
     assert runner_feeds is Feeds and timing_feeds is Feeds
+
+
+def test_the_verifiers_own_process_plans_without_torch_or_paddle():
+    """What a verify run does in its own process before and after the cells (runners, zoo, class names, the GPU
+    probe, the machine's description) imports neither torch nor Paddle: 4 s of an unchanged re-run that needs
+    neither. The workers import them (once, in the fork server)."""
+    code = ("import json, sys\n"
+            "from converter.zoo import load_zoo\n"
+            "import verify.environment\n"
+            "verify.environment.nvidia_gpu_visible = lambda: False  # a machine with a GPU asks torch to name it\n"
+            "from verify.runners import Availability, registered_runners\n"
+            "import verify.api\n"
+            "registered_runners(); Availability.probe(gpu_visible=False); verify.environment.describe_machine(2)\n"
+            "zoo = load_zoo('zoo.yaml', find_factories=False)\n"
+            "assert [len(m.class_names() or []) for m in zoo.models if m.name == 'efficientnet_lite0'] == [1000]\n"
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'paddle'})))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []

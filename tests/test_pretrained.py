@@ -60,6 +60,14 @@ def test_lite0_trained_weights_recognise_the_photograph(tmp_path):
     assert "military uniform" in photo[:3] and mirrored[0] == "military uniform"
 
 
+def test_the_kept_imagenet_class_names_are_torchvisions():
+    from torchvision.models import ResNet18_Weights
+
+    from converter.core.pretrained import imagenet_categories
+
+    assert imagenet_categories() == list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
 def test_missing_weights_package_is_one_line_naming_the_extra(write_zoo, monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, WEIGHTS_PACKAGE, None)  # how Python marks a module as not importable
     path = write_zoo([LITE0])

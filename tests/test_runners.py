@@ -2,6 +2,7 @@
 stacks, fallback detection, and every registered runtime on tiny converted models, single and multi-output."""
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -16,6 +17,7 @@ from converter.pipeline import RunOptions, convert
 from converter.zoo import load_zoo
 from tests.conftest import cannot_run_here, tiny_entry
 from verify.runners import Availability, DeviceUnavailable, LoadRequest, registered_runners
+from converter.core.machine import nvidia_gpu_visible
 
 RUNNERS = registered_runners()
 # a CPU with every instruction the runtimes ask for (AVX-512, bf16): these tests are about packages and devices,
@@ -88,6 +90,29 @@ def test_probe_reads_each_stack_and_survives_a_broken_one():
     assert broken.torch_cuda and not broken.paddle_cuda and not broken.paddle_tensorrt
     # TensorRT compiled in but no GPU visible is not TensorRT available
     assert not Availability.probe(**_fake_stacks(cuda=False, paddle_gpus=0, trt=(8, 6, 1))).paddle_tensorrt
+
+
+def test_without_a_visible_gpu_the_probe_asks_neither_torch_nor_paddle(monkeypatch):
+    """The frameworks' own GPU questions cost their import (2.5 s); with no NVIDIA device node there is nothing to
+    find. Stand-ins in sys.modules record whether the probe imported and asked them."""
+    stacks = _fake_stacks(cuda=True, paddle_gpus=1)
+    asked = []
+    stacks["torch"].cuda.is_available = lambda: asked.append("torch") or True
+    stacks["paddle"].device.is_compiled_with_cuda = lambda: asked.append("paddle") or True
+    monkeypatch.setitem(sys.modules, "torch", stacks["torch"])
+    monkeypatch.setitem(sys.modules, "paddle", stacks["paddle"])
+    hidden = Availability.probe(onnxruntime=stacks["onnxruntime"], gpu_visible=False)
+    assert asked == [] and not hidden.torch_cuda and not hidden.paddle_cuda and hidden.devices == ("cpu",)
+    shown = Availability.probe(onnxruntime=stacks["onnxruntime"], gpu_visible=True)
+    assert sorted(asked) == ["paddle", "torch"] and shown.torch_cuda and shown.paddle_cuda
+
+
+def test_a_gpu_is_visible_through_the_drivers_device_nodes(tmp_path):
+    node = tmp_path / "nvidiactl"
+    assert nvidia_gpu_visible("linux", (str(node),)) is False
+    node.touch()
+    assert nvidia_gpu_visible("linux", (str(node),)) is True
+    assert nvidia_gpu_visible("win32", (str(node),)) is None  # not told this way elsewhere: the frameworks are asked
 
 
 @pytest.fixture(scope="module")

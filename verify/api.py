@@ -37,7 +37,7 @@ from .results import ModelResult
 from .results_file import RunScope, write_results
 from .runners import Availability, Runner, registered_runners
 from .session import SessionOptions, Shared, plan_cells, verify_model
-from .timing import DEFAULT_BATCHES, TimingPolicy, WaitBudget, canary_readings
+from .timing import DEFAULT_BATCHES, TimingPolicy, WaitBudget
 
 log = logging.getLogger(__name__)
 # What the cell, peak and localisation workers import beyond the frameworks (half a second): once, in the fork
@@ -83,6 +83,7 @@ class VerifyRun:
     provenance: dict = field(default_factory=dict)  # what was tested, when, with what
     scope: RunScope = field(default_factory=RunScope)  # which models of which zoo, as which shard
     drawn_charts: Path | None = None  # charts drawn before, by what they show (with the cell cache)
+    kept_inputs: Path | None = None  # inputs files written before, by what they hold (with the cell cache)
 
 
 def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = None,
@@ -119,13 +120,10 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
                     wait=WaitBudget(options.policy.run_wait_seconds), progress=on_progress)
     peak = {}
     speed_file, machine = options.artifacts / SPEED_FILE, machine_fingerprint() if options.timing else {}
-    if options.timing and names:  # before any cell, each kernel in a worker of its own; the canary learns the machine
+    if options.timing and names:  # before any cell, each kernel in a worker of its own
         shared.speed.known = remembered_speed(speed_file, machine)
-        shared.speed.add(canary_readings(10))
         peak = remembered_peak(shared.cache, threads, {cell.precision for name in names for cell in plan_cells(
             name, manifest.models[name], runners, session, by_name.get(name)) if cell.device == "cpu"})
-        if peak.stored is None:  # measured now: the machine after those kernels
-            shared.speed.add(canary_readings(10))
 
     def verify_one(name: str, session: SessionOptions) -> ModelResult:
         resolved, record = entries[name], manifest.models[name]
@@ -186,14 +184,16 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
         remember_speed(speed_file, machine, speed.seen, speed.known)
         earlier = (f" (an earlier run's: this run's own best was {speed.seen:.0f}, so the machine ran slow "
                    "throughout)" if speed.known and speed.seen and speed.known > speed.seen * 1.02 else "")
-        environment["machine_speed"] = (f"matmul canary at full speed {speed.full:.0f} GFLOP/s{earlier}; "
-                                        f"{len(readings)} readings from {min(readings):.0f} to {max(readings):.0f}; "
-                                        f"{waited:.0f} s of the {options.policy.run_wait_seconds:g} s allowed spent "
-                                        "waiting for full speed or timing again"
-                                        + (" (all of it: later batches were timed at once)"
-                                           if shared.wait.left <= 0 else ""))
+        environment["machine_speed"] = (
+            "not read: no cell was timed in this run (each one's figures come from the cell cache, see its "
+            "cached time)" if not readings else
+            f"matmul canary at full speed {speed.full:.0f} GFLOP/s{earlier}; {len(readings)} readings from "
+            f"{min(readings):.0f} to {max(readings):.0f}; {waited:.0f} s of the {options.policy.run_wait_seconds:g} s "
+            "allowed spent waiting for full speed or timing again"
+            + (" (all of it: later batches were timed at once)" if shared.wait.left <= 0 else ""))
+    kept = options.artifacts / CACHE_FOLDER if options.cache else None
     return VerifyRun(results, verdict, environment, by_name, provenance, scope,
-                     options.artifacts / CACHE_FOLDER / "charts" if options.cache else None)
+                     kept and kept / "charts", kept and kept / "inputs")
 
 
 def remembered_peak(cache: CellCache, threads: int, precisions: set[str]) -> PeakMeasurement:
@@ -311,7 +311,7 @@ def write_reports(verified: VerifyRun, folder: Path) -> Path:
         return frame.to_csv(index=False)
     for result in results:
         if result.inputs is not None:
-            save_inputs(folder / inputs_file(result.model), result.inputs, result.input_names)
+            save_inputs(folder / inputs_file(result.model), result.inputs, result.input_names, verified.kept_inputs)
         elif result.inputs_in is not None:  # a shard's: copied, not loaded
             saved = inputs_file(result.model)
             atomic_write(folder / saved, (Path(result.inputs_in) / saved).read_bytes())

@@ -86,9 +86,10 @@ class CellCache:
             if meta.stat().st_mtime < oldest:
                 meta.unlink(missing_ok=True)
                 meta.with_suffix(".npz").unlink(missing_ok=True)
-        for chart in self.folder.glob("charts/*.png"):  # verify.charts keeps the charts it drew here
-            if chart.stat().st_mtime < oldest:
-                chart.unlink(missing_ok=True)
+        # the charts verify.charts drew and the inputs files verify.inputs wrote, kept here for a re-run
+        for kept in (*self.folder.glob("charts/*.png"), *self.folder.glob("inputs/*.npz")):
+            if kept.stat().st_mtime < oldest:
+                kept.unlink(missing_ok=True)
 
 
 def cell_facts(value: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -28,7 +28,7 @@ def resolve_entries(manifest: Manifest, zoo_path: Path | None, origin: str,
     """The zoo file (given, or the one the manifest names, when it still exists) supplies tolerances, waivers
     and preprocessing; the manifest's copy is used for models the zoo no longer lists or when it is gone."""
     path = zoo_path or Path(manifest.zoo.get("path", ""))
-    zoo = load_zoo(path, trusted_modules) if zoo_path is not None or path.is_file() else None
+    zoo = load_zoo(path, trusted_modules, find_factories=False) if zoo_path is not None or path.is_file() else None
     current = {m.name: m for m in zoo.models} if zoo else {}
     resolved = ResolvedEntries()
     if zoo:

@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from converter.core.files import file_sha256
-from converter.core.machine import cpu_features, physical_cores
+from converter.core.machine import cpu_features, nvidia_gpu_visible, physical_cores
 from converter.manifest import tool_versions
 
 from .inputs import ImageSet
@@ -31,6 +31,8 @@ def describe_machine(threads: int) -> dict:
             "threads": threads,
             "platform": platform.platform(), **{f"version.{k}": v for k, v in tool_versions().items()}}
     try:
+        if nvidia_gpu_visible() is False:  # nothing to name: torch is not imported to say so (1.5 s)
+            raise LookupError
         import torch
 
         if torch.cuda.is_available():

@@ -9,12 +9,14 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from converter.zoo import Tolerance
+
+if TYPE_CHECKING:  # imported where it runs, in the worker: the verifier's own process may never need torch
+    import torch
 
 MAX_SAMPLES = 4  # intermediate outputs of a few samples are enough to find the layer
 MATCH_WINDOW = 4  # an ONNX Conv with BatchNorm folded in matches the output of a module run after its own
@@ -61,6 +63,8 @@ class LocalizeJob:
 
 
 def run_localize_job(job: LocalizeJob) -> Divergence:
+    import torch
+
     from converter.core.reference import load_reference
 
     torch.set_num_threads(job.threads)
@@ -73,6 +77,8 @@ def run_localize_job(job: LocalizeJob) -> Divergence:
 
 def capture_module_calls(module: torch.nn.Module, batch: np.ndarray) -> list[ModuleCall]:
     """Every submodule call that returns one tensor, in the order the calls finish (children before parents)."""
+    import torch
+
     calls: list[ModuleCall] = []
 
     def hook(name: str):
@@ -199,6 +205,8 @@ def _intermediate_values(model, batch: np.ndarray, threads: int, ort) -> dict[st
 def locate_in_torchscript(path: Path, calls: list[ModuleCall], tolerance: Tolerance) -> Divergence:
     """Each TorchScript submodule is run on exactly the input its eager twin received, so the first one that
     computes differently is found even when an earlier difference would have propagated."""
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
         script = torch.jit.load(str(path), map_location="cpu").eval()

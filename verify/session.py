@@ -27,7 +27,8 @@ from .predictions import showcase
 from .preprocessing import deployment_batch, judge, reference_batch, softmax
 from .results import Cell, ModelResult, PreprocessingCheck
 from .runners import Availability, DeviceUnavailable, LoadRequest, Runner
-from .timing import DEFAULT_BATCHES, MachineSpeed, Timing, TimingPolicy, WaitBudget, feeds_of, measure_steady
+from .timing import (DEFAULT_BATCHES, MachineSpeed, Timing, TimingPolicy, WaitBudget, canary_readings, feeds_of,
+                     measure_steady)
 
 log = logging.getLogger(__name__)
 # Normalised natural images have a standard deviation near 1 (pixels in 0-1 alone: about 0.25); one this small
@@ -47,6 +48,12 @@ class Shared:
     cache: CellCache = field(default_factory=lambda: CellCache(None))
     wait: WaitBudget = field(default_factory=lambda: WaitBudget(TimingPolicy.run_wait_seconds))  # the whole run's
     progress: Progress | None = None  # hears what is running now, in a few words
+
+    def before_timing(self) -> None:
+        """Before the first cell this run times, the canary learns the machine (half a second); a run whose
+        cells all come from the cache times nothing and never reads it."""
+        if not self.speed.readings:
+            self.speed.add(canary_readings(10))
 
 
 @dataclass(frozen=True)
@@ -432,6 +439,8 @@ class _CellRunner:
                     self.tell(f"{what}: {progress_file.read_text()}")
                 except OSError:
                     pass
+            if options.timing:
+                self.shared.before_timing()
             job = CellJob(runner, request, self.inputs, options.timing, options.policy, options.batches,
                           self.shared.speed.full, max_batch, self.shared.wait.left, progress_file)
             outcome = run_isolated(run_cell_job, job, on_wait=heard,

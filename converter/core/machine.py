@@ -1,8 +1,10 @@
-"""What this machine's CPU is: how many cores it has (the thread count runtimes document as their best CPU setting,
-and how many conversions can overlap), and which instructions it has for reduced precisions."""
+"""What this machine is: how many cores it has (the thread count runtimes document as their best CPU setting,
+and how many conversions can overlap), which instructions it has for reduced precisions, and whether it shows an
+NVIDIA GPU at all."""
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,3 +106,14 @@ def cpu_features(cpuinfo: Path | None = None) -> CpuFeatures:
         return parse_cpuinfo(path.read_text())
     except OSError:
         return CpuFeatures(known=False)
+
+
+NVIDIA_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")  # the driver's; /dev/dxg: a GPU under WSL2
+
+
+def nvidia_gpu_visible(system: str = sys.platform, nodes: tuple[str, ...] = NVIDIA_DEVICE_NODES) -> bool | None:
+    """Whether this Linux machine shows an NVIDIA GPU to its processes: CUDA needs one of the driver's device
+    nodes. None where that cannot be told this way (another OS): then the frameworks are asked."""
+    if not system.startswith("linux"):
+        return None
+    return any(Path(node).exists() for node in nodes)

@@ -8,7 +8,7 @@ from types import ModuleType
 from typing import Any
 
 from converter.core.errors import WorkbenchError
-from converter.core.machine import CpuFeatures, cpu_features
+from converter.core.machine import CpuFeatures, cpu_features, nvidia_gpu_visible
 from converter.core.outputs import Feeds  # the runners import it from here
 
 
@@ -46,24 +46,29 @@ class Availability:
 
     @classmethod
     def probe(cls, torch: ModuleType | None = None, onnxruntime: ModuleType | None = None,
-              paddle: ModuleType | None = None) -> "Availability":
+              paddle: ModuleType | None = None, gpu_visible: bool | None = None) -> "Availability":
         """Ask the installed packages (or the ones passed in). A GPU stack that raises while being asked means
-        no GPU cells, never a crash; TensorRT through Paddle needs Paddle's CUDA first."""
-        if torch is None:
-            import torch
+        no GPU cells, never a crash; TensorRT through Paddle needs Paddle's CUDA first. Where the machine shows
+        no NVIDIA GPU at all (`gpu_visible`; None: its device nodes, see nvidia_gpu_visible) torch and Paddle
+        are not imported to ask (2.5 s of a run that may need neither)."""
+        visible = nvidia_gpu_visible() if gpu_visible is None else gpu_visible
+        ask = visible is not False
         if onnxruntime is None:
             import onnxruntime
         paddle_cuda = paddle_trt = False
         try:
-            if paddle is None:
+            if paddle is None and ask:
                 import paddle
-            paddle_cuda = bool(paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0)
+            if paddle is not None:
+                paddle_cuda = bool(paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0)
             if paddle_cuda:
                 paddle_trt = tuple(paddle.inference.get_trt_compile_version()) != (0, 0, 0)
         except Exception:
             paddle_cuda = paddle_trt = False
         try:
-            torch_cuda = bool(torch.cuda.is_available())
+            if torch is None and ask:
+                import torch
+            torch_cuda = torch is not None and bool(torch.cuda.is_available())
         except Exception:
             torch_cuda = False
         import importlib.util

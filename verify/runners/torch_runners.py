@@ -5,13 +5,14 @@ None of these changes the precision: the cells stay float32."""
 from __future__ import annotations
 
 import warnings
-
-import torch
+from typing import TYPE_CHECKING
 
 from converter.core.outputs import named_outputs
-from converter.core.reference import load_reference
 
 from .base import Availability, Feeds, LoadRequest, Runner
+
+if TYPE_CHECKING:  # imported in the methods, which run in the cell's worker: the verifier's own process plans
+    import torch  # and compares without torch (a second and a half on every run)
 
 TORCH_DEVICES = {"cpu": "cpu", "cuda": "cuda"}
 
@@ -26,6 +27,8 @@ class _TorchRunner(Runner):
     channels_last = False  # decided at the first call, from the input's rank (4: images)
 
     def load(self, request: LoadRequest) -> None:
+        import torch
+
         self.request = request
         self.device = torch.device(TORCH_DEVICES[request.device])
         torch.set_num_threads(request.threads)
@@ -39,6 +42,8 @@ class _TorchRunner(Runner):
         raise NotImplementedError
 
     def run(self, feeds: Feeds) -> Feeds:
+        import torch
+
         tensors = [torch.from_numpy(feeds[name]).to(self.device) for name in self.request.inputs]
         if not self._formatted:
             self._formatted = True
@@ -55,6 +60,8 @@ class _TorchRunner(Runner):
         return module
 
     def describe(self) -> dict:
+        import torch
+
         info = {"version": torch.__version__, "device": str(self.device), "threads": torch.get_num_threads(),
                 "precision": "fp32", "inference_mode": True,
                 "memory_format": "channels_last" if self.channels_last else "contiguous",
@@ -66,11 +73,15 @@ class _TorchRunner(Runner):
 
 class TorchEagerRunner(_TorchRunner):
     def _load_module(self, request: LoadRequest) -> torch.nn.Module:
+        from converter.core.reference import load_reference
+
         return load_reference(request.path.parent, trust_pickle=request.trust_pickle)
 
 
 class TorchScriptRunner(_TorchRunner):
     def _load_module(self, request: LoadRequest) -> torch.nn.Module:
+        import torch
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": it is what we verify
             return torch.jit.load(str(request.path), map_location="cpu")
@@ -78,6 +89,8 @@ class TorchScriptRunner(_TorchRunner):
     frozen: bool | str = False
 
     def _optimise(self, module: torch.nn.Module) -> torch.nn.Module:
+        import torch
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.freeze is deprecated"
@@ -109,6 +122,8 @@ class TorchBf16Runner(TorchEagerRunner):
     list says); the outputs come back as float32."""
 
     def run(self, feeds: Feeds) -> Feeds:
+        import torch
+
         with torch.autocast("cpu", dtype=torch.bfloat16):
             outputs = super().run(feeds)
         return {name: array.astype("float32", copy=False) for name, array in outputs.items()}

