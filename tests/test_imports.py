@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 FRAMEWORKS = ("torch", "torchvision", "paddle", "onnx", "onnxruntime", "openvino")
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,10 +37,15 @@ def test_feeds_is_defined_once_and_shared():
     assert runner_feeds is Feeds and timing_feeds is Feeds
 
 
-def test_the_verifiers_own_process_plans_without_torch_or_paddle():
+def test_the_verifiers_own_process_plans_without_torch_or_paddle(tmp_path):
     """What a verify run does in its own process before and after the cells (runners, zoo, class names, the GPU
     probe, the machine's description) imports neither torch nor Paddle: 4 s of an unchanged re-run that needs
     neither. The workers import them (once, in the fork server)."""
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(yaml.safe_dump({"models": [
+        {"name": "resnet", "arch": "torchvision:resnet18", "weights": "random"},
+        {"name": "lite", "arch": "pretrained:efficientnet_lite0", "weights": "IMAGENET1K",
+         "preprocess": {"mean": [0.49804] * 3, "std": [0.50196] * 3}}]}))
     code = ("import json, sys\n"
             "from converter.zoo import load_zoo\n"
             "import verify.environment\n"
@@ -47,8 +53,8 @@ def test_the_verifiers_own_process_plans_without_torch_or_paddle():
             "from verify.runners import Availability, registered_runners\n"
             "import verify.api\n"
             "registered_runners(); Availability.probe(gpu_visible=False); verify.environment.describe_machine(2)\n"
-            "zoo = load_zoo('zoo.yaml', find_factories=False)\n"
-            "assert [len(m.class_names() or []) for m in zoo.models if m.name == 'efficientnet_lite0'] == [1000]\n"
+            f"zoo = load_zoo({str(zoo)!r}, find_factories=False)\n"
+            "assert [len(m.class_names() or []) for m in zoo.models] == [0, 1000]\n"
             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'paddle'})))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

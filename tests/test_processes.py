@@ -50,7 +50,7 @@ def test_sigkill_at_random_moments_leaves_a_consistent_manifest(tmp_path):
     command = [sys.executable, "-m", "converter", str(zoo), "--out", str(out)]
     rng = random.Random(20261123)
     models = ("a", "b", "c")
-    for attempt in range(4):
+    for attempt in range(3):
         # a new seed each time, so every run has real conversions to do (and old artifacts to keep safe)
         zoo.write_text(yaml.safe_dump({"models": [tiny_entry(name, seed=attempt) for name in models]}))
         process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

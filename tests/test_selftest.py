@@ -14,13 +14,13 @@ from verify.selftest.table import SelftestRow, named_runtimes, selftest_markdown
 
 
 @pytest.mark.slow
-def test_selftest_cli_detects_every_fault_without_false_alarms_over_two_seeds(tmp_path, capsys):
+def test_selftest_cli_detects_every_fault_without_a_false_alarm(tmp_path, capsys):
     report = tmp_path / "selftest"
-    assert verify_main(["--selftest", "--seeds", "0,1", "--report", str(report)]) == 0
+    assert verify_main(["--selftest", "--seeds", "0", "--report", str(report)]) == 0
     frame = pd.read_csv(report / "selftest.csv")
-    assert len(frame) == 2 * (1 + len(FAULTS)) and frame.detected.all(), frame[~frame.detected].to_dict("records")
+    assert len(frame) == 1 + len(FAULTS) and frame.detected.all(), frame[~frame.detected].to_dict("records")
     clean = frame[frame.fault == "clean"]
-    assert list(clean.got) == ["PASS", "PASS"] and (clean.max_abs_diff < 1e-5).all()
+    assert list(clean.got) == ["PASS"] and (clean.max_abs_diff < 1e-5).all()
     faults = frame[frame.fault != "clean"].set_index(["seed", "fault"])
     assert (faults.exit_code == 1).all()
     for fault in FAULTS:
@@ -29,12 +29,20 @@ def test_selftest_cli_detects_every_fault_without_false_alarms_over_two_seeds(tm
         if fault.localise:
             assert row.localised == fault.localise
     text = (report / "selftest.md").read_text()
-    assert text.startswith("# Gate self-test: PASS") and "| 1 | onnx-float16" in text
+    assert text.startswith("# Gate self-test: PASS") and "| 0 | onnx-float16" in text
     console = capsys.readouterr()
     assert "Gate self-test: PASS" in console.out
     assert "UserWarning" not in console.err  # library warnings go to selftest.log (once per process: maybe none here)
     # The self-test model has a bilinear resize, which Paddle 3.3's oneDNN cannot run: the fallback is reported.
     assert "onednn_fallback=" in (report / "runs" / "seed-0" / "clean" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_clean_selftest_model_passes_on_other_seeds(tmp_path):
+    """No false alarm on other weights and images: the clean model alone (every fault above ran on seed 0), half
+    of a whole seed's cost (most of which is converting the model)."""
+    rows = run_selftest(tmp_path, [1], faults=())
+    assert [(row.seed, row.fault, row.got, row.detected) for row in rows] == [(1, "clean", "PASS", True)]
 
 
 @pytest.mark.slow

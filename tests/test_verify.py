@@ -60,7 +60,7 @@ def status(frame, artifact, runtime, device="cpu") -> str:
 
 
 def test_clean_model_passes_and_writes_every_report(workdir):
-    code = run(workdir, "--runs", "5", "--warmup", "0", "--min-time", "0.05", "--batches", "1,2", timing=True)
+    code = run(workdir, "--runs", "6", "--warmup", "0", "--min-time", "0.05", "--batches", "1,2", timing=True)
     reports = workdir / "reports"
     assert code == 0
     markdown = (reports / "report.md").read_text()
@@ -271,7 +271,7 @@ def test_user_images_folder(workdir):
     (["--models", "ghost"], "not in"),
     (["--images", "{w}/no-images"], "not a folder"),
     (["--devices", "tpu"], "unknown"),
-    (["--runs", "2"], "at least 5"),
+    (["--runs", "2"], "at least 6"),
     (["--batches", "1,x"], "--batches"),
     (["--batches", "0"], "at least 1"),
 ])

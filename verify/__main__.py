@@ -205,8 +205,8 @@ def _print_model(result, verdict) -> None:
 def _policy(args):
     from .timing import TimingPolicy
 
-    if args.runs < 5:
-        raise UsageError(f"--runs: at least 5 timed calls (the median's 95% interval needs them), got {args.runs}")
+    if args.runs < 6:
+        raise UsageError(f"--runs: at least 6 timed calls (the median's 95% interval needs them), got {args.runs}")
     if args.warmup < 0 or args.min_time <= 0 or args.max_wait < 0:
         raise UsageError("--warmup and --max-wait must be at least 0 and --min-time above 0")
     default = TimingPolicy()

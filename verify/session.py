@@ -37,6 +37,10 @@ MIN_INPUT_STD = 0.02
 SAVED_SAMPLES = 256  # the preprocessed inputs are saved with the reports up to this many samples
 CHECKED_IMAGES = 64  # the deployment preprocessing checks run on this many of the first images
 LOCALIZED_SAMPLES = 64  # a failing cell is localised on its worst samples, at most this many
+# Samples per call in a cell's parity pass; the first call is made again (a runtime must agree with itself). A batch
+# of 8 costs a CPU runtime per image what a batch of 64 does, and the second run of 64 labelled images was a tenth
+# of a cold verify.
+PARITY_BATCH = 8
 Progress = Callable[[str], None]
 
 
@@ -340,8 +344,8 @@ class CellJob:
 
 
 def run_cell_job(job: CellJob) -> dict:
-    """In the worker: load, run every sample CHUNK at a time, run the first chunk again (a runtime must agree with
-    itself), run the first samples alone and in an odd batch, time. Returns plain data."""
+    """In the worker: load, run every sample PARITY_BATCH at a time, run the first batch again (a runtime must agree
+    with itself), run the first samples alone and in an odd batch, time. Returns plain data."""
     tell = _progress_writer(job.progress_file)
     tell("loading")
     runner = job.runner()
@@ -352,12 +356,13 @@ def run_cell_job(job: CellJob) -> dict:
     run = runner.run if job.max_batch is None else in_chunks(runner.run, job.max_batch)
     name, samples = job.request.inputs[0], len(job.inputs)
     parts = []
-    for start in range(0, samples, CHUNK):
-        parts.append(run({name: job.inputs.read(start, start + CHUNK)}))
+    for start in range(0, samples, CHUNK):  # read CHUNK samples at a time, run PARITY_BATCH at a time
+        chunk = job.inputs.read(start, start + CHUNK)
+        parts += [run({name: chunk[at:at + PARITY_BATCH]}) for at in range(0, len(chunk), PARITY_BATCH)]
         tell(f"{min(start + CHUNK, samples)}/{samples} samples")
     output = concatenated(parts)
-    head = {name: job.inputs.read(0, max((*job.batches, *PROBE_BATCHES, CHUNK)))}
-    again = run(probe_feeds(head, CHUNK))
+    head = {name: job.inputs.read(0, max((*job.batches, *PROBE_BATCHES, PARITY_BATCH)))}
+    again = run(probe_feeds(head, PARITY_BATCH))
     # the same first samples alone and in an odd batch (an artifact built for batch 1 has nothing to compare)
     probes = {size: run(probe_feeds(head, size)) for size in PROBE_BATCHES
               if job.max_batch is None and size < samples}
@@ -458,7 +463,7 @@ class _CellRunner:
         output, again = value["output"], value["again"]
         samples = len(self.inputs)
         problem = output_problem(output, entry.outputs, entry.logits, samples) \
-            or output_problem(again, entry.outputs, entry.logits, min(samples, CHUNK))
+            or output_problem(again, entry.outputs, entry.logits, min(samples, PARITY_BATCH))
         if problem:
             return replace(ran, status=ERROR, detail=problem), None
         predictions = top_k(output[entry.logits])
@@ -467,14 +472,14 @@ class _CellRunner:
         tolerance = entry.tolerance_for(plan.runtime, plan.artifact, plan.device)
         if plan.reference:
             # the reference is compared with its own second run: eager PyTorch must be deterministic
-            comparisons = compare_outputs(probe_feeds(output, CHUNK), again, tolerance, entry.logits,
+            comparisons = compare_outputs(probe_feeds(output, PARITY_BATCH), again, tolerance, entry.logits,
                                           self.compare_func)
             comparisons = {name: c if c.status != FAIL else with_reason(
                 c, FAIL, "two runs on the same input differ (left in train mode? dropout or batch statistics "
                          f"active?): {c.reason}") for name, c in comparisons.items()}
         else:
             comparisons = compare_outputs(reference, output, tolerance, entry.logits, self.compare_func)
-            first = probe_feeds(output, CHUNK)
+            first = probe_feeds(output, PARITY_BATCH)
             if worst(comparisons)[0] == PASS and any(not np.array_equal(first[n], again[n]) for n in output):
                 repeat = compare_outputs(first, again, tolerance, entry.logits, self.compare_func)
                 comparisons = {name: c if repeat[name].status == PASS else with_reason(

@@ -29,9 +29,11 @@ class TimingPolicy:
     warmup_max: int = 25  # calls, at most, while the latency has not settled
     warmup_max_seconds: float = 1.0
     settled_within: float = 0.10  # the last call within 10% of the median of the three before it
-    min_runs: int = 10
-    # 10 calls of a 17 ms ResNet18 take 0.17 s: a quarter of a second gives the median 15, and timing goes on
-    # while its interval is wide. Every cell pays this per batch size: it is most of a cold verify's time.
+    # 6 calls: the fewest whose distribution-free 95% interval of the median exists (it is then their min to max).
+    # A quarter of a second gives a 10 ms call 25; a 70 ms batch of 8 stops at 6 where its interval is already
+    # tight (10 calls cost each batch-8 cell 0.3 s more, and a 600 ms paddle-jit batch 2.4 s), and timing goes on
+    # while it is wide. Every cell pays this per batch size: it is most of a cold verify's time.
+    min_runs: int = 6
     min_seconds: float = 0.25
     max_seconds: float = 3.0  # keep timing up to here while the interval is too wide
     max_interval: float = 0.05  # the 95% interval of the median, relative half-width, that supports a figure
@@ -60,8 +62,9 @@ class TimingPolicy:
                 f"are idle) is not; at most {self.run_wait_seconds:g} s of waiting and timing again per run")
 
     def __post_init__(self):
-        if self.min_runs < 5 or self.warmup_min < 0 or self.warmup_max < self.warmup_min:
-            raise ValueError("timing needs min_runs >= 5 and 0 <= warmup_min <= warmup_max")
+        if self.min_runs < 6 or self.warmup_min < 0 or self.warmup_max < self.warmup_min:
+            raise ValueError("timing needs min_runs >= 6 (a 95% interval of the median) and "
+                             "0 <= warmup_min <= warmup_max")
         if not 0 < self.min_seconds <= self.max_seconds:
             raise ValueError("timing needs 0 < min_seconds <= max_seconds")
 

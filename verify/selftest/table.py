@@ -47,7 +47,8 @@ def selftest_markdown(rows: list[SelftestRow]) -> str:
     faults = sorted({r.fault for r in rows if r.fault != "clean"})
     verdict = PASS if rows and not failed else FAIL
     lines = [f"# Gate self-test: {verdict}", "",
-             f"{len(faults)} injected faults x {len(seeds)} seeds ({', '.join(map(str, seeds))}), and the clean "
+             f"{len(faults)} injected faults x {len(seeds)} seed{'s' if len(seeds) != 1 else ''} "
+             f"({', '.join(map(str, seeds))}), and the clean "
              f"model for each seed. A fault counts as detected when the real verifier exits 1 and names exactly "
              f"the expected runtimes (and, where asked, the divergence report names the changed layer).", ""]
     if failed:
