@@ -189,10 +189,34 @@ def test_the_peak_is_measured_once_per_machine_and_an_unchanged_run_reuses_it(mo
     assert remembered_peak(CellCache(None), 2, {"fp32"}).stored is None  # --no-cache: always measured
 
 
-def test_a_parity_only_run_verifies_models_side_by_side_and_a_timed_one_alone():
+def test_a_parity_only_run_verifies_cells_side_by_side_and_a_timed_one_alone():
     from verify.api import side_by_side
 
-    assert side_by_side(timing=False, threads=2, models=4) == 2
-    assert side_by_side(timing=False, threads=2, models=1) == 1
-    assert side_by_side(timing=False, threads=1, models=4) == 1
-    assert side_by_side(timing=True, threads=16, models=4) == 1
+    assert side_by_side(timing=False, threads=2) == 2
+    assert side_by_side(timing=False, threads=1) == 1
+    assert side_by_side(timing=True, threads=16) == 1
+
+
+def test_lanes_hold_at_most_their_count_of_workers_at_once():
+    import threading
+    import time
+
+    from verify.session import Lanes
+
+    lanes, running, most = Lanes(2), [], []
+    lock = threading.Lock()
+
+    def work():
+        with lanes:
+            with lock:
+                running.append(1)
+                most.append(len(running))
+            time.sleep(0.05)
+            with lock:
+                running.pop()
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert max(most) == 2 and len(most) == 6

@@ -36,7 +36,7 @@ from .timing_report import timing_frame
 from .results import ModelResult
 from .results_file import RunScope, write_results
 from .runners import Availability, Runner, registered_runners
-from .session import SessionOptions, Shared, plan_cells, verify_model
+from .session import Lanes, SessionOptions, Shared, plan_cells, verify_model
 from .timing import DEFAULT_BATCHES, TimingPolicy, WaitBudget
 
 log = logging.getLogger(__name__)
@@ -140,11 +140,13 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
             result = ModelResult(name, cells=cells, error=error)
         return result
 
-    jobs = side_by_side(options.timing, min(threads, physical_cores()), len(names))
-    threads_each = max(1, threads // jobs)
+    lanes = side_by_side(options.timing, min(threads, physical_cores()))
+    threads_each, jobs = max(1, threads // lanes), max(1, min(lanes, len(names)))
+    shared.lanes = Lanes(lanes)
     done: dict[str, ModelResult] = {}
-    # Parity alone: the models run side by side, the cores split between them (a cell's own work is mostly one
-    # thread: loading, compiling, Python). Timing needs the machine to itself: one model at a time.
+    # Parity alone: the cells run side by side, of one model and of several, the cores split between them (a
+    # cell's own work is mostly one thread: loading, compiling, Python). Timing needs the machine to itself: one
+    # cell at a time.
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         futures = {pool.submit(verify_one, name, replace(session, threads=threads_each)): name
@@ -168,9 +170,9 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
         provenance["shard"] = (f"{options.shard} ({len(names)} of the zoo's {len(scope.zoo_models)} models; "
                                "`python -m verify merge` joins the shards' reports)")
     environment = describe_machine(threads)
-    if jobs > 1:
-        environment["models_side_by_side"] = (f"{jobs} (parity only: each runtime on {threads_each} of the "
-                                              f"{threads} threads)")
+    if lanes > 1:
+        environment["cells_side_by_side"] = (f"{lanes} (parity only: each runtime on {threads_each} of the "
+                                             f"{threads} threads; {jobs} models at once)")
     absent = [device for device in DEVICES if device not in session.devices]
     environment["devices"] = ", ".join(session.devices) + (
         f" ({'asked for' if options.devices else 'present here'}; not run: {', '.join(absent)}, except cells the zoo "
@@ -212,10 +214,10 @@ def remembered_peak(cache: CellCache, threads: int, precisions: set[str]) -> Pea
     return peak
 
 
-def side_by_side(timing: bool, threads: int, models: int) -> int:
-    """How many models verify at once: one when timing (each figure needs the machine to itself), else as many
-    as there are `threads` (the run's, at most the physical cores) to give each at least one (2 cores: 2)."""
-    return 1 if timing else max(1, min(threads, models))
+def side_by_side(timing: bool, threads: int) -> int:
+    """How many cells run at once: one when timing (each figure needs the machine to itself), else as many as
+    there are `threads` (the run's, at most the physical cores) to give each at least one (2 cores: 2)."""
+    return 1 if timing else max(1, threads)
 
 
 def _scope(options: VerifyOptions, entries: ResolvedEntries, names: list[str]) -> RunScope:

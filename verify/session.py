@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -44,14 +46,30 @@ PARITY_BATCH = 8
 Progress = Callable[[str], None]
 
 
+class Lanes:
+    """How many workers run at once in the whole run (over every model), and the wait for a free one."""
+
+    def __init__(self, count: int = 1):
+        self.count = count
+        self._free = threading.BoundedSemaphore(count)
+
+    def __enter__(self) -> None:
+        self._free.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self._free.release()
+
+
 @dataclass
 class Shared:
-    """What the cells of a whole run share: the machine's full speed so far, and the cache of cell results."""
+    """What the cells of a whole run share: the machine's full speed so far, the cache of cell results, and the
+    lanes their workers run in."""
 
     speed: MachineSpeed = field(default_factory=MachineSpeed)
     cache: CellCache = field(default_factory=lambda: CellCache(None))
     wait: WaitBudget = field(default_factory=lambda: WaitBudget(TimingPolicy.run_wait_seconds))  # the whole run's
     progress: Progress | None = None  # hears what is running now, in a few words
+    lanes: Lanes = field(default_factory=Lanes)
 
     def before_timing(self) -> None:
         """Before the first cell this run times, the canary learns the machine (half a second); a run whose
@@ -160,35 +178,39 @@ def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, i
                                                         axis=1)
     reference_path = options.artifacts / eager.path
     tell("checking the deployment preprocessing")
-    result.preprocessing = check_preprocessing(model, entry, reference_path, images, record.trusted_pickle, options,
-                                               runners[REFERENCE[0]], shared.cache, eager.files)
-    cells = []
-    for plan in planned:
+    with shared.lanes:
+        result.preprocessing = check_preprocessing(model, entry, reference_path, images, record.trusted_pickle,
+                                                   options, runners[REFERENCE[0]], shared.cache, eager.files)
+
+    def finished(plan: Cell) -> Cell:
         if plan.reference:
-            cells.append(reference_cell)
-            continue
+            return reference_cell
         artifact = record.artifacts[plan.artifact]
         skip = runners[plan.runtime].unavailable(plan.device, availability)
         if artifact.skipped:
-            cells.append(replace(plan, status=SKIP, detail=f"{plan.artifact} was not built: {artifact.error}"))
-        elif not artifact.ok:
-            cells.append(replace(plan, status=ERROR, conversion_failed=True,
-                                 detail=f"conversion to {plan.artifact} failed (see the conversion failures)"))
-        elif problems[plan.artifact]:
-            cells.append(replace(plan, status=ERROR, detail=problems[plan.artifact]))
-        elif skip:
-            cells.append(replace(plan, status=SKIP, detail=skip))
-        else:
-            cell, output = run(plan, artifact, reference, reference_cell.accuracy)
-            cell = replace(cell, emulated=emulated_precision(cell, availability))
-            if cell.status == FAIL and cell.precision == "fp32" and output is not None:  # reduced: differs by design
-                samples = worst_samples(reference[entry.logits], output[entry.logits], LOCALIZED_SAMPLES)
-                tell(f"localising {cell.runtime} on {cell.artifact}")
+            return replace(plan, status=SKIP, detail=f"{plan.artifact} was not built: {artifact.error}")
+        if not artifact.ok:
+            return replace(plan, status=ERROR, conversion_failed=True,
+                           detail=f"conversion to {plan.artifact} failed (see the conversion failures)")
+        if problems[plan.artifact]:
+            return replace(plan, status=ERROR, detail=problems[plan.artifact])
+        if skip:
+            return replace(plan, status=SKIP, detail=skip)
+        cell, output = run(plan, artifact, reference, reference_cell.accuracy)
+        cell = replace(cell, emulated=emulated_precision(cell, availability))
+        if cell.status == FAIL and cell.precision == "fp32" and output is not None:  # reduced: differs by design
+            samples = worst_samples(reference[entry.logits], output[entry.logits], LOCALIZED_SAMPLES)
+            tell(f"localising {cell.runtime} on {cell.artifact}")
+            with shared.lanes:
                 cell = replace(cell, divergence=_localize(cell, entry, reference_path.parent,
                                                           options.artifacts / artifact.path, inputs.take(samples),
                                                           record.trusted_pickle, options))
-            cells.append(cell)
-    result.cells = cells
+        return cell
+    if shared.lanes.count == 1:
+        result.cells = [finished(plan) for plan in planned]
+    else:  # parity only: this model's cells side by side too, in the run's lanes (in the planned order)
+        with ThreadPoolExecutor(shared.lanes.count, thread_name_prefix=f"cells-{model}") as pool:
+            result.cells = list(pool.map(finished, planned))
 
 
 def emulated_precision(cell: Cell, availability: Availability) -> str:
@@ -416,6 +438,7 @@ class _CellRunner:
     tell: Progress = lambda text: None
     planned: int = 0  # cells in this model, for the progress line
     counted: int = 0  # cells run so far
+    _counting: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, plan: Cell, artifact: ArtifactRecord, reference: Feeds | None = None,
                  reference_accuracy: Accuracy | None = None) -> tuple[Cell, Feeds | None]:
@@ -433,10 +456,11 @@ class _CellRunner:
         if found is not None:
             value = cell_value(*found)
         else:
-            self.counted += 1
-            what = f"cell {self.counted}/{self.planned} {plan.runtime} on {plan.artifact} ({plan.device})"
+            with self._counting:
+                self.counted += 1
+                what = f"cell {self.counted}/{self.planned} {plan.runtime} on {plan.artifact} ({plan.device})"
             self.tell(what)
-            progress_file = self.inputs.path.with_name("progress.txt")
+            progress_file = self.inputs.path.with_name(f"progress-{plan.runtime}-{plan.artifact}-{plan.device}.txt")
             progress_file.unlink(missing_ok=True)
 
             def heard() -> None:
@@ -448,8 +472,9 @@ class _CellRunner:
                 self.shared.before_timing()
             job = CellJob(runner, request, self.inputs, options.timing, options.policy, options.batches,
                           self.shared.speed.full, max_batch, self.shared.wait.left, progress_file)
-            outcome = run_isolated(run_cell_job, job, on_wait=heard,
-                                   limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
+            with self.shared.lanes:
+                outcome = run_isolated(run_cell_job, job, on_wait=heard,
+                                       limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
             if not outcome.ok:  # one runtime failing (even crashing or hanging) must not stop the others
                 log.debug("%s failed:\n%s", plan.key, outcome.traceback)
                 return replace(plan, status=ERROR, detail=outcome.message), None
