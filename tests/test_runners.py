@@ -107,11 +107,15 @@ def test_without_a_visible_gpu_the_probe_asks_neither_torch_nor_paddle(monkeypat
     assert sorted(asked) == ["paddle", "torch"] and shown.torch_cuda and shown.paddle_cuda
 
 
-def test_a_gpu_is_visible_through_the_drivers_device_nodes(tmp_path):
-    node = tmp_path / "nvidiactl"
-    assert nvidia_gpu_visible("linux", (str(node),)) is False
+def test_a_gpu_is_visible_through_the_drivers_device_nodes_or_its_list_of_gpus(tmp_path):
+    node, listed = tmp_path / "nvidiactl", tmp_path / "gpus"
+    assert nvidia_gpu_visible("linux", (str(node),), str(listed)) is False
+    listed.mkdir()
+    assert nvidia_gpu_visible("linux", (str(node),), str(listed)) is False  # the driver loaded, no GPU
+    (listed / "0000:01:00.0").mkdir()  # a GPU whose nodes are made on first use
+    assert nvidia_gpu_visible("linux", (str(node),), str(listed)) is True
     node.touch()
-    assert nvidia_gpu_visible("linux", (str(node),)) is True
+    assert nvidia_gpu_visible("linux", (str(node),), str(tmp_path / "none")) is True
     assert nvidia_gpu_visible("win32", (str(node),)) is None  # not told this way elsewhere: the frameworks are asked
 
 

@@ -9,7 +9,7 @@ from converter.core.isolation import Limits, run_isolated
 from converter.zoo import Preprocess
 from verify.inputs import CHUNK, load_images, preprocess, synthetic_images, write_input_file
 from verify.runners import LoadRequest, Runner
-from verify.session import CellJob, run_cell_job, worst_samples
+from verify.session import PARITY_BATCH, CellJob, run_cell_job, worst_samples
 from verify.timing import TimingPolicy
 
 SETTINGS = Preprocess(resize=40, crop=32)
@@ -83,7 +83,7 @@ class _Recording(Runner):
         return {}
 
 
-def test_the_worker_runs_every_sample_a_chunk_at_a_time_and_puts_them_back_in_order(tmp_path):
+def test_the_worker_reads_a_chunk_and_runs_a_parity_batch_at_a_time_and_puts_them_back_in_order(tmp_path):
     count = 2 * CHUNK + 3
     inputs, _ = write_input_file(synthetic_images(count), SETTINGS, tmp_path / "inputs.bin")
     log = tmp_path / "calls.txt"
@@ -93,10 +93,12 @@ def test_the_worker_runs_every_sample_a_chunk_at_a_time_and_puts_them_back_in_or
     assert outcome.ok, outcome.message
     batch = inputs.read().reshape(count, -1)
     assert np.allclose(outcome.value["output"]["logits"][:, 0], batch.sum(axis=1), rtol=1e-5)
-    assert len(outcome.value["again"]["logits"]) == CHUNK  # the determinism rerun: the first chunk
+    assert len(outcome.value["again"]["logits"]) == PARITY_BATCH  # the determinism rerun: the first call
     assert sorted(outcome.value["probes"]) == [1, 3]
     calls = [int(line) for line in log.read_text().split()]
-    assert max(calls) == CHUNK and calls[:3] == [CHUNK, CHUNK, 3]  # no call ever got more than a chunk
+    # no call ever got more than a parity batch, and the chunks' ends are calls' ends
+    per_chunk = [PARITY_BATCH] * (CHUNK // PARITY_BATCH)
+    assert calls[:2 * len(per_chunk) + 1] == per_chunk * 2 + [3]
     assert (tmp_path / "progress.txt").read_text() == f"{count}/{count} samples"
 
 

@@ -262,7 +262,7 @@ def _parse(argv):
                         help="untimed calls at least, before timing; more until the latency settles, at most "
                              f"{policy.warmup_max} (default: %(default)s)")
     parser.add_argument("--runs", type=int, default=policy.min_runs,
-                        help="timed calls per batch size, at least 5 (default: %(default)s)")
+                        help="timed calls per batch size, at least 6 (default: %(default)s)")
     parser.add_argument("--min-time", type=float, default=policy.min_seconds,
                         help="seconds of timed calls per batch size, at least (default: %(default)s); timing goes "
                              f"on up to {policy.max_seconds:g} s (or this, if longer) while the median's 95%% "

@@ -109,7 +109,9 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
     _check_distinct(images, options.images or "--num-images")
     inputs = model_inputs(entries, names, images)
     threads = options.threads or physical_cores()
-    availability = availability or Availability.probe()
+    # --devices naming a GPU asks the frameworks even where no device node shows one (a node made on first use)
+    availability = availability or Availability.probe(
+        gpu_visible=True if set(options.devices or ()) & {"cuda", "tensorrt"} else None)
     session = SessionOptions(artifacts=options.artifacts, devices=options.devices or availability.devices,
                              runtimes=options.runtimes, threads=threads, timing=options.timing,
                              policy=options.policy, batches=options.batches,
@@ -187,8 +189,7 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
         earlier = (f" (an earlier run's: this run's own best was {speed.seen:.0f}, so the machine ran slow "
                    "throughout)" if speed.known and speed.seen and speed.known > speed.seen * 1.02 else "")
         environment["machine_speed"] = (
-            "not read: no cell was timed in this run (each one's figures come from the cell cache, see its "
-            "cached time)" if not readings else
+            "not read: no cell was timed in this run" if not readings else
             f"matmul canary at full speed {speed.full:.0f} GFLOP/s{earlier}; {len(readings)} readings from "
             f"{min(readings):.0f} to {max(readings):.0f}; {waited:.0f} s of the {options.policy.run_wait_seconds:g} s "
             "allowed spent waiting for full speed or timing again"

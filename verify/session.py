@@ -6,6 +6,7 @@ import logging
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -70,6 +71,7 @@ class Shared:
     wait: WaitBudget = field(default_factory=lambda: WaitBudget(TimingPolicy.run_wait_seconds))  # the whole run's
     progress: Progress | None = None  # hears what is running now, in a few words
     lanes: Lanes = field(default_factory=Lanes)
+    gpu_lane: Lanes = field(default_factory=Lanes)  # one GPU cell at a time, in any lane: each is a CUDA context
 
     def before_timing(self) -> None:
         """Before the first cell this run times, the canary learns the machine (half a second); a run whose
@@ -472,7 +474,7 @@ class _CellRunner:
                 self.shared.before_timing()
             job = CellJob(runner, request, self.inputs, options.timing, options.policy, options.batches,
                           self.shared.speed.full, max_batch, self.shared.wait.left, progress_file)
-            with self.shared.lanes:
+            with self.shared.lanes, (self.shared.gpu_lane if DEVICES[plan.device].gpu else nullcontext()):
                 outcome = run_isolated(run_cell_job, job, on_wait=heard,
                                        limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
             if not outcome.ok:  # one runtime failing (even crashing or hanging) must not stop the others

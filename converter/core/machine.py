@@ -108,12 +108,18 @@ def cpu_features(cpuinfo: Path | None = None) -> CpuFeatures:
         return CpuFeatures(known=False)
 
 
-NVIDIA_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")  # the driver's; /dev/dxg: a GPU under WSL2
+# The driver's device nodes (/dev/dxg: a GPU under WSL2; nvhost/nvmap: a Jetson's integrated GPU), and the driver's
+# own list of GPUs, present once its module is loaded even before the nodes are made on first use.
+NVIDIA_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/nvhost-ctrl-gpu", "/dev/nvmap")
+NVIDIA_DRIVER_GPUS = "/proc/driver/nvidia/gpus"
 
 
-def nvidia_gpu_visible(system: str = sys.platform, nodes: tuple[str, ...] = NVIDIA_DEVICE_NODES) -> bool | None:
-    """Whether this Linux machine shows an NVIDIA GPU to its processes: CUDA needs one of the driver's device
-    nodes. None where that cannot be told this way (another OS): then the frameworks are asked."""
+def nvidia_gpu_visible(system: str = sys.platform, nodes: tuple[str, ...] = NVIDIA_DEVICE_NODES,
+                       driver_gpus: str = NVIDIA_DRIVER_GPUS) -> bool | None:
+    """Whether this Linux machine shows an NVIDIA GPU to its processes: CUDA needs its driver, which makes one of
+    these device nodes or lists the GPU under /proc. None where that cannot be told this way (another OS): then the
+    frameworks are asked."""
     if not system.startswith("linux"):
         return None
-    return any(Path(node).exists() for node in nodes)
+    listed = Path(driver_gpus)
+    return any(Path(node).exists() for node in nodes) or (listed.is_dir() and any(listed.iterdir()))
