@@ -86,3 +86,23 @@ def test_selftest_table_marks_misses():
 def test_usage_errors(argv, message, capsys):
     assert verify_main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_paddle_state_loads_as_tensors_in_a_thread_that_did_not_import_paddle(tmp_path):
+    """The self-test injects faults from threads; paddle imported in another thread left them in static mode."""
+    import subprocess
+    import sys
+
+    code = ("import threading, numpy as np\n"
+            "from pathlib import Path\n"
+            "def save():\n"
+            "    import paddle\n"
+            f"    paddle.save({{'w': paddle.to_tensor(np.ones((2, 3), 'float32'))}}, {str(tmp_path / 'x.pdparams')!r})\n"
+            "def load():\n"
+            "    from verify.selftest.faults import load_paddle_state\n"
+            f"    print(tuple(load_paddle_state(Path({str(tmp_path / 'x.pdparams')!r}))['w'].shape))\n"
+            "for step in (save, load):\n"
+            "    thread = threading.Thread(target=step); thread.start(); thread.join()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "(2, 3)"

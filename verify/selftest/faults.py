@@ -157,6 +157,16 @@ def scale_ir_mid_conv_weight(workdir: Path) -> None:
     resign(root, "openvino_ir")
 
 
+def load_paddle_state(path: Path) -> dict:
+    """paddle.load of a .pdparams file as tensors, from any thread. Paddle's dynamic mode is per thread and on
+    only in the thread that imported paddle (and, from it, where that was the main thread): in a self-test
+    thread after paddle was imported in another, paddle.load returned raw DenseTensors (`shape` a method)."""
+    import paddle
+
+    paddle.disable_static()
+    return paddle.load(str(path))
+
+
 def scale_dygraph_mid_conv_weight(workdir: Path) -> None:
     """The Paddle dygraph model's middle convolution weights (its only 16x16x3x3 tensor), times 1.01, edited in
     model.pdparams after conversion."""
@@ -164,7 +174,7 @@ def scale_dygraph_mid_conv_weight(workdir: Path) -> None:
 
     root = workdir / "artifacts"
     params = (root / read_manifest(root).models[MODEL].artifacts["paddle_dygraph"].path).with_name("model.pdparams")
-    state = paddle.load(str(params))
+    state = load_paddle_state(params)
     (name,) = [key for key, value in state.items() if tuple(value.shape) == (16, 16, 3, 3)]
     state[name] = np.asarray(state[name]) * np.float32(1.01)
     # a new file in its place: the converter hard-links these weights into the paddle artifact, which stays clean
