@@ -76,7 +76,6 @@ def test_an_entry_older_than_the_age_asked_for_is_not_found(tmp_path):
     assert cache.load("k")[0]["value"] == 1  # no age asked for: any age
 
 
-
 def test_an_unchanged_inputs_file_is_copied_from_the_cache_and_a_changed_one_written(tmp_path, monkeypatch):
     import os
 

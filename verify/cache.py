@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -90,6 +90,26 @@ class CellCache:
         for kept in (*self.folder.glob("charts/*.png"), *self.folder.glob("inputs/*.npz")):
             if kept.stat().st_mtime < oldest:
                 kept.unlink(missing_ok=True)
+
+
+def kept_bytes(kept: Path | None, make: Callable[[], bytes]) -> bytes:
+    """The file `kept` holds (touched: in use, so prune() keeps it), else make() and keep it there. A file named by a
+    digest of what it is made from (a chart, an inputs file) is made once; a cache this user cannot read or write
+    is passed by: the bytes are made instead, and not kept."""
+    try:
+        if kept is not None and kept.is_file():
+            data = kept.read_bytes()
+            os.utime(kept)
+            return data
+    except OSError:
+        pass
+    data = make()
+    try:
+        if kept is not None:
+            atomic_write(kept, data)
+    except OSError:
+        pass
+    return data
 
 
 def cell_facts(value: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import struct
 import textwrap
@@ -17,6 +16,7 @@ import numpy as np
 
 from converter.core.files import atomic_write
 
+from .cache import kept_bytes
 from .results import ModelResult
 
 CHARTS = "charts"
@@ -80,21 +80,7 @@ def _write(folder: Path, relative: str, earlier: Path | None, draw, run_id: str,
         atomic_write(folder / relative, earlier.read_bytes())
         return
     key = _digest(source) if drawn is not None else None
-    kept = drawn / f"{key}.png" if key else None
-    png = None
-    try:
-        if kept is not None and kept.is_file():
-            png = kept.read_bytes()
-            os.utime(kept)  # in use: the cache's pruning keeps it
-    except OSError:  # a cache this user cannot read or touch: drawn instead
-        pass
-    if png is None:
-        png = draw()
-        try:
-            if kept is not None:
-                atomic_write(kept, png)
-        except OSError:  # nor write: the report does not need it
-            pass
+    png = kept_bytes(drawn / f"{key}.png" if key else None, draw)
     atomic_write(folder / relative, stamped(png, run_id))
 
 

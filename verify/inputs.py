@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from PIL import Image, UnidentifiedImageError
 from converter.core.errors import WorkbenchError
 from converter.core.files import atomic_write
 from converter.core.images import IMAGE_SUFFIXES, image_files, preprocess, read_rgb, synthetic_images as _synthetic
+
+from .cache import kept_bytes
 
 log = logging.getLogger(__name__)
 
@@ -189,23 +190,12 @@ def write_input_file(images: ImageSet, settings, path: Path,
 def save_inputs(path: Path, batch: np.ndarray, names: list[str], kept: Path | None = None) -> None:
     """The preprocessed inputs and their image names as a compressed .npz. `kept`: a folder of files written
     before, by a digest of what they hold: an unchanged re-run copies its file (compressing 64 images takes
-    1.5 s); a folder that cannot be read or written is passed by."""
+    1.5 s)."""
     digest = hashlib.sha256(f"{batch.dtype}{batch.shape}{names}".encode())
     digest.update(np.ascontiguousarray(batch).tobytes())
-    earlier = kept / f"{digest.hexdigest()}.npz" if kept is not None else None
-    try:
-        if earlier is not None and earlier.is_file():
-            data = earlier.read_bytes()
-            os.utime(earlier)  # in use: the cache's pruning keeps it
-            atomic_write(path, data)
-            return
-    except OSError:
-        pass
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, inputs=batch, names=np.asarray(names))
-    atomic_write(path, buffer.getvalue())
-    try:
-        if earlier is not None:
-            atomic_write(earlier, buffer.getvalue())
-    except OSError:
-        pass
+
+    def compressed() -> bytes:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, inputs=batch, names=np.asarray(names))
+        return buffer.getvalue()
+    atomic_write(path, kept_bytes(kept / f"{digest.hexdigest()}.npz" if kept is not None else None, compressed))
