@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from .core.archs import instantiate, named_weights
 from .core.checkpoints import extract_state_dict, load_checkpoint, load_state_dict_strict
 from .core.errors import ModelLoadError
 from .core.images import preprocess as preprocess_images, synthetic_images
+from .core.samples import sample_feeds
 from .zoo import ModelEntry, Preprocess
 
 # Image seeds kept apart from the verifier's default set (seed 0), so calibration never sees test inputs.
@@ -46,16 +49,19 @@ def build_model(entry: ModelEntry) -> BuiltModel:
         load_state_dict_strict(module, state, checkpoint)
     elif kind == "random":
         module = instantiate(entry.arch, entry.model_kwargs, seed=entry.seed)
-        realistic_init(module, entry.seed, entry.preprocess, entry.calibration.batches, entry.calibration.batch_size)
+        realistic_init(module, entry.seed, entry.preprocess, entry.calibration.batches, entry.calibration.batch_size,
+                       samples=None if entry.inputs is None else lambda count, seed: example_args(entry, count, seed))
     else:  # named-weights: validated to be on this machine, so nothing is downloaded
         weights = named_weights(entry.arch, entry.weights).value
         module = instantiate(entry.arch, {**entry.model_kwargs, "weights": weights}, seed=entry.seed)
     module = module.float().eval()
     check_finite(module)
+    check_declaration(entry, module)
     return BuiltModel(module, kind, weights_sha256(module), entry.trust_pickle and kind in ("torchscript", "pickled_module"))
 
 
-def realistic_init(module: nn.Module, seed: int, preprocess: Preprocess, batches: int, batch_size: int) -> None:
+def realistic_init(module: nn.Module, seed: int, preprocess: Preprocess, batches: int, batch_size: int,
+                   samples: Callable[[int, int], tuple[torch.Tensor, ...]] | None = None) -> None:
     """Seeded Kaiming fan-in init of every conv and linear layer, then BatchNorm statistics re-estimated.
 
     torchvision's default init gives degenerate logits for many models (std ~1e-14 for efficientnet_b0,
@@ -73,11 +79,12 @@ def realistic_init(module: nn.Module, seed: int, preprocess: Preprocess, batches
                 if layer.bias is not None:
                     bound = 1.0 / math.sqrt(fan_in)
                     layer.bias.copy_((torch.rand(layer.bias.shape, generator=generator) * 2 - 1) * bound)
-    calibration = [image_batch(preprocess, batch_size, seed=CALIBRATION_SEED + seed * 1000 + i) for i in range(batches)]
-    recalibrate_batchnorm(module, calibration)
+    # `samples(count, seed)`: the model's inputs where they are not one image (see converter.core.samples)
+    make = samples or (lambda count, at: (image_batch(preprocess, count, seed=at),))
+    recalibrate_batchnorm(module, [make(batch_size, CALIBRATION_SEED + seed * 1000 + i) for i in range(batches)])
 
 
-def recalibrate_batchnorm(module: nn.Module, batches: list[torch.Tensor]) -> None:
+def recalibrate_batchnorm(module: nn.Module, batches: list[tuple[torch.Tensor, ...]]) -> None:
     """Cumulative-average BatchNorm statistics over calibration batches; everything else stays in eval mode
     (no dropout or stochastic depth during calibration)."""
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -91,7 +98,7 @@ def recalibrate_batchnorm(module: nn.Module, batches: list[torch.Tensor]) -> Non
         norm.train()
     with torch.no_grad():
         for batch in batches:
-            module(batch)
+            module(*batch)
     for norm, momentum in zip(norms, saved_momentum):
         norm.momentum = momentum
     module.eval()
@@ -100,6 +107,44 @@ def recalibrate_batchnorm(module: nn.Module, batches: list[torch.Tensor]) -> Non
 def image_batch(preprocess: Preprocess, count: int, seed: int) -> torch.Tensor:
     """`count` synthetic natural-looking images through the model's own preprocessing, NCHW float32."""
     return torch.from_numpy(preprocess_images(synthetic_images(count, seed), preprocess))
+
+
+def check_declaration(entry: ModelEntry, module: nn.Module) -> None:
+    """The zoo's inputs and outputs against the model itself, before anything is exported: forward takes that many
+    inputs (in that order, where it names them alike), a tokens input's ids fit the largest embedding, and the
+    model returns the declared outputs. ModelLoadError naming the field otherwise."""
+    declared = entry.input_names
+    try:
+        signature = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):  # a TorchScript module, a C++ forward: nothing to read
+        signature = []
+    parameters = [p for p in signature if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if signature and not any(p.kind == p.VAR_POSITIONAL for p in signature):
+        required = [p.name for p in parameters if p.default is p.empty]
+        names = [p.name for p in parameters]
+        if not len(required) <= len(declared) <= len(names):
+            raise ModelLoadError(f"inputs: the zoo declares {len(declared)} input(s) ({', '.join(declared)}); "
+                                 f"forward takes {', '.join(names) or 'none'}")
+        # the exporters give the inputs the zoo's names, so they may differ from forward's; a name that forward
+        # has at another position is an input declared out of order
+        if any(name in names and names.index(name) != index for index, name in enumerate(declared)):
+            raise ModelLoadError(f"inputs: the zoo declares {', '.join(declared)}; forward takes "
+                                 f"{', '.join(names)}, in that order")
+    embeddings = [m.num_embeddings for m in module.modules() if isinstance(m, nn.Embedding)]
+    for index, spec in enumerate(entry.model_inputs):
+        if spec.kind == "tokens" and embeddings and spec.vocab > max(embeddings):
+            raise ModelLoadError(f"inputs.{index}.vocab: ids up to {spec.vocab - 1}, but the model's largest "
+                                 f"embedding has {max(embeddings)} rows")
+    from .core.outputs import OutputMismatch, named_outputs
+
+    try:
+        with torch.no_grad():
+            named_outputs(module(*example_args(entry, 2)), entry.output_names)
+    except OutputMismatch as exc:
+        raise ModelLoadError(f"outputs: {exc}") from None
+    except (IndexError, RuntimeError) as exc:
+        raise ModelLoadError(f"the model fails on the declared inputs ({', '.join(declared)}): "
+                             f"{' '.join(str(exc).split())[:200]}") from None
 
 
 def check_finite(module: nn.Module) -> None:
@@ -118,6 +163,9 @@ def weights_sha256(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def example_input(entry: ModelEntry, batch: int = 1) -> torch.Tensor:
-    """A deterministic example batch, used to trace and to sanity-check exported artifacts."""
-    return image_batch(entry.preprocess, batch, seed=EXAMPLE_SEED + entry.seed)
+def example_args(entry: ModelEntry, batch: int = 1, seed: int | None = None,
+                 point: dict[str, int] | None = None) -> tuple[torch.Tensor, ...]:
+    """Deterministic example inputs in forward's order (default: the first point of the shape sweep), used to trace
+    and to sanity-check exported artifacts."""
+    feeds = sample_feeds(entry, batch, EXAMPLE_SEED + entry.seed if seed is None else seed, point)
+    return tuple(torch.from_numpy(array) for array in feeds.values())

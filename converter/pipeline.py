@@ -36,7 +36,7 @@ from .exporters import Exporter, ExportContext, ExportResult, planned_artifacts,
 from .exporters.hints import explain
 from .manifest import (ArtifactRecord, Manifest, ManifestError, ModelRecord, SourceRecord, describe_files,
                        integrity_problem, read_manifest, tool_versions, write_manifest)
-from .models import BuiltModel, build_model, example_input
+from .models import BuiltModel, build_model, example_args
 from .zoo import NOT_BUILD_INPUTS, ModelEntry, Zoo
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ KEY_CHARS = 12
 # any artifact name, registered now or once (onnx_int8, tensorrt_engine_fp16): a folder of a dropped format is
 # collected too
 KEYED_FOLDER = re.compile(r"^(?P<artifact>[a-z][a-z0-9_]*)-(?P<key>[0-9a-f]{%d})$" % KEY_CHARS)
-CODE_VERSION = "2"  # 2: the eager artifact records flops_per_sample  # bump when an exporter's output changes for the same inputs
+CODE_VERSION = "3"  # 3: named inputs, dynamic axes recorded per artifact  # bump when an exporter's output changes for the same inputs
 
 Progress = Callable[[str, str, ArtifactRecord], None]
 
@@ -215,7 +215,7 @@ def run_eager_job(job: EagerJob) -> tuple[ExportResult, SourceRecord]:
     started = time.perf_counter()
     built = build_model(job.entry)
     build_seconds = round(time.perf_counter() - started, 3)
-    result = job.exporter(ExportContext(job.entry, built, example_input(job.entry), job.out_dir, {}, job.threads))
+    result = job.exporter(ExportContext(job.entry, built, example_args(job.entry), job.out_dir, {}, job.threads))
     return result, SourceRecord(built.source_kind, built.weights_sha256, built.trusted_pickle, build_seconds)
 
 
@@ -235,7 +235,7 @@ def run_export_job(job: ExportJob) -> ExportResult:
     _use_threads(job.threads)
     module = load_reference(job.earlier["eager"], trust_pickle=job.source.trusted_pickle)
     built = BuiltModel(module, job.source.kind, job.source.weights_sha256, job.source.trusted_pickle)
-    return job.exporter(ExportContext(job.entry, built, example_input(job.entry), job.out_dir, dict(job.earlier),
+    return job.exporter(ExportContext(job.entry, built, example_args(job.entry), job.out_dir, dict(job.earlier),
                                       job.threads))
 
 

@@ -5,8 +5,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
@@ -14,8 +15,8 @@ from .core.archs import check_factory_trust, importable_from, named_weights, res
 from .core.checkpoints import is_torchscript_archive
 from .core.errors import ZooError
 from .core.isolation import Limits
-from .core.vocabulary import (ARTIFACTS, DEVICES, RUNTIMES, CellSelector, deployable_formats, formats, parse_selector,
-                              reduced_formats)
+from .core.vocabulary import (ARTIFACTS, DEVICES, OUTPUT_KINDS, RUNTIMES, CellSelector, deployable_formats, formats,
+                              parse_selector, reduced_formats)
 
 MAX_ZOO_BYTES = 1 << 20  # a zoo is a page of YAML; anything larger is a mistake or an attack
 MAX_ZOO_NODES = 100_000  # after expanding YAML aliases: refuses "billion laughs" documents quickly
@@ -36,8 +37,45 @@ class _Section(BaseModel):
 
 
 class InputSpec(_Section):
+    """The single image input of a classifier, one sample's (channels, height, width); `inputs` says more."""
+
     shape: list[PositiveInt] = Field(default=[3, 224, 224], min_length=3, max_length=3)
     name: str = "input"
+
+
+BATCH = "batch"  # the first axis of every input: how samples are stacked (dynamic unless onnx.dynamic_batch is off)
+AXIS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+Axis = PositiveInt | Annotated[str, Field(pattern=AXIS_PATTERN, max_length=64)]
+DTYPES = ("float32", "float64", "float16", "int64", "int32", "bool")
+
+
+class ModelInput(_Section):
+    """One named input of the model's forward, in the order forward takes them. Its `kind` says how its samples
+    are made (converter.core.samples: image, tokens, mask, tensor); its shape's axes are numbers or names, the
+    first always `batch`; a named axis takes its sizes from the entry's `dynamic`."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=128)
+    kind: str = "tensor"
+    shape: list[Axis] = Field(min_length=1, max_length=8)
+    dtype: Literal[DTYPES] | None = None  # None: the kind's (float32; int64 for tokens and masks)
+    vocab: PositiveInt | None = None  # tokens: ids drawn from 0 to vocab - 1
+    of: str | None = None  # mask: the tokens input whose padding it marks (ones, then zeros on a padded tail)
+    # tensor: floats from a normal (mean, std) or uniform (low, high) distribution; integers uniform in [low, high)
+    distribution: Literal["normal", "uniform"] = "normal"
+    mean: float = 0.0
+    std: PositiveFloat = 1.0
+    low: float = 0.0
+    high: float = 1.0
+    file: str | None = None  # tensor: real samples, a .npy or a .npz holding an array named after the input
+
+    @property
+    def data_type(self) -> str:
+        return self.dtype or ("int64" if self.kind in ("tokens", "mask") else "float32")
+
+    def size_at(self, point: "dict[str, int]", batch: int) -> tuple[int, ...]:
+        """The input's shape at one point of the shape sweep ({axis name: size}) for `batch` samples."""
+        return tuple(batch if axis == BATCH else point[axis] if isinstance(axis, str) else axis
+                     for axis in self.shape)
 
 
 class Preprocess(_Section):
@@ -148,6 +186,16 @@ class ToleranceOverride(_Section):
     top1: float | None = Field(default=None, ge=0, le=1)
 
 
+class ModelOutput(_Section):
+    """One named output, in the order the model returns them (a dict's or a nested tuple's leaves flattened, see
+    converter.core.outputs). Its kind (converter.core.vocabulary.OUTPUT_KINDS) decides how it is compared; its
+    tolerance replaces the model's for this output, under the per-cell `tolerance_overrides`."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=128)
+    kind: str | None = None  # None: logits for the first output without one (unless one is logits), else regression
+    tolerance: ToleranceOverride = ToleranceOverride()
+
+
 class Waiver(_Section):
     """An accepted failure, always with a reason: a conversion (`artifact` alone), the cells a `runtime`,
     `artifact` and/or `device` select, or a deployment's `preprocessing` check. Names are checked against
@@ -192,8 +240,13 @@ class ModelEntry(_Section):
     # a folder of images for this model (relative to the zoo file): flat, or one subfolder per class (labelled)
     images: str | None = None
     input: InputSpec = InputSpec()
-    # names for what the model's forward returns, in order (one tensor, or a tuple); exporters use them
-    outputs: list[str] = Field(default_factory=lambda: ["logits"], min_length=1)
+    # the model's named inputs (image, tokens, mask, tensor), in forward's order; None: the one image `input`
+    inputs: list[ModelInput] | None = None
+    # the sizes each named axis is verified at (a shape sweep); the first is the one exported with and timed
+    dynamic: dict[Annotated[str, Field(pattern=AXIS_PATTERN)], list[PositiveInt]] = Field(default_factory=dict)
+    # what the model's forward returns, in order (one tensor, a tuple, a dict); a plain name is an output without
+    # its own kind or tolerance
+    outputs: list[ModelOutput] = Field(default_factory=lambda: [ModelOutput(name="logits")], min_length=1)
     logits_output: str | None = None  # the output the classification checks read; default: the first
     preprocess: Preprocess = Preprocess()
     tolerance: Tolerance = Tolerance()
@@ -220,10 +273,14 @@ class ModelEntry(_Section):
     allow_failures: list[Waiver] = Field(default_factory=list)
     required: list[str] = Field(default_factory=list)
 
-    def tolerance_for(self, runtime: str, artifact: str, device: str) -> Tolerance:
-        """The model's tolerance, then each matching override from the least to the most specific."""
+    def tolerance_for(self, runtime: str, artifact: str, device: str, output: str | None = None) -> Tolerance:
+        """The model's tolerance, then the output's own, then each matching cell override from the least to the
+        most specific."""
         matching = [(parse_selector(key), override) for key, override in self.tolerance_overrides.items()]
         merged = self.tolerance.model_dump()
+        own = next((o.tolerance for o in self.outputs if o.name == output), None)
+        if own is not None:
+            merged.update(own.model_dump(exclude_none=True))
         for selector, override in sorted(matching, key=lambda pair: pair[0].specificity):
             if selector.matches(runtime, artifact, device):
                 merged.update(override.model_dump(exclude_none=True))
@@ -245,6 +302,14 @@ class ModelEntry(_Section):
             except ValueError:
                 return None
         return None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _outputs_by_name(cls, data: Any) -> Any:
+        """`outputs: [logits, embedding]` is short for `[{name: logits}, {name: embedding}]`."""
+        if isinstance(data, dict) and isinstance(data.get("outputs"), list):
+            data = {**data, "outputs": [{"name": o} if isinstance(o, str) else o for o in data["outputs"]]}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -297,12 +362,52 @@ class ModelEntry(_Section):
         return value
 
     @property
-    def logits(self) -> str:
-        return self.logits_output or self.outputs[0]
+    def output_names(self) -> list[str]:
+        return [output.name for output in self.outputs]
+
+    @property
+    def output_kinds(self) -> dict[str, str]:
+        """Each output's kind: its own; `logits_output` is logits; unset, logits for the first output without a
+        kind when no output is declared logits (a classifier's zoo entry), else regression (compared
+        elementwise)."""
+        declared = self.logits_output or next((o.name for o in self.outputs if o.kind == "logits"), None)
+        first = declared or next((o.name for o in self.outputs if o.kind is None), None)
+        return {o.name: o.kind or ("logits" if o.name == first else "regression") for o in self.outputs}
+
+    @property
+    def logits(self) -> str | None:
+        """The output the classification checks read (top-5, accuracy, predictions): the first of kind logits."""
+        return next((name for name, kind in self.output_kinds.items() if kind == "logits"), None)
+
+    @property
+    def model_inputs(self) -> list[ModelInput]:
+        """`inputs`, or the one image `input` as such a list."""
+        if self.inputs is not None:
+            return list(self.inputs)
+        return [ModelInput(name=self.input.name, kind="image", shape=[BATCH, *self.input.shape])]
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.model_inputs)
+
+    @property
+    def image_input(self) -> ModelInput | None:
+        """The image input the images (and the deployment preprocessing checks) feed, if the model has one."""
+        return next((i for i in self.model_inputs if i.kind == "image"), None)
+
+    @property
+    def shape_points(self) -> list[dict[str, int]]:
+        """The shape sweep: point i takes each dynamic axis's i-th size (an axis with fewer sizes keeps its last).
+        The first point is the one exported with, timed and checked in full; [{}] without dynamic axes."""
+        count = max((len(sizes) for sizes in self.dynamic.values()), default=1)
+        return [{axis: sizes[min(i, len(sizes) - 1)] for axis, sizes in self.dynamic.items()} for i in range(count)]
 
     @property
     def deployment_checks(self) -> tuple[tuple[Deployment, ...], bool]:
-        """The deployments to check and whether they gate: declared ones do; the defaults are information."""
+        """The deployments to check and whether they gate: declared ones do; the defaults are information. A
+        model without an image input has no preprocessing to check."""
+        if self.image_input is None or self.logits is None:
+            return (), False
         if self.deployments is None:
             return DEFAULT_DEPLOYMENTS, False
         return tuple(self.deployments), True
@@ -330,7 +435,7 @@ NOT_BUILD_INPUTS = frozenset({"preprocess", "tolerance", "tolerance_overrides", 
                               "classes", "classes_file", "images", "precision_tolerance", "limits", "formats", "candidates", "accept_accuracy_drop", "checkpoint", "deployments", "logits_output"})
 
 # Sections a `defaults:` block may set; each is merged key by key into every model's own section.
-DEFAULTABLE = ("input", "outputs", "preprocess", "tolerance", "precision_tolerance", "formats", "candidates",
+DEFAULTABLE = ("input", "inputs", "dynamic", "outputs", "preprocess", "tolerance", "precision_tolerance", "formats", "candidates",
                "accept_accuracy_drop", "onnx", "torchscript", "paddle", "calibration",
                "seed", "tolerance_overrides", "required", "limits", "deployments")
 
@@ -394,6 +499,10 @@ def load_zoo(path: str | Path, trusted_modules: tuple[str, ...] = (), find_facto
         for key in ("checkpoint", "classes_file", "images"):
             if isinstance(merged.get(key), str):
                 merged[key] = str((path.parent / merged[key]).resolve())
+        if isinstance(merged.get("inputs"), list):
+            merged["inputs"] = [{**spec, "file": str((path.parent / spec["file"]).resolve())}
+                                if isinstance(spec, dict) and isinstance(spec.get("file"), str) else spec
+                                for spec in merged["inputs"]]
         calibration = merged.get("calibration")
         if isinstance(calibration, dict) and isinstance(calibration.get("images"), str):
             merged["calibration"] = {**calibration, "images": str((path.parent / calibration["images"]).resolve())}
@@ -511,17 +620,23 @@ def _check_entry(entry: ModelEntry, file: str, trust: FactoryTrust) -> None:
 
 
 def _check_input(entry: ModelEntry, fail: Fail) -> None:
-    channels, height, width = entry.input.shape
-    if channels not in (1, 3):
-        fail("input.shape", f"{channels} channels: image models take 1 (grayscale) or 3 (RGB/BGR)")
-    if len(entry.preprocess.mean) != channels or len(entry.preprocess.std) != channels:
-        fail("preprocess.mean", f"mean and std need one value per input channel ({channels})")
-    for key in ("mean", "std"):
-        _check_unit_scale(fail, f"preprocess.{key}", key, getattr(entry.preprocess, key))
-    if entry.preprocess.crop != height or entry.preprocess.crop != width:
-        fail("preprocess.crop", f"crop {entry.preprocess.crop} does not match input.shape {entry.input.shape}")
-    if entry.preprocess.resize < entry.preprocess.crop:
-        fail("preprocess.resize", f"resize {entry.preprocess.resize} is smaller than crop {entry.preprocess.crop}")
+    _check_named_inputs(entry, fail)
+    image = entry.image_input
+    if image is not None:
+        field = "input.shape" if entry.inputs is None else f"inputs.{entry.model_inputs.index(image)}.shape"
+        channels = image.shape[1] if len(image.shape) == 4 else None
+        if not isinstance(channels, int) or channels not in (1, 3):
+            fail(field, f"{channels} channels: image models take 1 (grayscale) or 3 (RGB/BGR)")
+        if len(entry.preprocess.mean) != channels or len(entry.preprocess.std) != channels:
+            fail("preprocess.mean", f"mean and std need one value per input channel ({channels})")
+        for key in ("mean", "std"):
+            _check_unit_scale(fail, f"preprocess.{key}", key, getattr(entry.preprocess, key))
+        height, width = image.size_at(entry.shape_points[0], 1)[2:]
+        if entry.preprocess.crop != height or entry.preprocess.crop != width:
+            shown = entry.input.shape if entry.inputs is None else f"{height}x{width} (the first size of each axis)"
+            fail("preprocess.crop", f"crop {entry.preprocess.crop} does not match {field} {shown}")
+        if entry.preprocess.resize < entry.preprocess.crop:
+            fail("preprocess.resize", f"resize {entry.preprocess.resize} is smaller than crop {entry.preprocess.crop}")
     if entry.classes is not None and entry.num_classes is not None and len(entry.classes) != entry.num_classes:
         fail("classes", f"{len(entry.classes)} class names for num_classes {entry.num_classes}")
     if entry.classes is not None and entry.classes_file is not None:
@@ -536,6 +651,73 @@ def _check_input(entry: ModelEntry, fail: Fail) -> None:
     for field, folder in (("images", entry.images), ("calibration.images", entry.calibration.images)):
         if folder is not None and not Path(folder).is_dir():
             fail(field, f"not a folder: {folder}")
+    if entry.images is not None and image is None:
+        fail("images", "the model has no image input to feed them to (inputs: a kind: image input)")
+
+
+def _check_named_inputs(entry: ModelEntry, fail: Fail) -> None:
+    """Each input's kind, shape and sample source; every named axis has sizes in `dynamic`, and every size list
+    belongs to an axis some input has."""
+    from .core.samples import INPUT_KINDS, read_samples
+
+    inputs = entry.model_inputs
+    names = [i.name for i in inputs]
+    if len(set(names)) != len(names):
+        fail("inputs", "lists an input name twice")
+    if sum(i.kind == "image" for i in inputs) > 1:
+        fail("inputs", "at most one image input (the images of a run feed it)")
+    used: set[str] = set()
+    for index, spec in enumerate(inputs):
+        at = f"inputs.{index}"
+        if spec.kind not in INPUT_KINDS:
+            fail(f"{at}.kind", INPUT_KINDS.unknown(spec.kind))
+        if spec.shape[0] != BATCH:
+            fail(f"{at}.shape", f"the first axis must be '{BATCH}' (samples are stacked along it), found "
+                                f"{spec.shape[0]}")
+        for axis in spec.shape[1:]:
+            if axis == BATCH:
+                fail(f"{at}.shape", f"'{BATCH}' can only be the first axis")
+            if isinstance(axis, str):
+                used.add(axis)
+                if axis not in entry.dynamic:
+                    fail(f"{at}.shape", f"axis '{axis}' has no sizes: add them as dynamic: {{{axis}: [...]}}")
+        integer = np.dtype(spec.data_type).kind in "iub"
+        if spec.kind == "tokens":
+            if spec.vocab is None:
+                fail(f"{at}.vocab", "a tokens input needs the vocabulary size its ids are drawn below")
+            if not integer:
+                fail(f"{at}.dtype", f"token ids are integers, not {spec.data_type}")
+        elif spec.vocab is not None:
+            fail(f"{at}.vocab", "only a tokens input has a vocabulary")
+        if spec.kind == "mask":
+            tokens = next((i for i in inputs if i.name == spec.of), None)
+            if tokens is None or tokens.kind != "tokens":
+                fail(f"{at}.of", f"a mask names the tokens input it masks (of: <name>), found {spec.of!r}")
+            if tokens.shape != spec.shape:
+                fail(f"{at}.shape", f"{spec.shape} differs from its tokens input's {tokens.shape}")
+        elif spec.of is not None:
+            fail(f"{at}.of", "only a mask input masks another")
+        if spec.kind == "image" and spec.data_type != "float32":
+            fail(f"{at}.dtype", "an image input is float32 (normalised pixels)")
+        if spec.kind == "tensor" and integer and spec.low >= spec.high and spec.file is None:
+            fail(f"{at}.high", f"integers are drawn from [low, high): high {spec.high:g} must exceed low {spec.low:g}")
+        if spec.file is not None:
+            if spec.kind != "tensor":
+                fail(f"{at}.file", "only a tensor input reads its samples from a file")
+            if any(isinstance(axis, str) for axis in spec.shape[1:]):
+                fail(f"{at}.file", "a file's samples have one shape: give the input's axes as numbers")
+            try:
+                found = read_samples(Path(spec.file), spec.name)
+            except ValueError as exc:
+                fail(f"{at}.file", str(exc))
+            if list(found.shape[1:]) != spec.shape[1:]:
+                fail(f"{at}.file", f"samples of shape {list(found.shape[1:])}, the input's shape is {spec.shape}")
+    for axis, sizes in entry.dynamic.items():
+        if axis == BATCH:
+            fail(f"dynamic.{axis}", "the batch axis is always varied (onnx.dynamic_batch turns that off); give "
+                                    "sizes only for the other named axes")
+        if axis not in used:
+            fail(f"dynamic.{axis}", f"no input has an axis named '{axis}' (inputs: {', '.join(names)})")
 
 
 def read_classes_file(path: Path) -> list[str]:
@@ -562,13 +744,16 @@ def _check_unit_scale(fail: Fail, field: str, key: str, values: list[float]) -> 
 
 
 def _check_outputs(entry: ModelEntry, fail: Fail) -> None:
-    for index, name in enumerate(entry.outputs):
-        if not re.match(NAME_PATTERN, name) or name == entry.input.name:
-            fail(f"outputs.{index}", f"'{name}' must be a name (letters, digits, _ . -) other than the input's")
-    if len(set(entry.outputs)) != len(entry.outputs):
+    names = entry.output_names
+    for index, output in enumerate(entry.outputs):
+        if output.name in entry.input_names:
+            fail(f"outputs.{index}", f"'{output.name}' is also an input's name")
+        if output.kind is not None and output.kind not in OUTPUT_KINDS:
+            fail(f"outputs.{index}.kind", OUTPUT_KINDS.unknown(output.kind))
+    if len(set(names)) != len(names):
         fail("outputs", "lists an output name twice")
-    if entry.logits_output is not None and entry.logits_output not in entry.outputs:
-        fail("logits_output", f"'{entry.logits_output}' is not one of the outputs {entry.outputs}")
+    if entry.logits_output is not None and entry.logits_output not in names:
+        fail("logits_output", f"'{entry.logits_output}' is not one of the outputs {names}")
 
 
 def _check_vocabulary(entry: ModelEntry, fail: Fail) -> None:
@@ -601,7 +786,10 @@ def _check_deployments(entry: ModelEntry, fail: Fail) -> None:
     names = [d.name for d in deployments]
     if len(set(names)) != len(names):
         fail("deployments", "two deployments share a name")
-    channels = entry.input.shape[0]
+    image = entry.image_input
+    if image is None:  # nothing to check: deployment_checks is empty
+        return
+    channels = image.shape[1]
     for index, deployment in enumerate(entry.deployments or []):
         for key in ("mean", "std"):
             value = getattr(deployment, key)

@@ -84,13 +84,13 @@ def test_an_unchanged_inputs_file_is_copied_from_the_cache_and_a_changed_one_wri
     import verify.inputs as inputs
 
     kept, batch = tmp_path / "inputs", np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
-    inputs.save_inputs(tmp_path / "first.npz", batch, ["a", "b", "c"], kept)
+    inputs.save_inputs(tmp_path / "first.npz", {"input": batch}, ["a", "b", "c"], kept)
     compressed = []
     monkeypatch.setattr(inputs.np, "savez_compressed", lambda *a, **k: compressed.append(1) or np.savez(*a, **k))
-    inputs.save_inputs(tmp_path / "again.npz", batch, ["a", "b", "c"], kept)
+    inputs.save_inputs(tmp_path / "again.npz", {"input": batch}, ["a", "b", "c"], kept)
     assert compressed == [] and (tmp_path / "again.npz").read_bytes() == (tmp_path / "first.npz").read_bytes()
     for changed, names in ((batch + 1, ["a", "b", "c"]), (batch, ["a", "b", "d"])):
-        inputs.save_inputs(tmp_path / "changed.npz", changed, names, kept)
+        inputs.save_inputs(tmp_path / "changed.npz", {"input": changed}, names, kept)
         with np.load(tmp_path / "changed.npz") as saved:
             assert np.array_equal(saved["inputs"], changed) and saved["names"].tolist() == names
     files = sorted(kept.glob("*.npz"))

@@ -134,19 +134,23 @@ def test_top5_overlap():
     assert result.top5_overlap == pytest.approx(0.8)
 
 
+TOLS = {"logits": TOL, "embedding": TOL}
+KINDS = {"logits": "logits", "embedding": "regression"}  # an output without a kind of its own: elementwise
+
+
 def test_an_embedding_output_is_compared_per_sample_without_top1():
     from verify.compare import compare_outputs, worst
 
     rng = np.random.default_rng(3)
     reference = {"logits": logits(), "embedding": rng.normal(size=(6, 4, 2, 2)).astype(np.float32)}
-    same = compare_outputs(reference, {k: v.copy() for k, v in reference.items()}, TOL, "logits")
+    same = compare_outputs(reference, {k: v.copy() for k, v in reference.items()}, TOLS, KINDS)
     assert list(same) == ["logits", "embedding"] and worst(same) == (PASS, "logits: max |diff| 0; embedding: max |diff| 0")
     assert np.isnan(same["embedding"].top1_agreement) and same["logits"].top1_agreement == 1.0
     # the logits agree exactly; one embedding value drifts by 1%: the cell is the worst of its outputs
     drifted = {"logits": reference["logits"].copy(), "embedding": reference["embedding"].copy()}
     drifted["embedding"][2, 1, 0, 1] *= 1.01
     drifted["embedding"][2, 1, 0, 1] += 0.05
-    compared = compare_outputs(reference, drifted, TOL, "logits")
+    compared = compare_outputs(reference, drifted, TOLS, KINDS)
     assert compared["logits"].status == PASS and compared["embedding"].status == FAIL
     status, detail = worst(compared)
     assert status == FAIL and detail.startswith("embedding: 1/96 values outside") and "sample 2 element 5" in detail
@@ -156,6 +160,33 @@ def test_a_constant_embedding_is_an_error_not_a_pass():
     from verify.compare import compare_outputs, worst
 
     reference = {"logits": logits(), "embedding": np.ones((6, 8), np.float32)}
-    compared = compare_outputs(reference, {k: v.copy() for k, v in reference.items()}, TOL, "logits")
+    compared = compare_outputs(reference, {k: v.copy() for k, v in reference.items()}, TOLS, KINDS)
     assert compared["embedding"].status == ERROR and "constant" in compared["embedding"].reason
     assert worst(compared)[0] == ERROR
+
+
+def test_an_embedding_keeps_its_nearest_neighbours_and_a_scaled_one_fails_elementwise():
+    from verify.compare import NEIGHBOURS, ELEMENTWISE
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(4, 16))
+    reference = np.concatenate([centres + 0.05 * rng.normal(size=(4, 16)),
+                                centres + 0.05 * rng.normal(size=(4, 16))]).astype(np.float32)
+    same = compare(reference, reference.copy(), TOL, kind="embedding")
+    assert same.status == PASS and same.neighbour_agreement == 1.0
+    # scaled by 1.01: every cosine and neighbour is the same; only the elementwise check sees it
+    scaled = compare(reference, reference * 1.01, TOL, kind="embedding")
+    assert scaled.status == FAIL and scaled.failed_checks == (ELEMENTWISE,) and scaled.neighbour_agreement == 1.0
+    # samples paired with other partners: the neighbours check names it
+    shuffled = reference.copy()
+    shuffled[4:] = reference[[5, 6, 7, 4]]
+    moved = compare(reference, shuffled, TOL, kind="embedding")
+    assert moved.status == FAIL and NEIGHBOURS in moved.failed_checks and moved.neighbour_agreement == 0.0
+    assert "nearest neighbour kept for 0.000 of the samples" in moved.reason
+
+
+def test_probabilities_outside_zero_to_one_make_the_reference_an_error():
+    probabilities = np.exp(logits()) / np.exp(logits()).sum(axis=1, keepdims=True)
+    assert compare(probabilities, probabilities.copy(), TOL, kind="probabilities").status == PASS
+    wrong = compare(logits(), logits(), TOL, kind="probabilities")
+    assert wrong.status == ERROR and "outside 0-1" in wrong.reason

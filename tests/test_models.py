@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from converter.core.errors import ModelLoadError
-from converter.models import build_model, example_input, image_batch, instantiate, realistic_init
+from converter.models import build_model, example_args, image_batch, instantiate, realistic_init
 from converter.zoo import Preprocess
 from converter.zoo import ModelEntry, load_zoo
 from tests.conftest import tiny_entry
@@ -19,7 +19,7 @@ def entry_of(write_zoo, **fields) -> ModelEntry:
 
 def logits(module, entry, batch=4):
     with torch.no_grad():
-        return module(example_input(entry, batch))
+        return module(*example_args(entry, batch))
 
 
 def test_factory_random_weights_are_deterministic_per_seed(write_zoo):

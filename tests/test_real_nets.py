@@ -28,8 +28,9 @@ def test_real_nets_convert_and_known_failures_are_recorded(write_zoo, tmp_path):
     # x2paddle's tracer has no aten::fill_ / aten::new_zeros: its ONNX front end builds swin_t instead
     assert swin["eager"].ok and swin["paddle"].ok and swin["paddle"].details["route"] == "onnx"
     assert "aten::fill_, aten::new_zeros" in swin["paddle"].details["direct_route_error"]
-    assert vit["eager"].ok and not vit["torchscript"].ok
-    assert "TracingCheckError" in vit["torchscript"].error
+    # traced as it runs, without gradients: ViT's attention takes one path for every input (with gradients on, its
+    # fast-path checks changed the graph between batch 1 and 3 and the trace check refused it)
+    assert vit["eager"].ok and vit["torchscript"].ok, vit["torchscript"].error
 
 
 def test_localisation_names_a_perturbed_conv_inside_a_resnet_block(write_zoo, tmp_path):

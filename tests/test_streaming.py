@@ -6,13 +6,18 @@ import pytest
 from PIL import Image
 
 from converter.core.isolation import Limits, run_isolated
-from converter.zoo import Preprocess
+from converter.zoo import InputSpec, ModelEntry, Preprocess
 from verify.inputs import CHUNK, load_images, preprocess, synthetic_images, write_input_file
 from verify.runners import LoadRequest, Runner
 from verify.session import PARITY_BATCH, CellJob, run_cell_job, worst_samples
 from verify.timing import TimingPolicy
 
 SETTINGS = Preprocess(resize=40, crop=32)
+
+
+def _entry(settings: Preprocess = SETTINGS) -> ModelEntry:
+    return ModelEntry(name="m", arch="torchvision:resnet18", weights="random", preprocess=settings,
+                      input=InputSpec(shape=[3, settings.crop, settings.crop]))
 
 
 def _folder(tmp_path, count: int):
@@ -42,23 +47,24 @@ def test_a_folder_of_one_image_repeated_is_not_distinct(tmp_path):
 def test_the_input_file_holds_exactly_the_preprocessed_batch_across_chunk_boundaries(tmp_path):
     images = _folder(tmp_path, CHUNK + 5)
     heard = []
-    inputs, spread = write_input_file(images, SETTINGS, tmp_path / "inputs.bin", lambda *done: heard.append(done))
+    inputs, spread = write_input_file(images, _entry(), tmp_path / "inputs.bin",
+                                      progress=lambda *done: heard.append(done))
     batch = preprocess(images.images, SETTINGS)
-    assert inputs.shape == batch.shape and len(inputs) == CHUNK + 5
-    assert np.array_equal(inputs.read(), batch)
-    assert np.array_equal(inputs.read(CHUNK - 2, CHUNK + 3), batch[CHUNK - 2:CHUNK + 3])
-    assert np.array_equal(inputs.take([CHUNK + 4, 1]), batch[[CHUNK + 4, 1]])
-    assert inputs.take([]).shape == (0, *batch.shape[1:])
+    assert inputs.fields == (("input", "float32", batch.shape[1:]),) and len(inputs) == CHUNK + 5
+    assert np.array_equal(inputs.read()["input"], batch)
+    assert np.array_equal(inputs.read(CHUNK - 2, CHUNK + 3)["input"], batch[CHUNK - 2:CHUNK + 3])
+    assert np.array_equal(inputs.take([CHUNK + 4, 1])["input"], batch[[CHUNK + 4, 1]])
+    assert inputs.take([])["input"].shape == (0, *batch.shape[1:])
     with pytest.raises(IndexError, match="outside"):
         inputs.take([CHUNK + 5])
-    assert inputs.read(CHUNK + 5).shape == (0, *batch.shape[1:])
+    assert inputs.read(CHUNK + 5)["input"].shape == (0, *batch.shape[1:])
     assert spread == pytest.approx(float(batch.std(axis=(0, 2, 3)).max()), rel=1e-4)
     assert heard == [(CHUNK, CHUNK + 5), (CHUNK + 5, CHUNK + 5)]  # progress after each chunk
 
 
 def test_a_flat_normalisation_has_a_tiny_spread(tmp_path):
     flat = Preprocess(resize=40, crop=32, mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0])
-    _, spread = write_input_file(synthetic_images(4), flat, tmp_path / "inputs.bin")
+    _, spread = write_input_file(synthetic_images(4), _entry(flat), tmp_path / "inputs.bin")
     assert spread < 0.01
 
 
@@ -85,13 +91,13 @@ class _Recording(Runner):
 
 def test_the_worker_reads_a_chunk_and_runs_a_parity_batch_at_a_time_and_puts_them_back_in_order(tmp_path):
     count = 2 * CHUNK + 3
-    inputs, _ = write_input_file(synthetic_images(count), SETTINGS, tmp_path / "inputs.bin")
+    inputs, _ = write_input_file(synthetic_images(count), _entry(), tmp_path / "inputs.bin")
     log = tmp_path / "calls.txt"
     job = CellJob(_Recording, LoadRequest(log, "cpu", 1), inputs, timing=False, policy=TimingPolicy(), batches=(1,),
                   full_speed=None, progress_file=tmp_path / "progress.txt")
     outcome = run_isolated(run_cell_job, job, limits=Limits(timeout_s=120))
     assert outcome.ok, outcome.message
-    batch = inputs.read().reshape(count, -1)
+    batch = inputs.read()["input"].reshape(count, -1)
     assert np.allclose(outcome.value["output"]["logits"][:, 0], batch.sum(axis=1), rtol=1e-5)
     assert len(outcome.value["again"]["logits"]) == PARITY_BATCH  # the determinism rerun: the first call
     assert sorted(outcome.value["probes"]) == [1, 3]

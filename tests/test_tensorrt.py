@@ -20,22 +20,31 @@ from verify.runners.tensorrt_runner import TensorRtRunner
 
 
 def test_an_fp32_engine_is_strongly_typed_from_the_fp32_onnx_with_tf32_off():
-    options = engine_options("input", (3, 224, 224), dynamic_batch=True)
+    options = engine_options([("input", ["batch", 3, 224, 224])], {}, dynamic_batch=True)
     assert options.precision == "fp32" and options.source == "onnx" and options.strongly_typed and not options.tf32
-    assert options.min_shape == (1, 3, 224, 224) and options.opt_shape == (OPT_BATCH, 3, 224, 224)
-    assert options.max_shape == (MAX_BATCH, 3, 224, 224) and options.input_name == "input"
+    (shapes,) = options.inputs
+    assert shapes.min_shape == (1, 3, 224, 224) and shapes.opt_shape == (OPT_BATCH, 3, 224, 224)
+    assert shapes.max_shape == (MAX_BATCH, 3, 224, 224) and shapes.name == "input"
+
+
+def test_an_engine_profile_spans_every_named_input_and_its_declared_sizes():
+    options = engine_options([("input_ids", ["batch", "sequence"]), ("mask", ["batch", "sequence"])],
+                             {"sequence": [16, 8, 77]}, dynamic_batch=True)
+    assert [(s.name, s.min_shape, s.opt_shape, s.max_shape) for s in options.inputs] == [
+        (name, (1, 8), (OPT_BATCH, 16), (MAX_BATCH, 77)) for name in ("input_ids", "mask")]
 
 
 def test_reduced_precision_engines_take_it_from_their_graph_not_from_builder_flags():
     # TensorRT 11 removed BuilderFlag.FP16/INT8: the fp16 engine parses the fp16 ONNX, the int8 one a QDQ model
-    fp16 = engine_options("input", (3, 224, 224), dynamic_batch=True, precision="fp16")
-    int8 = engine_options("x", (3, 8, 8), dynamic_batch=False, precision="int8")
+    fp16 = engine_options([("input", ["batch", 3, 224, 224])], {}, dynamic_batch=True, precision="fp16")
+    int8 = engine_options([("x", ["batch", 3, 8, 8])], {}, dynamic_batch=False, precision="int8")
     assert (fp16.source, fp16.precision, fp16.strongly_typed, fp16.tf32) == ("onnx_fp16", "fp16", True, False)
-    assert (int8.source, int8.precision, int8.min_shape, int8.max_shape) == ("onnx", "int8", (1, 3, 8, 8), (1, 3, 8, 8))
+    assert (int8.source, int8.precision, int8.inputs[0].min_shape, int8.inputs[0].max_shape) == (
+        "onnx", "int8", (1, 3, 8, 8), (1, 3, 8, 8))
     assert ARTIFACTS["tensorrt_engine_fp16"].requires == "onnx_fp16" and ARTIFACTS["onnx_fp16"].precision == "fp16"
     assert cell_precision("tensorrt", "tensorrt_engine_int8") == "int8"
     with pytest.raises(ValueError, match="not bf16"):
-        engine_options("input", (3, 224, 224), dynamic_batch=True, precision="bf16")
+        engine_options([("input", ["batch", 3, 224, 224])], {}, dynamic_batch=True, precision="bf16")
 
 
 def _zero_points(model) -> dict[str, np.ndarray]:
@@ -75,8 +84,8 @@ def test_the_int8_engines_qdq_model_has_zero_points_of_zero_and_still_computes_t
 
 
 def test_a_fixed_batch_engine_is_built_for_batch_1_only():
-    options = engine_options("pixels", (3, 32, 32), dynamic_batch=False)
-    assert options.min_shape == options.opt_shape == options.max_shape == (1, 3, 32, 32)
+    (shapes,) = engine_options([("pixels", ["batch", 3, 32, 32])], {}, dynamic_batch=False).inputs
+    assert shapes.min_shape == shapes.opt_shape == shapes.max_shape == (1, 3, 32, 32)
 
 
 @pytest.mark.parametrize("availability,reason", [

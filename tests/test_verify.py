@@ -282,12 +282,12 @@ def test_usage_errors_exit_2_with_one_line(workdir, capsys, args, fragment):
     assert code == 2 and fragment in err and "\n" not in err and "Traceback" not in err
 
 
-def _compare_that_breaks_on_five_classes(reference, candidate, tolerance, classification=True):
+def _compare_that_breaks_on_five_classes(reference, candidate, tolerance, kind="logits"):
     from verify.compare import compare
 
     if reference.shape[-1] == 5:
         raise RuntimeError("a bug in the comparison")
-    return compare(reference, candidate, tolerance, classification)
+    return compare(reference, candidate, tolerance, kind)
 
 
 def test_library_api_keeps_the_other_models_when_one_breaks_and_prints_nothing(tmp_path, capsys):

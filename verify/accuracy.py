@@ -1,6 +1,7 @@
 """Predictions, accuracy on labelled images, and the reduced-precision budget: pure functions on arrays."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -8,7 +9,7 @@ import numpy as np
 
 from converter.zoo import PrecisionBudget
 
-from .compare import ERROR, FAIL, PASS, Comparison, per_sample_cosine
+from .compare import ERROR, FAIL, PASS, SHAPE, Comparison, per_sample_cosine
 from .preprocessing import confident_flips
 
 TOP_K = 5
@@ -81,9 +82,14 @@ def judge_precision(comparisons: Mapping[str, Comparison], budget: PrecisionBudg
     An ERROR (no output, a broken reference) stays an ERROR."""
     if any(c.status == ERROR for c in comparisons.values()):
         return ERROR, "; ".join(c.reason for c in comparisons.values() if c.status == ERROR)
+    unrunnable = [c.reason for c in comparisons.values() if SHAPE in c.failed_checks]
+    if unrunnable:  # it could not run some size of the shape sweep at all: no budget covers that
+        return FAIL, "; ".join(dict.fromkeys(unrunnable))
     first = next(iter(comparisons.values()))
-    logits = logits or Agreement(first.top1_agreement, first.cosine, 0)
-    cosines = {name: (logits.cosine if index == 0 else c.cosine) for index, (name, c) in enumerate(comparisons.items())}
+    if logits is None and not math.isnan(first.top1_agreement):  # class scores first: their agreement counts
+        logits = Agreement(first.top1_agreement, first.cosine, 0)
+    cosines = {name: (logits.cosine if index == 0 and logits is not None else c.cosine)
+               for index, (name, c) in enumerate(comparisons.items())}
     failures, facts = [], []
     if drop is not None:
         allowed = allowed_drop(budget, first.samples)
@@ -92,10 +98,12 @@ def judge_precision(comparisons: Mapping[str, Comparison], budget: PrecisionBudg
         if drop > allowed + 1e-9:
             failures.append(f"{precision} accuracy drop {drop:.1f} points > {allowed:.2f} ({limit})")
     else:
-        facts.append(f"top-1 agreement {logits.top1:.3f} (budget {budget.top1:g}; {logits.flips} confident flip(s))")
-        if not logits.top1 >= budget.top1:
-            failures.append(f"{precision} top-1 agreement {logits.top1:.3f} < {budget.top1:g} ({logits.flips} "
-                            "image(s) where the reference was confident changed class)")
+        if logits is not None:  # a model without class scores is judged by its outputs' cosines alone
+            facts.append(f"top-1 agreement {logits.top1:.3f} (budget {budget.top1:g}; {logits.flips} confident "
+                         "flip(s))")
+            if not logits.top1 >= budget.top1:
+                failures.append(f"{precision} top-1 agreement {logits.top1:.3f} < {budget.top1:g} ({logits.flips} "
+                                "image(s) where the reference was confident changed class)")
         for name, cosine in cosines.items():
             if not cosine >= budget.min_cosine:
                 failures.append(f"{precision} cosine {cosine:.4f} < {budget.min_cosine:g}"

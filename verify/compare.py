@@ -8,11 +8,16 @@ import numpy as np
 
 from converter.zoo import Tolerance
 
+from .kinds import LOGITS, OutputKind, output_kind
+
 PASS, FAIL, ERROR, SKIP = "PASS", "FAIL", "ERROR", "SKIP"
 SEVERITY = {PASS: 0, SKIP: 1, FAIL: 2, ERROR: 3}  # the worst status of several is the cell's
 MIN_SPREAD_FACTOR = 10.0  # a reference whose logits differ by less than 10x the tolerance cannot fail a check
 TOP_K = 5
-ELEMENTWISE, COSINE, TOP1, NON_FINITE = "elementwise", "cosine", "top1", "non-finite"
+ELEMENTWISE, COSINE, TOP1, NEIGHBOURS, NON_FINITE = "elementwise", "cosine", "top1", "neighbours", "non-finite"
+SHAPE = "shape"  # the runtime could not run the inputs of one size of the shape sweep
+SIZE_SEPARATOR = " @ "  # an output at another size of the sweep: 'logits @ sequence=77'
+
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,8 @@ class Comparison:
     top1_ties: int = 0  # disagreements where the reference's own margin is inside the tolerance
     top5_overlap: float = float("nan")  # mean fraction of shared top-5 classes
     failures: tuple[str, ...] = ()  # one line per failed check, for people
-    failed_checks: tuple[str, ...] = ()  # which: ELEMENTWISE, COSINE, TOP1, NON_FINITE
+    failed_checks: tuple[str, ...] = ()  # which: ELEMENTWISE, COSINE, TOP1, NEIGHBOURS, NON_FINITE, SHAPE
+    neighbour_agreement: float | None = None  # embeddings: fraction of samples whose nearest neighbour stayed
 
     @property
     def elementwise_failed(self) -> bool:
@@ -35,12 +41,13 @@ class Comparison:
         return NON_FINITE in self.failed_checks or ELEMENTWISE in self.failed_checks
 
 
-CompareFunc = Callable[..., Comparison]  # (reference, candidate, tolerance, classification=True) -> Comparison
+CompareFunc = Callable[..., Comparison]  # (reference, candidate, tolerance, kind=LOGITS) -> Comparison
 
 
-def reference_problem(reference: np.ndarray, tolerance: Tolerance, classification: bool = True) -> str | None:
-    """Why a reference output cannot support a parity check (a check that cannot fail must not pass). Other
-    outputs than logits are checked per sample, flattened."""
+def reference_problem(reference: np.ndarray, tolerance: Tolerance, kind: OutputKind = LOGITS) -> str | None:
+    """Why a reference output cannot support a parity check (a check that cannot fail must not pass). Outputs
+    without classes are checked per sample, flattened."""
+    classification = kind.classes
     if not classification and reference.ndim >= 2 and reference.shape[0] > 0 and reference[0].size > 0:
         reference = reference.reshape(len(reference), -1)
     if reference.ndim != 2 or reference.shape[0] == 0 or reference.shape[1] == 0:
@@ -50,6 +57,9 @@ def reference_problem(reference: np.ndarray, tolerance: Tolerance, classificatio
         return "reference output contains NaN or Inf"
     if np.all(reference == reference.flat[0]):
         return f"reference output is constant ({float(reference.flat[0]):g} everywhere)"
+    if kind.bounds is not None and not ((reference >= kind.bounds[0] - 1e-6) & (reference <= kind.bounds[1] + 1e-6)).all():
+        return (f"reference output declared {kind.name} has values outside {kind.bounds[0]:g}-{kind.bounds[1]:g} "
+                f"({float(reference.min()):.3g} to {float(reference.max()):.3g}): is it another kind?")
     bound = MIN_SPREAD_FACTOR * _allowed(tolerance, np.abs(reference).max())
     if reference.shape[1] > 1:
         spread = np.median(reference.max(axis=1) - reference.min(axis=1))
@@ -57,21 +67,24 @@ def reference_problem(reference: np.ndarray, tolerance: Tolerance, classificatio
             what = "logits are too flat to tell classes apart" if classification else "values are too flat to check"
             return f"reference {what}: median spread {spread:.3g} <= {bound:.3g} (10x atol + rtol*max)"
     if reference.shape[0] > 1 and np.abs(reference - reference[:1]).max() <= bound:
-        return "reference output does not depend on the input: every sample gives the same logits"
+        return f"reference output does not depend on the input: every sample gives the same {kind.noun}"
     return None
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance,
-            classification: bool = True) -> Comparison:
+            kind: OutputKind | str = LOGITS) -> Comparison:
     """Candidate against reference: every |c - r| <= atol + rtol * (the sample's largest |r|), the lowest
-    cosine >= min_cosine, and (for logits) tie-aware top-1 agreement >= top1. Other outputs (an embedding, a
-    feature map) are compared per sample, flattened, without the top-1 and top-5 checks.
+    cosine >= min_cosine, and what the output's kind adds: for class scores (logits, probabilities) tie-aware
+    top-1 agreement >= top1; for an embedding, each sample's nearest neighbour among the batch kept for a fraction
+    >= top1 of the samples. Every output is compared per sample, flattened.
 
     rtol scales with the sample's magnitude, not each logit's own: a near-zero logit is not held to a
     tighter bound than float32 arithmetic through a deep network can give (measured: 2.5e-4 on one logit
     near 0 of efficientnet_b0 in ONNX Runtime, where the logits reach ~5), while a 1% weight change still
     moves logits by ~1e-2 of their magnitude, ten times the default bound."""
-    problem = reference_problem(reference, tolerance, classification)
+    kind = output_kind(kind) if isinstance(kind, str) else kind
+    classification = kind.classes
+    problem = reference_problem(reference, tolerance, kind)
     if problem is not None:
         return Comparison(ERROR, problem, samples=int(reference.shape[0]) if reference.ndim else 0)
     if candidate.shape != reference.shape:
@@ -94,7 +107,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance,
     outside = diff > allowed
     if outside.any():
         worst = np.unravel_index(np.argmax(diff - allowed), diff.shape)
-        noun = "logits" if classification else "values"
+        noun = kind.noun
         index = "class" if classification else "element"
         failures.append(
             f"{int(outside.sum())}/{diff.size} {noun} outside atol {tolerance.atol:g} + rtol {tolerance.rtol:g}"
@@ -120,19 +133,46 @@ def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance,
             failed.append(TOP1)
         if ties:
             notes.append(f"{ties} top-1 tie(s) within tolerance")
+    neighbours: float | None = None
+    if kind.neighbours and samples >= 3:
+        neighbours, neighbour_ties = _neighbour_agreement(ref, cand, tolerance)
+        if neighbours < tolerance.top1:
+            failures.append(f"nearest neighbour kept for {neighbours:.3f} of the samples < {tolerance.top1:g}")
+            failed.append(NEIGHBOURS)
+        if neighbour_ties:
+            notes.append(f"{neighbour_ties} nearest-neighbour tie(s) within tolerance")
     max_abs = float(diff.max())
     reason = "; ".join(failures + notes) if failures else ("; ".join(notes) or f"max |diff| {max_abs:.3g}")
     return Comparison(FAIL if failures else PASS, reason, samples=samples, max_abs_diff=max_abs,
                       max_rel_diff=float((diff.max(axis=1) / magnitude).max()), cosine=cosine,
                       top1_agreement=top1_agreement, top1_ties=ties, top5_overlap=top5,
-                      failures=tuple(failures), failed_checks=tuple(failed))
+                      neighbour_agreement=neighbours, failures=tuple(failures), failed_checks=tuple(failed))
 
 
-def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], tolerance: Tolerance,
-                    logits: str, compare_func: CompareFunc = compare) -> dict[str, Comparison]:
-    """Each named output against the reference's, the logits output first (with the classification checks)."""
-    order = [logits, *[name for name in reference if name != logits]]
-    return {name: compare_func(reference[name], candidate[name], tolerance, classification=name == logits)
+def _neighbour_agreement(ref: np.ndarray, cand: np.ndarray, tolerance: Tolerance) -> tuple[float, int]:
+    """The fraction of samples whose nearest other sample (by cosine) is the same in both, a change counted as kept
+    where the reference's own similarities to the two neighbours are within tolerance (a tie); and the ties."""
+    def similarities(x: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        unit = x / np.where(norms > 0, norms, 1.0)
+        matrix = unit @ unit.T
+        np.fill_diagonal(matrix, -np.inf)
+        return matrix
+    ref_sim, cand_sim = similarities(ref), similarities(cand)
+    ref_nn, cand_nn = ref_sim.argmax(axis=1), cand_sim.argmax(axis=1)
+    rows = np.flatnonzero(ref_nn != cand_nn)
+    gap = ref_sim[rows, ref_nn[rows]] - ref_sim[rows, cand_nn[rows]]
+    ties = int((gap <= tolerance.atol + tolerance.rtol).sum())
+    return (len(ref) - len(rows) + ties) / len(ref), ties
+
+
+def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
+                    tolerances: Mapping[str, Tolerance], kinds: Mapping[str, str],
+                    compare_func: CompareFunc = compare) -> dict[str, Comparison]:
+    """Each named output against the reference's, by its kind and at its own tolerance, the first logits output
+    first (the cell's headline comparison)."""
+    order = sorted(reference, key=lambda name: kinds.get(name) != "logits")
+    return {name: compare_func(reference[name], candidate[name], tolerances[name], kind=kinds.get(name, "regression"))
             for name in order}
 
 

@@ -14,6 +14,9 @@ from PIL import Image, UnidentifiedImageError
 from converter.core.errors import WorkbenchError
 from converter.core.files import atomic_write
 from converter.core.images import IMAGE_SUFFIXES, image_files, preprocess, read_rgb, synthetic_images as _synthetic
+from converter.core.outputs import Feeds
+from converter.core.samples import sample_feeds
+from converter.zoo import ModelEntry
 
 from .cache import kept_bytes
 
@@ -124,78 +127,104 @@ def synthetic_images(count: int = 8, seed: int = 0) -> ImageSet:
 
 @dataclass(frozen=True)
 class InputFile:
-    """A model's preprocessed inputs as raw samples in a file, read a slice at a time: every worker reads the same
-    samples and none holds them all, so a folder of thousands of images runs within the worker memory limit."""
+    """A model's inputs as raw samples in a file, one record per sample holding every named input, read a slice at
+    a time: every worker reads the same samples and none holds them all, so a folder of thousands of images runs
+    within the worker memory limit."""
 
     path: Path
-    shape: tuple[int, ...]  # (samples, *one sample)
-    dtype: str
+    samples: int
+    fields: tuple[tuple[str, str, tuple[int, ...]], ...]  # per input in forward's order: name, dtype, one sample's shape
     digest: str  # sha256 of the contents
 
     def __len__(self) -> int:
-        return self.shape[0]
+        return self.samples
 
-    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Samples start to stop (the end when None)."""
+    @property
+    def record(self) -> np.dtype:
+        return np.dtype([(name, dtype, shape) for name, dtype, shape in self.fields])
+
+    def read(self, start: int = 0, stop: int | None = None) -> Feeds:
+        """Samples start to stop (the end when None), as {input name: array}."""
         stop = len(self) if stop is None else min(stop, len(self))
-        count, per_sample = max(stop - start, 0), int(np.prod(self.shape[1:]))
-        dtype = np.dtype(self.dtype)
+        count, record = max(stop - start, 0), self.record
         with open(self.path, "rb") as file:
-            file.seek(start * per_sample * dtype.itemsize)
-            values = np.fromfile(file, dtype, count * per_sample)
-        if values.size != count * per_sample:
+            file.seek(start * record.itemsize)
+            values = np.fromfile(file, record, count)
+        if len(values) != count:
             raise InputError(f"{self.path}: the preprocessed inputs are shorter than written (disk full?)")
-        return values.reshape((count, *self.shape[1:]))
+        return _split(values, self.fields)
 
-    def take(self, indices: list[int]) -> np.ndarray:
+    def take(self, indices: list[int]) -> Feeds:
         """The samples at `indices`, in that order (the file mapped once, only those samples copied)."""
         if not indices:
-            return np.empty((0, *self.shape[1:]), self.dtype)
+            return _split(np.empty(0, self.record), self.fields)
         if max(indices) >= len(self) or min(indices) < 0:
             raise IndexError(f"{self.path}: samples {indices} outside 0..{len(self) - 1}")
-        mapped = np.memmap(self.path, np.dtype(self.dtype), mode="r", shape=tuple(self.shape))
+        mapped = np.memmap(self.path, self.record, mode="r", shape=(self.samples,))
         try:
-            return np.array(mapped[np.asarray(indices)])
+            return _split(np.array(mapped[np.asarray(indices)]), self.fields)
         finally:
             del mapped
 
 
-def write_input_file(images: ImageSet, settings, path: Path,
-                     progress: Callable[[int, int], None] | None = None) -> tuple[InputFile, float]:
-    """Preprocess `images` CHUNK at a time into `path`. Returns the file and the largest per-channel standard
-    deviation over every image and pixel (a normalisation that flattens every input shows as a tiny one)."""
+def _split(records: np.ndarray, fields) -> Feeds:
+    return {name: np.ascontiguousarray(records[name]) for name, _, _ in fields}
+
+
+def write_input_file(images: ImageSet, entry: ModelEntry, path: Path, seed: int = 0,
+                     progress: Callable[[int, int], None] | None = None) -> tuple[InputFile, float | None]:
+    """Every input of `entry` for each of the run's samples, CHUNK at a time, into `path`: the image input from
+    `images` through the model's preprocessing, the others made by their kind (converter.core.samples; chunk by
+    chunk from seeds of their own, so a sample is the same in any run of the same size). A model without an image
+    input gets as many samples as there are images. Returns the file and, for an image input, the largest
+    per-channel standard deviation over every image and pixel (a normalisation that flattens every input shows
+    as a tiny one; None without an image input)."""
+    image = entry.image_input
     digest = hashlib.sha256()
     sums = squares = None
     values = 0
-    shape: tuple[int, ...] = ()
+    fields: tuple = ()
     with open(path, "wb") as out:
         for start in range(0, len(images), CHUNK):
             stop = min(start + CHUNK, len(images))
-            batch = np.ascontiguousarray(preprocess([images.image(i) for i in range(start, stop)], settings))
-            shape, dtype = batch.shape[1:], batch.dtype
-            out.write(batch.tobytes())
-            digest.update(batch.tobytes())
-            wide = batch.astype(np.float64)
-            axes = (0, *range(2, batch.ndim))  # all but the channel
-            sums = wide.sum(axis=axes) + (0 if sums is None else sums)
-            squares = (wide * wide).sum(axis=axes) + (0 if squares is None else squares)
-            values += batch.size // batch.shape[1]
+            given = {}
+            if image is not None:
+                given[image.name] = np.ascontiguousarray(
+                    preprocess([images.image(i) for i in range(start, stop)], entry.preprocess))
+            feeds = sample_feeds(entry, stop - start, seed * 1_000_003 + start, given=given)
+            fields = tuple((name, str(array.dtype), array.shape[1:]) for name, array in feeds.items())
+            records = np.empty(stop - start, np.dtype([(n, d, s) for n, d, s in fields]))
+            for name, array in feeds.items():
+                records[name] = array
+            out.write(records.tobytes())
+            digest.update(records.tobytes())
+            if image is not None:
+                wide = given[image.name].astype(np.float64)
+                axes = (0, *range(2, wide.ndim))  # all but the channel
+                sums = wide.sum(axis=axes) + (0 if sums is None else sums)
+                squares = (wide * wide).sum(axis=axes) + (0 if squares is None else squares)
+                values += wide.size // wide.shape[1]
             if progress is not None:
                 progress(stop, len(images))
-    mean = sums / values
-    spread = float(np.sqrt(np.maximum(squares / values - mean * mean, 0)).max())
-    return InputFile(path, (len(images), *shape), str(dtype), digest.hexdigest()), spread
+    spread = None
+    if image is not None:
+        mean = sums / values
+        spread = float(np.sqrt(np.maximum(squares / values - mean * mean, 0)).max())
+    return InputFile(path, len(images), fields, digest.hexdigest()), spread
 
 
-def save_inputs(path: Path, batch: np.ndarray, names: list[str], kept: Path | None = None) -> None:
-    """The preprocessed inputs and their image names as a compressed .npz. `kept`: a folder of files written
-    before, by a digest of what they hold: an unchanged re-run copies its file (compressing 64 images takes
-    1.5 s)."""
-    digest = hashlib.sha256(f"{batch.dtype}{batch.shape}{names}".encode())
-    digest.update(np.ascontiguousarray(batch).tobytes())
+def save_inputs(path: Path, feeds: Feeds, names: list[str], kept: Path | None = None) -> None:
+    """The inputs every runtime got and their image names as a compressed .npz: a model's single input as
+    `inputs`, several each under its own name. `kept`: a folder of files written before, by a digest of what
+    they hold: an unchanged re-run copies its file (compressing 64 images takes 1.5 s)."""
+    arrays = {"inputs": next(iter(feeds.values()))} if len(feeds) == 1 else dict(feeds)
+    digest = hashlib.sha256(f"{names}".encode())
+    for name, array in arrays.items():
+        digest.update(f"{name}{array.dtype}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
 
     def compressed() -> bytes:
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, inputs=batch, names=np.asarray(names))
+        np.savez_compressed(buffer, **arrays, names=np.asarray(names))
         return buffer.getvalue()
     atomic_write(path, kept_bytes(kept / f"{digest.hexdigest()}.npz" if kept is not None else None, compressed))

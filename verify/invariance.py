@@ -18,7 +18,8 @@ def probe_feeds(feeds: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndar
 
 
 def batch_invariance(full: Mapping[str, np.ndarray], probes: Mapping[int, Mapping[str, np.ndarray]],
-                     tolerance: Tolerance, budget: PrecisionBudget | None = None) -> tuple[bool | None, str]:
+                     tolerance: Tolerance | Mapping[str, Tolerance],
+                     budget: PrecisionBudget | None = None) -> tuple[bool | None, str]:
     """Each probe's outputs against the same samples' rows of the full batch: fp32 within the elementwise
     tolerance (atol + rtol x the sample's largest magnitude), a reduced precision within its budget's cosine.
     Returns (None when nothing was probed, whether every probe agreed) and a line saying so."""
@@ -28,16 +29,17 @@ def batch_invariance(full: Mapping[str, np.ndarray], probes: Mapping[int, Mappin
     sizes = ", ".join(str(size) for size in sorted(probes))
     for size, outputs in sorted(probes.items()):
         for name, got in outputs.items():
+            held = tolerance[name] if isinstance(tolerance, Mapping) else tolerance
             expected = full[name][:size].reshape(size, -1).astype(np.float64)
             candidate = got.reshape(size, -1).astype(np.float64) if got.shape[:1] == (size,) else None
             if candidate is None or candidate.shape != expected.shape:
                 return False, f"batch {size} gave output '{name}' of shape {got.shape}"
             if budget is None:
-                allowed = tolerance.atol + tolerance.rtol * np.abs(expected).max(axis=1, keepdims=True)
+                allowed = held.atol + held.rtol * np.abs(expected).max(axis=1, keepdims=True)
                 worst = float(np.abs(candidate - expected).max())
                 if not (np.abs(candidate - expected) <= allowed).all():
                     return False, (f"batch {size} and batch {samples} differ on the same samples: '{name}' max |diff| "
-                                   f"{worst:.3g} > atol {tolerance.atol:g} + rtol {tolerance.rtol:g} x max|out|")
+                                   f"{worst:.3g} > atol {held.atol:g} + rtol {held.rtol:g} x max|out|")
             else:
                 cosine = float(per_sample_cosine(candidate, expected).min())
                 if cosine < budget.min_cosine:

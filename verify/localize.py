@@ -56,7 +56,7 @@ class LocalizeJob:
     kind: str  # "onnx" or "torchscript"
     reference_folder: Path
     artifact: Path
-    batch: np.ndarray
+    feeds: dict[str, np.ndarray]  # the model's inputs by name, in forward's order
     tolerance: Tolerance
     trust_pickle: bool = False
     threads: int = 1
@@ -68,14 +68,14 @@ def run_localize_job(job: LocalizeJob) -> Divergence:
     from converter.core.reference import load_reference
 
     torch.set_num_threads(job.threads)
-    batch = np.ascontiguousarray(job.batch[:MAX_SAMPLES])
-    calls = capture_module_calls(load_reference(job.reference_folder, job.trust_pickle), batch)
+    feeds = {name: np.ascontiguousarray(array[:MAX_SAMPLES]) for name, array in job.feeds.items()}
+    calls = capture_module_calls(load_reference(job.reference_folder, job.trust_pickle), feeds)
     if job.kind == "onnx":
-        return locate_in_onnx(job.artifact, batch, calls, job.tolerance, job.threads)
+        return locate_in_onnx(job.artifact, feeds, calls, job.tolerance, job.threads)
     return locate_in_torchscript(job.artifact, calls, job.tolerance)
 
 
-def capture_module_calls(module: torch.nn.Module, batch: np.ndarray) -> list[ModuleCall]:
+def capture_module_calls(module: torch.nn.Module, feeds: dict[str, np.ndarray] | np.ndarray) -> list[ModuleCall]:
     """Every submodule call that returns one tensor, in the order the calls finish (children before parents)."""
     import torch
 
@@ -91,7 +91,7 @@ def capture_module_calls(module: torch.nn.Module, batch: np.ndarray) -> list[Mod
     handles = [m.register_forward_hook(hook(name)) for name, m in module.named_modules() if name]
     try:
         with torch.no_grad():
-            module(torch.from_numpy(batch))
+            module(*[torch.from_numpy(array) for array in (feeds.values() if isinstance(feeds, dict) else [feeds])])
     finally:
         for handle in handles:
             handle.remove()
@@ -135,13 +135,13 @@ def node_module(node) -> str | None:
     return scope_module(node.name)
 
 
-def locate_in_onnx(path: Path, batch: np.ndarray, calls: list[ModuleCall], tolerance: Tolerance,
+def locate_in_onnx(path: Path, feeds: dict[str, np.ndarray] | np.ndarray, calls: list[ModuleCall], tolerance: Tolerance,
                    threads: int = 1) -> Divergence:
     import onnx
     import onnxruntime as ort
 
     model = onnx.load(str(path))
-    values = _intermediate_values(model, batch, threads, ort)
+    values = _intermediate_values(model, feeds, threads, ort)
     # Only a leaf module's output is some node's output; a container's own ops (a residual Add) have no
     # captured counterpart (its output is taken after the block's last ReLU).
     names = {call.name for call in calls if call.leaf}
@@ -179,7 +179,7 @@ def locate_in_onnx(path: Path, batch: np.ndarray, calls: list[ModuleCall], toler
     return _no_divergence(compared)
 
 
-def _intermediate_values(model, batch: np.ndarray, threads: int, ort) -> dict[str, np.ndarray]:
+def _intermediate_values(model, feeds: dict[str, np.ndarray] | np.ndarray, threads: int, ort) -> dict[str, np.ndarray]:
     """Every float node output, by running a copy of the graph with each one added as a graph output.
     ONNX Runtime's graph optimisations are off, so a value is what its node computed."""
     import onnx
@@ -198,7 +198,9 @@ def _intermediate_values(model, batch: np.ndarray, threads: int, ort) -> dict[st
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    outputs = session.run(names, {session.get_inputs()[0].name: batch})
+    if not isinstance(feeds, dict):  # one unnamed batch: the graph's only input
+        feeds = {session.get_inputs()[0].name: feeds}
+    outputs = session.run(names, feeds)
     return {name: np.asarray(value) for name, value in zip(names, outputs)}
 
 

@@ -74,18 +74,24 @@ class Predictor:
         if unavailable:
             raise PredictError(f"{runtime}@{device}: {unavailable}")
         self.entry = resolve_entries(manifest, zoo, str(artifacts / "manifest.json"))[model].entry
+        image = self.entry.image_input
+        if image is None or len(self.entry.model_inputs) > 1 or self.entry.logits is None:
+            raise PredictError(f"model '{model}' is not a classifier of one image (its inputs: "
+                               f"{', '.join(self.entry.input_names)}; logits output: {self.entry.logits or 'none'}): "
+                               "predict shows class predictions on images; python -m verify checks any model")
+        self.input = image.name
         self.model, self.runtime, self.artifact, self.device = model, runtime, artifact, device
         self.classes = self.entry.class_names()
         self.runner = runner_class()
         self.runner.load(LoadRequest(artifacts / record.artifacts[artifact].path, device, threads or physical_cores(),
-                                     (self.entry.input.name,), tuple(self.entry.outputs), record.trusted_pickle))
+                                     self.entry.input_names, tuple(self.entry.output_names), record.trusted_pickle))
 
     def class_name(self, index: int) -> str:
         return self.classes[index] if self.classes and index < len(self.classes) else str(index)
 
     def logits(self, images: list) -> np.ndarray:
         batch = preprocess(images, self.entry.preprocess)
-        return self.runner.run({self.entry.input.name: batch})[self.entry.logits]
+        return self.runner.run({self.input: batch})[self.entry.logits]
 
     def predict(self, images: list, topk: int = 5, batch_size: int = 8) -> list[list[tuple[str, float]]]:
         """Per image, its top-k (class name, softmax probability), best first; `batch_size` images per call."""
@@ -100,7 +106,7 @@ class Predictor:
     def benchmark(self, images: list, batch_size: int = 1, runs: int = 30, warmup: int = 5) -> Timing:
         """Median and p90 latency of one call on `batch_size` images (preprocessing excluded)."""
         batch = preprocess([images[i % len(images)] for i in range(batch_size)], self.entry.preprocess)
-        feeds = {self.entry.input.name: batch}
+        feeds = {self.input: batch}
         for _ in range(warmup):
             self.runner.run(feeds)
         seconds = []

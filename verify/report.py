@@ -39,7 +39,7 @@ def parity_frame(results: list[ModelResult], entries: dict, verdict: Verdict) ->
             for output, c in outputs:
                 rows.append({
                     "model": cell.model, "artifact": cell.artifact, "runtime": cell.runtime, "device": cell.device,
-                    "precision": cell.precision, "output": output, "status": c.status if c else cell.status, "cell_status": cell.status,
+                    "precision": cell.precision, "output": result.output_label(output), "status": c.status if c else cell.status, "cell_status": cell.status,
                     "max_abs_diff": c.max_abs_diff if c else math.nan,
                     "max_rel_diff": c.max_rel_diff if c else math.nan,
                     "cosine": c.cosine if c else math.nan, "top1_agreement": c.top1_agreement if c else math.nan,
@@ -208,10 +208,14 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
     facts = [f"{result.samples} samples" + (f" ({result.image_source})" if result.image_source else "")
              + (f", inputs saved in `{inputs_file(result.model)}`" if result.inputs_saved else
                 ", too many to save the preprocessed inputs: rerun on the images" if result.samples else "")]
-    multi = len(result.outputs) > 1
-    if multi:
-        facts.append(f"outputs {', '.join(result.outputs)} (the cell's status is the worst of them; "
+    multi = result.rows_per_cell
+    if len(result.outputs) > 1:
+        kinds = f" ({', '.join(f'{n}: {k}' for n, k in result.output_kinds.items())})" if result.output_kinds else ""
+        facts.append(f"outputs {', '.join(result.outputs)}{kinds} (the cell's status is the worst of them; "
                      "`parity.csv` has one row per output)")
+    if len(result.sizes) > 1:
+        facts.append(f"verified at {len(result.sizes)} sizes: {'; '.join(result.sizes)} (timed at the first; a row "
+                     "per size and output)")
     if result.trusted_pickle:
         facts.append("the model was loaded from a **trusted pickle** (`trust_pickle: true`)")
     if result.error:
@@ -221,7 +225,7 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
     if ran and not result.error:
         lines += table(["artifact", "runtime", "device", "precision", *(["output"] if multi else []), "status", "max abs",
                          "max rel", "cosine", "top-1", "top-5"],
-                        [row for cell in ran for row in _parity_rows(cell, verdict, multi)])
+                        [row for cell in ran for row in _parity_rows(cell, verdict, multi, result)])
         details = [cell for cell in ran if cell.status != PASS or cell.key in verdict.waivers or "tie" in cell.detail]
         if details:
             lines += [""] + [f"- {c.runtime} ({c.artifact}) {c.device}: {c.status}: {c.detail}"
@@ -292,7 +296,7 @@ def _matrix_cell(cell: Cell | None, verdict: Verdict) -> str:
     return text + (" (waived)" if cell.key in verdict.waivers else "") + ("" if cell.gated else " *explored*")
 
 
-def _parity_rows(cell: Cell, verdict: Verdict, multi: bool) -> list[list[str]]:
+def _parity_rows(cell: Cell, verdict: Verdict, multi: bool, result: ModelResult) -> list[list[str]]:
     """One row per cell; with several outputs, one per output."""
     waived = (" (waived)" if cell.key in verdict.waivers else "") + ("" if cell.gated else " *explored*")
     outputs = list(cell.comparisons.items()) if multi and cell.comparisons else [("", cell.comparison)]
@@ -302,7 +306,8 @@ def _parity_rows(cell: Cell, verdict: Verdict, multi: bool) -> list[list[str]]:
         if cell.reference and status == PASS:
             status = "REF"
         precision = cell.precision + (" (emulated)" if cell.emulated else "")
-        rows.append([cell.artifact, cell.runtime, cell.device, precision, *([output] if multi else []), status,
+        rows.append([cell.artifact, cell.runtime, cell.device, precision,
+                     *([result.output_label(output)] if multi else []), status,
                      number(c.max_abs_diff if c else None), number(c.max_rel_diff if c else None),
                      number(c.cosine if c else None, "{:.6f}"), number(c.top1_agreement if c else None, "{:.2f}"),
                      number(c.top5_overlap if c else None, "{:.2f}")])

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .accuracy import Accuracy
-from .compare import Comparison
+from .compare import SIZE_SEPARATOR, Comparison
 from .localize import Divergence
 from .preprocessing import PreprocessingComparison
 from .timing import Timing
@@ -75,7 +75,7 @@ class ModelResult:
     conversion_details: dict[str, str] = field(default_factory=dict)  # artifact -> the raw error behind a hint
     built_with: dict[str, str] = field(default_factory=dict)  # artifact -> the converter or route that built it
     samples: int = 0
-    inputs: np.ndarray | None = None  # the preprocessed samples every runtime got, when few enough to save
+    inputs: dict[str, np.ndarray] | None = None  # the samples every runtime got, by input, when few enough to save
     gallery: dict[int, np.ndarray] = field(default_factory=dict)  # the prediction grid's samples, by index
     input_names: list[str] = field(default_factory=list)  # the images it was made from
     trusted_pickle: bool = False
@@ -91,6 +91,17 @@ class ModelResult:
     drawn_in: str | None = None  # a shard's report folder: its charts and grid of this model are copied, not redrawn
     inputs_in: str | None = None  # a shard's report folder holding this model's saved inputs, copied as they are
     accept_accuracy_drop: float = 0.0  # the zoo's: points of accuracy the recommendation may trade for speed
+    sizes: list[str] = field(default_factory=list)  # the shape sweep's sizes ('sequence=8'), the first timed; [] none
+    output_kinds: dict[str, str] = field(default_factory=dict)  # each output's kind (logits, embedding, ...)
+
+    def output_label(self, key: str) -> str:
+        """A comparison's key as the report shows it: 'logits @ sequence=77', the first size named too."""
+        return key if not key or SIZE_SEPARATOR in key or not self.sizes else f"{key}{SIZE_SEPARATOR}{self.sizes[0]}"
+
+    @property
+    def rows_per_cell(self) -> bool:
+        """Whether the report shows a row per output (several outputs, or several sizes)."""
+        return len(self.outputs) > 1 or len(self.sizes) > 1
 
     @property
     def inputs_saved(self) -> bool:

@@ -3,6 +3,7 @@ each cell runs in a worker and comes back as a new, finished Cell."""
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ import numpy as np
 
 from converter.core.isolation import Limits, WorkerResult, run_isolated
 from converter.core.outputs import Feeds
+from converter.core.samples import sample_feeds
 from converter.core.vocabulary import ARTIFACTS, DEVICES, ONNX_ARTIFACTS, REFERENCE, RUNTIMES, cell_precision
 from converter.manifest import ArtifactRecord, ModelRecord, integrity_problem
 from converter.zoo import ModelEntry
@@ -22,7 +24,8 @@ from converter.zoo import ModelEntry
 from .accuracy import Accuracy, accuracy, agreement, drop_points, judge_precision, top_k
 from .cache import CellCache, cell_facts, cell_value
 from .charts import GRID_IMAGES
-from .compare import ERROR, FAIL, PASS, SKIP, CompareFunc, compare, compare_outputs, with_reason, worst
+from .compare import (ERROR, FAIL, PASS, SHAPE, SIZE_SEPARATOR, SKIP, CompareFunc, Comparison, compare,
+                      compare_outputs, with_reason, worst)
 from .inputs import CHUNK, ImageSet, InputFile, write_input_file
 from .invariance import PROBE_BATCHES, batch_invariance, probe_feeds
 from .localize import PADDLE_UNAVAILABLE, Divergence, LocalizeJob, run_localize_job
@@ -44,6 +47,8 @@ LOCALIZED_SAMPLES = 64  # a failing cell is localised on its worst samples, at m
 # of 8 costs a CPU runtime per image what a batch of 64 does, and the second run of 64 labelled images was a tenth
 # of a cold verify.
 PARITY_BATCH = 8
+SWEEP_SEED = 3_000_017  # the shape sweep's generated inputs
+PREPROCESSING_SEED = 4_000_037  # the other inputs beside the images of the deployment preprocessing check
 Progress = Callable[[str], None]
 
 
@@ -124,9 +129,14 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
     `shared` carries the machine's full speed and the cache from model to model; `labels` are the images'
     class indices when they are labelled, `classes` the model's class names."""
     shared = shared or Shared()
-    result = ModelResult(model, trusted_pickle=record.trusted_pickle, outputs=[entry.logits] + [
-        name for name in entry.outputs if name != entry.logits], classes=classes, labels=labels,
-        image_source=images.source, accept_accuracy_drop=entry.accept_accuracy_drop)
+    kinds = entry.output_kinds
+    result = ModelResult(model, trusted_pickle=record.trusted_pickle,
+                         outputs=sorted(entry.output_names, key=lambda name: kinds[name] != "logits"),
+                         classes=classes if entry.logits else None, labels=labels if entry.logits else None,
+                         image_source=images.source if entry.image_input else f"{len(images)} generated samples",
+                         accept_accuracy_drop=entry.accept_accuracy_drop,
+                         sizes=[size_label(point) for point in entry.shape_points] if entry.dynamic else [],
+                         output_kinds=kinds)
     eager = record.artifacts.get("eager")
     result.flops_per_sample = eager.details.get("flops_per_sample") if eager is not None and eager.ok else None
     result.conversion_failures = {a: r.error or "failed" for a, r in record.artifacts.items() if r.failed}
@@ -139,25 +149,48 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
 
     with tempfile.TemporaryDirectory(prefix="parity-inputs-") as scratch:
         tell = _teller(shared.progress, model)
-        inputs, spread = write_input_file(images, entry.preprocess, Path(scratch) / "inputs.bin",
-                                          lambda done, total: tell(f"preprocessing {done}/{total} images"))
-        result.samples, result.input_names = len(inputs), list(images.names)
+        inputs, spread = write_input_file(images, entry, Path(scratch) / "inputs.bin", progress=lambda done, total: tell(
+            f"preprocessing {done}/{total} images" if entry.image_input else f"making {done}/{total} samples"))
+        result.samples = len(inputs)
+        result.input_names = list(images.names) if entry.image_input else [f"sample-{i}" for i in range(len(inputs))]
         if len(inputs) <= SAVED_SAMPLES:
             result.inputs = inputs.read()
-        if spread < MIN_INPUT_STD:
+        if spread is not None and spread < MIN_INPUT_STD:
             return _stopped(result, planned, f"the preprocessed inputs barely vary (std {spread:.3g} per channel "
                                              "over every image and pixel): every image looks alike to the model; "
                                              "check preprocess.mean/std (for pixels scaled to 0-1)")
-        _verify_cells(result, record, entry, images, inputs, planned, options, availability, runners, compare_func,
-                      shared, labels, tell)
-        if result.reference_probabilities is not None:  # the grid's thumbnails, before the inputs file goes
-            shown = showcase(result, GRID_IMAGES)
-            result.gallery = dict(zip(shown, inputs.take(shown)))
+        sweep = sweep_feeds(entry, images)
+        _verify_cells(result, record, entry, images, inputs, sweep, planned, options, availability, runners,
+                      compare_func, shared, labels, tell)
+        if result.reference_probabilities is not None and entry.image_input:  # the grid's thumbnails, before the
+            shown = showcase(result, GRID_IMAGES)                            # inputs file goes
+            result.gallery = dict(zip(shown, inputs.take(shown)[entry.image_input.name]))
     return result
 
 
+def size_label(point: Mapping[str, int]) -> str:
+    """A point of the shape sweep in words: 'sequence=77', 'height=320,width=288'."""
+    return ",".join(f"{axis}={size}" for axis, size in point.items())
+
+
+def sweep_feeds(entry: ModelEntry, images: ImageSet) -> dict[str, Feeds]:
+    """The shape sweep's other points (the first is the run's own samples): PARITY_BATCH samples each, by their
+    size label; an image input gets the run's first images preprocessed at the point's height and width."""
+    from converter.core.images import preprocess_to
+
+    image, sweep = entry.image_input, {}
+    first = [images.image(i) for i in range(min(len(images), PARITY_BATCH))] if image is not None else []
+    for point in entry.shape_points[1:]:
+        given = {}
+        if image is not None:
+            height, width = image.size_at(point, 1)[2:]
+            given[image.name] = preprocess_to(first, entry.preprocess, height, width)
+        sweep[size_label(point)] = sample_feeds(entry, len(first) or PARITY_BATCH, SWEEP_SEED, point, given)
+    return sweep
+
+
 def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, images: ImageSet, inputs: InputFile,
-                  planned: list[Cell], options: SessionOptions, availability: Availability,
+                  sweep: dict[str, Feeds], planned: list[Cell], options: SessionOptions, availability: Availability,
                   runners: Mapping[str, type[Runner]], compare_func: CompareFunc, shared: Shared,
                   labels: list[int] | None, tell: Progress) -> None:
     model, eager = result.model, record.artifacts.get("eager")
@@ -170,19 +203,21 @@ def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, i
         return
 
     # The reference runs first; its comparison with its own second run also rejects a degenerate output.
-    run = _CellRunner(entry, inputs, record.trusted_pickle, options, runners, compare_func, shared, labels, tell,
-                      len(planned))
+    run = _CellRunner(entry, inputs, sweep, record.trusted_pickle, options, runners, compare_func, shared, labels,
+                      tell, len(planned))
     reference_cell, reference = run(reference_plan, eager)
     if reference_cell.status != PASS:
         _stopped(result, planned, f"reference (torch eager, CPU): {reference_cell.detail}", reference_cell)
         return
-    result.reference_probabilities = np.take_along_axis(softmax(reference[entry.logits]), reference_cell.predictions,
-                                                        axis=1)
+    if entry.logits is not None:
+        result.reference_probabilities = np.take_along_axis(softmax(reference[entry.logits]),
+                                                            reference_cell.predictions, axis=1)
     reference_path = options.artifacts / eager.path
-    tell("checking the deployment preprocessing")
-    with shared.lanes:
-        result.preprocessing = check_preprocessing(model, entry, reference_path, images, record.trusted_pickle,
-                                                   options, runners[REFERENCE[0]], shared.cache, eager.files)
+    if entry.deployment_checks[0]:
+        tell("checking the deployment preprocessing")
+        with shared.lanes:
+            result.preprocessing = check_preprocessing(model, entry, reference_path, images, record.trusted_pickle,
+                                                       options, runners[REFERENCE[0]], shared.cache, eager.files)
 
     def finished(plan: Cell) -> Cell:
         if plan.reference:
@@ -201,11 +236,11 @@ def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, i
         cell, output = run(plan, artifact, reference, reference_cell.accuracy)
         cell = replace(cell, emulated=emulated_precision(cell, availability))
         if cell.status == FAIL and cell.precision == "fp32" and output is not None:  # reduced: differs by design
-            samples = worst_samples(reference[entry.logits], output[entry.logits], LOCALIZED_SAMPLES)
+            feeds = _failing_feeds(cell, entry, reference, output, inputs, sweep)
             tell(f"localising {cell.runtime} on {cell.artifact}")
             with shared.lanes:
                 cell = replace(cell, divergence=_localize(cell, entry, reference_path.parent,
-                                                          options.artifacts / artifact.path, inputs.take(samples),
+                                                          options.artifacts / artifact.path, feeds,
                                                           record.trusted_pickle, options))
         return cell
     if shared.lanes.count == 1:
@@ -222,6 +257,17 @@ def emulated_precision(cell: Cell, availability: Availability) -> str:
     if cell.device == "cpu" and cell.precision == "bf16" and cell.status != SKIP and cpu.known and not cpu.bf16:
         return f"bf16 emulated: this CPU ({cpu.model}) has no bf16 instructions (avx512_bf16, amx_bf16)"
     return ""
+
+
+def _failing_feeds(cell: Cell, entry: ModelEntry, reference: Feeds, output: Feeds, inputs: InputFile,
+                   sweep: dict[str, Feeds]) -> Feeds:
+    """What a failing cell is localised on: the run's samples that differ most where it fails at the first size,
+    else the inputs of the first other size where it fails."""
+    failing = [key for key, c in cell.comparisons.items() if c.status == FAIL]
+    if failing and all(SIZE_SEPARATOR in key for key in failing):
+        return sweep[failing[0].split(SIZE_SEPARATOR, 1)[1]]
+    name = entry.logits or next(key for key in failing if SIZE_SEPARATOR not in key)
+    return inputs.take(worst_samples(reference[name], output[name], LOCALIZED_SAMPLES))
 
 
 def worst_samples(reference: np.ndarray, output: np.ndarray, count: int) -> list[int]:
@@ -266,11 +312,16 @@ def fixed_batch(entry: ModelEntry, artifact: str) -> int | None:
     return 1 if flag is not None and not entry.setting(flag) else None
 
 
-def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: Path, batch: np.ndarray,
+def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: Path, feeds: Feeds,
               trust: bool, options: SessionOptions) -> Divergence:
-    if not any(c.elementwise_failed for c in cell.comparisons.values()):
-        return Divergence(False, "not localised: the cell fails only on cosine or top-1, and every logit is within "
-                                 "the elementwise tolerance that each layer would be held to")
+    failing = [(name, c) for name, c in cell.comparisons.items() if c.elementwise_failed]
+    if not failing:
+        unrunnable = next((name for name, c in cell.comparisons.items() if SHAPE in c.failed_checks), None)
+        if unrunnable is not None:
+            return Divergence(False, f"not localised: the runtime could not run the inputs of {unrunnable} at all "
+                                     "(its error names the operation)")
+        return Divergence(False, "not localised: the cell fails only on cosine, top-1 or neighbours, and every value "
+                                 "is within the elementwise tolerance that each layer would be held to")
     opened_as = LOCALIZABLE.get(cell.runtime) or ("onnx" if cell.artifact in ONNX_ARTIFACTS else None)
     if opened_as is None:
         if cell.runtime.startswith("paddle"):
@@ -280,9 +331,10 @@ def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: P
                                      f"per-layer outputs; the ONNX model it was built from "
                                      f"({ARTIFACTS[cell.artifact].requires}) is localised in its onnxruntime cell")
         return Divergence(False, f"layer localisation is not implemented for {cell.runtime} on {cell.artifact}")
+    output = failing[0][0].split(SIZE_SEPARATOR, 1)[0]
     job = LocalizeJob(opened_as, reference_folder, artifact,
-                      batch if fixed_batch(entry, cell.artifact) is None else batch[:1],
-                      entry.tolerance_for(cell.runtime, cell.artifact, cell.device), trust, options.threads)
+                      feeds if fixed_batch(entry, cell.artifact) is None else probe_feeds(feeds, 1),
+                      entry.tolerance_for(cell.runtime, cell.artifact, cell.device, output), trust, options.threads)
     outcome = run_isolated(run_localize_job, job, limits=entry.limits.over(options.limits))
     if not outcome.ok:
         log.debug("localisation of %s failed:\n%s", cell.key, outcome.traceback)
@@ -296,15 +348,16 @@ class LogitsJob:
 
     runner: type[Runner]
     request: LoadRequest
-    batches: dict[str, np.ndarray]
+    batches: dict[str, np.ndarray]  # the image input's, by preprocessing
     logits: str
+    others: Feeds = field(default_factory=dict)  # the model's other inputs for these samples
 
 
 def run_logits_job(job: LogitsJob) -> dict[str, np.ndarray]:
     runner = job.runner()
     runner.load(job.request)
-    input_name = job.request.inputs[0]
-    return {name: runner.run({input_name: batch})[job.logits] for name, batch in job.batches.items()}
+    image = next(name for name in job.request.inputs if name not in job.others)
+    return {name: runner.run({**job.others, image: batch})[job.logits] for name, batch in job.batches.items()}
 
 
 def check_preprocessing(model: str, entry: ModelEntry, reference_path: Path, images: ImageSet, trust: bool,
@@ -323,15 +376,18 @@ def check_preprocessing(model: str, entry: ModelEntry, reference_path: Path, ima
             batches[deployment.name] = deployment_batch(first, deployment, entry.preprocess)
         except Exception as exc:  # a deployment's settings that its library cannot apply
             failed[deployment.name] = f"preprocessing failed: {exc}"
-    request = LoadRequest(reference_path, "cpu", options.threads, (entry.input.name,), tuple(entry.outputs), trust)
+    request = LoadRequest(reference_path, "cpu", options.threads, entry.input_names, tuple(entry.output_names), trust)
+    image = entry.image_input.name
+    others = {name: array for name, array in sample_feeds(entry, len(first), PREPROCESSING_SEED,
+                                                          given={image: batches[""]}).items() if name != image}
     cache = cache or CellCache(None)
     key = cache.key("logits", {"runner": _qualified(reference_runner), "files": _hashes(files),
-                               "request": _request_parts(request), "logits": entry.logits}, batches)
+                               "request": _request_parts(request), "logits": entry.logits}, {**batches, **others})
     found = cache.load(key) if files else None
     if found is not None:
         outcome = WorkerResult(True, value=found[1])
     else:
-        outcome = run_isolated(run_logits_job, LogitsJob(reference_runner, request, batches, entry.logits),
+        outcome = run_isolated(run_logits_job, LogitsJob(reference_runner, request, batches, entry.logits, others),
                                limits=entry.limits.over(options.limits))
         if outcome.ok and files:
             cache.store(key, {}, outcome.value)
@@ -365,11 +421,13 @@ class CellJob:
     max_batch: int | None = None  # an artifact built with a fixed batch size takes the samples this many at a time
     wait_seconds: float = TimingPolicy.run_wait_seconds  # left in this run for waiting on the machine's speed
     progress_file: Path | None = None  # where the worker says how far it is
+    sweep: dict[str, Feeds] = field(default_factory=dict)  # the shape sweep's other sizes: a few samples each
 
 
 def run_cell_job(job: CellJob) -> dict:
     """In the worker: load, run every sample PARITY_BATCH at a time, run the first batch again (a runtime must agree
-    with itself), run the first samples alone and in an odd batch, time. Returns plain data."""
+    with itself), run the first samples alone and in an odd batch, run the other sizes of the shape sweep (an
+    error there is that size's answer, not the cell's), time. Returns plain data."""
     tell = _progress_writer(job.progress_file)
     tell("loading")
     runner = job.runner()
@@ -378,15 +436,23 @@ def run_cell_job(job: CellJob) -> dict:
     except DeviceUnavailable as exc:
         return {"skip": str(exc)}
     run = runner.run if job.max_batch is None else in_chunks(runner.run, job.max_batch)
-    name, samples = job.request.inputs[0], len(job.inputs)
+    samples = len(job.inputs)
     parts = []
     for start in range(0, samples, CHUNK):  # read CHUNK samples at a time, run PARITY_BATCH at a time
         chunk = job.inputs.read(start, start + CHUNK)
-        parts += [run({name: chunk[at:at + PARITY_BATCH]}) for at in range(0, len(chunk), PARITY_BATCH)]
+        count = min(start + CHUNK, samples) - start
+        parts += [run(slice_feeds(chunk, at, at + PARITY_BATCH)) for at in range(0, count, PARITY_BATCH)]
         tell(f"{min(start + CHUNK, samples)}/{samples} samples")
     output = concatenated(parts)
-    head = {name: job.inputs.read(0, max((*job.batches, *PROBE_BATCHES, PARITY_BATCH)))}
+    head = job.inputs.read(0, max((*job.batches, *PROBE_BATCHES, PARITY_BATCH)))
     again = run(probe_feeds(head, PARITY_BATCH))
+    sweep: dict[str, Feeds | str] = {}
+    for label, feeds in job.sweep.items():
+        tell(f"at {label}")
+        try:
+            sweep[label] = run(feeds)
+        except Exception as exc:  # a runtime that cannot take this size: that size FAILs, the cell goes on
+            sweep[label] = runtime_failure(exc)
     # the same first samples alone and in an odd batch (an artifact built for batch 1 has nothing to compare)
     probes = {size: run(probe_feeds(head, size)) for size in PROBE_BATCHES
               if job.max_batch is None and size < samples}
@@ -400,7 +466,24 @@ def run_cell_job(job: CellJob) -> dict:
         timings.append(timing)
         canaries += readings
     return {"output": output, "again": again, "config": runner.describe(), "timings": timings, "canaries": canaries,
-            "waited": job.wait_seconds - budget.left, "probes": probes}
+            "waited": job.wait_seconds - budget.left, "probes": probes, "sweep": sweep}
+
+
+# Where a runtime's error names the operation that could not run: ONNX Runtime, OpenVINO, TorchScript, torch.export
+FAILED_OPERATION = ((re.compile(r"running (\w+) node\. Name:'([^']+)'"), "its {0} node '{1}' failed"),
+                    (re.compile(r"\] (\w+) node with name '([^']+)'"), "its {0} node '{1}' failed"),
+                    (re.compile(r"^\s*(\S.*?)\s*$\n\s*~+ <--- HERE", re.MULTILINE), "it failed at `{0}`"),
+                    (re.compile(r"Guard failed: (.*)$", re.MULTILINE), "the program's shape guard {0} failed"))
+
+
+def runtime_failure(exc: Exception) -> str:
+    """A runtime's error in one short line, naming the operation that failed where the message says it."""
+    text = str(exc)
+    for pattern, words in FAILED_OPERATION:
+        found = pattern.search(text)
+        if found:
+            return f"{words.format(*(group[:160] for group in found.groups()))} ({type(exc).__name__})"
+    return " ".join(f"{type(exc).__name__}: {text}".split())[:300]
 
 
 def _progress_writer(path: Path | None) -> Progress:
@@ -414,10 +497,14 @@ def in_chunks(run, size: int):
     """`run` over the samples `size` at a time, the outputs concatenated: for artifacts with a fixed batch."""
     def chunked(feeds: Feeds) -> Feeds:
         total = len(next(iter(feeds.values())))
-        parts = [run({name: np.ascontiguousarray(array[start:start + size]) for name, array in feeds.items()})
-                 for start in range(0, total, size)]
+        parts = [run(slice_feeds(feeds, start, start + size)) for start in range(0, total, size)]
         return concatenated(parts)
     return chunked
+
+
+def slice_feeds(feeds: Mapping[str, np.ndarray], start: int, stop: int) -> Feeds:
+    """Samples start to stop of every input, contiguous."""
+    return {name: np.ascontiguousarray(array[start:stop]) for name, array in feeds.items()}
 
 
 def concatenated(parts: list[Feeds]) -> Feeds:
@@ -431,6 +518,7 @@ class _CellRunner:
 
     entry: ModelEntry
     inputs: InputFile
+    sweep: dict[str, Feeds]  # the shape sweep's other sizes, by label
     trust: bool
     options: SessionOptions
     runners: Mapping[str, type[Runner]]
@@ -444,16 +532,20 @@ class _CellRunner:
 
     def __call__(self, plan: Cell, artifact: ArtifactRecord, reference: Feeds | None = None,
                  reference_accuracy: Accuracy | None = None) -> tuple[Cell, Feeds | None]:
+        """The finished cell and its outputs: each declared output by name, and at the sweep's other sizes as
+        'name @ size' (see with_sizes)."""
         entry, options = self.entry, self.options
-        request = LoadRequest(options.artifacts / artifact.path, plan.device, options.threads, (entry.input.name,),
-                              tuple(entry.outputs), self.trust)
+        request = LoadRequest(options.artifacts / artifact.path, plan.device, options.threads, entry.input_names,
+                              tuple(entry.output_names), self.trust)
         runner, max_batch = self.runners[plan.runtime], fixed_batch(entry, plan.artifact)
         cache = self.shared.cache
         key = cache.key("cell", {"runner": _qualified(runner), "files": _hashes(artifact.files),
                                  "request": _request_parts(request), "timing": options.timing,
                                  "policy": asdict(options.policy), "batches": options.batches,
-                                 "max_batch": max_batch, "inputs": [self.inputs.digest, self.inputs.shape,
-                                                                    self.inputs.dtype]}, {})
+                                 "max_batch": max_batch, "inputs": [self.inputs.digest, len(self.inputs),
+                                                                    repr(self.inputs.fields)]},
+                        {f"{label}/{name}": array for label, feeds in self.sweep.items()
+                         for name, array in feeds.items()})
         found = cache.load(key)
         if found is not None:
             value = cell_value(*found)
@@ -473,7 +565,7 @@ class _CellRunner:
             if options.timing:
                 self.shared.before_timing()
             job = CellJob(runner, request, self.inputs, options.timing, options.policy, options.batches,
-                          self.shared.speed.full, max_batch, self.shared.wait.left, progress_file)
+                          self.shared.speed.full, max_batch, self.shared.wait.left, progress_file, self.sweep)
             with self.shared.lanes, (self.shared.gpu_lane if DEVICES[plan.device].gpu else nullcontext()):
                 outcome = run_isolated(run_cell_job, job, on_wait=heard,
                                        limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
@@ -487,36 +579,55 @@ class _CellRunner:
             self.shared.wait.spend(value["waited"])
             cache.store(key, *cell_facts(value))
         ran = replace(plan, config=value["config"], timings=tuple(value["timings"]), cached=value.get("cached"))
-        output, again = value["output"], value["again"]
-        samples = len(self.inputs)
-        problem = output_problem(output, entry.outputs, entry.logits, samples) \
-            or output_problem(again, entry.outputs, entry.logits, min(samples, PARITY_BATCH))
+        output, again, sweep = value["output"], value["again"], value.get("sweep", {})
+        samples, names, logits = len(self.inputs), entry.output_names, entry.logits
+        problem = output_problem(output, names, logits, samples) \
+            or output_problem(again, names, logits, min(samples, PARITY_BATCH))
         if problem:
             return replace(ran, status=ERROR, detail=problem), None
-        predictions = top_k(output[entry.logits])
-        ran = replace(ran, predictions=predictions,
-                      accuracy=accuracy(predictions, self.labels) if self.labels is not None else None)
-        tolerance = entry.tolerance_for(plan.runtime, plan.artifact, plan.device)
+        # at another size, an error or outputs that do not fit (a batch read from a baked-in shape) fail that size
+        misfits = {label: f"the runtime failed: {outputs}" if isinstance(outputs, str) else
+                   output_problem(outputs, names, logits, len(next(iter(self.sweep[label].values()))))
+                   for label, outputs in sweep.items()}
+        sweep = {label: outputs for label, outputs in sweep.items() if not misfits[label]}
+        failed_sizes = {label: problem for label, problem in misfits.items() if problem}
+        if plan.reference and failed_sizes:
+            label, error = next(iter(failed_sizes.items()))
+            return replace(ran, status=ERROR, detail=f"the model itself fails at {label} (check dynamic): {error}"), None
+        if logits is not None:
+            predictions = top_k(output[logits])
+            ran = replace(ran, predictions=predictions,
+                          accuracy=accuracy(predictions, self.labels) if self.labels is not None else None)
+        kinds = entry.output_kinds
+        tolerances = {name: entry.tolerance_for(plan.runtime, plan.artifact, plan.device, name) for name in names}
+        full = with_sizes(output, sweep)
         if plan.reference:
             # the reference is compared with its own second run: eager PyTorch must be deterministic
-            comparisons = compare_outputs(probe_feeds(output, PARITY_BATCH), again, tolerance, entry.logits,
+            comparisons = compare_outputs(probe_feeds(output, PARITY_BATCH), again, tolerances, kinds,
                                           self.compare_func)
             comparisons = {name: c if c.status != FAIL else with_reason(
                 c, FAIL, "two runs on the same input differ (left in train mode? dropout or batch statistics "
                          f"active?): {c.reason}") for name, c in comparisons.items()}
         else:
-            comparisons = compare_outputs(reference, output, tolerance, entry.logits, self.compare_func)
+            sized = {key: tolerances[key.split(SIZE_SEPARATOR)[0]] for key in reference}
+            sized_kinds = {key: kinds[key.split(SIZE_SEPARATOR)[0]] for key in reference}
+            present = {key: array for key, array in reference.items() if key in full}
+            comparisons = compare_outputs(present, full, sized, sized_kinds, self.compare_func)
+            for label, error in failed_sizes.items():  # the runtime could not take the inputs of this size
+                for name in names:
+                    comparisons[f"{name}{SIZE_SEPARATOR}{label}"] = Comparison(
+                        FAIL, error, failures=(error,), failed_checks=(SHAPE,))
             first = probe_feeds(output, PARITY_BATCH)
             if worst(comparisons)[0] == PASS and any(not np.array_equal(first[n], again[n]) for n in output):
-                repeat = compare_outputs(first, again, tolerance, entry.logits, self.compare_func)
-                comparisons = {name: c if repeat[name].status == PASS else with_reason(
+                repeat = compare_outputs(first, again, tolerances, kinds, self.compare_func)
+                comparisons = {name: c if repeat.get(name, c).status == PASS else with_reason(
                     c, repeat[name].status, f"not deterministic: {repeat[name].reason}")
                     for name, c in comparisons.items()}
         budget = entry.budget_for(plan.precision)
         if budget is not None and not plan.reference:
             status, detail = judge_precision(comparisons, budget, plan.precision,
                                              drop_points(reference_accuracy, ran.accuracy),
-                                             agreement(reference[entry.logits], output[entry.logits]))
+                                             agreement(reference[logits], output[logits]) if logits else None)
             # each output's verdict is the budget's (its metrics stay: how far from fp32 it is)
             comparisons = {name: with_reason(c, status, detail) for name, c in comparisons.items()}
         else:
@@ -525,12 +636,18 @@ class _CellRunner:
         if max_batch is not None:
             invariance = f"not checked: {plan.artifact} was built for batch {max_batch} only"
         else:
-            agreed, invariance = batch_invariance(output, value.get("probes", {}), tolerance, budget)
+            agreed, invariance = batch_invariance(output, value.get("probes", {}), tolerances, budget)
             # the reference's own batch variance is PyTorch's: reported, not blocking (it is the ground truth)
             if agreed is False and status == PASS and not plan.reference:
                 status, detail = FAIL, f"not batch-invariant: {invariance}"
         return replace(ran, status=status, detail=detail, comparisons=comparisons, batch_invariance=invariance,
-                       batch_invariant=agreed), output
+                       batch_invariant=agreed), full
+
+
+def with_sizes(output: Feeds, sweep: Mapping[str, Feeds | str]) -> Feeds:
+    """A cell's outputs at the first size by name, then at each other size it ran as 'name @ size'."""
+    return {**output, **{f"{name}{SIZE_SEPARATOR}{label}": array for label, outputs in sweep.items()
+                         if not isinstance(outputs, str) for name, array in outputs.items()}}
 
 
 def _qualified(runner: type) -> str:
@@ -546,9 +663,9 @@ def _request_parts(request: LoadRequest) -> dict:
             "outputs": request.outputs, "trust": request.trust_pickle}
 
 
-def output_problem(outputs: object, declared: list[str], logits: str, samples: int) -> str | None:
-    """A result counts only as every declared output, a non-empty floating array with one row per sample;
-    the logits output (samples, classes)."""
+def output_problem(outputs: object, declared: list[str], logits: str | None, samples: int) -> str | None:
+    """A result counts only as every declared output, a non-empty numeric array with one row per sample; the
+    logits output floating point, (samples, classes)."""
     if not isinstance(outputs, dict) or sorted(outputs) != sorted(declared):
         got = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
         return f"runtime returned outputs {got}, expected {sorted(declared)}"
@@ -556,8 +673,9 @@ def output_problem(outputs: object, declared: list[str], logits: str, samples: i
         output = outputs[name]
         if not isinstance(output, np.ndarray):
             return f"output '{name}': runtime returned {type(output).__name__}, expected an array"
-        if output.dtype.kind != "f":
-            return f"output '{name}': runtime returned dtype {output.dtype}, expected floating point"
+        if output.dtype.kind not in ("f" if name == logits else "fiub"):
+            expected = "floating point" if name == logits else "numbers"
+            return f"output '{name}': runtime returned dtype {output.dtype}, expected {expected}"
         if output.ndim < 1 or output.shape[0] != samples or output.size == 0 or (name == logits and output.ndim != 2):
             expected = f"({samples}, classes)" if name == logits else f"({samples}, ...)"
             return f"output '{name}': runtime returned shape {output.shape}, expected {expected}"

@@ -73,11 +73,22 @@ def preprocess(images: list[Image.Image], settings: PreprocessSettings) -> np.nd
     return np.stack([_preprocess_one(image, settings) for image in images]).astype(np.float32)
 
 
-def _preprocess_one(image: Image.Image, settings: PreprocessSettings) -> np.ndarray:
+def preprocess_to(images: list[Image.Image], settings: PreprocessSettings, height: int, width: int) -> np.ndarray:
+    """`preprocess` at another input size (a point of a shape sweep): the shorter side resized in proportion to
+    the larger of height and width (resize x size / crop), then a centred height x width crop."""
+    size = max(height, width)
+    resize = max(size, round(settings.resize * size / settings.crop))
+    return np.stack([_preprocess_one(image, settings, resize, (height, width)) for image in images]
+                    ).astype(np.float32)
+
+
+def _preprocess_one(image: Image.Image, settings: PreprocessSettings, resize: int | None = None,
+                    crop: tuple[int, int] | None = None) -> np.ndarray:
     image = to_rgb(image)
-    image = image.resize(resized_size(*image.size, settings.resize), RESAMPLING[settings.interpolation])
-    top, left = center_crop_origin(*image.size, settings.crop)
-    image = image.crop((left, top, left + settings.crop, top + settings.crop))
+    height, width = crop or (settings.crop, settings.crop)
+    image = image.resize(resized_size(*image.size, resize or settings.resize), RESAMPLING[settings.interpolation])
+    top, left = center_crop_origin(*image.size, height, width)
+    image = image.crop((left, top, left + width, top + height))
     array = np.asarray(image, dtype=np.float32) / 255.0  # HWC, RGB
     if len(settings.mean) == 1:  # a single-channel model: ITU-R 601 luma, as PIL's convert("L")
         array = (array @ np.asarray([0.299, 0.587, 0.114], np.float32))[..., None]
@@ -94,9 +105,10 @@ def resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
     return int(resize * width / height), resize
 
 
-def center_crop_origin(width: int, height: int, crop: int) -> tuple[int, int]:
-    """(top, left) of a centred crop x crop square, rounded as torchvision's CenterCrop rounds."""
-    return int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
+def center_crop_origin(width: int, height: int, crop: int, crop_width: int | None = None) -> tuple[int, int]:
+    """(top, left) of a centred crop (crop x crop, or crop high and crop_width wide), rounded as torchvision's
+    CenterCrop rounds."""
+    return int(round((height - crop) / 2.0)), int(round((width - (crop_width or crop)) / 2.0))
 
 
 def normalise_to_chw(pixels: np.ndarray, settings: PreprocessSettings) -> np.ndarray:

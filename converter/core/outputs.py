@@ -15,20 +15,33 @@ class OutputMismatch(WorkbenchError):
     """What the model returned does not fit the outputs the zoo declares."""
 
 
-def named_outputs(value: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """One array, a tuple or list (in the declared order) or a mapping (by name) -> {name: numpy array}."""
+def leaves(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """What a model returned, flattened into (name, array) leaves in this documented order: a tensor is one leaf;
+    a tuple's or list's items in order; a dict's values in its own order, named by their keys (nested: 'outer.inner',
+    a tuple inside a dict 'key.0'). Exporters flatten the same way (torch.onnx, torch.export, OpenVINO)."""
     if isinstance(value, Mapping):
-        if sorted(map(str, value)) != sorted(names):
-            raise OutputMismatch(f"the model returned outputs {sorted(map(str, value))}, the zoo declares {list(names)}")
-        items = [value[name] for name in names]
-    elif isinstance(value, (tuple, list)):
-        items = list(value)
-    else:
-        items = [value]
-    if len(items) != len(names):
-        raise OutputMismatch(f"the model returned {len(items)} output(s), the zoo declares {len(names)} "
+        return [leaf for key, item in value.items() for leaf in leaves(item, f"{prefix}{key}.")]
+    if isinstance(value, (tuple, list)):
+        return [leaf for index, item in enumerate(value) for leaf in leaves(item, f"{prefix}{index}.")]
+    return [(prefix[:-1], value)]
+
+
+def named_outputs(value: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """What a model or runtime returned -> {declared name: numpy array}: its leaves (see `leaves`) by name where a
+    dict names every declared output, else in order."""
+    found = leaves(value, "")
+    if isinstance(value, Mapping) and sorted(name for name, _ in found) != sorted(names) \
+            and all("." not in str(key) for key in value) and len(found) == len(value):
+        raise OutputMismatch(f"the model returned outputs {sorted(map(str, value))}, the zoo declares {list(names)}")
+    if len(found) != len(names):
+        shown = "" if not isinstance(value, (Mapping, tuple, list)) else \
+            f" ({', '.join(name for name, _ in found)})"
+        raise OutputMismatch(f"the model returned {len(found)} output(s){shown}, the zoo declares {len(names)} "
                              f"({', '.join(names)}): set `outputs` in the zoo")
-    return {name: to_numpy(item) for name, item in zip(names, items)}
+    by_name = dict(found)
+    if sorted(by_name) == sorted(names):
+        return {name: to_numpy(by_name[name]) for name in names}
+    return {name: to_numpy(item) for name, (_, item) in zip(names, found)}
 
 
 def to_numpy(value: Any) -> np.ndarray:

@@ -47,6 +47,13 @@ class RuntimeSpec:
     precision: str = "fp32"  # the arithmetic it is set to run in; fp32 keeps the artifact's own precision
 
 
+@dataclass(frozen=True)
+class OutputKindSpec:
+    name: str
+    kind: str  # 'module:attribute', a verify.kinds.OutputKind: how an output of this kind is checked and compared
+    summary: str  # what it is, for the zoo's documentation and its error messages
+
+
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
@@ -60,6 +67,7 @@ def cell_precision(runtime: str, artifact: str) -> str:
 DEVICES: Registry[DeviceSpec] = Registry("device")
 ARTIFACTS: Registry[ArtifactSpec] = Registry("artifact")  # in build order
 RUNTIMES: Registry[RuntimeSpec] = Registry("runtime")
+OUTPUT_KINDS: Registry[OutputKindSpec] = Registry("output kind")
 
 
 def register_device(spec: DeviceSpec) -> DeviceSpec:
@@ -99,6 +107,14 @@ def deployable_formats() -> tuple[str, ...]:
 
 # The reference every cell is compared with: eager PyTorch on the CPU, float32.
 REFERENCE = ("torch", "eager", "cpu")  # runtime, artifact, device
+
+OUTPUT_KINDS.register("logits", OutputKindSpec("logits", "verify.kinds:LOGITS", "class scores before softmax"))
+OUTPUT_KINDS.register("probabilities", OutputKindSpec("probabilities", "verify.kinds:PROBABILITIES",
+                                                      "class probabilities in 0-1"))
+OUTPUT_KINDS.register("embedding", OutputKindSpec("embedding", "verify.kinds:EMBEDDING",
+                                                  "a vector per sample compared by cosine and nearest neighbours"))
+OUTPUT_KINDS.register("regression", OutputKindSpec("regression", "verify.kinds:REGRESSION",
+                                                   "any tensor, compared element by element"))
 
 register_device(DeviceSpec("cpu", gpu=False))
 register_device(DeviceSpec("cuda", gpu=True))

@@ -12,14 +12,14 @@ import torch
 from ..core.errors import ConversionError
 from ..core.outputs import Feeds, OutputMismatch, named_outputs
 from ..models import BuiltModel
-from ..zoo import ModelEntry
+from ..zoo import BATCH, ModelEntry
 
 
 @dataclass
 class ExportContext:
     entry: ModelEntry
     built: BuiltModel
-    example: torch.Tensor  # batch 1, used to trace
+    example: tuple[torch.Tensor, ...]  # batch 1 of each input in forward's order, at the first sweep point: traced
     out_dir: Path  # an empty staging folder; everything the artifact needs goes here
     earlier: dict[str, Path] = field(default_factory=dict)  # artifact name -> folder, built earlier in this run
     threads: int = 0  # for the libraries an exporter runs (ONNX Runtime's check); 0: their own default
@@ -34,24 +34,45 @@ class ExportResult:
 MAX_BATCH = 4096  # the largest batch a torch.export-based artifact declares
 
 
-def traced_batch(ctx: ExportContext) -> tuple[torch.Tensor, tuple | None]:
+def traced_batch(ctx: ExportContext) -> tuple[tuple[torch.Tensor, ...], tuple | None]:
     """The example and `dynamic_shapes` for torch.export and the dynamo ONNX exporter: a batch of 1 would be
-    specialised to the constant 1, so a dynamic batch is traced with 2 and declared as a range."""
+    specialised to the constant 1, so a dynamic batch is traced with 2 and declared as a range. Every other named
+    axis is Dim.AUTO: dynamic where the model lets it be, specialised where the model bakes its size in (the
+    artifact then records it as fixed, and the verifier's shape sweep shows what that costs)."""
     from torch.export import Dim
 
-    from ..models import example_input
+    from ..models import example_args
 
-    if not ctx.entry.onnx.dynamic_batch:
+    entry = ctx.entry
+    batch = Dim("batch", min=1, max=MAX_BATCH) if entry.onnx.dynamic_batch else None
+    shapes = tuple({index: batch if axis == BATCH else Dim.AUTO for index, axis in enumerate(spec.shape)
+                    if isinstance(axis, str) and (axis != BATCH or batch is not None)}
+                   for spec in entry.model_inputs)
+    if not any(shapes):
         return ctx.example, None
-    return example_input(ctx.entry, 2), ({0: Dim("batch", min=1, max=MAX_BATCH)},)
+    return (example_args(entry, 2) if batch is not None else ctx.example), shapes
 
 
-def sanity_batches(ctx: ExportContext) -> dict[int, torch.Tensor]:
+def dynamic_axes(ctx: ExportContext) -> dict[str, dict[int, str]]:
+    """{input name: {axis index: axis name}} for the axes exported as dynamic: the batch (unless the zoo fixes
+    it) and every named axis; the TorchScript-based ONNX exporter takes this as its `dynamic_axes`."""
+    entry = ctx.entry
+    return {spec.name: {index: axis for index, axis in enumerate(spec.shape)
+                        if isinstance(axis, str) and (axis != BATCH or entry.onnx.dynamic_batch)}
+            for spec in entry.model_inputs}
+
+
+def declared_axes(ctx: ExportContext) -> dict[str, list[str]]:
+    """Per input, the named axes the export was asked to keep dynamic (for formats that record no input shapes)."""
+    return {name: list(axes.values()) for name, axes in dynamic_axes(ctx).items()}
+
+
+def sanity_batches(ctx: ExportContext) -> dict[int, tuple[torch.Tensor, ...]]:
     """Inputs to check an exported artifact with: batch 1, and batch 3 when the batch axis is dynamic."""
-    from ..models import example_input
+    from ..models import example_args
 
     sizes = (1, 3) if ctx.entry.onnx.dynamic_batch else (1,)
-    return {n: example_input(ctx.entry, n) for n in sizes}
+    return {n: example_args(ctx.entry, n) for n in sizes}
 
 
 def sanity_check(ctx: ExportContext, run: Callable[[Feeds], Any], runtime: str) -> float:
@@ -59,13 +80,13 @@ def sanity_check(ctx: ExportContext, run: Callable[[Feeds], Any], runtime: str) 
     each named output of the reference's shape. `run` takes {input name: array} and returns what the runtime
     gives (one array, a sequence in the declared order, or a mapping by name). Returns the largest
     difference seen (parity is the verifier's job; this only proves the artifact is usable)."""
-    names = ctx.entry.outputs
+    names = ctx.entry.output_names
     max_diff = 0.0
     for size, batch in sanity_batches(ctx).items():
         try:
-            got = named_outputs(run({ctx.entry.input.name: batch.numpy()}), names)
+            got = named_outputs(run({name: t.numpy() for name, t in zip(ctx.entry.input_names, batch)}), names)
             with torch.no_grad():
-                expected = named_outputs(ctx.built.module(batch), names)
+                expected = named_outputs(ctx.built.module(*batch), names)
         except OutputMismatch as exc:
             raise ConversionError(f"{runtime}: {exc}") from None
         for name in names:
@@ -74,7 +95,8 @@ def sanity_check(ctx: ExportContext, run: Callable[[Feeds], Any], runtime: str) 
                                       f"expected {expected[name].shape}")
             if not np.isfinite(got[name]).all():
                 raise ConversionError(f"{runtime} output '{name}' is non-finite at batch {size}")
-            max_diff = max(max_diff, float(np.abs(got[name] - expected[name]).max()))
+            if got[name].size:
+                max_diff = max(max_diff, float(np.abs(got[name].astype(np.float64) - expected[name]).max()))
     return max_diff
 
 

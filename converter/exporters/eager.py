@@ -24,14 +24,14 @@ def export(ctx: ExportContext) -> ExportResult:
     # Prove the artifact rebuilds the same module before calling it good.
     rebuilt = load_reference(ctx.out_dir, trust_pickle=ctx.built.trusted_pickle)
     with torch.no_grad():
-        same = all(torch.equal(a, b) for a, b in zip(_tensors(rebuilt(ctx.example)), _tensors(module(ctx.example))))
+        same = all(torch.equal(a, b) for a, b in zip(_tensors(rebuilt(*ctx.example)), _tensors(module(*ctx.example))))
     if not same:
         raise ModelLoadError("the rebuilt reference does not reproduce the model's output bit for bit")
     return ExportResult(STATE_FILE, {"source_kind": ctx.built.source_kind,
                                      "flops_per_sample": count_flops(module, ctx.example)})
 
 
-def count_flops(module: torch.nn.Module, example: torch.Tensor) -> int | None:
+def count_flops(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> int | None:
     """Floating-point operations of one forward pass per sample (a multiply-add counts 2), as torch's
     FlopCounterMode counts them (matmuls and convolutions); None when the model cannot be counted."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -39,15 +39,13 @@ def count_flops(module: torch.nn.Module, example: torch.Tensor) -> int | None:
     try:
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():
-            module(example)
-        return int(counter.get_total_flops() // len(example)) or None
+            module(*example)
+        return int(counter.get_total_flops() // len(example[0])) or None
     except Exception:  # a count is information, never a reason to fail the reference
         return None
 
 
 def _tensors(output) -> list[torch.Tensor]:
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, dict):
-        return list(output.values())
-    return list(output)
+    from ..core.outputs import leaves
+
+    return [leaf for _, leaf in leaves(output)]

@@ -15,7 +15,7 @@ def export(ctx: ExportContext) -> ExportResult:
     entry = ctx.entry
     example, shapes = traced_batch(ctx)
     with torch.no_grad():
-        program = export_program(ctx.built.module, (example,), dynamic_shapes=shapes)
+        program = export_program(ctx.built.module, example, dynamic_shapes=shapes)
     path = ctx.out_dir / FILE
     save(program, str(path))
     reloaded = load(str(path)).module()
@@ -25,5 +25,18 @@ def export(ctx: ExportContext) -> ExportResult:
             return reloaded(*[torch.from_numpy(array) for array in feeds.values()])
 
     max_diff = sanity_check(ctx, run, "reloaded torch.export program")
-    return ExportResult(FILE, {"dynamic_batch": entry.onnx.dynamic_batch,
+    return ExportResult(FILE, {"dynamic_batch": entry.onnx.dynamic_batch, "dynamic_axes": program_dynamic_axes(program, entry),
                                "nodes": len(program.graph.nodes), "reload_max_abs_diff": max_diff})
+
+
+def program_dynamic_axes(program, entry) -> dict[str, list[str]]:
+    """Per input, the zoo's named axes the program kept symbolic (torch.export specialises an axis the model bakes
+    in, under Dim.AUTO)."""
+    placeholders = [node for node in program.graph.nodes if node.op == "placeholder"
+                    and node.name in program.graph_signature.user_inputs]
+    kept = {}
+    for spec, node in zip(entry.model_inputs, placeholders):
+        shape = node.meta["val"].shape
+        kept[spec.name] = [axis for axis, size in zip(spec.shape, shape) if isinstance(axis, str)
+                           and not isinstance(size, int)]
+    return kept

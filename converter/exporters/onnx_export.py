@@ -12,7 +12,8 @@ import onnx
 import torch
 
 from ..core.errors import ConversionError
-from .base import ExportContext, ExportResult, native_stderr_silenced, sanity_check, traced_batch
+from ..zoo import BATCH
+from .base import ExportContext, ExportResult, dynamic_axes, native_stderr_silenced, sanity_check, traced_batch
 
 FILE = "model.onnx"
 
@@ -21,13 +22,13 @@ def export_torchscript_based(ctx: ExportContext, path: Path, opset: int) -> None
     """torch.onnx.export(dynamo=False) of the model at `opset`, the zoo's input and output names, a dynamic batch
     axis unless the zoo fixes it. (The dynamo exporter is `export_dynamo`.)"""
     entry = ctx.entry
-    names = [entry.input.name, *entry.outputs]
-    dynamic_axes = {name: {0: "batch"} for name in names} if entry.onnx.dynamic_batch else None
+    axes = {**dynamic_axes(ctx), **({name: {0: BATCH} for name in entry.output_names}
+                                    if entry.onnx.dynamic_batch else {})}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter announces its own deprecation
-        torch.onnx.export(ctx.built.module, (ctx.example,), str(path), dynamo=False, opset_version=opset,
-                          input_names=[entry.input.name], output_names=list(entry.outputs),
-                          dynamic_axes=dynamic_axes, do_constant_folding=True)
+        torch.onnx.export(ctx.built.module, ctx.example, str(path), dynamo=False, opset_version=opset,
+                          input_names=list(entry.input_names), output_names=entry.output_names,
+                          dynamic_axes={name: a for name, a in axes.items() if a} or None, do_constant_folding=True)
 
 
 def export_raw(ctx: ExportContext) -> ExportResult:
@@ -40,6 +41,7 @@ def export_raw(ctx: ExportContext) -> ExportResult:
     return ExportResult(FILE, {"exporter": "torch.onnx.export(dynamo=False), TorchScript-based: deprecated in torch "
                                            "2.14",
                                "opset": entry.onnx.opset, "dynamic_batch": entry.onnx.dynamic_batch,
+                               "dynamic_axes": onnx_dynamic_axes(model, entry),
                                "nodes": len(model.graph.node), "ops": _op_counts(model),
                                "ort_max_abs_diff": max_diff})
 
@@ -54,15 +56,16 @@ def export_dynamo(ctx: ExportContext) -> ExportResult:
     path = ctx.out_dir / FILE
     with warnings.catch_warnings(), _quiet("onnxscript", "onnx_ir", "torch.onnx"):
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(ctx.built.module, (example,), dynamo=True, opset_version=opset,
-                                    input_names=[entry.input.name], output_names=list(entry.outputs),
+        program = torch.onnx.export(ctx.built.module, example, dynamo=True, opset_version=opset,
+                                    input_names=list(entry.input_names), output_names=entry.output_names,
                                     dynamic_shapes=shapes, verbose=False)
     program.save(str(path))
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     max_diff = check_with_onnxruntime(str(path), ctx)
     details = {"exporter": "torch.onnx.export(dynamo=True)", "opset": opset,
-               "dynamic_batch": entry.onnx.dynamic_batch, "nodes": len(model.graph.node), "ops": _op_counts(model),
+               "dynamic_batch": entry.onnx.dynamic_batch, "dynamic_axes": onnx_dynamic_axes(model, entry),
+               "nodes": len(model.graph.node), "ops": _op_counts(model),
                "ort_max_abs_diff": max_diff}
     if opset != entry.onnx.opset:
         details["opset_note"] = f"the zoo asks for opset {entry.onnx.opset}; the dynamo exporter writes {opset}"
@@ -103,6 +106,7 @@ def _simplified(ctx: ExportContext, source: str) -> ExportResult:
     onnx.checker.check_model(str(path), full_check=True)
     max_diff = check_with_onnxruntime(str(path), ctx)
     return ExportResult(FILE, {"nodes_before": len(raw.graph.node), "nodes_after": len(simplified.graph.node),
+                               "dynamic_axes": onnx_dynamic_axes(simplified, ctx.entry),
                                "ops": _op_counts(simplified), "ort_max_abs_diff": max_diff})
 
 
@@ -112,7 +116,16 @@ def check_with_onnxruntime(path: str, ctx: ExportContext) -> float:
     options = ort.SessionOptions()
     options.intra_op_num_threads = ctx.threads
     session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
-    return sanity_check(ctx, lambda feeds: session.run(list(ctx.entry.outputs), feeds), "ONNX Runtime")
+    return sanity_check(ctx, lambda feeds: session.run(ctx.entry.output_names, feeds), "ONNX Runtime")
+
+
+def onnx_dynamic_axes(model: onnx.ModelProto, entry) -> dict[str, list[str]]:
+    """Per input, the zoo's named axes that the graph kept symbolic (a dim_param or no value): what an exporter
+    specialised shows as missing here."""
+    graph_inputs = {i.name: i.type.tensor_type.shape.dim for i in model.graph.input}
+    return {spec.name: [axis for axis, dim in zip(spec.shape, graph_inputs.get(spec.name, []))
+                        if isinstance(axis, str) and not dim.HasField("dim_value")]
+            for spec in entry.model_inputs}
 
 
 def _op_counts(model: onnx.ModelProto) -> dict[str, int]:

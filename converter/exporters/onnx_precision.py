@@ -49,22 +49,26 @@ def sort_topologically(graph: onnx.GraphProto) -> None:
     graph.node.extend(ordered)
 
 
-def calibration_inputs(ctx: ExportContext) -> tuple[np.ndarray, str]:
-    """The zoo's `calibration.images` folder, preprocessed as the model's inputs are; without it the synthetic
-    images the converter re-estimates BatchNorm with. Returns the batch and where it came from."""
+def calibration_inputs(ctx: ExportContext) -> tuple[dict[str, np.ndarray], str]:
+    """Every input's calibration samples: the zoo's `calibration.images` folder, preprocessed as the image input's
+    are, where it has one; otherwise the synthetic samples the converter re-estimates BatchNorm with. Returns
+    the feeds and where they came from."""
     from ..core.images import image_files, preprocess, read_rgb
-    from ..models import image_batch
+    from ..core.samples import sample_feeds
 
     entry = ctx.entry
-    folder = entry.calibration.images
-    if folder is not None:
+    folder, image = entry.calibration.images, entry.image_input
+    given, source = {}, None
+    if folder is not None and image is not None:
         paths = image_files(Path(folder))[0][:entry.calibration.max_images]
         if not paths:
             raise ConversionError(f"calibration.images: no images in {folder}")
         images = [read_rgb(path) for path in paths]
-        return preprocess(images, entry.preprocess), f"{len(images)} images from {folder}"
-    count = min(entry.calibration.max_images, entry.calibration.batches * entry.calibration.batch_size)
-    return image_batch(entry.preprocess, count, seed=entry.seed + 7919).numpy(), f"{count} synthetic images"
+        given, source = {image.name: preprocess(images, entry.preprocess)}, f"{len(images)} images from {folder}"
+    count = len(next(iter(given.values()))) if given else \
+        min(entry.calibration.max_images, entry.calibration.batches * entry.calibration.batch_size)
+    what = "synthetic images" if entry.inputs is None else "generated samples"
+    return sample_feeds(entry, count, entry.seed + 7919, given=given), source or f"{count} {what}"
 
 
 @dataclass(frozen=True)
@@ -105,16 +109,16 @@ def quantise_qdq(ctx: ExportContext, fp32_path: Path, path: Path, scheme: QdqSch
         quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    batch, source = calibration_inputs(ctx)
-    name = ctx.entry.input.name
+    feeds, source = calibration_inputs(ctx)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.steps = iter(range(0, len(batch), CALIBRATION_BATCH))
+            self.steps = iter(range(0, len(next(iter(feeds.values()))), CALIBRATION_BATCH))
 
         def get_next(self):
             start = next(self.steps, None)
-            return None if start is None else {name: batch[start:start + CALIBRATION_BATCH]}
+            return None if start is None else {name: array[start:start + CALIBRATION_BATCH]
+                                               for name, array in feeds.items()}
 
     with tempfile.TemporaryDirectory(dir=ctx.out_dir.parent) as scratch:
         prepared = Path(scratch) / "prepared.onnx"

@@ -101,7 +101,7 @@ def export_dygraph(ctx: ExportContext) -> ExportResult:
     return ExportResult(CODE_FILE, {"layer": type(layer).__name__, "dygraph_max_abs_diff": max_diff})
 
 
-def _run_x2paddle(module: torch.nn.Module, example: torch.Tensor, work: Path) -> str:
+def _run_x2paddle(module: torch.nn.Module, example: tuple[torch.Tensor, ...], work: Path) -> str:
     """Call pytorch2paddle and return what it printed; it must never reach the network or end the process."""
     import x2paddle.convert as x2p
 
@@ -113,7 +113,7 @@ def _run_x2paddle(module: torch.nn.Module, example: torch.Tensor, work: Path) ->
     captured = io.StringIO()
     try:
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
-            x2p.pytorch2paddle(module, str(work), jit_type="trace", input_examples=[example],
+            x2p.pytorch2paddle(module, str(work), jit_type="trace", input_examples=list(example),
                                disable_feedback=True)
     except SystemExit:  # x2paddle calls exit(0) on some failures
         raise ConversionError(f"x2paddle gave up{_tail(captured.getvalue())}") from None
@@ -224,12 +224,13 @@ def _check_with_paddle_inference(ctx: ExportContext, model_file: Path) -> float:
     config.disable_mkldnn()  # the portable kernels: oneDNN cannot run every op x2paddle writes (see the runner)
     config.disable_glog_info()
     predictor = paddle_infer.create_predictor(config)
-    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    # x2paddle names the inputs its own way (x0, ...): they are taken in forward's order
+    handles = [predictor.get_input_handle(name) for name in predictor.get_input_names()]
 
     def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        (batch,) = feeds.values()
-        handle.reshape(list(batch.shape))
-        handle.copy_from_cpu(batch)
+        for handle, batch in zip(handles, feeds.values()):
+            handle.reshape(list(batch.shape))
+            handle.copy_from_cpu(batch)
         predictor.run()
         return [predictor.get_output_handle(name).copy_to_cpu() for name in predictor.get_output_names()]
 

@@ -25,14 +25,21 @@ SOURCES = {"fp32": "onnx", "fp16": "onnx_fp16", "int8": "onnx"}  # the artifact 
 
 
 @dataclass(frozen=True)
-class EngineOptions:
-    """What the builder is told: the input's shape range, the precision the ONNX graph declares and where that
-    graph comes from, decided without TensorRT."""
+class InputProfile:
+    """One input's shape range in the optimisation profile."""
 
-    input_name: str
+    name: str
     min_shape: tuple[int, ...]
     opt_shape: tuple[int, ...]
     max_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """What the builder is told: each input's shape range, the precision the ONNX graph declares and where that
+    graph comes from, decided without TensorRT."""
+
+    inputs: tuple[InputProfile, ...]
     precision: str = "fp32"
     source: str = "onnx"  # the artifact the engine is parsed from (int8: quantised from it first)
     workspace_bytes: int = WORKSPACE_BYTES
@@ -40,15 +47,23 @@ class EngineOptions:
     tf32: bool = False  # TensorRT would run fp32 convolutions and matmuls in TF32 on Ampere and later
 
 
-def engine_options(input_name: str, sample_shape: tuple[int, ...], dynamic_batch: bool,
+def engine_options(inputs: list[tuple[str, list]], dynamic: dict[str, list[int]], dynamic_batch: bool,
                    precision: str = "fp32") -> EngineOptions:
-    """Batch 1 to MAX_BATCH tuned for OPT_BATCH, or batch 1 only; fp32 (TF32 off), fp16 or int8 as the source
-    graph declares it."""
+    """Per input (its name and shape, axes numbers or names, the first the batch): batch 1 to MAX_BATCH tuned for
+    OPT_BATCH, or batch 1 only; a named axis from its smallest to its largest declared size, tuned for its first
+    (the size timed). fp32 (TF32 off), fp16 or int8 as the source graph declares it."""
     if precision not in SOURCES:
         raise ValueError(f"TensorRT engines are built in {', '.join(SOURCES)} here, not {precision}")
-    shapes = [(1, *sample_shape)] * 3 if not dynamic_batch else \
-        [(1, *sample_shape), (OPT_BATCH, *sample_shape), (MAX_BATCH, *sample_shape)]
-    return EngineOptions(input_name, *shapes, precision=precision, source=SOURCES[precision])
+    batches = (1, OPT_BATCH, MAX_BATCH) if dynamic_batch else (1, 1, 1)
+
+    def at(shape: list, which: int) -> tuple[int, ...]:
+        sizes = [batches[which]]
+        for axis in shape[1:]:
+            declared = dynamic.get(axis, [axis]) if isinstance(axis, str) else [axis]
+            sizes.append((min(declared), declared[0], max(declared))[which])
+        return tuple(sizes)
+    profiles = tuple(InputProfile(name, at(shape, 0), at(shape, 1), at(shape, 2)) for name, shape in inputs)
+    return EngineOptions(profiles, precision=precision, source=SOURCES[precision])
 
 
 def unavailable_here() -> str | None:
@@ -93,7 +108,8 @@ def source_graph(ctx: ExportContext, options: EngineOptions) -> tuple[Path, dict
 
 def _export(ctx: ExportContext, precision: str) -> ExportResult:
     entry = ctx.entry
-    options = engine_options(entry.input.name, tuple(entry.input.shape), entry.onnx.dynamic_batch, precision)
+    options = engine_options([(spec.name, spec.shape) for spec in entry.model_inputs], entry.dynamic,
+                             entry.onnx.dynamic_batch, precision)
     source, source_details = source_graph(ctx, options)
     import tensorrt as trt
     import torch
@@ -111,7 +127,8 @@ def _export(ctx: ExportContext, precision: str) -> ExportResult:
     if not options.tf32:
         config.clear_flag(trt.BuilderFlag.TF32)
     profile = builder.create_optimization_profile()
-    profile.set_shape(options.input_name, options.min_shape, options.opt_shape, options.max_shape)
+    for shapes in options.inputs:
+        profile.set_shape(shapes.name, shapes.min_shape, shapes.opt_shape, shapes.max_shape)
     config.add_optimization_profile(profile)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
@@ -119,7 +136,7 @@ def _export(ctx: ExportContext, precision: str) -> ExportResult:
     (ctx.out_dir / FILE).write_bytes(bytes(engine))
     from ..core.tensorrt_session import EngineSession
 
-    session = EngineSession(ctx.out_dir / FILE, list(entry.outputs))
+    session = EngineSession(ctx.out_dir / FILE, entry.output_names)
     max_diff = sanity_check(ctx, session.run, "TensorRT")  # loads, keeps the batch, finite: parity is judged later
     return ExportResult(FILE, {**asdict(options), **source_details, "tensorrt": trt.__version__,
                                "gpu": torch.cuda.get_device_name(0), "tensorrt_max_abs_diff": max_diff})

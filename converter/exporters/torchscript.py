@@ -5,7 +5,7 @@ import warnings
 
 import torch
 
-from .base import ExportContext, ExportResult, sanity_batches, sanity_check
+from .base import ExportContext, ExportResult, declared_axes, sanity_batches, sanity_check
 
 FILE = "model.ts"
 
@@ -26,8 +26,11 @@ def _export(ctx: ExportContext) -> ExportResult:
         scripted = torch.jit.script(module)
     else:
         # check_trace re-runs the trace on other inputs and raises when the graphs differ.
-        scripted = torch.jit.trace(module, ctx.example, check_trace=True,
-                                   check_inputs=[(batch,) for batch in batches.values()])
+        # traced as it will run, without gradients (nn.TransformerEncoder takes another path when they are on, and
+        # that path's graph changes with the padding); strict=False lets a dict or list output through
+        with torch.no_grad():
+            scripted = torch.jit.trace(module, ctx.example, check_trace=True, check_inputs=list(batches.values()),
+                                       strict=False)
     path = ctx.out_dir / FILE
     torch.jit.save(scripted, str(path))
     reloaded = torch.jit.load(str(path), map_location="cpu")
@@ -37,6 +40,7 @@ def _export(ctx: ExportContext) -> ExportResult:
             return reloaded(*[torch.from_numpy(array) for array in feeds.values()])
 
     max_diff = sanity_check(ctx, run, "reloaded TorchScript")
+    # TorchScript declares no input shapes: an axis a trace baked in shows only when run at another size
     return ExportResult(FILE, {"method": "as-is" if scripted is module else method,
-                               "reload_max_abs_diff": max_diff})
+                               "reload_max_abs_diff": max_diff, "dynamic_axes": declared_axes(ctx)})
 

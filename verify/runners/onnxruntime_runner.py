@@ -35,6 +35,7 @@ class OnnxRuntimeRunner(Runner):
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.enable_cpu_mem_arena = True
+        options.log_severity_level = 4  # its errors arrive as exceptions, reported with the cell: not on stderr too
         self.session = ort.InferenceSession(str(request.path), sess_options=options,
                                             providers=PROVIDERS[request.device])
         active = self.session.get_providers()
