@@ -56,7 +56,6 @@ def build_model(entry: ModelEntry) -> BuiltModel:
         module = instantiate(entry.arch, {**entry.model_kwargs, "weights": weights}, seed=entry.seed)
     module = module.float().eval()
     check_finite(module)
-    check_declaration(entry, module)
     return BuiltModel(module, kind, weights_sha256(module), entry.trust_pickle and kind in ("torchscript", "pickled_module"))
 
 

@@ -241,7 +241,7 @@ class ModelEntry(_Section):
     images: str | None = None
     input: InputSpec = InputSpec()
     # the model's named inputs (image, tokens, mask, tensor), in forward's order; None: the one image `input`
-    inputs: list[ModelInput] | None = None
+    inputs: list[ModelInput] | None = Field(default=None, min_length=1)
     # the sizes each named axis is verified at (a shape sweep); the first is the one exported with and timed
     dynamic: dict[Annotated[str, Field(pattern=AXIS_PATTERN)], list[PositiveInt]] = Field(default_factory=dict)
     # what the model's forward returns, in order (one tensor, a tuple, a dict); a plain name is an output without
@@ -699,8 +699,10 @@ def _check_named_inputs(entry: ModelEntry, fail: Fail) -> None:
             fail(f"{at}.of", "only a mask input masks another")
         if spec.kind == "image" and spec.data_type != "float32":
             fail(f"{at}.dtype", "an image input is float32 (normalised pixels)")
-        if spec.kind == "tensor" and integer and spec.low >= spec.high and spec.file is None:
-            fail(f"{at}.high", f"integers are drawn from [low, high): high {spec.high:g} must exceed low {spec.low:g}")
+        if spec.kind == "tensor" and integer and spec.data_type != "bool" and spec.file is None \
+                and int(spec.high) - int(spec.low) < 2:
+            fail(f"{at}.high", f"integers are drawn from [low, high): give at least two values (low {spec.low:g}, "
+                               f"high {spec.high:g})")
         if spec.file is not None:
             if spec.kind != "tensor":
                 fail(f"{at}.file", "only a tensor input reads its samples from a file")
@@ -754,6 +756,9 @@ def _check_outputs(entry: ModelEntry, fail: Fail) -> None:
         fail("outputs", "lists an output name twice")
     if entry.logits_output is not None and entry.logits_output not in names:
         fail("logits_output", f"'{entry.logits_output}' is not one of the outputs {names}")
+    declared = next((o for o in entry.outputs if o.name == entry.logits_output), None)
+    if declared is not None and declared.kind not in (None, "logits"):
+        fail("logits_output", f"'{declared.name}' is declared kind {declared.kind}, not logits")
 
 
 def _check_vocabulary(entry: ModelEntry, fail: Fail) -> None:
@@ -787,6 +792,9 @@ def _check_deployments(entry: ModelEntry, fail: Fail) -> None:
     if len(set(names)) != len(names):
         fail("deployments", "two deployments share a name")
     image = entry.image_input
+    if entry.deployments and (image is None or entry.logits is None):
+        fail("deployments", "a deployment's preprocessing is judged by its image input's class scores: the model "
+                            "needs an image input and a logits output")
     if image is None:  # nothing to check: deployment_checks is empty
         return
     channels = image.shape[1]

@@ -13,8 +13,8 @@ from tests.conftest import verify_api
 from converter.core.errors import ModelLoadError, ZooError
 from converter.core.outputs import leaves, named_outputs
 from converter.core.samples import sample_feeds
-from converter.models import build_model
-from converter.zoo import ModelEntry, load_zoo
+from converter.models import build_model, check_declaration
+from converter.zoo import ModelEntry, Tolerance, load_zoo
 
 TEXT = {"name": "text", "arch": "tests.any_models:text_classifier", "weights": "random",
         "inputs": [{"name": "input_ids", "kind": "tokens", "shape": ["batch", "sequence"], "vocab": 100},
@@ -96,8 +96,9 @@ def test_nested_outputs_are_flattened_in_the_documented_order():
     ({"outputs": ["logits", "embedding"]}, "outputs: the model returned 1 output(s), the zoo declares 2"),
 ])
 def test_the_model_itself_is_checked_against_its_declaration_before_any_export(fields, fragment):
+    declared = entry(**fields)
     with pytest.raises(ModelLoadError) as caught:
-        build_model(entry(**fields))
+        check_declaration(declared, build_model(declared).module)
     assert fragment in str(caught.value)
 
 
@@ -212,3 +213,22 @@ def test_a_new_output_kind_is_one_definition_and_one_registration(write_zoo):
             doubled["score"].reason
     finally:
         OUTPUT_KINDS.unregister("unit-scores")
+
+
+def test_a_rerun_from_the_cell_cache_keeps_every_size_and_its_failures(swept):
+    root, _, code, rows = swept
+    again = verify_api(root, models=None, num_images=8,
+                       runtimes=("torch", "torchscript", "torch-export", "onnxruntime", "openvino"))
+    rerun = list(csv.DictReader(open(root / "reports" / "parity.csv")))
+    key = ("model", "artifact", "runtime", "output", "status", "max_abs_diff")
+    assert again == code and [tuple(r[k] for k in key) for r in rerun] == [tuple(r[k] for k in key) for r in rows]
+
+
+def test_integer_and_boolean_outputs_are_compared_as_numbers():
+    from verify.compare import compare
+
+    flags = np.array([[True, False, True], [False, False, True], [True, True, False]])
+    assert compare(flags, flags.copy(), Tolerance(), kind="regression").status == "PASS"
+    flipped = flags.copy()
+    flipped[1, 0] = True
+    assert compare(flags, flipped, Tolerance(), kind="regression").status == "FAIL"

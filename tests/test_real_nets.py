@@ -15,8 +15,6 @@ def test_real_nets_convert_and_known_failures_are_recorded(write_zoo, tmp_path):
         {"name": "mobilenet", "arch": "torchvision:mobilenet_v3_small", "weights": "random"},
         {"name": "swin", "arch": "torchvision:swin_t", "weights": "random", "formats": ["eager", "paddle"],
          "calibration": {"batches": 1, "batch_size": 2}},
-        {"name": "vit", "arch": "torchvision:vit_b_16", "weights": "random", "formats": ["eager", "torchscript"],
-         "calibration": {"batches": 1, "batch_size": 2}},
     ]))
     manifest = convert(zoo, RunOptions(out=tmp_path / "artifacts"))
     mobilenet = manifest.models["mobilenet"].artifacts
@@ -24,13 +22,10 @@ def test_real_nets_convert_and_known_failures_are_recorded(write_zoo, tmp_path):
     assert all(record.ok or (name.startswith("tensorrt_engine") and record.skipped)
                for name, record in mobilenet.items()), \
         {k: v.error for k, v in mobilenet.items()}
-    swin, vit = manifest.models["swin"].artifacts, manifest.models["vit"].artifacts
+    swin = manifest.models["swin"].artifacts
     # x2paddle's tracer has no aten::fill_ / aten::new_zeros: its ONNX front end builds swin_t instead
     assert swin["eager"].ok and swin["paddle"].ok and swin["paddle"].details["route"] == "onnx"
     assert "aten::fill_, aten::new_zeros" in swin["paddle"].details["direct_route_error"]
-    # traced as it runs, without gradients: ViT's attention takes one path for every input (with gradients on, its
-    # fast-path checks changed the graph between batch 1 and 3 and the trace check refused it)
-    assert vit["eager"].ok and vit["torchscript"].ok, vit["torchscript"].error
 
 
 def test_localisation_names_a_perturbed_conv_inside_a_resnet_block(write_zoo, tmp_path):

@@ -268,9 +268,10 @@ def model_inputs(entries: dict, names: list[str], images: ImageSet
         except ValueError as exc:
             raise InputError(f"model '{name}': classes_file: {exc}") from None
         field = "classes_file" if entry.classes_file else "classes"
-        labels = label_indices(own, classes, name, field)
+        image_model = entry.image_input is not None  # labelled images label nothing a text model sees
+        labels = label_indices(own, classes, name, field) if image_model else None
         note = None
-        if own.labelled and classes is None:
+        if own.labelled and classes is None and image_model:
             note = ("the images are labelled, but the model has no class names (set classes or classes_file): "
                     "accuracy not measured")
         chosen[name] = (own, labels, classes, note)

@@ -118,7 +118,12 @@ def cell_facts(value: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndar
     arrays.update({f"again/{name}": array for name, array in value["again"].items()})
     arrays.update({f"probe{size}/{name}": array for size, outputs in value.get("probes", {}).items()
                    for name, array in outputs.items()})
-    return {"config": value["config"], "timings": [asdict(t) for t in value["timings"]]}, arrays
+    sweep = value.get("sweep", {})  # per size of the shape sweep: its outputs, or why the runtime failed there
+    arrays.update({f"size/{label}/{name}": array for label, outputs in sweep.items() if not isinstance(outputs, str)
+                   for name, array in outputs.items()})
+    return {"config": value["config"], "timings": [asdict(t) for t in value["timings"]],
+            "sweep": {label: outputs if isinstance(outputs, str) else sorted(outputs)
+                      for label, outputs in sweep.items()}}, arrays
 
 
 def cell_value(facts: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -127,7 +132,10 @@ def cell_value(facts: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str
         return {name.split("/", 1)[1]: array for name, array in arrays.items() if name.startswith(prefix + "/")}
 
     probes = {size: found for size in PROBE_BATCHES if (found := part(f"probe{size}"))}
-    return {"output": part("output"), "again": part("again"), "probes": probes, "config": facts["config"],
+    sweep = {label: names if isinstance(names, str) else {name: arrays[f"size/{label}/{name}"] for name in names}
+             for label, names in facts.get("sweep", {}).items()}
+    return {"output": part("output"), "again": part("again"), "probes": probes, "sweep": sweep,
+            "config": facts["config"],
             "timings": [Timing(**t) for t in facts["timings"]], "canaries": [], "cached": facts.get("stored")}
 
 

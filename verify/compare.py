@@ -48,6 +48,8 @@ def reference_problem(reference: np.ndarray, tolerance: Tolerance, kind: OutputK
     """Why a reference output cannot support a parity check (a check that cannot fail must not pass). Outputs
     without classes are checked per sample, flattened."""
     classification = kind.classes
+    if reference.dtype.kind in "biu":  # an integer or boolean output: compared as numbers
+        reference = reference.astype(np.float64)
     if not classification and reference.ndim >= 2 and reference.shape[0] > 0 and reference[0].size > 0:
         reference = reference.reshape(len(reference), -1)
     if reference.ndim != 2 or reference.shape[0] == 0 or reference.shape[1] == 0:

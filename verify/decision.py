@@ -54,6 +54,10 @@ def choices(result: ModelResult) -> list[Choice]:
         elif cell.comparison is not None and not math.isnan(cell.comparison.top1_agreement):
             score = cell.comparison.top1_agreement
             drop = 100.0 * (1.0 - score)
+        elif cell.comparisons:  # no class scores (an embedding, a regression): the lowest cosine of its outputs
+            cosines = [c.cosine for c in cell.comparisons.values() if not math.isnan(c.cosine)]
+            score = 1.0 if cell.status == PASS else min(cosines, default=0.0)
+            drop = 100.0 * (1.0 - score)
         else:
             continue
         latency, batch = _latency(cell)

@@ -263,10 +263,10 @@ def _failing_feeds(cell: Cell, entry: ModelEntry, reference: Feeds, output: Feed
                    sweep: dict[str, Feeds]) -> Feeds:
     """What a failing cell is localised on: the run's samples that differ most where it fails at the first size,
     else the inputs of the first other size where it fails."""
-    failing = [key for key, c in cell.comparisons.items() if c.status == FAIL]
+    failing = [key for key, c in cell.comparisons.items() if c.elementwise_failed]
     if failing and all(SIZE_SEPARATOR in key for key in failing):
         return sweep[failing[0].split(SIZE_SEPARATOR, 1)[1]]
-    name = entry.logits or next(key for key in failing if SIZE_SEPARATOR not in key)
+    name = entry.logits or next((key for key in failing if SIZE_SEPARATOR not in key), entry.output_names[0])
     return inputs.take(worst_samples(reference[name], output[name], LOCALIZED_SAMPLES))
 
 
@@ -613,10 +613,11 @@ class _CellRunner:
             sized_kinds = {key: kinds[key.split(SIZE_SEPARATOR)[0]] for key in reference}
             present = {key: array for key, array in reference.items() if key in full}
             comparisons = compare_outputs(present, full, sized, sized_kinds, self.compare_func)
-            for label, error in failed_sizes.items():  # the runtime could not take the inputs of this size
-                for name in names:
-                    comparisons[f"{name}{SIZE_SEPARATOR}{label}"] = Comparison(
-                        FAIL, error, failures=(error,), failed_checks=(SHAPE,))
+            for key in reference:  # at a size the runtime could not take (or returned no outputs for)
+                if key not in full:
+                    label = key.split(SIZE_SEPARATOR, 1)[1]
+                    error = failed_sizes.get(label, "the runtime returned nothing at this size")
+                    comparisons[key] = Comparison(FAIL, error, failures=(error,), failed_checks=(SHAPE,))
             first = probe_feeds(output, PARITY_BATCH)
             if worst(comparisons)[0] == PASS and any(not np.array_equal(first[n], again[n]) for n in output):
                 repeat = compare_outputs(first, again, tolerances, kinds, self.compare_func)

@@ -74,8 +74,10 @@ def _tensor(spec: ModelInput, shape: tuple[int, ...], rng: np.random.Generator, 
             seed: int) -> np.ndarray:
     if spec.file is not None:
         return _from_file(spec, shape)
-    if np.dtype(spec.data_type).kind in "iub":
-        return rng.integers(int(spec.low), max(int(spec.high), int(spec.low) + 1), size=shape)
+    if spec.data_type == "bool":
+        return rng.integers(0, 2, size=shape)
+    if np.dtype(spec.data_type).kind in "iu":
+        return rng.integers(int(spec.low), int(spec.high), size=shape)
     if spec.distribution == "uniform":
         return rng.uniform(spec.low, spec.high, size=shape)
     return rng.normal(spec.mean, spec.std, size=shape)

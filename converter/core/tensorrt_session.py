@@ -22,6 +22,7 @@ class EngineSession:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = list(outputs)
+        self.types = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         missing = [n for n in self.outputs if n not in names]
         if missing:
             raise RuntimeError(f"the engine has no output(s) {missing} (its tensors: {names})")
@@ -30,14 +31,15 @@ class EngineSession:
         torch = self.torch
         stream = torch.cuda.current_stream()
         keep = []
-        for name in self.inputs:
-            tensor = torch.from_numpy(np.ascontiguousarray(feeds[name], dtype=np.float32)).cuda()
+        for name in self.inputs:  # each in the engine's own type (token ids are integers)
+            tensor = torch.from_numpy(np.ascontiguousarray(feeds[name], dtype=self.types[name])).cuda()
             keep.append(tensor)
             self.context.set_input_shape(name, tuple(tensor.shape))
             self.context.set_tensor_address(name, tensor.data_ptr())
         results = []
         for name in self.outputs:
-            out = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=torch.float32, device="cuda")
+            dtype = torch.from_numpy(np.empty(0, self.types[name])).dtype
+            out = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=dtype, device="cuda")
             self.context.set_tensor_address(name, out.data_ptr())
             results.append(out)
         if not self.context.execute_async_v3(stream.cuda_stream):

@@ -7,11 +7,13 @@ import torch
 
 from ..core.errors import ModelLoadError
 from ..core.reference import SPEC_FILE, STATE_FILE, load_reference
+from ..models import check_declaration
 from .base import ExportContext, ExportResult
 
 
 def export(ctx: ExportContext) -> ExportResult:
     module, entry = ctx.built.module, ctx.entry
+    check_declaration(entry, module)  # once per model: every other artifact is built after this one
     torch.save(module.state_dict(), ctx.out_dir / STATE_FILE)
     spec = {"kind": ctx.built.source_kind, "arch": entry.arch, "kwargs": entry.model_kwargs, "seed": entry.seed}
     if ctx.built.source_kind == "torchscript":

@@ -56,11 +56,13 @@ def export_dynamo(ctx: ExportContext) -> ExportResult:
     path = ctx.out_dir / FILE
     with warnings.catch_warnings(), _quiet("onnxscript", "onnx_ir", "torch.onnx"):
         warnings.simplefilter("ignore")
+        # the outputs are named afterwards: given output_names, the exporter writes a second value of that name
+        # when the model has an inner value called so (a local `embedding` returned after other use) and fails
         program = torch.onnx.export(ctx.built.module, example, dynamo=True, opset_version=opset,
-                                    input_names=list(entry.input_names), output_names=entry.output_names,
-                                    dynamic_shapes=shapes, verbose=False)
+                                    input_names=list(entry.input_names), dynamic_shapes=shapes, verbose=False)
     program.save(str(path))
-    model = onnx.load(str(path))
+    model = with_output_names(onnx.load(str(path)), entry.output_names)
+    onnx.save(model, str(path))
     onnx.checker.check_model(model, full_check=True)
     max_diff = check_with_onnxruntime(str(path), ctx)
     details = {"exporter": "torch.onnx.export(dynamo=True)", "opset": opset,
@@ -70,6 +72,29 @@ def export_dynamo(ctx: ExportContext) -> ExportResult:
     if opset != entry.onnx.opset:
         details["opset_note"] = f"the zoo asks for opset {entry.onnx.opset}; the dynamo exporter writes {opset}"
     return ExportResult(FILE, details)
+
+
+def with_output_names(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """The graph's outputs renamed to `names`, in order; an inner value that already has one of those names is
+    renamed aside first (every reference to a value is renamed at once, so the graph stays in SSA form)."""
+    graph = model.graph
+    if len(graph.output) != len(names):
+        raise ConversionError(f"the ONNX graph has {len(graph.output)} output(s), the zoo declares {len(names)} "
+                              f"({', '.join(names)})")
+    old = [output.name for output in graph.output]
+    taken = {v for node in graph.node for v in node.output} | {i.name for i in graph.input} | \
+        {t.name for t in graph.initializer}
+    mapping = {name: f"{name}__inner" for name in names if name in taken and name not in old}
+    mapping.update({before: after for before, after in zip(old, names) if before != after})
+    if not mapping:
+        return model
+    rename = lambda name: mapping.get(name, name)  # noqa: E731
+    for node in graph.node:
+        node.input[:] = [rename(name) for name in node.input]
+        node.output[:] = [rename(name) for name in node.output]
+    for value in (*graph.output, *graph.value_info):
+        value.name = rename(value.name)
+    return model
 
 
 @contextlib.contextmanager

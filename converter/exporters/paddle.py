@@ -52,7 +52,8 @@ def export(ctx: ExportContext) -> ExportResult:
 def _build(ctx: ExportContext, route: str) -> ExportResult:
     work = ctx.out_dir / "_x2paddle"
     if route == "pytorch":
-        log = _run_x2paddle(ctx.built.module, ctx.example, work)
+        with torch.no_grad():  # traced as it will run (see the TorchScript exporter)
+            log = _run_x2paddle(ctx.built.module, ctx.example, work)
         converter = "x2paddle pytorch2paddle (trace)"
     else:
         log = _run_x2paddle_onnx(ctx, work)

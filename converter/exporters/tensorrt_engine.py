@@ -127,8 +127,13 @@ def _export(ctx: ExportContext, precision: str) -> ExportResult:
     if not options.tf32:
         config.clear_flag(trt.BuilderFlag.TF32)
     profile = builder.create_optimization_profile()
-    for shapes in options.inputs:
-        profile.set_shape(shapes.name, shapes.min_shape, shapes.opt_shape, shapes.max_shape)
+    declared = {network.get_input(i).name: tuple(network.get_input(i).shape) for i in range(network.num_inputs)}
+    for shapes in options.inputs:  # a range only where the ONNX graph kept the axis dynamic (-1)
+        fixed = declared.get(shapes.name, ())
+        pinned = [tuple(size if index >= len(fixed) or fixed[index] == -1 else fixed[index]
+                        for index, size in enumerate(shape))
+                  for shape in (shapes.min_shape, shapes.opt_shape, shapes.max_shape)]
+        profile.set_shape(shapes.name, *pinned)
     config.add_optimization_profile(profile)
     engine = builder.build_serialized_network(network, config)
     if engine is None:

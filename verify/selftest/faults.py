@@ -16,10 +16,13 @@ from converter.manifest import describe_files, read_manifest, write_manifest
 from verify.runners import Runner
 from verify.runners.base import Feeds
 from verify.runners.onnxruntime_runner import OnnxRuntimeRunner
+from verify.runners.openvino_runner import OpenVinoRunner
 from verify.runners.paddle_runners import PaddleInferenceRunner, PaddleJitRunner
 from verify.runners.torch_runners import TorchEagerRunner, TorchScriptRunner
 
 MODEL = "selftest"
+TEXT_MODEL = "selftest-text"  # token ids and a mask at several lengths, an embedding and logits out
+SEQUENCE_SIZES = (12, 7, 20)  # the text model's sequence lengths: exported and timed at the first
 IMAGENET_MEAN = np.asarray([0.485, 0.456, 0.406], np.float32)[None, :, None, None]
 IMAGENET_STD = np.asarray([0.229, 0.224, 0.225], np.float32)[None, :, None, None]
 
@@ -43,6 +46,7 @@ class Fault:
     rebuilt: Rebuilt | None = None  # or: an artifact rebuilt from a changed model, in place of the clean one
     runners: dict[str, type[Runner]] = field(default_factory=dict)  # runtimes passed to the verifier instead
     localise: str | None = None  # the PyTorch module the divergence report must name
+    model: str = MODEL  # the self-test model it is injected into
 
 
 # ---- runtimes that mishandle their input or output (registered in place of the real ones) ----
@@ -77,6 +81,24 @@ class SwappedClassesTorchScript(TorchScriptRunner):
         out = {name: value.copy() for name, value in super().run(feeds).items()}
         logits = out[self.request.outputs[0]]
         logits[:, [0, 1]] = logits[:, [1, 0]]
+        return out
+
+
+class MaskIgnoringTorchScript(TorchScriptRunner):
+    """Serving code that never builds the attention mask: every token counts, padding included."""
+
+    def run(self, feeds: Feeds) -> Feeds:
+        return super().run({name: np.ones_like(batch) if name == "attention_mask" else batch
+                            for name, batch in feeds.items()})
+
+
+class ScaledEmbeddingOpenVino(OpenVinoRunner):
+    """Returns the embedding times 1.01 (a normalisation step applied twice): every cosine and nearest neighbour is
+    unchanged; only the values move."""
+
+    def run(self, feeds: Feeds) -> Feeds:
+        out = {name: np.array(value, copy=True) for name, value in super().run(feeds).items()}
+        out["embedding"] *= np.float32(1.01)
         return out
 
 
@@ -240,6 +262,21 @@ def weights_to_float16(workdir: Path) -> None:
     _edit_onnx(workdir, "onnx", edit)
 
 
+def fix_sequence_length(workdir: Path) -> None:
+    """The text model's ONNX with its sequence axis fixed at the export length (exported without that dynamic
+    axis): right at the first length, refused at every other."""
+    import onnx
+
+    root = workdir / "artifacts"
+    path = root / read_manifest(root).models[TEXT_MODEL].artifacts["onnx"].path
+    model = onnx.load(str(path))
+    for graph_input in model.graph.input:
+        graph_input.type.tensor_type.shape.dim[1].dim_value = SEQUENCE_SIZES[0]
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    resign(root, "onnx", TEXT_MODEL)
+
+
 def add_bgr_deployment(workdir: Path) -> None:
     """A deployment whose OpenCV code never converts cv2.imread's BGR to RGB."""
     zoo_path = workdir / "zoo.yaml"
@@ -298,4 +335,10 @@ FAULTS: tuple[Fault, ...] = (
     Fault("nan-output", "paddle-jit returns one NaN logit", ("paddle-jit",), runners={"paddle-jit": NanPaddleJit}),
     Fault("bgr-deployment-preprocessing", "a deployment's OpenCV preprocessing feeds BGR",
           ("preprocessing:opencv-bgr",), inject=add_bgr_deployment),
+    Fault("sequence-specialised", "text model's ONNX with the sequence length fixed at export",
+          ("onnxruntime", "openvino"), inject=fix_sequence_length, model=TEXT_MODEL),
+    Fault("mask-ignored", "TorchScript served without the attention mask (padding counts)", ("torchscript",),
+          runners={"torchscript": MaskIgnoringTorchScript}, model=TEXT_MODEL),
+    Fault("embedding-scaled", "OpenVINO's embedding output scaled by 1.01", ("openvino",),
+          runners={"openvino": ScaledEmbeddingOpenVino}, model=TEXT_MODEL),
 )

@@ -1,5 +1,6 @@
-"""The self-test's model: small enough to convert and verify in seconds, with every kind of layer the
-injected faults touch (convolutions with BatchNorm, a bilinear resize, dropout, a biased classifier)."""
+"""The self-test's models, small enough to convert and verify in seconds: an image classifier with every kind of
+layer the injected faults touch (convolutions with BatchNorm, a bilinear resize, dropout, a biased classifier), and
+a text model of any length with an embedding output."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -37,3 +38,26 @@ class SelftestNet(nn.Module):
 def selftest_net(num_classes: int = 10, bn_eps: float = 1e-5) -> nn.Module:
     """bn_eps: TensorFlow/Keras's BatchNorm epsilon is 1e-3, PyTorch's 1e-5 (a fault the self-test injects)."""
     return SelftestNet(num_classes, bn_eps=bn_eps)
+
+
+class SelftestTextNet(nn.Module):
+    """The self-test's second model: token ids and an attention mask in (any length), an embedding and class logits
+    out. Its masked mean makes the answer depend on the mask wherever a sample is padded."""
+
+    def __init__(self, vocab: int = 64, dim: int = 16, num_classes: int = 5):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.mix = nn.Conv1d(dim, dim, 3, padding=1)  # each token sees its neighbours
+        self.project = nn.Linear(dim, dim)
+        self.classifier = nn.Linear(dim, num_classes)
+
+    def forward(self, input_ids, attention_mask):
+        x = self.embed(input_ids).transpose(1, 2)
+        x = self.mix(x).relu().transpose(1, 2)
+        weights = attention_mask.unsqueeze(-1).to(x.dtype)
+        embedding = self.project((x * weights).sum(1) / weights.sum(1).clamp(min=1.0))
+        return embedding, self.classifier(embedding.relu())
+
+
+def selftest_text_net(num_classes: int = 5) -> nn.Module:
+    return SelftestTextNet(num_classes=num_classes)

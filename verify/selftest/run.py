@@ -31,7 +31,7 @@ from ..compare import ERROR, FAIL
 from ..gate import BLOCKED, EXIT_BLOCKED, EXIT_PASS, PASSED
 from ..report import parity_frame, preprocessing_frame, summary
 from ..runners import registered_runners
-from .faults import FAULTS, MODEL, Fault, Rebuilt, resign
+from .faults import FAULTS, MODEL, SEQUENCE_SIZES, TEXT_MODEL, Fault, Rebuilt, resign
 from .model import INPUT_SIZE
 from .table import SelftestRow, named_runtimes
 
@@ -56,10 +56,28 @@ def zoo_entry(seed: int) -> dict:
             "preprocess": {"resize": INPUT_SIZE + 4, "crop": INPUT_SIZE}, "tolerance": TOLERANCE, "formats": fp32}
 
 
+def text_zoo_entry(seed: int) -> dict:
+    """The self-test's text model: token ids and a padding mask at three lengths, an embedding and logits out, in
+    the formats its faults are injected into (every fp32 format converts it; the image model covers them all)."""
+    return {"name": TEXT_MODEL, "arch": f"{FACTORY_MODULE}:selftest_text_net", "weights": "random", "seed": seed,
+            "tolerance": TOLERANCE, "formats": ["eager", "torchscript", "onnx", "openvino"],
+            "inputs": [{"name": "input_ids", "kind": "tokens", "shape": ["batch", "sequence"], "vocab": 64},
+                       {"name": "attention_mask", "kind": "mask", "of": "input_ids",
+                        "shape": ["batch", "sequence"]}],
+            "dynamic": {"sequence": list(SEQUENCE_SIZES)},
+            "outputs": [{"name": "embedding", "kind": "embedding"}, {"name": "logits", "kind": "logits"}]}
+
+
+ENTRIES = {MODEL: zoo_entry, TEXT_MODEL: text_zoo_entry}  # the self-test's models, in their zoo's order
+
+
 def run_selftest(report: Path, seeds: list[int], num_images: int = 8, threads: int = 1,
                  faults: tuple[Fault, ...] = FAULTS,
-                 on_row: Callable[[SelftestRow], None] | None = None) -> list[SelftestRow]:
+                 on_row: Callable[[SelftestRow], None] | None = None,
+                 models: tuple[str, ...] = (MODEL, TEXT_MODEL)) -> list[SelftestRow]:
+    """Every fault on every seed, and the clean `models` (with those the faults need) for each seed."""
     rows: list[SelftestRow] = []
+    models = tuple(name for name in ENTRIES if name in {*models, *(fault.model for fault in faults)})
 
     def add(row: SelftestRow) -> None:
         rows.append(row)
@@ -69,7 +87,7 @@ def run_selftest(report: Path, seeds: list[int], num_images: int = 8, threads: i
     with tempfile.TemporaryDirectory(prefix="parity-selftest-") as tmp:
         for seed in seeds:
             clean = Path(tmp) / f"seed-{seed}" / "clean"
-            _prepare(clean, seed, num_images)
+            _prepare(clean, seed, num_images, models)
             rebuilt = _rebuild(clean, [f for f in faults if f.rebuilt is not None])
             runs = report / "runs" / f"seed-{seed}"
             add(_judge_clean(seed, _verify(clean, runs / "clean", threads, {})))
@@ -106,11 +124,12 @@ def _convert(zoo: Path, out: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-def _prepare(folder: Path, seed: int, num_images: int) -> None:
+def _prepare(folder: Path, seed: int, num_images: int, models: tuple[str, ...]) -> None:
     (folder / "images").mkdir(parents=True)
     for index, image in enumerate(synthetic_images(num_images, seed)):
         image.save(folder / "images" / f"seed{seed}-{index}.png")
-    (folder / "zoo.yaml").write_text(yaml.safe_dump({"trusted_modules": [FACTORY_MODULE], "models": [zoo_entry(seed)]},
+    (folder / "zoo.yaml").write_text(yaml.safe_dump({"trusted_modules": [FACTORY_MODULE],
+                                                     "models": [ENTRIES[name](seed) for name in models]},
                                                     sort_keys=False))
     done = _convert(folder / "zoo.yaml", folder / "artifacts")
     if done.returncode != 0:
@@ -215,10 +234,10 @@ def _judge_fault(seed: int, fault: Fault, outcome: Outcome) -> SelftestRow:
         row.problems.append(f"no report: {outcome.error}")
         return row
     summary_, parity, preprocessing = _tables(outcome)
-    named = named_runtimes(summary_, MODEL)
+    named = named_runtimes(summary_, fault.model)
     row.got = (f"{BLOCKED}: " if outcome.exit_code == EXIT_BLOCKED else f"exit {outcome.exit_code}: ") \
         + (", ".join(sorted(named)) or "nothing named")
-    blamed = parity[parity.runtime.isin(expected) & parity.status.isin([FAIL, ERROR])]
+    blamed = parity[(parity.model == fault.model) & parity.runtime.isin(expected) & parity.status.isin([FAIL, ERROR])]
     diffs = list(blamed.max_abs_diff.dropna())
     diffs += list(preprocessing[preprocessing.deployment.isin({e.split(":", 1)[1] for e in expected if ":" in e})]
                   .max_abs_diff.dropna())
@@ -229,7 +248,7 @@ def _judge_fault(seed: int, fault: Fault, outcome: Outcome) -> SelftestRow:
         row.problems.append(f"named {sorted(named)}, expected {sorted(expected)}")
     if fault.localise:
         found = [c["first_divergence"] for c in summary_["failing_cells"]
-                 if c["runtime"] in expected and c.get("first_divergence")]
+                 if c["model"] == fault.model and c["runtime"] in expected and c.get("first_divergence")]
         row.localised = (found[0].get("module") or "none") if found else "none"
         if row.localised != fault.localise:
             row.problems.append(f"localised {row.localised!r}, expected {fault.localise!r}")

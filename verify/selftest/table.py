@@ -31,7 +31,8 @@ def named_runtimes(summary: dict, model: str) -> set[str]:
     when the whole model was stopped by it."""
     error = (summary["models"].get(model) or {}).get("error") or ""
     named = {"torch"} if error.startswith("reference") else \
-        {cell["runtime"] for cell in summary["failing_cells"] if cell["status"] in (FAIL, ERROR)}
+        {cell["runtime"] for cell in summary["failing_cells"] if cell["status"] in (FAIL, ERROR)
+         and cell.get("model", model) == model}
     return named | {f"preprocessing:{p['deployment']}" for p in summary.get("failing_preprocessing", [])
                     if p.get("gated", True)}
 
@@ -58,7 +59,7 @@ def selftest_markdown(rows: list[SelftestRow]) -> str:
     header = ["seed", "fault", "expected", "got", "max abs diff", "localised", "detected"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        diff = "n/a (non-finite)" if math.isnan(r.max_abs_diff) else f"{r.max_abs_diff:.3g}"
+        diff = "n/a (non-finite, or no output)" if math.isnan(r.max_abs_diff) else f"{r.max_abs_diff:.3g}"
         cells = [str(r.seed), f"{r.fault}: {r.description}", r.expected, r.got, diff, r.localised or "-",
                  "yes" if r.detected else "**NO**"]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
