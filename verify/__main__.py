@@ -138,7 +138,7 @@ def _merge(argv: list[str]) -> int:
 
 
 def _print_header() -> None:
-    print(f"{'model':<24} {'images':<14} {'PASS':>4} {'FAIL':>4} {'ERROR':>5} {'SKIP':>4}  (deployed cells; every "
+    print(f"{'model':<24} {'samples':<14} {'PASS':>4} {'FAIL':>4} {'ERROR':>5} {'SKIP':>4}  (deployed cells; every "
           "cell: --verbose)",
           file=sys.stderr, flush=True)
 
@@ -150,7 +150,8 @@ def _print_model_line(result, verdict) -> None:
 
     deployed = [cell for cell in result.cells if cell.gated]
     counts = [sum(cell.status == status for cell in deployed) for status in (PASS, FAIL, ERROR, SKIP)]
-    images = f"{result.samples}" + (" labelled" if result.labels is not None else "")
+    images = f"{result.samples}" + (" labelled" if result.labels is not None else "") \
+        + (f" x{len(result.sizes)} sizes" if len(result.sizes) > 1 else "")
     reference = result.reference
     facts = []
     explored = [cell for cell in result.cells if not cell.gated]
@@ -177,7 +178,8 @@ def _print_model(result, verdict) -> None:
     width = max(map(len, ARTIFACTS))
     indent = " " * (17 + 1 + width + 1 + 9 + 1 + 5)
     labelled = ", labelled: top-1 accuracy per cell" if result.labels is not None else ""
-    print(f"{result.model}: {result.samples} images{labelled}", file=sys.stderr, flush=True)
+    sizes = f", at {len(result.sizes)} sizes ({'; '.join(result.sizes)})" if len(result.sizes) > 1 else ""
+    print(f"{result.model}: {result.samples} samples{labelled}{sizes}", file=sys.stderr, flush=True)
     if result.accuracy_note:
         print(f"  ({result.accuracy_note})", file=sys.stderr, flush=True)
     for cell in result.cells:

@@ -151,7 +151,7 @@ def timing_chart(result: ModelResult) -> bytes:
         latency.errorbar(batches, [t.p50_ms for t in ordered], yerr=errors, capsize=3, label=label, **style)
         throughput.plot(batches, [t.throughput_ips for t in ordered], **style)
     for axis, title, unit in ((latency, "latency per call (median, 95% interval)", "ms"),
-                              (throughput, "throughput", "images / s")):
+                              (throughput, "throughput", "samples / s")):
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
         axis.set_xlabel("batch size")

@@ -150,7 +150,7 @@ def decision_section(result: ModelResult, chart: str | None) -> list[str]:
              f"{r.size_bytes / 1e6:.1f}" if r.size_bytes else "-", "*" if r.pareto else "",
              "no (see below)" if r.not_shippable else ("yes" if r.cell.gated else "yes *explored*")] for r in rows]
     lines += table(["runtime", "artifact", "device", "precision", score, "drop (points)",
-                    f"p50 ms (batch {rows[0].latency_batch})", "images/s (largest batch)", "speed-up", "MB", "front",
+                    f"p50 ms (batch {rows[0].latency_batch})", "samples/s (largest batch)", "speed-up", "MB", "front",
                     "shippable"], body)
     outside = [r for r in rows if r.not_shippable]
     if outside:
