@@ -618,6 +618,9 @@ class _CellRunner:
                     label = key.split(SIZE_SEPARATOR, 1)[1]
                     error = failed_sizes.get(label, "the runtime returned nothing at this size")
                     comparisons[key] = Comparison(FAIL, error, failures=(error,), failed_checks=(SHAPE,))
+            sizes = ["", *self.sweep]  # the report's order: size by size, the logits first within each
+            comparisons = {key: comparisons[key] for key in sorted(comparisons, key=lambda key: (
+                sizes.index(key.partition(SIZE_SEPARATOR)[2]), kinds[key.partition(SIZE_SEPARATOR)[0]] != "logits"))}
             first = probe_feeds(output, PARITY_BATCH)
             if worst(comparisons)[0] == PASS and any(not np.array_equal(first[n], again[n]) for n in output):
                 repeat = compare_outputs(first, again, tolerances, kinds, self.compare_func)
