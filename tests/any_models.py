@@ -63,13 +63,17 @@ def fully_convolutional(**kwargs) -> nn.Module:
     return FullyConvolutional(**kwargs)
 
 
+def _pooled_features(width: int) -> nn.Sequential:
+    """Two conv blocks, then one vector per image (width * 2 features)."""
+    return nn.Sequential(_block(3, width), _block(width, width * 2, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
 class ImageAndMetadata(nn.Module):
     """Two inputs: an image and a metadata vector, joined before the head."""
 
     def __init__(self, classes: int = 5, width: int = 8, metadata: int = 6):
         super().__init__()
-        self.features = nn.Sequential(_block(3, width), _block(width, width * 2, 2), nn.AdaptiveAvgPool2d(1),
-                                      nn.Flatten())
+        self.features = _pooled_features(width)
         self.metadata = nn.Linear(metadata, width)
         self.head = nn.Linear(width * 3, classes)
 
@@ -86,8 +90,7 @@ class EmbeddingAndLogits(nn.Module):
 
     def __init__(self, classes: int = 5, width: int = 8, dim: int = 12):
         super().__init__()
-        self.features = nn.Sequential(_block(3, width), _block(width, width * 2, 2), nn.AdaptiveAvgPool2d(1),
-                                      nn.Flatten())
+        self.features = _pooled_features(width)
         self.project = nn.Linear(width * 2, dim)
         self.head = nn.Linear(dim, classes)
 

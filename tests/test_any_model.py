@@ -15,6 +15,7 @@ from converter.core.outputs import leaves, named_outputs
 from converter.core.samples import sample_feeds
 from converter.models import build_model, check_declaration
 from converter.zoo import ModelEntry, Tolerance, load_zoo
+from verify.kinds import OutputKind
 
 TEXT = {"name": "text", "arch": "tests.any_models:text_classifier", "weights": "random",
         "inputs": [{"name": "input_ids", "kind": "tokens", "shape": ["batch", "sequence"], "vocab": 100},
@@ -188,18 +189,15 @@ def test_a_dict_of_an_embedding_and_logits_is_compared_by_kind(swept):
     assert summary["models"]["embed"]["outputs"] == ["logits", "embedding"]
 
 
-TOY = None  # set below: a kind of this test's own, registered for one test
+TOY = OutputKind("unit-scores", bounds=(-1.0, 1.0), noun="scores")  # a kind of this test module's own
 
 
 def test_a_new_output_kind_is_one_definition_and_one_registration(write_zoo):
     """A kind of one's own plugs in without touching the session, the gate, the report or the CLI: the zoo accepts
     it by name and the comparison applies its checks."""
-    global TOY
     from converter.core.vocabulary import OUTPUT_KINDS, OutputKindSpec
     from verify.compare import compare_outputs
-    from verify.kinds import OutputKind
 
-    TOY = OutputKind("unit-scores", bounds=(-1.0, 1.0), noun="scores")
     OUTPUT_KINDS.register("unit-scores", OutputKindSpec("unit-scores", "tests.test_any_model:TOY", "scores in -1..1"))
     try:
         loaded = load_zoo(write_zoo([{**TEXT, "outputs": [{"name": "score", "kind": "unit-scores"}]}])).models[0]

@@ -19,6 +19,12 @@ SHAPE = "shape"  # the runtime could not run the inputs of one size of the shape
 SIZE_SEPARATOR = " @ "  # an output at another size of the sweep: 'logits @ sequence=77'
 
 
+def output_and_size(key: str) -> tuple[str, str]:
+    """A comparison's key as (output name, size label); at the sweep's first size the label is ''."""
+    name, _, size = key.partition(SIZE_SEPARATOR)
+    return name, size
+
+
 
 @dataclass(frozen=True)
 class Comparison:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .accuracy import Accuracy
-from .compare import SIZE_SEPARATOR, Comparison
+from .compare import SIZE_SEPARATOR, Comparison, output_and_size
 from .localize import Divergence
 from .preprocessing import PreprocessingComparison
 from .timing import Timing
@@ -96,7 +96,7 @@ class ModelResult:
 
     def output_label(self, key: str) -> str:
         """A comparison's key as the report shows it: 'logits @ sequence=77', the first size named too."""
-        return key if not key or SIZE_SEPARATOR in key or not self.sizes else f"{key}{SIZE_SEPARATOR}{self.sizes[0]}"
+        return key if not key or output_and_size(key)[1] or not self.sizes else f"{key}{SIZE_SEPARATOR}{self.sizes[0]}"
 
     @property
     def rows_per_cell(self) -> bool:

@@ -25,7 +25,7 @@ from .accuracy import Accuracy, accuracy, agreement, drop_points, judge_precisio
 from .cache import CellCache, cell_facts, cell_value
 from .charts import GRID_IMAGES
 from .compare import (ERROR, FAIL, PASS, SHAPE, SIZE_SEPARATOR, SKIP, CompareFunc, Comparison, compare,
-                      compare_outputs, with_reason, worst)
+                      compare_outputs, output_and_size, with_reason, worst)
 from .inputs import CHUNK, ImageSet, InputFile, write_input_file
 from .invariance import PROBE_BATCHES, batch_invariance, probe_feeds
 from .localize import PADDLE_UNAVAILABLE, Divergence, LocalizeJob, run_localize_job
@@ -264,9 +264,10 @@ def _failing_feeds(cell: Cell, entry: ModelEntry, reference: Feeds, output: Feed
     """What a failing cell is localised on: the run's samples that differ most where it fails at the first size,
     else the inputs of the first other size where it fails."""
     failing = [key for key, c in cell.comparisons.items() if c.elementwise_failed]
-    if failing and all(SIZE_SEPARATOR in key for key in failing):
-        return sweep[failing[0].split(SIZE_SEPARATOR, 1)[1]]
-    name = entry.logits or next((key for key in failing if SIZE_SEPARATOR not in key), entry.output_names[0])
+    sizes = [output_and_size(key)[1] for key in failing]
+    if failing and all(sizes):
+        return sweep[sizes[0]]
+    name = entry.logits or next((key for key, size in zip(failing, sizes) if not size), entry.output_names[0])
     return inputs.take(worst_samples(reference[name], output[name], LOCALIZED_SAMPLES))
 
 
@@ -331,7 +332,7 @@ def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: P
                                      f"per-layer outputs; the ONNX model it was built from "
                                      f"({ARTIFACTS[cell.artifact].requires}) is localised in its onnxruntime cell")
         return Divergence(False, f"layer localisation is not implemented for {cell.runtime} on {cell.artifact}")
-    output = failing[0][0].split(SIZE_SEPARATOR, 1)[0]
+    output = output_and_size(failing[0][0])[0]
     job = LocalizeJob(opened_as, reference_folder, artifact,
                       feeds if fixed_batch(entry, cell.artifact) is None else probe_feeds(feeds, 1),
                       entry.tolerance_for(cell.runtime, cell.artifact, cell.device, output), trust, options.threads)
@@ -609,18 +610,18 @@ class _CellRunner:
                 c, FAIL, "two runs on the same input differ (left in train mode? dropout or batch statistics "
                          f"active?): {c.reason}") for name, c in comparisons.items()}
         else:
-            sized = {key: tolerances[key.split(SIZE_SEPARATOR)[0]] for key in reference}
-            sized_kinds = {key: kinds[key.split(SIZE_SEPARATOR)[0]] for key in reference}
+            sized = {key: tolerances[output_and_size(key)[0]] for key in reference}
+            sized_kinds = {key: kinds[output_and_size(key)[0]] for key in reference}
             present = {key: array for key, array in reference.items() if key in full}
             comparisons = compare_outputs(present, full, sized, sized_kinds, self.compare_func)
             for key in reference:  # at a size the runtime could not take (or returned no outputs for)
                 if key not in full:
-                    label = key.split(SIZE_SEPARATOR, 1)[1]
+                    label = output_and_size(key)[1]
                     error = failed_sizes.get(label, "the runtime returned nothing at this size")
                     comparisons[key] = Comparison(FAIL, error, failures=(error,), failed_checks=(SHAPE,))
             sizes = ["", *self.sweep]  # the report's order: size by size, the logits first within each
             comparisons = {key: comparisons[key] for key in sorted(comparisons, key=lambda key: (
-                sizes.index(key.partition(SIZE_SEPARATOR)[2]), kinds[key.partition(SIZE_SEPARATOR)[0]] != "logits"))}
+                sizes.index(output_and_size(key)[1]), kinds[output_and_size(key)[0]] != "logits"))}
             first = probe_feeds(output, PARITY_BATCH)
             if worst(comparisons)[0] == PASS and any(not np.array_equal(first[n], again[n]) for n in output):
                 repeat = compare_outputs(first, again, tolerances, kinds, self.compare_func)
