@@ -12,7 +12,7 @@ The steps, in this order (the goals are the issue's, for 2 cores):
     verify_rerun           the last of the two verify commands again, unchanged                 goal <= 10 s
     selftest               python -m verify --selftest, once (only with --selftest)             goal <= 180 s
 
-"The cell cache" is ARTIFACTS/.cache/verify (verify/cache.py). ARTIFACTS/.cache/machine-speed.json stays: it is the
+"The cell cache" is ARTIFACTS/.cache/verify (verify/cells/cache.py). ARTIFACTS/.cache/machine-speed.json stays: it is the
 machine's remembered full speed, not a result, and a user's first run after an edit has it too. A re-run repeats the
 command that ran just before it, which filled the cache; where that command did not run just before (a subset of the
 steps), it runs once first, not timed. With every step, verify_rerun repeats verify_cold: the main job unchanged.
@@ -47,7 +47,7 @@ from converter.core.files import atomic_write  # noqa: E402
 from converter.core.machine import cpu_features, physical_cores  # noqa: E402
 from converter.demo import DEFAULT_PATH as DEMO_CHECKPOINT  # noqa: E402
 from converter.manifest import tool_versions  # noqa: E402
-from verify.cache import CACHE_FOLDER  # noqa: E402
+from verify.cells.cache import CACHE_FOLDER  # noqa: E402
 
 BEGIN = "<!-- benchmarks/main_job.py: begin -->"
 END = "<!-- benchmarks/main_job.py: end -->"

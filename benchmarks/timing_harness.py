@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from converter.core.isolation import run_isolated  # noqa: E402
 from converter.manifest import read_manifest  # noqa: E402
-from verify.environment import physical_cores  # noqa: E402
+from verify.cells.environment import physical_cores  # noqa: E402
 from verify.runners.base import LoadRequest  # noqa: E402
 from verify.runners.onnxruntime_runner import OnnxRuntimeRunner  # noqa: E402
-from verify.session import CellJob, run_cell_job  # noqa: E402
-from verify.timing import DEFAULT_BATCHES, TimingPolicy, feeds_of  # noqa: E402
+from verify.cells.session import CellJob, run_cell_job  # noqa: E402
+from verify.cells.timing import DEFAULT_BATCHES, TimingPolicy, feeds_of  # noqa: E402
 
 
 def harness_p50(path: Path, feeds: dict, threads: int, batch: int, policy: TimingPolicy) -> float:

@@ -15,8 +15,8 @@ from .core.archs import check_factory_trust, importable_from, named_weights, res
 from .core.checkpoints import is_torchscript_archive
 from .core.errors import ZooError
 from .core.isolation import Limits
-from .core.vocabulary import (ARTIFACTS, DEVICES, OUTPUT_KINDS, RUNTIMES, CellSelector, deployable_formats, formats,
-                              parse_selector, reduced_formats)
+from .core.vocabulary import (ARTIFACTS, DEVICES, OUTPUT_KINDS, RUNTIMES, TASKS, CellSelector, deployable_formats,
+                              formats, parse_selector, reduced_formats)
 
 MAX_ZOO_BYTES = 1 << 20  # a zoo is a page of YAML; anything larger is a mistake or an attack
 MAX_ZOO_NODES = 100_000  # after expanding YAML aliases: refuses "billion laughs" documents quickly
@@ -248,6 +248,9 @@ class ModelEntry(_Section):
     # its own kind or tolerance
     outputs: list[ModelOutput] = Field(default_factory=lambda: [ModelOutput(name="logits")], min_length=1)
     logits_output: str | None = None  # the output the classification checks read; default: the first
+    # what the outputs are for (converter.core.vocabulary.TASKS): labels, report sections and predict; default:
+    # the first registered task that reads one of the outputs' kinds, else generic
+    task: str | None = None
     preprocess: Preprocess = Preprocess()
     tolerance: Tolerance = Tolerance()
     precision_tolerance: PrecisionTolerance = PrecisionTolerance()
@@ -375,6 +378,13 @@ class ModelEntry(_Section):
         return {o.name: o.kind or ("logits" if o.name == first else "regression") for o in self.outputs}
 
     @property
+    def task_name(self) -> str:
+        """`task`, or the first registered task that reads one of the outputs' kinds (classification for logits),
+        else generic."""
+        kinds = set(self.output_kinds.values())
+        return self.task or next((name for name, spec in TASKS.items() if kinds & set(spec.kinds)), "generic")
+
+    @property
     def logits(self) -> str | None:
         """The output the classification checks read (top-5, accuracy, predictions): the first of kind logits."""
         return next((name for name, kind in self.output_kinds.items() if kind == "logits"), None)
@@ -432,7 +442,7 @@ class ModelEntry(_Section):
 # Fields that do not change what the converter builds: editing them needs no new conversion. The
 # checkpoint counts by content (its sha256), not by path; formats only say which artifacts to build.
 NOT_BUILD_INPUTS = frozenset({"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required",
-                              "classes", "classes_file", "images", "precision_tolerance", "limits", "formats", "candidates", "accept_accuracy_drop", "checkpoint", "deployments", "logits_output"})
+                              "classes", "classes_file", "images", "precision_tolerance", "limits", "formats", "candidates", "accept_accuracy_drop", "checkpoint", "deployments", "logits_output", "task"})
 
 # Sections a `defaults:` block may set; each is merged key by key into every model's own section.
 DEFAULTABLE = ("input", "inputs", "dynamic", "outputs", "preprocess", "tolerance", "precision_tolerance", "formats", "candidates",
@@ -759,6 +769,13 @@ def _check_outputs(entry: ModelEntry, fail: Fail) -> None:
     declared = next((o for o in entry.outputs if o.name == entry.logits_output), None)
     if declared is not None and declared.kind not in (None, "logits"):
         fail("logits_output", f"'{declared.name}' is declared kind {declared.kind}, not logits")
+    if entry.task is not None:
+        if entry.task not in TASKS:
+            fail("task", TASKS.unknown(entry.task))
+        reads = TASKS[entry.task].kinds
+        if reads and not set(reads) & set(entry.output_kinds.values()):
+            fail("task", f"{entry.task} reads an output of kind {' or '.join(reads)}, and the model declares none "
+                         f"(its outputs: {', '.join(f'{n}: {k}' for n, k in entry.output_kinds.items())})")
 
 
 def _check_vocabulary(entry: ModelEntry, fail: Fail) -> None:

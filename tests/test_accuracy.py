@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from converter.zoo import DEFAULT_BUDGETS, PrecisionBudget
-from verify.accuracy import accuracy, drop_points, judge_precision, top_k
-from verify.preprocessing import softmax
-from verify.compare import ERROR, FAIL, PASS, Comparison
-from verify.decision import decision_section, choices, pareto_front, recommendation
-from verify.predictions import accuracy_frame, predictions_frame, predictions_section
+from verify.judge.accuracy import drop_points, judge_precision
+from verify.tasks.classification.scores import accuracy, softmax, top_k
+from verify.judge.compare import ERROR, FAIL, PASS, Comparison
+from verify.report.decision import decision_section, choices, pareto_front, recommendation
+from verify.tasks.classification.tables import accuracy_frame, predictions_frame, predictions_section
 from verify.results import Cell, ModelResult
-from verify.timing import summarise
+from verify.cells.timing import summarise
 
 BUDGET = PrecisionBudget(min_cosine=0.99, top1=0.9, max_accuracy_drop=2.0)
 
@@ -29,7 +29,7 @@ def test_top_k_orders_best_first_and_softmax_sums_to_one():
 def test_accuracy_top1_top5_and_per_class():
     predictions = np.array([[0, 1], [1, 0], [1, 0], [0, 1]])
     scored = accuracy(predictions, [0, 0, 1, 1])
-    assert scored.top1 == 0.5 and scored.top5 == 1.0
+    assert scored.metrics == {"top1": 0.5, "top5": 1.0} and scored.value == 0.5
     assert scored.per_class == ((0, 1, 2), (1, 1, 2))
     assert drop_points(scored, accuracy(predictions, [0, 1, 1, 0])) == pytest.approx(-50.0)
     assert drop_points(None, scored) is None
@@ -74,7 +74,7 @@ def labelled_result() -> ModelResult:
     worse = np.array([[0, 1], [1, 0], [1, 0], [0, 1]])
 
     def cell(artifact, runtime, precision, predictions, latency, reference=False, status=PASS):
-        from verify.accuracy import accuracy as score
+        from verify.tasks.classification.scores import accuracy as score
 
         timings = (summarise(np.full(20, latency / 1000), batch=1), summarise(np.full(10, latency / 100), batch=8))
         ok = Comparison(PASS, "ok", samples=4, max_abs_diff=0.0, cosine=1.0, top1_agreement=1.0)
@@ -181,7 +181,7 @@ def test_prediction_and_accuracy_tables():
 
 
 def test_agreement_ignores_a_common_shift_and_unsure_flips():
-    from verify.accuracy import agreement
+    from verify.tasks.classification.scores import agreement
 
     reference = np.array([[2.0, -2.0], [0.05, 0.0], [-3.0, 3.0]])
     shifted = reference + 5.0  # softmax is unchanged; a raw cosine is not
@@ -197,7 +197,7 @@ def test_agreement_ignores_a_common_shift_and_unsure_flips():
 
 
 def test_showcase_puts_disagreements_and_mistakes_first_then_each_class_in_turn():
-    from verify.predictions import showcase
+    from verify.tasks.classification.tables import showcase
 
     result = labelled_result()
     assert showcase(result, 10) == [0, 1, 2, 3]  # all fit

@@ -15,7 +15,7 @@ from converter.core.outputs import leaves, named_outputs
 from converter.core.samples import sample_feeds
 from converter.models import build_model, check_declaration
 from converter.zoo import ModelEntry, Tolerance, load_zoo
-from verify.kinds import OutputKind
+from verify.judge.kinds import OutputKind
 
 TEXT = {"name": "text", "arch": "tests.any_models:text_classifier", "weights": "random",
         "inputs": [{"name": "input_ids", "kind": "tokens", "shape": ["batch", "sequence"], "vocab": 100},
@@ -196,7 +196,7 @@ def test_a_new_output_kind_is_one_definition_and_one_registration(write_zoo):
     """A kind of one's own plugs in without touching the session, the gate, the report or the CLI: the zoo accepts
     it by name and the comparison applies its checks."""
     from converter.core.vocabulary import OUTPUT_KINDS, OutputKindSpec
-    from verify.compare import compare_outputs
+    from verify.judge.compare import compare_outputs
 
     OUTPUT_KINDS.register("unit-scores", OutputKindSpec("unit-scores", "tests.test_any_model:TOY", "scores in -1..1"))
     try:
@@ -223,7 +223,7 @@ def test_a_rerun_from_the_cell_cache_keeps_every_size_and_its_failures(swept):
 
 
 def test_integer_and_boolean_outputs_are_compared_as_numbers():
-    from verify.compare import compare
+    from verify.judge.compare import compare
 
     flags = np.array([[True, False, True], [False, False, True], [True, True, False]])
     assert compare(flags, flags.copy(), Tolerance(), kind="regression").status == "PASS"

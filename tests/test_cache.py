@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 
-from verify.cache import CellCache, cell_facts, cell_value
-from verify.timing import summarise
+from verify.cells.cache import CellCache, cell_facts, cell_value
+from verify.cells.timing import summarise
 
 FEEDS = {"input": np.arange(12, dtype=np.float32).reshape(2, 6)}
 PARTS = {"runner": "verify.runners:OnnxRuntimeRunner", "files": {"m/onnx/model.onnx": "ab12"}, "threads": 2}
@@ -81,7 +81,7 @@ def test_an_unchanged_inputs_file_is_copied_from_the_cache_and_a_changed_one_wri
 
     import numpy as np
 
-    import verify.inputs as inputs
+    import verify.plan.inputs as inputs
 
     kept, batch = tmp_path / "inputs", np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
     inputs.save_inputs(tmp_path / "first.npz", {"input": batch}, ["a", "b", "c"], kept)

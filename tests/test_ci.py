@@ -8,8 +8,8 @@ import pytest
 import xmlschema
 
 from converter.zoo import ModelEntry
-from verify.ci import junit_xml, step_summary
-from verify.gate import decide
+from verify.report.ci import junit_xml, step_summary
+from verify.judge.gate import decide
 from verify.results import Cell, ModelResult, PreprocessingCheck
 
 SCHEMA = xmlschema.XMLSchema(Path(__file__).parent / "schemas" / "junit.xsd")

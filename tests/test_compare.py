@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from converter.zoo import Tolerance
-from verify.compare import ERROR, FAIL, PASS, compare, reference_problem
+from verify.judge.compare import ERROR, FAIL, PASS, compare, reference_problem
 
 TOL = Tolerance()  # atol 1e-4, rtol 1e-3, min_cosine 0.99999, top1 1.0
 
@@ -139,7 +139,7 @@ KINDS = {"logits": "logits", "embedding": "regression"}  # an output without a k
 
 
 def test_an_embedding_output_is_compared_per_sample_without_top1():
-    from verify.compare import compare_outputs, worst
+    from verify.judge.compare import compare_outputs, worst
 
     rng = np.random.default_rng(3)
     reference = {"logits": logits(), "embedding": rng.normal(size=(6, 4, 2, 2)).astype(np.float32)}
@@ -157,7 +157,7 @@ def test_an_embedding_output_is_compared_per_sample_without_top1():
 
 
 def test_a_constant_embedding_is_an_error_not_a_pass():
-    from verify.compare import compare_outputs, worst
+    from verify.judge.compare import compare_outputs, worst
 
     reference = {"logits": logits(), "embedding": np.ones((6, 8), np.float32)}
     compared = compare_outputs(reference, {k: v.copy() for k, v in reference.items()}, TOLS, KINDS)
@@ -166,7 +166,7 @@ def test_a_constant_embedding_is_an_error_not_a_pass():
 
 
 def test_an_embedding_keeps_its_nearest_neighbours_and_a_scaled_one_fails_elementwise():
-    from verify.compare import NEIGHBOURS, ELEMENTWISE
+    from verify.judge.compare import NEIGHBOURS, ELEMENTWISE
 
     rng = np.random.default_rng(5)
     centres = rng.normal(size=(4, 16))

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from converter.core.machine import CPUINFO_ENV, CpuFeatures, cpu_features, parse_cpuinfo
-from verify.compare import PASS, SKIP
+from verify.judge.compare import PASS, SKIP
 from verify.results import Cell
 from verify.runners import Availability, registered_runners
-from verify.session import emulated_precision
+from verify.cells.session import emulated_precision
 
 AVX2 = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx fma avx2"
 AVX512 = AVX2 + " avx512f avx512dq avx512cd avx512bw avx512vl avx512_vnni"

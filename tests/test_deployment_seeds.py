@@ -9,8 +9,9 @@ import torch
 
 from converter.models import instantiate, realistic_init
 from converter.zoo import Deployment, DeploymentTolerance, Preprocess
-from verify.inputs import synthetic_images
-from verify.preprocessing import deployment_batch, judge, reference_batch
+from verify.plan.inputs import synthetic_images
+from verify.judge.preprocessing import deployment_batch, reference_batch
+from verify.tasks.classification.scores import judge_deployment as judge
 
 pytestmark = pytest.mark.slow
 # mnasnet0_5 is the net the old rule blocked at some seeds: five of them; two for the default zoo's two nets

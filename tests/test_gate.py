@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from converter.zoo import ModelEntry
-from verify.gate import decide
+from verify.judge.gate import decide
 from verify.results import Cell, ModelResult
 
 

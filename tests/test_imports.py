@@ -14,9 +14,9 @@ FRAMEWORKS = ("torch", "torchvision", "paddle", "onnx", "onnxruntime", "openvino
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("module", ["verify.compare", "converter.zoo"])
+@pytest.mark.parametrize("module", ["verify.judge.compare", "converter.zoo"])
 def test_import_loads_no_framework(module):
-    """verify.compare is pure (plain arrays, no models); converter.zoo only reads and validates YAML."""
+    """verify.judge.compare is pure (plain arrays, no models); converter.zoo only reads and validates YAML."""
     code = (f"import json, sys, {module}; "
             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({FRAMEWORKS!r}))))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -32,7 +32,7 @@ def test_feeds_is_defined_once_and_shared():
     assert defined_in == [str(Path("converter", "core", "outputs.py"))]
     from converter.core.outputs import Feeds
     from verify.runners.base import Feeds as runner_feeds
-    from verify.timing import Feeds as timing_feeds
+    from verify.cells.timing import Feeds as timing_feeds
 
     assert runner_feeds is Feeds and timing_feeds is Feeds
 
@@ -48,11 +48,11 @@ def test_the_verifiers_own_process_plans_without_torch_or_paddle(tmp_path):
          "preprocess": {"mean": [0.49804] * 3, "std": [0.50196] * 3}}]}))
     code = ("import json, sys\n"
             "from converter.zoo import load_zoo\n"
-            "import verify.environment\n"
-            "verify.environment.nvidia_gpu_visible = lambda: False  # a machine with a GPU asks torch to name it\n"
+            "import verify.cells.environment\n"
+            "verify.cells.environment.nvidia_gpu_visible = lambda: False  # a machine with a GPU asks torch to name it\n"
             "from verify.runners import Availability, registered_runners\n"
             "import verify.api\n"
-            "registered_runners(); Availability.probe(gpu_visible=False); verify.environment.describe_machine(2)\n"
+            "registered_runners(); Availability.probe(gpu_visible=False); verify.cells.environment.describe_machine(2)\n"
             f"zoo = load_zoo({str(zoo)!r}, find_factories=False)\n"
             "assert [len(m.class_names() or []) for m in zoo.models] == [0, 1000]\n"
             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'paddle'})))")

@@ -8,7 +8,7 @@ from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
 from converter.zoo import Preprocess
-from verify.inputs import InputError, load_images, preprocess, synthetic_images
+from verify.plan.inputs import InputError, load_images, preprocess, synthetic_images
 
 SETTINGS = [
     Preprocess(),
@@ -113,7 +113,7 @@ def test_a_decompression_bomb_is_skipped_with_a_warning_not_a_traceback(tmp_path
 
 
 def test_an_image_folder_with_class_subfolders_is_labelled(tmp_path):
-    from verify.inputs import label_indices
+    from verify.plan.inputs import label_indices
 
     for label, colour in (("ants", (90, 40, 20)), ("bees", (240, 200, 0))):
         (tmp_path / label).mkdir()

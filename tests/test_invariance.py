@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from converter.zoo import PrecisionBudget, Tolerance
-from verify.invariance import batch_invariance, probe_feeds
+from verify.judge.invariance import batch_invariance, probe_feeds
 
 FULL = {"logits": np.random.default_rng(0).normal(0, 2, (8, 10)).astype(np.float32)}
 

@@ -12,7 +12,7 @@ from converter.manifest import read_manifest
 from converter.zoo import Tolerance
 from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry
 from verify.__main__ import main as verify_main
-from verify.localize import capture_module_calls, exceeds, locate_in_onnx, scope_module
+from verify.cells.localize import capture_module_calls, exceeds, locate_in_onnx, scope_module
 from verify.selftest.faults import resign, scale_conv_weight
 
 
@@ -99,9 +99,9 @@ def test_a_clean_onnx_graph_reports_no_divergence_inside_the_graph(converted):
 
 def test_a_cell_failing_only_on_top1_is_not_blamed_on_a_layer(tmp_path):
     from converter.zoo import ModelEntry
-    from verify.compare import Comparison
+    from verify.judge.compare import Comparison
     from verify.results import Cell
-    from verify.session import SessionOptions, _localize
+    from verify.cells.session import SessionOptions, _localize
 
     entry = ModelEntry(name="m", arch="tests.tiny_models:tiny_cnn", weights="random")
     cell = Cell("m", "onnx", "onnxruntime", "cpu", "FAIL", "top-1", comparisons={"logits": Comparison(

@@ -13,7 +13,7 @@ from onnx import helper
 
 from tests.conftest import built_artifact, convert_tiny_zoo, private_copy, tiny_entry
 from verify.__main__ import main as verify_main
-from verify.localize import node_module
+from verify.cells.localize import node_module
 from verify.selftest.faults import resign, scale_conv_weight
 
 FORMATS = ["eager", "onnx_dynamo"]

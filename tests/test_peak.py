@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from converter.core.machine import CpuFeatures
-from verify.peak import KERNELS, PeakJob, PeakMeasurement, describe_peak, kernels_for, measure_peak, run_peak_job
+from verify.cells.peak import KERNELS, PeakJob, PeakMeasurement, describe_peak, kernels_for, measure_peak, run_peak_job
 from verify.results import Cell, ModelResult
-from verify.timing import summarise
-from verify.timing_report import peaks_of, timing_frame, timing_section
+from verify.cells.timing import summarise
+from verify.report.timing_report import peaks_of, timing_frame, timing_section
 
 # the environment a run on a Xeon with VNNI writes: int8 kernels three times the fp32 ones
 ENVIRONMENT = {"peak_fp32_gflops": 200.0, "peak_fp32_kernel": "onnxruntime Conv3x3",
@@ -170,7 +170,7 @@ def test_the_int8_peak_kernel_runs_in_int8_through_onnx_runtime():
 def test_the_peak_is_measured_once_per_machine_and_an_unchanged_run_reuses_it(monkeypatch, tmp_path):
     import converter.core.isolation as isolation
     from verify.api import remembered_peak
-    from verify.cache import CellCache
+    from verify.cells.cache import CellCache
 
     ran = []
 
@@ -201,7 +201,7 @@ def test_lanes_hold_at_most_their_count_of_workers_at_once():
     import threading
     import time
 
-    from verify.session import Lanes
+    from verify.cells.session import Lanes
 
     lanes, running, most = Lanes(2), [], []
     lock = threading.Lock()

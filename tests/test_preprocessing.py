@@ -8,8 +8,9 @@ from converter.core.errors import ZooError
 from converter.core.images import synthetic_images
 from converter.zoo import Deployment, DeploymentTolerance, ModelEntry, Preprocess, load_zoo
 from tests.conftest import tiny_entry
-from verify.gate import decide
-from verify.preprocessing import channel_shift, deployment_batch, judge, reference_batch, settings_for
+from verify.judge.gate import decide
+from verify.judge.preprocessing import channel_shift, deployment_batch, reference_batch, settings_for
+from verify.tasks.classification.scores import judge_deployment as judge
 from verify.results import Cell, ModelResult, PreprocessingCheck
 
 IMAGES = synthetic_images(6, seed=3)

@@ -35,7 +35,7 @@ def test_localisation_names_a_perturbed_conv_inside_a_resnet_block(write_zoo, tm
 
     from converter.core.reference import load_reference
     from converter.zoo import Tolerance
-    from verify.localize import capture_module_calls, locate_in_onnx
+    from verify.cells.localize import capture_module_calls, locate_in_onnx
     from verify.selftest.faults import scale_conv_weight
 
     zoo = load_zoo(write_zoo(models=[{"name": "resnet", "arch": "torchvision:resnet18", "weights": "random",

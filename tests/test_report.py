@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from converter.zoo import ModelEntry
-from verify.compare import Comparison
-from verify.gate import decide
-from verify.report import PARITY_COLUMNS, markdown, parity_frame, summary
+from verify.judge.compare import Comparison
+from verify.judge.gate import decide
+from verify.report.markdown import PARITY_COLUMNS, markdown, parity_frame, summary
 from verify.results import Cell, ModelResult
-from verify.timing import batch_of, summarise
-from verify.timing_report import TIMING_COLUMNS, timing_frame, timing_section
+from verify.cells.timing import batch_of, summarise
+from verify.report.timing_report import TIMING_COLUMNS, timing_frame, timing_section
 
 ENTRY = ModelEntry(name="m", arch="tests.tiny_models:tiny_cnn", weights="random",
                    allow_failures=[{"runtime": "paddle-jit", "reason": "known drift, issue 9"}])
@@ -107,9 +107,9 @@ def test_timing_statistics():
 
 
 def test_divergence_and_preprocessing_are_reported_everywhere():
-    from verify.localize import Divergence
-    from verify.preprocessing import PreprocessingComparison
-    from verify.report import PREPROCESSING_COLUMNS, preprocessing_frame
+    from verify.cells.localize import Divergence
+    from verify.judge.preprocessing import PreprocessingComparison
+    from verify.report.markdown import PREPROCESSING_COLUMNS, preprocessing_frame
     from verify.results import PreprocessingCheck
 
     res = results()
@@ -178,7 +178,7 @@ def test_a_cell_above_the_measured_peak_says_the_peak_is_wrong():
 
 
 def test_each_model_with_timings_gets_a_png_chart(tmp_path):
-    from verify.charts import chart_file, write_timing_charts
+    from verify.report.charts import chart_file, write_timing_charts
 
     charts = write_timing_charts(results() + [ModelResult("untimed")], tmp_path)
     assert charts == {"m": "charts/m-timing.png"}
@@ -187,7 +187,7 @@ def test_each_model_with_timings_gets_a_png_chart(tmp_path):
 
 
 def test_an_unchanged_chart_is_copied_from_the_drawn_ones_and_a_changed_one_is_drawn(tmp_path, monkeypatch):
-    from verify import charts
+    from verify.report import charts
 
     drawn_calls = []
     real = charts.timing_chart
@@ -209,7 +209,7 @@ def test_an_unchanged_chart_is_copied_from_the_drawn_ones_and_a_changed_one_is_d
 
 
 def test_long_image_names_keep_their_start_and_end_in_a_grid_caption():
-    from verify.charts import short_name
+    from verify.tasks.classification.grid import short_name
 
     assert short_name("ants_00012.jpg") == "ants_00012.jpg"
     assert short_name("grace_hopper_mirrored.jpg") == "grace_h\u2026r_mirrored.jpg"

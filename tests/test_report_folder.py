@@ -5,7 +5,7 @@ import pytest
 
 from converter.core.files import FolderBusy, folder_lock
 from verify.__main__ import main as verify_main
-from verify.environment import new_run_id
+from verify.cells.environment import new_run_id
 
 
 def test_a_held_folder_refuses_a_second_run_naming_the_first(tmp_path):

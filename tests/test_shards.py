@@ -18,14 +18,14 @@ from converter.core.shards import Shard, parse_shard, shard_of
 from converter.manifest import read_manifest
 from tests.conftest import convert_tiny_zoo, private_copy, tiny_entry
 from verify.__main__ import main as verify_main
-from verify.accuracy import Accuracy
-from verify.compare import Comparison
-from verify.localize import Divergence
-from verify.plain import from_plain, to_plain
-from verify.preprocessing import PreprocessingComparison
+from verify.judge.accuracy import Score
+from verify.judge.compare import Comparison
+from verify.cells.localize import Divergence
+from verify.report.plain import from_plain, to_plain
+from verify.judge.preprocessing import PreprocessingComparison
 from verify.results import Cell, ModelResult, PreprocessingCheck
 from verify.selftest.faults import resign
-from verify.timing import Timing
+from verify.cells.timing import Timing
 
 # with two shards, alpha and gamma fall in shard 1 and beta in shard 2 (the hash is fixed: see test_the_split)
 MODELS = ("alpha", "beta", "gamma")
@@ -52,7 +52,7 @@ def _sample_result() -> ModelResult:
                 {"threads": 2, "providers": ["CPU"], "path": "x"}, divergence=Divergence(True, "layer /fc", "/fc",
                 max_abs_diff=math.inf, allowed=0.5),
                 precision="int8", predictions=np.arange(20).reshape(4, 5), batch_invariant=True,
-                accuracy=Accuracy(4, 0.5, 1.0, ((0, 1, 2), (1, 1, 2))))
+                accuracy=Score(4, {"top1": 0.5, "top5": 1.0}, ((0, 1, 2), (1, 1, 2))))
     check = PreprocessingCheck("m", "pil", "pil", "PASS", "ok", PreprocessingComparison("PASS", "ok", 0.1))
     return ModelResult("m", [cell], samples=4, gallery={3: np.ones((3, 2, 2), np.float32)}, labels=[0, 1, 0, 1],
                        classes=["a", "b"], preprocessing=[check], reference_probabilities=np.full((4, 5), 0.2),

@@ -7,10 +7,10 @@ from PIL import Image
 
 from converter.core.isolation import Limits, run_isolated
 from converter.zoo import InputSpec, ModelEntry, Preprocess
-from verify.inputs import CHUNK, load_images, preprocess, synthetic_images, write_input_file
+from verify.plan.inputs import CHUNK, load_images, preprocess, synthetic_images, write_input_file
 from verify.runners import LoadRequest, Runner
-from verify.session import PARITY_BATCH, CellJob, run_cell_job, worst_samples
-from verify.timing import TimingPolicy
+from verify.cells.session import PARITY_BATCH, CellJob, run_cell_job, worst_samples
+from verify.cells.timing import TimingPolicy
 
 SETTINGS = Preprocess(resize=40, crop=32)
 

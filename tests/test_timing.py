@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from verify.peak import describe_peak
-from verify.timing import (MachineSpeed, TimingPolicy, measure, measure_steady, median_bounds, median_interval,
+from verify.cells.peak import describe_peak
+from verify.cells.timing import (MachineSpeed, TimingPolicy, measure, measure_steady, median_bounds, median_interval,
                            summarise, warm_up)
 
 
@@ -137,7 +137,7 @@ def test_the_peak_is_the_best_kernel_and_names_the_others():
 
 def test_the_runs_waiting_is_bounded_and_later_batches_are_timed_at_once():
     # a neighbour holds a core for the whole run: without a bound every batch waits and is timed three times
-    from verify.timing import WaitBudget
+    from verify.cells.timing import WaitBudget
 
     runtime, waits = FakeRuntime([0.01]), []
     policy = TimingPolicy(warmup_min=0, warmup_max=0, min_runs=10, min_seconds=0.1, max_wait_seconds=1.0)
@@ -154,7 +154,7 @@ def test_the_runs_waiting_is_bounded_and_later_batches_are_timed_at_once():
 
 
 def test_a_run_that_stays_slow_is_measured_against_the_speed_an_earlier_run_reached(tmp_path):
-    from verify.speed_memory import REMEMBER_HOURS, remember_speed, remembered_speed
+    from verify.cells.speed_memory import REMEMBER_HOURS, remember_speed, remembered_speed
 
     path, machine = tmp_path / "machine-speed.json", {"cpu": "EPYC", "version.torch": "2.14.1"}
     assert remembered_speed(path, machine) is None

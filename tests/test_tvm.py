@@ -66,9 +66,9 @@ def test_without_apache_tvm_the_artifact_and_the_cells_are_skipped_with_the_reas
 
 
 def test_the_report_says_localisation_does_not_apply_to_a_compiled_library(tmp_path):
-    from verify.compare import ELEMENTWISE, Comparison
+    from verify.judge.compare import ELEMENTWISE, Comparison
     from verify.results import Cell
-    from verify.session import _localize
+    from verify.cells.session import _localize
 
     failing = Cell("m", "tvm", "tvm", "cpu", "FAIL", "", comparisons={
         "logits": Comparison("FAIL", "drift", failed_checks=(ELEMENTWISE,))})

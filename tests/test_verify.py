@@ -17,7 +17,7 @@ from converter.manifest import read_manifest
 from tests.conftest import cannot_run_here, convert_tiny_zoo, private_copy, tiny_entry, verify_api
 from tests.tiny_models import tiny_cnn
 from verify.__main__ import main as verify_main
-from verify.charts import RUN_ID_KEY
+from verify.report.charts import RUN_ID_KEY
 from verify.runners.onnxruntime_runner import OnnxRuntimeRunner
 from verify.selftest.faults import resign
 
@@ -283,7 +283,7 @@ def test_usage_errors_exit_2_with_one_line(workdir, capsys, args, fragment):
 
 
 def _compare_that_breaks_on_five_classes(reference, candidate, tolerance, kind="logits"):
-    from verify.compare import compare
+    from verify.judge.compare import compare
 
     if reference.shape[-1] == 5:
         raise RuntimeError("a bug in the comparison")

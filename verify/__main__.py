@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return _main(args, argv, "")
     from converter.core.files import FolderBusy, folder_lock
 
-    from .environment import new_run_id
+    from .cells.environment import new_run_id
 
     run_id = new_run_id()
     try:  # one run's files in one report folder: a second run refuses rather than interleave its files
@@ -112,9 +112,9 @@ def _merge(argv: list[str]) -> int:
     from converter.core.files import FolderBusy, folder_lock
 
     from .api import write_reports
-    from .environment import new_run_id
-    from .gate import decide
-    from .merge import merge_runs
+    from .cells.environment import new_run_id
+    from .judge.gate import decide
+    from .report.merge import merge_runs
 
     run_id, report = new_run_id(), Path(args.report)
     if any(Path(shard).resolve() == report.resolve() for shard in args.shards):
@@ -145,8 +145,8 @@ def _print_header() -> None:
 
 def _print_model_line(result, verdict) -> None:
     """One line per model: its counts, the reference's accuracy and the recommendation; then what blocks."""
-    from .compare import ERROR, FAIL, PASS, SKIP
-    from .decision import recommend
+    from .judge.compare import ERROR, FAIL, PASS, SKIP
+    from .report.decision import recommend
 
     deployed = [cell for cell in result.cells if cell.gated]
     counts = [sum(cell.status == status for cell in deployed) for status in (PASS, FAIL, ERROR, SKIP)]
@@ -160,7 +160,7 @@ def _print_model_line(result, verdict) -> None:
         facts.append(f"explored {len(explored)} cells ({sum(c.status == PASS for c in explored)} within budget"
                      + (f", {outside} not shippable" if outside else "") + ")")
     if reference is not None and reference.accuracy is not None:
-        facts.append(f"accuracy {100 * reference.accuracy.top1:.1f}%")
+        facts.append(f"accuracy {100 * reference.accuracy.value:.1f}%")
     chosen = recommend(result) if not result.error else None
     if chosen:
         facts.append(chosen)
@@ -177,7 +177,7 @@ def _print_model(result, verdict) -> None:
 
     width = max(map(len, ARTIFACTS))
     indent = " " * (17 + 1 + width + 1 + 9 + 1 + 5)
-    labelled = ", labelled: top-1 accuracy per cell" if result.labels is not None else ""
+    labelled = ", labelled: accuracy per cell" if result.labels is not None else ""
     sizes = f", at {len(result.sizes)} sizes ({'; '.join(result.sizes)})" if len(result.sizes) > 1 else ""
     print(f"{result.model}: {result.samples} samples{labelled}{sizes}", file=sys.stderr, flush=True)
     if result.accuracy_note:
@@ -186,7 +186,7 @@ def _print_model(result, verdict) -> None:
         waiver = verdict.waivers.get(cell.key)
         status = (f"{cell.status} (waived: {waiver})" if waiver else cell.status) + ("" if cell.gated else "*")
         reused = f" (reused from {cell.cached})" if cell.cached else ""
-        scored = f"acc {100 * cell.accuracy.top1:5.1f}%  " if cell.accuracy is not None else ""
+        scored = f"acc {100 * cell.accuracy.value:5.1f}%  " if cell.accuracy is not None else ""
         print(f"  {cell.runtime:<17} {cell.artifact:<{width}} {cell.device:<9} {cell.precision:<4} {status:<6} "
               f"{scored}{cell.detail}{reused}", file=sys.stderr, flush=True)
         if cell.divergence:
@@ -205,7 +205,7 @@ def _print_model(result, verdict) -> None:
 
 
 def _policy(args):
-    from .timing import TimingPolicy
+    from .cells.timing import TimingPolicy
 
     if args.runs < 6:
         raise UsageError(f"--runs: at least 6 timed calls (the median's 95% interval needs them), got {args.runs}")
@@ -234,7 +234,7 @@ def _tuple(items: list[str] | None) -> tuple[str, ...] | None:
 def _parse(argv):
     from converter.core.vocabulary import DEVICES, RUNTIMES
 
-    from .timing import DEFAULT_BATCHES, TimingPolicy
+    from .cells.timing import DEFAULT_BATCHES, TimingPolicy
 
     parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__.split("\n\n")[0],
                                      usage="python -m verify --report DIR [options]\n"
@@ -295,7 +295,7 @@ def _parse(argv):
 def _selftest(args) -> int:
     from converter.core.files import atomic_write
 
-    from .environment import physical_cores
+    from .cells.environment import physical_cores
     from .selftest.run import SelftestError, run_selftest
     from .selftest.table import selftest_frame, selftest_markdown
 

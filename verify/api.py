@@ -20,30 +20,31 @@ from converter.core.vocabulary import DEVICES, REFERENCE, RUNTIMES
 from converter.manifest import read_manifest
 from converter.zoo import ModelEntry
 
-from .compare import ERROR, CompareFunc, compare
-from .entries import ResolvedEntries, resolve_entries
-from .environment import describe_machine, describe_run, physical_cores
-from .gate import Verdict, decide
-from .inputs import ImageSet, InputError, label_indices, load_images, save_inputs, synthetic_images
-from .peak import PeakMeasurement, describe_peak, measure_peak
-from .cache import CACHE_FOLDER, CellCache, machine_fingerprint
-from .speed_memory import SPEED_FILE, remember_speed, remembered_speed
-from .charts import write_prediction_grids, write_timing_charts, write_tradeoff_charts
-from .predictions import accuracy_frame, predictions_frame
-from .ci import junit_xml, step_summary
-from .report import inputs_file, markdown, parity_frame, preprocessing_frame, summary
-from .timing_report import timing_frame
+from .cells.cache import CACHE_FOLDER, CellCache, machine_fingerprint
+from .cells.environment import describe_machine, describe_run, physical_cores
+from .cells.peak import PeakMeasurement, describe_peak, measure_peak
+from .cells.session import Lanes, SessionOptions, Shared, verify_model
+from .cells.speed_memory import SPEED_FILE, remember_speed, remembered_speed
+from .cells.timing import DEFAULT_BATCHES, TimingPolicy, WaitBudget
+from .judge.compare import ERROR, CompareFunc, compare
+from .judge.gate import Verdict, decide
+from .plan.cells import plan_cells
+from .plan.entries import ResolvedEntries, resolve_entries
+from .plan.inputs import ImageSet, InputError, label_indices, load_images, save_inputs, synthetic_images
+from .report.charts import write_timing_charts, write_tradeoff_charts
+from .report.ci import junit_xml, step_summary
+from .report.markdown import inputs_file, markdown, parity_frame, preprocessing_frame, summary
+from .report.results_file import RunScope, write_results
+from .report.timing_report import timing_frame
 from .results import ModelResult
-from .results_file import RunScope, write_results
 from .runners import Availability, Runner, registered_runners
-from .session import Lanes, SessionOptions, Shared, plan_cells, verify_model
-from .timing import DEFAULT_BATCHES, TimingPolicy, WaitBudget
+from .tasks import every_task, task_named
 
 log = logging.getLogger(__name__)
 # What the cell, peak and localisation workers import beyond the frameworks (half a second): once, in the fork
 # server, not in every cell's worker. Asked for on import, so that it holds wherever the fork server starts later
 # (a test session converts before it verifies). Not openvino: see converter.core.openvino_cpu.without_telemetry.
-WORKER_MODULES = ("verify.session", "verify.peak")
+WORKER_MODULES = ("verify.cells.session", "verify.cells.peak")
 PEAK_KEPT_S = 86400.0  # how long a run reuses the machine's peak an earlier one measured
 preload(*WORKER_MODULES)
 
@@ -71,7 +72,7 @@ class VerifyOptions:
     trusted_modules: tuple[str, ...] = ()  # as the zoo's trusted_modules (--trust-module)
     cache: bool = True  # reuse the results of cells whose inputs are unchanged (artifacts/.cache/verify)
     run_id: str = ""  # stamped on every report file (empty: a new one)
-    shard: Shard | None = None  # only this shard's models, by name hash (join the shards with verify.merge)
+    shard: Shard | None = None  # only this shard's models, by name hash (join the shards with verify.report.merge)
 
 
 @dataclass
@@ -268,10 +269,11 @@ def model_inputs(entries: dict, names: list[str], images: ImageSet
         except ValueError as exc:
             raise InputError(f"model '{name}': classes_file: {exc}") from None
         field = "classes_file" if entry.classes_file else "classes"
-        image_model = entry.image_input is not None  # labelled images label nothing a text model sees
-        labels = label_indices(own, classes, name, field) if image_model else None
+        # labelled images label nothing a text model sees, nor a model whose task scores no labels
+        scored = entry.image_input is not None and task_named(entry.task_name).labelled
+        labels = label_indices(own, classes, name, field) if scored else None
         note = None
-        if own.labelled and classes is None and image_model:
+        if own.labelled and classes is None and scored:
             note = ("the images are labelled, but the model has no class names (set classes or classes_file): "
                     "accuracy not measured")
         chosen[name] = (own, labels, classes, note)
@@ -304,9 +306,10 @@ def _check(options: VerifyOptions, runners: Mapping[str, type[Runner]]) -> None:
 
 
 def write_reports(verified: VerifyRun, folder: Path) -> Path:
-    """report.md, parity.csv, junit.xml, timing.csv, preprocessing.csv, predictions.csv, accuracy.csv, summary.json,
-    inputs/<model>.npz, charts/<model>-timing.png and -tradeoff.png and predictions/<model>.png, each replaced
-    atomically; appends the verdict to $GITHUB_STEP_SUMMARY when it is set. Returns the markdown report's path."""
+    """report.md, parity.csv, junit.xml, timing.csv, preprocessing.csv, summary.json, inputs/<model>.npz,
+    charts/<model>-timing.png and -tradeoff.png, and each task's tables and pictures (classification:
+    predictions.csv, accuracy.csv, predictions/<model>.png), each replaced atomically; appends the verdict to
+    $GITHUB_STEP_SUMMARY when it is set. Returns the markdown report's path."""
     results, verdict, environment = verified.results, verified.verdict, verified.environment
     run_id = verified.provenance.get("run_id", "")
 
@@ -325,15 +328,18 @@ def write_reports(verified: VerifyRun, folder: Path) -> Path:
     drawn = verified.drawn_charts
     charts = write_timing_charts(results, folder, run_id, drawn)
     tradeoffs = write_tradeoff_charts(results, folder, run_id, drawn)
-    grids = write_prediction_grids(results, verified.entries, folder, run_id, drawn)
-    atomic_write(folder / "predictions.csv", csv(predictions_frame(results)))
-    atomic_write(folder / "accuracy.csv", csv(accuracy_frame(results)))
+    pictures = {}
+    for task in every_task():  # its CSVs always (a CI job reads a fixed set of files), its pictures where drawn
+        own = [result for result in results if result.task == task.name]
+        for name, frame in task.tables(own).items():
+            atomic_write(folder / name, csv(frame))
+        pictures.update(task.pictures(own, verified.entries, folder, run_id, drawn))
     atomic_write(folder / "preprocessing.csv", csv(preprocessing_frame(results, verdict)))
     provenance = verified.provenance
     atomic_write(folder / "summary.json",
                  json.dumps(summary(results, verdict, environment, provenance), indent=2, default=str))
     report = atomic_write(folder / "report.md", markdown(results, verdict, environment, provenance, charts,
-                                                         tradeoffs, grids))
+                                                         tradeoffs, pictures))
     write_results(folder, verified.scope, results, verified.entries, environment, provenance, verdict.left_out)
     job_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if job_summary:  # GitHub Actions shows this file on the run's page

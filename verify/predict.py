@@ -1,5 +1,6 @@
 """python -m verify.predict IMAGE...: load one converted artifact in one runtime, as a deployment would, and print
-each image's top-k classes with their names and softmax probabilities.
+what the model's task predicts for each image (a classifier: its top-k classes with their names and softmax
+probabilities).
 
 `Predictor` is the same thing as a library: the zoo's preprocessing inside, so a service can reuse it:
 
@@ -22,13 +23,12 @@ from converter.core.registry import load_object
 from converter.core.vocabulary import RUNTIMES
 from converter.manifest import integrity_problem, read_manifest
 
-from .accuracy import top_k
-from .preprocessing import softmax
-from .entries import resolve_entries
-from .environment import physical_cores
-from .inputs import ImageSet, load_images
+from .cells.environment import physical_cores
+from .cells.timing import Timing, summarise
+from .plan.entries import resolve_entries
+from .plan.inputs import ImageSet, load_images
 from .runners import Availability, LoadRequest
-from .timing import Timing, summarise
+from .tasks import task_named
 
 
 class PredictError(WorkbenchError):
@@ -74,11 +74,11 @@ class Predictor:
         if unavailable:
             raise PredictError(f"{runtime}@{device}: {unavailable}")
         self.entry = resolve_entries(manifest, zoo, str(artifacts / "manifest.json"))[model].entry
-        image = self.entry.image_input
-        if image is None or len(self.entry.model_inputs) > 1 or self.entry.logits is None:
-            raise PredictError(f"model '{model}' is not a classifier of one image (its inputs: "
-                               f"{', '.join(self.entry.input_names)}; logits output: {self.entry.logits or 'none'}): "
-                               "predict shows class predictions on images; python -m verify checks any model")
+        image, self.task = self.entry.image_input, task_named(self.entry.task_name)
+        if image is None or len(self.entry.model_inputs) > 1 or not self.task.predicts:
+            raise PredictError(f"model '{model}' is not a model of one image whose task predicts (its inputs: "
+                               f"{', '.join(self.entry.input_names)}; task: {self.task.name}): predict shows a "
+                               "task's predictions on images; python -m verify checks any model")
         self.input = image.name
         self.model, self.runtime, self.artifact, self.device = model, runtime, artifact, device
         self.classes = self.entry.class_names()
@@ -89,18 +89,17 @@ class Predictor:
     def class_name(self, index: int) -> str:
         return self.classes[index] if self.classes and index < len(self.classes) else str(index)
 
-    def logits(self, images: list) -> np.ndarray:
+    def outputs(self, images: list) -> dict[str, np.ndarray]:
         batch = preprocess(images, self.entry.preprocess)
-        return self.runner.run({self.input: batch})[self.entry.logits]
+        return self.runner.run({self.input: batch})
 
     def predict(self, images: list, topk: int = 5, batch_size: int = 8) -> list[list[tuple[str, float]]]:
-        """Per image, its top-k (class name, softmax probability), best first; `batch_size` images per call."""
+        """Per image, its task's top-k (label, value), best first (a classifier: class name, softmax
+        probability); `batch_size` images per call."""
         found = []
         for start in range(0, len(images), batch_size):
-            logits = self.logits(images[start:start + batch_size])
-            probabilities = softmax(logits)
-            for row, best in zip(probabilities, top_k(logits, topk)):
-                found.append([(self.class_name(int(i)), float(row[i])) for i in best])
+            found += self.task.predict(self.entry, self.outputs(images[start:start + batch_size]), topk,
+                                       self.class_name)
         return found
 
     def benchmark(self, images: list, batch_size: int = 1, runs: int = 30, warmup: int = 5) -> Timing:

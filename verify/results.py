@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from .accuracy import Accuracy
-from .compare import SIZE_SEPARATOR, Comparison, output_and_size
-from .localize import Divergence
-from .preprocessing import PreprocessingComparison
-from .timing import Timing
+from .cells.localize import Divergence
+from .cells.timing import Timing
+from .judge.accuracy import Score
+from .judge.compare import SIZE_SEPARATOR, Comparison, output_and_size
+from .judge.preprocessing import PreprocessingComparison
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Cell:
     device: str
     status: str  # PASS, FAIL, ERROR or SKIP
     detail: str
-    comparisons: dict[str, Comparison] = field(default_factory=dict)  # per output name, the logits first
+    comparisons: dict[str, Comparison] = field(default_factory=dict)  # per output name, in its task's order
     timings: tuple[Timing, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)  # the runtime's effective configuration
     conversion_failed: bool = False  # ERROR because its artifact was never built
@@ -30,8 +30,8 @@ class Cell:
     divergence: Divergence | None = None  # for a FAILing cell: the first layer that differs
     cached: str | None = None  # when its outputs and timings were measured, if an earlier run's were reused
     precision: str = "fp32"  # what it ran at: fp32, or a reduced precision judged by its budget
-    predictions: np.ndarray | None = None  # per sample, its top-5 class indices (logits output), best first
-    accuracy: Accuracy | None = None  # against the labels, when the images are labelled and the model has classes
+    predictions: np.ndarray | None = None  # per sample, what its task predicts (a classifier: top-5 class indices)
+    accuracy: Score | None = None  # its task's score against the labels, when the images are labelled
     batch_invariance: str = ""  # whether each sample's answer is the same alone, in an odd batch and in the full one
     batch_invariant: bool | None = None  # that check's verdict (None: not checked)
     # deployed (the zoo's `formats` at their own precision, or `required`): a drift blocks; explored (a candidate
@@ -45,7 +45,7 @@ class Cell:
 
     @property
     def comparison(self) -> Comparison | None:
-        """The logits output's comparison (the first), when the cell was compared."""
+        """The leading output's comparison (the first: a classifier's logits), when the cell was compared."""
         return next(iter(self.comparisons.values()), None)
 
 
@@ -80,12 +80,12 @@ class ModelResult:
     input_names: list[str] = field(default_factory=list)  # the images it was made from
     trusted_pickle: bool = False
     preprocessing: list[PreprocessingCheck] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=lambda: ["logits"])  # the model's declared outputs, logits first
+    outputs: list[str] = field(default_factory=lambda: ["logits"])  # the model's declared outputs, in its task's order
     flops_per_sample: int | None = None  # one forward pass, counted at conversion (None: not counted)
     classes: list[str] | None = None  # class names, by index (None: the model has none; indices are shown)
     labels: list[int] | None = None  # per input image, its true class index, when the images are labelled
     accuracy_note: str | None = None  # why accuracy was not measured although the images are labelled
-    reference_probabilities: np.ndarray | None = None  # per sample, the reference's softmax over its top 5
+    reference_probabilities: np.ndarray | None = None  # a classifier's: per sample, the reference's softmax, top 5
     image_source: str = ""  # where this model's images came from
     artifact_bytes: dict[str, int] = field(default_factory=dict)  # artifact -> its files' size on disk
     drawn_in: str | None = None  # a shard's report folder: its charts and grid of this model are copied, not redrawn
@@ -93,6 +93,7 @@ class ModelResult:
     accept_accuracy_drop: float = 0.0  # the zoo's: points of accuracy the recommendation may trade for speed
     sizes: list[str] = field(default_factory=list)  # the shape sweep's sizes ('sequence=8'), the first timed; [] none
     output_kinds: dict[str, str] = field(default_factory=dict)  # each output's kind (logits, embedding, ...)
+    task: str = "classification"  # what the outputs are for (converter.core.vocabulary.TASKS)
 
     def output_label(self, key: str) -> str:
         """A comparison's key as the report shows it: 'logits @ sequence=77', the first size named too."""

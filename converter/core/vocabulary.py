@@ -5,7 +5,8 @@ Python entry points register plugins). That keeps the names in one place that bo
 validates `required`, `tolerance_overrides`, `allow_failures` and the command lines' lists against these
 registries, while the converter never imports the verifier's runners. Adding a runtime is its module under
 `verify/runners/` and one `RUNTIMES.register(...)` line below; adding a format is an exporter module and one
-`ARTIFACTS.register(...)` line.
+`ARTIFACTS.register(...)` line; adding a task is its module under `verify/tasks/` and one `TASKS.register(...)`
+line.
 """
 from __future__ import annotations
 
@@ -50,8 +51,16 @@ class RuntimeSpec:
 @dataclass(frozen=True)
 class OutputKindSpec:
     name: str
-    kind: str  # 'module:attribute', a verify.kinds.OutputKind: how an output of this kind is checked and compared
+    kind: str  # 'module:attribute', a verify.judge.kinds.OutputKind: how an output of this kind is checked and compared
     summary: str  # what it is, for the zoo's documentation and its error messages
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    task: str  # 'module:attribute', a verify.tasks.base.Task: what the task adds to parity (labels, report, predict)
+    kinds: tuple[str, ...]  # the output kinds it reads: an entry without `task` gets the first task it has one of
+    summary: str
 
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -68,6 +77,7 @@ DEVICES: Registry[DeviceSpec] = Registry("device")
 ARTIFACTS: Registry[ArtifactSpec] = Registry("artifact")  # in build order
 RUNTIMES: Registry[RuntimeSpec] = Registry("runtime")
 OUTPUT_KINDS: Registry[OutputKindSpec] = Registry("output kind")
+TASKS: Registry[TaskSpec] = Registry("task")
 
 
 def register_device(spec: DeviceSpec) -> DeviceSpec:
@@ -108,13 +118,19 @@ def deployable_formats() -> tuple[str, ...]:
 # The reference every cell is compared with: eager PyTorch on the CPU, float32.
 REFERENCE = ("torch", "eager", "cpu")  # runtime, artifact, device
 
-OUTPUT_KINDS.register("logits", OutputKindSpec("logits", "verify.kinds:LOGITS", "class scores before softmax"))
-OUTPUT_KINDS.register("probabilities", OutputKindSpec("probabilities", "verify.kinds:PROBABILITIES",
+OUTPUT_KINDS.register("logits", OutputKindSpec("logits", "verify.judge.kinds:LOGITS", "class scores before softmax"))
+OUTPUT_KINDS.register("probabilities", OutputKindSpec("probabilities", "verify.judge.kinds:PROBABILITIES",
                                                       "class probabilities in 0-1"))
-OUTPUT_KINDS.register("embedding", OutputKindSpec("embedding", "verify.kinds:EMBEDDING",
+OUTPUT_KINDS.register("embedding", OutputKindSpec("embedding", "verify.judge.kinds:EMBEDDING",
                                                   "a vector per sample compared by cosine and nearest neighbours"))
-OUTPUT_KINDS.register("regression", OutputKindSpec("regression", "verify.kinds:REGRESSION",
+OUTPUT_KINDS.register("regression", OutputKindSpec("regression", "verify.judge.kinds:REGRESSION",
                                                    "any tensor, compared element by element"))
+
+TASKS.register("classification", TaskSpec("classification", "verify.tasks.classification:CLASSIFICATION",
+                                          ("logits",), "class scores: top-k, accuracy on labelled images, "
+                                                       "predictions, deployment preprocessing"))
+# the task of a model whose outputs no other task reads: parity of each output by its kind, nothing more
+TASKS.register("generic", TaskSpec("generic", "verify.tasks.base:GENERIC", (), "any outputs, compared by their kinds"))
 
 register_device(DeviceSpec("cpu", gpu=False))
 register_device(DeviceSpec("cuda", gpu=True))

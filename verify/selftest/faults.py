@@ -151,7 +151,7 @@ def scale_mid_conv_weight(workdir: Path) -> None:
 def scale_dynamo_mid_conv_weight(workdir: Path) -> None:
     """The dynamo-exported ONNX's middle convolution weights, times 1.01 (its nodes are named by op, not scope:
     the conv is found by the module scope the exporter records)."""
-    from verify.localize import node_module
+    from verify.cells.localize import node_module
 
     def edit(model):
         conv = next(n for n in model.graph.node if n.op_type == "Conv" and (node_module(n) or "").startswith("mid."))

@@ -27,9 +27,9 @@ from converter.core.vocabulary import ARTIFACTS, RUNTIMES
 from converter.manifest import read_manifest
 
 from ..api import VerifyOptions, VerifyRun, run, write_reports
-from ..compare import ERROR, FAIL
-from ..gate import BLOCKED, EXIT_BLOCKED, EXIT_PASS, PASSED
-from ..report import parity_frame, preprocessing_frame, summary
+from ..judge.compare import ERROR, FAIL
+from ..judge.gate import BLOCKED, EXIT_BLOCKED, EXIT_PASS, PASSED
+from ..report.markdown import parity_frame, preprocessing_frame, summary
 from ..runners import registered_runners
 from .faults import FAULTS, MODEL, SEQUENCE_SIZES, TEXT_MODEL, Fault, Rebuilt, resign
 from .model import INPUT_SIZE

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..compare import ERROR, FAIL, PASS
+from ..judge.compare import ERROR, FAIL, PASS
 
 SELFTEST_COLUMNS = ["seed", "fault", "description", "expected", "got", "exit_code", "max_abs_diff",
                     "localised", "detected"]

@@ -13,7 +13,7 @@ from converter.core.files import file_sha256
 from converter.core.machine import cpu_features, nvidia_gpu_visible, physical_cores
 from converter.manifest import tool_versions
 
-from .inputs import ImageSet
+from ..plan.inputs import ImageSet
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from converter.core.files import atomic_write
 
-from .invariance import PROBE_BATCHES
+from ..judge.invariance import PROBE_BATCHES
 from .timing import Timing
 
 CACHE_FOLDER = Path(".cache") / "verify"  # inside the artifacts folder
@@ -86,7 +86,7 @@ class CellCache:
             if meta.stat().st_mtime < oldest:
                 meta.unlink(missing_ok=True)
                 meta.with_suffix(".npz").unlink(missing_ok=True)
-        # the charts verify.charts drew and the inputs files verify.inputs wrote, kept here for a re-run
+        # the charts verify.report.charts drew and the inputs files verify.plan.inputs wrote, kept here for a re-run
         for kept in (*self.folder.glob("charts/*.png"), *self.folder.glob("inputs/*.npz")):
             if kept.stat().st_mtime < oldest:
                 kept.unlink(missing_ok=True)

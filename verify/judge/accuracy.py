@@ -1,71 +1,44 @@
-"""Predictions, accuracy on labelled images, and the reduced-precision budget: pure functions on arrays."""
+"""Scores against labels and the reduced-precision budget: plain data and pure functions, for every task."""
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
-
 from converter.zoo import PrecisionBudget
 
-from .compare import ERROR, FAIL, PASS, SHAPE, Comparison, per_sample_cosine
-from .preprocessing import confident_flips
-
-TOP_K = 5
+from .compare import ERROR, FAIL, PASS, SHAPE, Comparison
 
 
 @dataclass(frozen=True)
-class Accuracy:
+class Score:
+    """A cell's outputs scored against the images' labels by its task: the first metric leads (What to ship's
+    score, the drop against the reference)."""
+
     samples: int
-    top1: float  # fraction of images whose top-1 class is the label
-    top5: float  # fraction whose label is among the top 5 (top-k with fewer classes)
-    per_class: tuple[tuple[int, int, int], ...] = ()  # (class index, images whose top-1 is right, images)
+    metrics: dict[str, float]  # name -> fraction 0-1, e.g. {"top1": 0.93, "top5": 0.99}
+    per_class: tuple[tuple[int, int, int], ...] = ()  # (class index, samples the lead metric counts right, samples)
+
+    @property
+    def value(self) -> float:
+        return next(iter(self.metrics.values()))
 
 
-def top_k(logits: np.ndarray, k: int = TOP_K) -> np.ndarray:
-    """Per sample, the indices of the k highest logits, highest first (ties: the lower index first)."""
-    k = min(k, logits.shape[1])
-    return np.argsort(-logits, axis=1, kind="stable")[:, :k]
-
-
-def accuracy(predictions: np.ndarray, labels: list[int] | np.ndarray) -> Accuracy:
-    """Top-1 and top-5 accuracy of top-k `predictions` (samples, k) against the labels, and per class."""
-    labels = np.asarray(labels)
-    right = predictions[:, 0] == labels
-    within = (predictions == labels[:, None]).any(axis=1)
-    per_class = tuple((int(c), int(right[labels == c].sum()), int((labels == c).sum())) for c in np.unique(labels))
-    return Accuracy(len(labels), float(right.mean()), float(within.mean()), per_class)
-
-
-def drop_points(reference: Accuracy | None, candidate: Accuracy | None) -> float | None:
-    """How many percentage points of top-1 accuracy the candidate loses against the reference (negative: gains)."""
+def drop_points(reference: Score | None, candidate: Score | None) -> float | None:
+    """How many percentage points of the lead metric the candidate loses against the reference (negative: gains)."""
     if reference is None or candidate is None:
         return None
-    return 100.0 * (reference.top1 - candidate.top1)
-
-
-CONFIDENT_MARGIN = 0.2  # a top-1 flip counts where the reference preferred its class by this much probability
+    return 100.0 * (reference.value - candidate.value)
 
 
 @dataclass(frozen=True)
 class Agreement:
-    """How a reduced-precision cell's logits agree with the reference's, in the terms softmax sees."""
+    """How a reduced-precision cell agrees with the reference in its task's terms (for class scores: what
+    softmax sees)."""
 
     top1: float  # fraction of samples whose top-1 class is the reference's, or where the reference was unsure
     cosine: float  # the lowest per-sample cosine of the logits with each sample's mean removed
     flips: int  # samples whose top-1 moved although the reference was confident
-
-
-def agreement(reference: np.ndarray, candidate: np.ndarray, margin: float = CONFIDENT_MARGIN) -> Agreement:
-    """Softmax ignores a constant added to every logit of a sample, and quantisation often adds one: the
-    cosine is taken on centred logits. A top-1 flip counts only where the reference was confident, its
-    probability for its own class ahead of the candidate's class by `margin` (a randomly initialised net's
-    near-ties flip under any rounding, and say nothing about the conversion)."""
-    ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
-    cosine = per_sample_cosine(ref - ref.mean(axis=1, keepdims=True), cand - cand.mean(axis=1, keepdims=True))
-    flips = len(confident_flips(ref, cand, margin))
-    return Agreement(1.0 - flips / len(ref), float(cosine.min()), flips)
 
 
 def allowed_drop(budget: PrecisionBudget, samples: int) -> float:

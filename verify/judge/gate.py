@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from converter.core.cli import EXIT_FAILED, EXIT_OK
 from converter.zoo import ModelEntry, Waiver
 
+from ..results import Cell, ModelResult
 from .compare import ERROR, FAIL, PASS, SKIP
-from .results import Cell, ModelResult
 
 EXIT_PASS, EXIT_BLOCKED = EXIT_OK, EXIT_FAILED
 PASSED, BLOCKED = "PASS", "BLOCKED"

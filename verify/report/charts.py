@@ -1,4 +1,5 @@
-"""One latency/throughput chart per model (charts/<model>-timing.png), drawn with matplotlib off-screen."""
+"""Charts in the report folder, drawn with matplotlib off-screen: per model its latency/throughput chart
+(charts/<model>-timing.png) and its speed-against-accuracy trade-off; the helpers every picture of a task uses."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +9,6 @@ import json
 import math
 import re
 import struct
-import textwrap
 import zlib
 from pathlib import Path
 
@@ -16,8 +16,8 @@ import numpy as np
 
 from converter.core.files import atomic_write
 
-from .cache import kept_bytes
-from .results import ModelResult
+from ..cells.cache import kept_bytes
+from ..results import ModelResult
 
 CHARTS = "charts"
 MARKERS = ("o", "s", "^", "D")
@@ -34,7 +34,7 @@ def chart_file(model: str) -> str:
     return f"{CHARTS}/{file_name(model)}-timing.png"
 
 
-def _pyplot():
+def pyplot():
     """matplotlib and pyplot, drawing off-screen."""
     import matplotlib
 
@@ -44,11 +44,11 @@ def _pyplot():
     return matplotlib, plt
 
 
-def _png(figure) -> bytes:
+def png_bytes(figure) -> bytes:
     """The figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    _pyplot()[1].close(figure)
+    pyplot()[1].close(figure)
     return buffer.getvalue()
 
 
@@ -65,14 +65,14 @@ def stamped(png: bytes, run_id: str) -> bytes:
     return png[:header] + chunk + png[header:]
 
 
-def _drawn_earlier(result: ModelResult, relative: str) -> Path | None:
+def drawn_earlier(result: ModelResult, relative: str) -> Path | None:
     """The chart the shard that verified `result` drew (result.drawn_in), where that file exists."""
     earlier = Path(result.drawn_in) / relative if result.drawn_in else None
     return earlier if earlier is not None and earlier.is_file() else None
 
 
-def _write(folder: Path, relative: str, earlier: Path | None, draw, run_id: str, drawn: Path | None = None,
-           source: object = None) -> None:
+def write_chart(folder: Path, relative: str, earlier: Path | None, draw, run_id: str, drawn: Path | None = None,
+                source: object = None) -> None:
     """A chart: `earlier` copied (a shard's, stamped with that shard's run), or else `draw()`n here and stamped
     with this run's id. `drawn`: a folder of charts drawn before, by a digest of `source` (everything the chart
     is drawn from): an unchanged re-run copies its PNG instead of drawing it again (half a second each)."""
@@ -88,7 +88,7 @@ def _drawing_code() -> list[str]:
     """What draws a chart besides its data: this workbench's code and matplotlib's version."""
     from importlib.metadata import version
 
-    from .cache import code_fingerprint
+    from ..cells.cache import code_fingerprint
 
     return [code_fingerprint(), version("matplotlib")]
 
@@ -127,15 +127,15 @@ def write_timing_charts(results: list[ModelResult], folder: Path, run_id: str = 
         timed = [cell for cell in result.cells if len(cell.timings) > 0]
         if timed:
             written[result.model] = chart_file(result.model)
-            _write(folder, written[result.model], _drawn_earlier(result, written[result.model]),
-                   lambda: timing_chart(result), run_id, drawn, ("timing", result))
+            write_chart(folder, written[result.model], drawn_earlier(result, written[result.model]),
+                        lambda: timing_chart(result), run_id, drawn, ("timing", result))
     return written
 
 
 def timing_chart(result: ModelResult) -> bytes:
     """Left: median latency per call against the batch size, with its 95% interval; right: images per second.
     Both axes logarithmic in the batch, so 1, 8 and 32 sit evenly apart."""
-    matplotlib, plt = _pyplot()
+    matplotlib, plt = pyplot()
 
     timed = [cell for cell in result.cells if cell.timings]
     # the legend sits under both plots, three entries a row: the figure grows with it, so it never covers an axis
@@ -166,7 +166,7 @@ def timing_chart(result: ModelResult) -> bytes:
     figure.suptitle(f"{result.model}", fontsize=11)
     figure.legend(*latency.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
     figure.tight_layout(rect=(0, legend_inches / figure.get_figheight(), 1, 1))
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def tradeoff_file(model: str) -> str:
@@ -175,25 +175,27 @@ def tradeoff_file(model: str) -> str:
 
 def write_tradeoff_charts(results: list[ModelResult], folder: Path, run_id: str = "",
                           drawn: Path | None = None) -> dict[str, str]:
-    from .decision import choices
+    from .decision import choices, score_name
 
     written = {}
     for result in results:
         rows = [row for row in choices(result) if not math.isnan(row.latency_ms) and not row.not_shippable]
         if len(rows) > 1:
             written[result.model] = tradeoff_file(result.model)
-            _write(folder, written[result.model], _drawn_earlier(result, written[result.model]),
-                   lambda: tradeoff_chart(result.model, rows), run_id, drawn, ("tradeoff", result.model, rows))
+            score = score_name(result, rows)
+            write_chart(folder, written[result.model], drawn_earlier(result, written[result.model]),
+                        lambda: tradeoff_chart(result.model, rows, score), run_id, drawn,
+                        ("tradeoff", result.model, rows, score))
     return written
 
 
 PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^"}
 
 
-def tradeoff_chart(model: str, rows) -> bytes:
-    """Latency at the smallest batch against accuracy (or top-1 agreement), one point per passing cell, marked
-    by precision; the Pareto front joined by a line."""
-    matplotlib, plt = _pyplot()
+def tradeoff_chart(model: str, rows, score: str = "top-1 accuracy") -> bytes:
+    """Latency at the smallest batch against the rows' `score` (a task's accuracy, or top-1 agreement), one point
+    per passing cell, marked by precision; the Pareto front joined by a line."""
+    matplotlib, plt = pyplot()
 
     labelled = rows[0].cell.accuracy is not None
     figure, axis = plt.subplots(figsize=(8, 4.6), dpi=100)
@@ -213,91 +215,9 @@ def tradeoff_chart(model: str, rows) -> bytes:
     axis.set_xscale("log")
     axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     axis.set_xlabel(f"median latency at batch {rows[0].latency_batch} (ms, log scale; left is faster)")
-    axis.set_ylabel("top-1 accuracy (%)" if labelled else "top-1 agreement with the reference (%)")
-    axis.set_title(f"{model}: speed against {'accuracy' if labelled else 'agreement'}, passing cells", fontsize=10)
+    axis.set_ylabel(f"{score} (%)" if labelled else f"{score} with the reference (%)")
+    axis.set_title(f"{model}: speed against {score}, passing cells", fontsize=10)
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=8, loc="best")
     figure.tight_layout()
-    return _png(figure)
-
-
-GRID_IMAGES = 24  # thumbnails per grid
-
-
-def grid_file(model: str) -> str:
-    return f"predictions/{file_name(model)}.png"
-
-
-def write_prediction_grids(results: list[ModelResult], entries: dict, folder: Path,
-                           run_id: str = "", drawn: Path | None = None) -> dict[str, str]:
-    written = {}
-    for result in results:
-        reference = result.reference
-        entry = entries.get(result.model)
-        earlier = _drawn_earlier(result, grid_file(result.model))
-        if earlier is None and (reference is None or reference.predictions is None
-                                or result.reference_probabilities is None or not result.gallery or entry is None):
-            continue
-        written[result.model] = grid_file(result.model)
-        _write(folder, written[result.model], earlier, lambda: prediction_grid(result, entry.preprocess), run_id,
-               drawn, ("grid", result, entry.preprocess))
-    return written
-
-
-def short_name(name: str, width: int = 22) -> str:
-    """An image's name in at most `width` characters, its start and its end kept (the end has the extension)."""
-    if len(name) <= width:
-        return name
-    tail = (width - 1) * 2 // 3
-    return f"{name[:width - 1 - tail]}\u2026{name[-tail:]}"
-
-
-def prediction_grid(result: ModelResult, preprocess) -> bytes:
-    """Thumbnails of the model's inputs (as the model saw them) titled with the reference's top-1 and its
-    probability, the true label when known; red where the prediction is wrong, orange where some cell's top-1
-    differs from the reference's."""
-    matplotlib, plt = _pyplot()
-    import numpy as np
-
-    from .predictions import showcase
-
-    shown_images = [index for index in showcase(result, GRID_IMAGES) if index in result.gallery]
-    count = len(shown_images)
-    columns = min(6, count)
-    rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.6 * rows + 0.4), dpi=100, squeeze=False)
-    others = [cell for cell in result.cells if cell.predictions is not None and not cell.reference]
-    mean, std = np.asarray(preprocess.mean, np.float32), np.asarray(preprocess.std, np.float32)
-    for position, axis in enumerate(axes.flat):
-        axis.axis("off")
-        if position >= count:
-            continue
-        index = shown_images[position]
-        pixels = result.gallery[index].transpose(1, 2, 0) * std + mean
-        if preprocess.channel_order == "BGR" and pixels.shape[2] == 3:
-            pixels = pixels[..., ::-1]
-        axis.imshow(pixels.clip(0, 1).squeeze(), cmap="gray" if pixels.shape[2] == 1 else None)
-        top1 = int(result.reference.predictions[index, 0])
-        probability = float(result.reference_probabilities[index, 0])
-        label = result.labels[index] if result.labels is not None else None
-        disagree = [cell for cell in others if int(cell.predictions[index, 0]) != top1]
-        title = f"{short_name(result.input_names[index])}\n{result.class_name(top1)} {probability:.2f}"
-        colour = "black"
-        if label is not None:
-            title += f"\ntrue: {result.class_name(label)}"
-            colour = "green" if label == top1 else "red"
-        if disagree:
-            title += f"\n{len(disagree)} cell(s) differ"
-            colour = "red" if colour == "red" else "darkorange"
-        axis.set_title(title, fontsize=8, color=colour)
-        for spine in axis.spines.values():
-            spine.set_edgecolor(colour)
-        if colour != "black":
-            axis.add_patch(matplotlib.patches.Rectangle((0, 0), 1, 1, transform=axis.transAxes, fill=False,
-                                                        edgecolor=colour, linewidth=3))
-    shown = (f"{count} of {len(result.input_names)} images (those where a cell differs and mistakes first)"
-             if count < len(result.input_names) else f"{count} images")
-    heading = f"{result.model}: reference top-1 on {shown}; green right, red wrong, orange: a cell differs"
-    figure.suptitle(textwrap.fill(heading, width=int(26 * columns)), fontsize=9)  # a narrow grid: on more lines
-    figure.tight_layout()
-    return _png(figure)
+    return png_bytes(figure)

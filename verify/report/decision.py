@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from .accuracy import drop_points
-from .compare import FAIL, PASS
-from .results import Cell, ModelResult
+from ..judge.accuracy import drop_points
+from ..judge.compare import FAIL, PASS
+from ..results import Cell, ModelResult
+from ..tasks import task_named
 from .tables import table
 
 
@@ -17,7 +18,7 @@ from .tables import table
 class Choice:
     cell: Cell
     precision: str
-    score: float  # top-1 accuracy with labelled images, else top-1 agreement with the reference (0-1)
+    score: float  # the task's score with labelled images (top-1 accuracy), else top-1 agreement (0-1)
     drop: float  # percentage points of the score lost against the reference
     latency_ms: float  # median at the smallest timed batch (NaN: not timed)
     latency_batch: int
@@ -50,7 +51,7 @@ def choices(result: ModelResult) -> list[Choice]:
         if cell.status != PASS and not explored_failure:
             continue
         if labelled and cell.accuracy is not None:
-            score, drop = cell.accuracy.top1, drop_points(reference.accuracy, cell.accuracy) or 0.0
+            score, drop = cell.accuracy.value, drop_points(reference.accuracy, cell.accuracy) or 0.0
         elif cell.comparison is not None and not math.isnan(cell.comparison.top1_agreement):
             score = cell.comparison.top1_agreement
             drop = 100.0 * (1.0 - score)
@@ -115,7 +116,7 @@ def recommend(result: ModelResult) -> str | None:
 
 def _score(row: Choice) -> str:
     if row.cell.accuracy is None:  # its drop is the disagreement itself: nothing to add
-        return f"top-1 agreement with the reference {100 * row.score:.1f}%"
+        return f"{_unlabelled_measure(row)} with the reference {100 * row.score:.1f}%"
     change = ("as the reference" if abs(row.drop) < 0.05 else
               f"{abs(row.drop):.1f} points {'below' if row.drop > 0 else 'above'} the reference")
     return f"accuracy {100 * row.score:.1f}% ({change})"
@@ -134,12 +135,22 @@ def _speed(row: Choice, reference: Choice | None) -> str:
     return text + f" ({row.speedup:.1f}x the reference)"
 
 
+def score_name(result: ModelResult, rows: list[Choice]) -> str:
+    """What the rows' score is: the task's score against labels, else top-1 agreement or the lowest cosine."""
+    return task_named(result.task).score_name if rows[0].cell.accuracy is not None else _unlabelled_measure(rows[0])
+
+
+def _unlabelled_measure(row: Choice) -> str:
+    first = row.cell.comparison
+    return "top-1 agreement" if first is not None and not math.isnan(first.top1_agreement) else "lowest cosine"
+
+
 def decision_section(result: ModelResult, chart: str | None) -> list[str]:
     rows = choices(result)
     if not rows:
         return []
     labelled = rows[0].cell.accuracy is not None
-    score = "top-1 accuracy" if labelled else "top-1 agreement"
+    score = score_name(result, rows)
     lines = ["", f"What to ship ({score}{' on ' + str(result.samples) + ' labelled images' if labelled else ''}; "
                  "`*` on the Pareto front of latency against it; `~` an unstable latency; *explored* cells never "
                  "block, and those outside their precision budget are not shippable):", ""]

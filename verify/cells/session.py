@@ -17,22 +17,23 @@ import numpy as np
 from converter.core.isolation import Limits, WorkerResult, run_isolated
 from converter.core.outputs import Feeds
 from converter.core.samples import sample_feeds
-from converter.core.vocabulary import ARTIFACTS, DEVICES, ONNX_ARTIFACTS, REFERENCE, RUNTIMES, cell_precision
+from converter.core.vocabulary import ARTIFACTS, DEVICES, ONNX_ARTIFACTS, REFERENCE
 from converter.manifest import ArtifactRecord, ModelRecord, integrity_problem
 from converter.zoo import ModelEntry
 
-from .accuracy import Accuracy, accuracy, agreement, drop_points, judge_precision, top_k
+from ..judge.accuracy import Score, drop_points, judge_precision
+from ..judge.compare import (ERROR, FAIL, PASS, SHAPE, SIZE_SEPARATOR, SKIP, CompareFunc, Comparison, compare,
+                             compare_outputs, output_and_size, with_reason, worst)
+from ..judge.invariance import PROBE_BATCHES, batch_invariance, probe_feeds
+from ..judge.kinds import output_kind
+from ..judge.preprocessing import deployment_batch, reference_batch
+from ..plan.cells import fixed_batch, plan_cells
+from ..plan.inputs import CHUNK, ImageSet, InputFile, write_input_file
+from ..results import Cell, ModelResult, PreprocessingCheck
+from ..runners import Availability, DeviceUnavailable, LoadRequest, Runner
+from ..tasks import Task, task_named
 from .cache import CellCache, cell_facts, cell_value
-from .charts import GRID_IMAGES
-from .compare import (ERROR, FAIL, PASS, SHAPE, SIZE_SEPARATOR, SKIP, CompareFunc, Comparison, compare,
-                      compare_outputs, output_and_size, with_reason, worst)
-from .inputs import CHUNK, ImageSet, InputFile, write_input_file
-from .invariance import PROBE_BATCHES, batch_invariance, probe_feeds
 from .localize import PADDLE_UNAVAILABLE, Divergence, LocalizeJob, run_localize_job
-from .predictions import showcase
-from .preprocessing import deployment_batch, judge, reference_batch, softmax
-from .results import Cell, ModelResult, PreprocessingCheck
-from .runners import Availability, DeviceUnavailable, LoadRequest, Runner
 from .timing import (DEFAULT_BATCHES, MachineSpeed, Timing, TimingPolicy, WaitBudget, canary_readings, feeds_of,
                      measure_steady)
 
@@ -97,29 +98,6 @@ class SessionOptions:
     limits: Limits = Limits()  # per cell, unless the zoo entry sets its own
 
 
-def plan_cells(model: str, record: ModelRecord, runners: Mapping[str, type[Runner]],
-               options: SessionOptions, entry: ModelEntry | None = None) -> list[Cell]:
-    """Every (artifact, runtime, device) this model has on the run's devices, as unstarted cells; the reference
-    always runs, and so does a cell the zoo requires (on a device this machine lacks: a SKIP that blocks). A cell
-    is gated when the zoo deploys it; the others are explored."""
-    cells = []
-    for name in runners:
-        if options.runtimes is not None and name not in options.runtimes and name != REFERENCE[0]:
-            continue
-        spec = RUNTIMES[name]
-        for artifact in spec.artifacts:
-            if artifact not in record.artifacts:
-                continue
-            for device in spec.devices:
-                reference = (name, artifact, device) == REFERENCE
-                if device in options.devices or reference or (
-                        entry is not None and entry.is_required(name, artifact, device)):
-                    cells.append(Cell(model, artifact, name, device, status="", detail="", reference=reference,
-                                      precision=cell_precision(name, artifact),
-                                      gated=reference or entry is None or entry.is_deployed(name, artifact, device)))
-    return cells
-
-
 def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: ImageSet, options: SessionOptions,
                  availability: Availability, runners: Mapping[str, type[Runner]],
                  compare_func: CompareFunc = compare, stale: str | None = None,
@@ -127,16 +105,16 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
                  classes: list[str] | None = None) -> ModelResult:
     """Every cell of one model; `stale` says why the artifacts no longer match the zoo (then nothing runs);
     `shared` carries the machine's full speed and the cache from model to model; `labels` are the images'
-    class indices when they are labelled, `classes` the model's class names."""
+    class indices when they are labelled, `classes` the model's class names (both read only by a task that
+    scores labels)."""
     shared = shared or Shared()
-    kinds = entry.output_kinds
-    result = ModelResult(model, trusted_pickle=record.trusted_pickle,
-                         outputs=sorted(entry.output_names, key=lambda name: kinds[name] != "logits"),
-                         classes=classes if entry.logits else None, labels=labels if entry.logits else None,
+    task = task_named(entry.task_name)
+    result = ModelResult(model, trusted_pickle=record.trusted_pickle, outputs=task.output_order(entry),
+                         classes=classes if task.labelled else None, labels=labels if task.labelled else None,
                          image_source=images.source if entry.image_input else f"{len(images)} generated samples",
                          accept_accuracy_drop=entry.accept_accuracy_drop,
                          sizes=[size_label(point) for point in entry.shape_points] if entry.dynamic else [],
-                         output_kinds=kinds)
+                         output_kinds=entry.output_kinds, task=task.name)
     eager = record.artifacts.get("eager")
     result.flops_per_sample = eager.details.get("flops_per_sample") if eager is not None and eager.ok else None
     result.conversion_failures = {a: r.error or "failed" for a, r in record.artifacts.items() if r.failed}
@@ -160,10 +138,10 @@ def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: Ima
                                              "over every image and pixel): every image looks alike to the model; "
                                              "check preprocess.mean/std (for pixels scaled to 0-1)")
         sweep = sweep_feeds(entry, images)
-        _verify_cells(result, record, entry, images, inputs, sweep, planned, options, availability, runners,
-                      compare_func, shared, labels, tell)
-        if result.reference_probabilities is not None and entry.image_input:  # the grid's thumbnails, before the
-            shown = showcase(result, GRID_IMAGES)                            # inputs file goes
+        _verify_cells(result, record, entry, task, images, inputs, sweep, planned, options, availability, runners,
+                      compare_func, shared, result.labels, tell)
+        shown = task.gallery(result) if entry.image_input and not result.error else []
+        if shown:  # the report's thumbnails, before the inputs file goes
             result.gallery = dict(zip(shown, inputs.take(shown)[entry.image_input.name]))
     return result
 
@@ -189,7 +167,8 @@ def sweep_feeds(entry: ModelEntry, images: ImageSet) -> dict[str, Feeds]:
     return sweep
 
 
-def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, images: ImageSet, inputs: InputFile,
+def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, task: Task, images: ImageSet,
+                  inputs: InputFile,
                   sweep: dict[str, Feeds], planned: list[Cell], options: SessionOptions, availability: Availability,
                   runners: Mapping[str, type[Runner]], compare_func: CompareFunc, shared: Shared,
                   labels: list[int] | None, tell: Progress) -> None:
@@ -203,21 +182,20 @@ def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, i
         return
 
     # The reference runs first; its comparison with its own second run also rejects a degenerate output.
-    run = _CellRunner(entry, inputs, sweep, record.trusted_pickle, options, runners, compare_func, shared, labels,
-                      tell, len(planned))
+    run = _CellRunner(entry, task, result.outputs, inputs, sweep, record.trusted_pickle, options, runners,
+                      compare_func, shared, labels, tell, len(planned))
     reference_cell, reference = run(reference_plan, eager)
     if reference_cell.status != PASS:
         _stopped(result, planned, f"reference (torch eager, CPU): {reference_cell.detail}", reference_cell)
         return
-    if entry.logits is not None:
-        result.reference_probabilities = np.take_along_axis(softmax(reference[entry.logits]),
-                                                            reference_cell.predictions, axis=1)
+    task.on_reference(result, entry, reference)
     reference_path = options.artifacts / eager.path
-    if entry.deployment_checks[0]:
+    if entry.deployment_checks[0] and task.judges_deployments:
         tell("checking the deployment preprocessing")
         with shared.lanes:
-            result.preprocessing = check_preprocessing(model, entry, reference_path, images, record.trusted_pickle,
-                                                       options, runners[REFERENCE[0]], shared.cache, eager.files)
+            result.preprocessing = check_preprocessing(model, entry, task, reference_path, images,
+                                                       record.trusted_pickle, options, runners[REFERENCE[0]],
+                                                       shared.cache, eager.files)
 
     def finished(plan: Cell) -> Cell:
         if plan.reference:
@@ -236,7 +214,7 @@ def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, i
         cell, output = run(plan, artifact, reference, reference_cell.accuracy)
         cell = replace(cell, emulated=emulated_precision(cell, availability))
         if cell.status == FAIL and cell.precision == "fp32" and output is not None:  # reduced: differs by design
-            feeds = _failing_feeds(cell, entry, reference, output, inputs, sweep)
+            feeds = _failing_feeds(cell, entry, task, reference, output, inputs, sweep)
             tell(f"localising {cell.runtime} on {cell.artifact}")
             with shared.lanes:
                 cell = replace(cell, divergence=_localize(cell, entry, reference_path.parent,
@@ -259,7 +237,7 @@ def emulated_precision(cell: Cell, availability: Availability) -> str:
     return ""
 
 
-def _failing_feeds(cell: Cell, entry: ModelEntry, reference: Feeds, output: Feeds, inputs: InputFile,
+def _failing_feeds(cell: Cell, entry: ModelEntry, task: Task, reference: Feeds, output: Feeds, inputs: InputFile,
                    sweep: dict[str, Feeds]) -> Feeds:
     """What a failing cell is localised on: the run's samples that differ most where it fails at the first size,
     else the inputs of the first other size where it fails."""
@@ -267,12 +245,13 @@ def _failing_feeds(cell: Cell, entry: ModelEntry, reference: Feeds, output: Feed
     sizes = [output_and_size(key)[1] for key in failing]
     if failing and all(sizes):
         return sweep[sizes[0]]
-    name = entry.logits or next((key for key, size in zip(failing, sizes) if not size), entry.output_names[0])
+    name = task.primary_output(entry) or next((key for key, size in zip(failing, sizes) if not size),
+                                              entry.output_names[0])
     return inputs.take(worst_samples(reference[name], output[name], LOCALIZED_SAMPLES))
 
 
 def worst_samples(reference: np.ndarray, output: np.ndarray, count: int) -> list[int]:
-    """Every sample's index when there are at most `count`, else the `count` whose logits differ most, in order."""
+    """Every sample's index when there are at most `count`, else the `count` whose output differs most, in order."""
     if len(reference) <= count:
         return list(range(len(reference)))
     difference = np.abs(output.astype(np.float64) - reference).reshape(len(reference), -1).max(axis=1)
@@ -306,13 +285,6 @@ def built_with(details: dict) -> str:
     return text
 
 
-def fixed_batch(entry: ModelEntry, artifact: str) -> int | None:
-    """1 for an artifact built for batch 1 only (its registered batch setting is off, as with `onnx:
-    {dynamic_batch: false}`: the traced example's batch), else None: any batch."""
-    flag = ARTIFACTS[artifact].dynamic_batch_by
-    return 1 if flag is not None and not entry.setting(flag) else None
-
-
 def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: Path, feeds: Feeds,
               trust: bool, options: SessionOptions) -> Divergence:
     failing = [(name, c) for name, c in cell.comparisons.items() if c.elementwise_failed]
@@ -344,28 +316,29 @@ def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: P
 
 
 @dataclass(frozen=True)
-class LogitsJob:
-    """The reference model on several input batches (one per preprocessing), in a worker."""
+class ReferenceJob:
+    """The reference model on several input batches (one per preprocessing), in a worker: one output each."""
 
     runner: type[Runner]
     request: LoadRequest
     batches: dict[str, np.ndarray]  # the image input's, by preprocessing
-    logits: str
+    output: str
     others: Feeds = field(default_factory=dict)  # the model's other inputs for these samples
 
 
-def run_logits_job(job: LogitsJob) -> dict[str, np.ndarray]:
+def run_reference_job(job: ReferenceJob) -> dict[str, np.ndarray]:
     runner = job.runner()
     runner.load(job.request)
     image = next(name for name in job.request.inputs if name not in job.others)
-    return {name: runner.run({**job.others, image: batch})[job.logits] for name, batch in job.batches.items()}
+    return {name: runner.run({**job.others, image: batch})[job.output] for name, batch in job.batches.items()}
 
 
-def check_preprocessing(model: str, entry: ModelEntry, reference_path: Path, images: ImageSet, trust: bool,
-                        options: SessionOptions, reference_runner: type[Runner], cache: CellCache | None = None,
-                        files: Mapping | None = None) -> list[PreprocessingCheck]:
-    """Each deployment preprocessing against the reference transform, through the reference model. The
-    deployments the zoo declares gate; without any declared, the default ones run as information."""
+def check_preprocessing(model: str, entry: ModelEntry, task: Task, reference_path: Path, images: ImageSet,
+                        trust: bool, options: SessionOptions, reference_runner: type[Runner],
+                        cache: CellCache | None = None, files: Mapping | None = None) -> list[PreprocessingCheck]:
+    """Each deployment preprocessing against the reference transform, through the reference model, judged by
+    the task on its primary output. The deployments the zoo declares gate; without any declared, the default
+    ones run as information."""
     deployments, gated = entry.deployment_checks
     if not deployments:
         return []
@@ -382,13 +355,14 @@ def check_preprocessing(model: str, entry: ModelEntry, reference_path: Path, ima
     others = {name: array for name, array in sample_feeds(entry, len(first), PREPROCESSING_SEED,
                                                           given={image: batches[""]}).items() if name != image}
     cache = cache or CellCache(None)
+    output = task.primary_output(entry)
     key = cache.key("logits", {"runner": _qualified(reference_runner), "files": _hashes(files),
-                               "request": _request_parts(request), "logits": entry.logits}, {**batches, **others})
+                               "request": _request_parts(request), "logits": output}, {**batches, **others})
     found = cache.load(key) if files else None
     if found is not None:
         outcome = WorkerResult(True, value=found[1])
     else:
-        outcome = run_isolated(run_logits_job, LogitsJob(reference_runner, request, batches, entry.logits, others),
+        outcome = run_isolated(run_reference_job, ReferenceJob(reference_runner, request, batches, output, others),
                                limits=entry.limits.over(options.limits))
         if outcome.ok and files:
             cache.store(key, {}, outcome.value)
@@ -400,9 +374,9 @@ def check_preprocessing(model: str, entry: ModelEntry, reference_path: Path, ima
         elif not outcome.ok:
             checks.append(replace(base, detail=f"reference model could not run: {outcome.message}"))
         else:
-            logits = outcome.value
-            comparison = judge(batches[""], batches[deployment.name], logits[""], logits[deployment.name],
-                               deployment.tolerance)
+            outputs = outcome.value
+            comparison = task.judge_deployment(entry, batches[""], batches[deployment.name], outputs[""],
+                                               outputs[deployment.name], deployment.tolerance)
             checks.append(replace(base, status=comparison.status, detail=comparison.detail, comparison=comparison))
     return checks
 
@@ -518,6 +492,8 @@ class _CellRunner:
     """Runs planned cells of one model in workers and compares them: returns the finished cell and its outputs."""
 
     entry: ModelEntry
+    task: Task
+    order: list[str]  # the outputs in the report's order
     inputs: InputFile
     sweep: dict[str, Feeds]  # the shape sweep's other sizes, by label
     trust: bool
@@ -532,7 +508,7 @@ class _CellRunner:
     _counting: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, plan: Cell, artifact: ArtifactRecord, reference: Feeds | None = None,
-                 reference_accuracy: Accuracy | None = None) -> tuple[Cell, Feeds | None]:
+                 reference_accuracy: Score | None = None) -> tuple[Cell, Feeds | None]:
         """The finished cell and its outputs: each declared output by name, and at the sweep's other sizes as
         'name @ size' (see with_sizes)."""
         entry, options = self.entry, self.options
@@ -581,25 +557,20 @@ class _CellRunner:
             cache.store(key, *cell_facts(value))
         ran = replace(plan, config=value["config"], timings=tuple(value["timings"]), cached=value.get("cached"))
         output, again, sweep = value["output"], value["again"], value.get("sweep", {})
-        samples, names, logits = len(self.inputs), entry.output_names, entry.logits
-        problem = output_problem(output, names, logits, samples) \
-            or output_problem(again, names, logits, min(samples, PARITY_BATCH))
+        samples, names, kinds = len(self.inputs), entry.output_names, entry.output_kinds
+        problem = output_problem(output, kinds, samples) or output_problem(again, kinds, min(samples, PARITY_BATCH))
         if problem:
             return replace(ran, status=ERROR, detail=problem), None
         # at another size, an error or outputs that do not fit (a batch read from a baked-in shape) fail that size
         misfits = {label: f"the runtime failed: {outputs}" if isinstance(outputs, str) else
-                   output_problem(outputs, names, logits, len(next(iter(self.sweep[label].values()))))
+                   output_problem(outputs, kinds, len(next(iter(self.sweep[label].values()))))
                    for label, outputs in sweep.items()}
         sweep = {label: outputs for label, outputs in sweep.items() if not misfits[label]}
         failed_sizes = {label: problem for label, problem in misfits.items() if problem}
         if plan.reference and failed_sizes:
             label, error = next(iter(failed_sizes.items()))
             return replace(ran, status=ERROR, detail=f"the model itself fails at {label} (check dynamic): {error}"), None
-        if logits is not None:
-            predictions = top_k(output[logits])
-            ran = replace(ran, predictions=predictions,
-                          accuracy=accuracy(predictions, self.labels) if self.labels is not None else None)
-        kinds = entry.output_kinds
+        ran = replace(ran, **self.task.cell_facts(entry, output, self.labels))
         tolerances = {name: entry.tolerance_for(plan.runtime, plan.artifact, plan.device, name) for name in names}
         full = with_sizes(output, sweep)
         if plan.reference:
@@ -619,9 +590,9 @@ class _CellRunner:
                     label = output_and_size(key)[1]
                     error = failed_sizes.get(label, "the runtime returned nothing at this size")
                     comparisons[key] = Comparison(FAIL, error, failures=(error,), failed_checks=(SHAPE,))
-            sizes = ["", *self.sweep]  # the report's order: size by size, the logits first within each
+            sizes = ["", *self.sweep]  # the report's order: size by size, the task's order within each
             comparisons = {key: comparisons[key] for key in sorted(comparisons, key=lambda key: (
-                sizes.index(output_and_size(key)[1]), kinds[output_and_size(key)[0]] != "logits"))}
+                sizes.index(output_and_size(key)[1]), self.order.index(output_and_size(key)[0])))}
             first = probe_feeds(output, PARITY_BATCH)
             if worst(comparisons)[0] == PASS and any(not np.array_equal(first[n], again[n]) for n in output):
                 repeat = compare_outputs(first, again, tolerances, kinds, self.compare_func)
@@ -632,7 +603,7 @@ class _CellRunner:
         if budget is not None and not plan.reference:
             status, detail = judge_precision(comparisons, budget, plan.precision,
                                              drop_points(reference_accuracy, ran.accuracy),
-                                             agreement(reference[logits], output[logits]) if logits else None)
+                                             self.task.agreement(entry, reference, output))
             # each output's verdict is the budget's (its metrics stay: how far from fp32 it is)
             comparisons = {name: with_reason(c, status, detail) for name, c in comparisons.items()}
         else:
@@ -668,9 +639,10 @@ def _request_parts(request: LoadRequest) -> dict:
             "outputs": request.outputs, "trust": request.trust_pickle}
 
 
-def output_problem(outputs: object, declared: list[str], logits: str | None, samples: int) -> str | None:
-    """A result counts only as every declared output, a non-empty numeric array with one row per sample; the
-    logits output floating point, (samples, classes)."""
+def output_problem(outputs: object, kinds: Mapping[str, str], samples: int) -> str | None:
+    """A result counts only as every declared output (`kinds`: each one's kind), a non-empty numeric array with one
+    row per sample; class scores floating point, (samples, classes)."""
+    declared = list(kinds)
     if not isinstance(outputs, dict) or sorted(outputs) != sorted(declared):
         got = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
         return f"runtime returned outputs {got}, expected {sorted(declared)}"
@@ -678,10 +650,11 @@ def output_problem(outputs: object, declared: list[str], logits: str | None, sam
         output = outputs[name]
         if not isinstance(output, np.ndarray):
             return f"output '{name}': runtime returned {type(output).__name__}, expected an array"
-        if output.dtype.kind not in ("f" if name == logits else "fiub"):
-            expected = "floating point" if name == logits else "numbers"
+        classes = output_kind(kinds[name]).classes
+        if output.dtype.kind not in ("f" if classes else "fiub"):
+            expected = "floating point" if classes else "numbers"
             return f"output '{name}': runtime returned dtype {output.dtype}, expected {expected}"
-        if output.ndim < 1 or output.shape[0] != samples or output.size == 0 or (name == logits and output.ndim != 2):
-            expected = f"({samples}, classes)" if name == logits else f"({samples}, ...)"
+        if output.ndim < 1 or output.shape[0] != samples or output.size == 0 or (classes and output.ndim != 2):
+            expected = f"({samples}, classes)" if classes else f"({samples}, ...)"
             return f"output '{name}': runtime returned shape {output.shape}, expected {expected}"
     return None

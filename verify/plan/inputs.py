@@ -18,7 +18,7 @@ from converter.core.outputs import Feeds
 from converter.core.samples import sample_feeds
 from converter.zoo import ModelEntry
 
-from .cache import kept_bytes
+from ..cells.cache import kept_bytes
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,14 @@
-"""Predictions and accuracy in the reports: the long-form CSVs and the per-model tables, pure functions of the
-results (the prediction grid, which writes a file, is in charts.py)."""
+"""A classifier's predictions and accuracy in the reports: the long-form CSVs and the per-model tables, pure
+functions of the results (the prediction grid, which writes a file, is in grid.py)."""
 from __future__ import annotations
 
 from itertools import zip_longest
 
 import pandas as pd
 
-from .accuracy import drop_points
-from .results import ModelResult
-from .tables import table
+from ...judge.accuracy import drop_points
+from ...report.tables import table
+from ...results import ModelResult
 
 SHOWN_IMAGES = 16  # rows in the markdown; predictions.csv has every image
 
@@ -79,8 +79,9 @@ def accuracy_frame(results: list[ModelResult]) -> pd.DataFrame:
             base = {"model": result.model, "artifact": cell.artifact, "runtime": cell.runtime, "device": cell.device,
                     "precision": cell.precision, "status": cell.status}
             drop = drop_points(reference.accuracy if reference else None, cell.accuracy)
-            rows.append({**base, "class": "(all)", "images": cell.accuracy.samples, "top1": cell.accuracy.top1,
-                         "top5": cell.accuracy.top5, "drop_points": drop})
+            rows.append({**base, "class": "(all)", "images": cell.accuracy.samples,
+                         "top1": cell.accuracy.metrics["top1"], "top5": cell.accuracy.metrics["top5"],
+                         "drop_points": drop})
             for index, right, images in cell.accuracy.per_class:
                 rows.append({**base, "class": result.class_name(index), "images": images, "top1": right / images,
                              "top5": None, "drop_points": None})
@@ -97,8 +98,8 @@ def predictions_section(result: ModelResult, grid: str | None) -> list[str]:
     if scored:
         lines += ["", f"Accuracy on {result.samples} labelled images ({result.image_source}):", ""]
         lines += table(["runtime", "artifact", "device", "precision", "status", "top-1", "top-5", "drop (points)"],
-                       [[c.runtime, c.artifact, c.device, c.precision, c.status, f"{100 * c.accuracy.top1:.1f}%",
-                         f"{100 * c.accuracy.top5:.1f}%",
+                       [[c.runtime, c.artifact, c.device, c.precision, c.status,
+                         f"{100 * c.accuracy.metrics['top1']:.1f}%", f"{100 * c.accuracy.metrics['top5']:.1f}%",
                          f"{drop_points(reference.accuracy, c.accuracy):+.1f}"] for c in scored])
     elif result.accuracy_note:
         lines += ["", f"Accuracy: {result.accuracy_note}."]

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ElementTree
 
 from converter.zoo import ModelEntry
 
-from .compare import ERROR, FAIL, PASS, SKIP
-from .gate import Verdict, cell_problem
-from .results import Cell, ModelResult
+from ..judge.compare import ERROR, FAIL, PASS, SKIP
+from ..judge.gate import Verdict, cell_problem
+from ..results import Cell, ModelResult
 
 
 def junit_xml(results: list[ModelResult], verdict: Verdict, entries: dict[str, ModelEntry], run_id: str = "") -> str:

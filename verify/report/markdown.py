@@ -7,13 +7,13 @@ from typing import Any
 
 import pandas as pd
 
-from .compare import ERROR, FAIL, PASS, SKIP
-from .gate import Verdict, is_required
-from .results import Cell, ModelResult
-from .tables import number, table
+from ..judge.compare import ERROR, FAIL, PASS, SKIP
+from ..judge.gate import Verdict, is_required
+from ..judge.invariance import PROBE_BATCHES
+from ..results import Cell, ModelResult
+from ..tasks import task_named
 from .decision import decision_section, recommend
-from .invariance import PROBE_BATCHES
-from .predictions import predictions_section
+from .tables import number, table
 from .timing_report import peaks_of, timing_section
 
 PARITY_COLUMNS = ["model", "artifact", "runtime", "device", "precision", "output", "status", "cell_status", "max_abs_diff",
@@ -98,8 +98,9 @@ def summary(results: list[ModelResult], verdict: Verdict, environment: dict,
                              "inputs": inputs_file(r.model) if r.inputs_saved else None,
                              "conversion_failures": r.conversion_failures, "trusted_pickle": r.trusted_pickle,
                              "images": r.image_source, "classes": len(r.classes) if r.classes else None,
-                             "accuracy": {c.key: {"precision": c.precision, "top1": c.accuracy.top1,
-                                                  "top5": c.accuracy.top5} for c in r.cells if c.accuracy},
+                             "task": r.task,
+                             "accuracy": {c.key: {"precision": c.precision, **c.accuracy.metrics}
+                                          for c in r.cells if c.accuracy},
                              "recommendation": recommend(r)}
                    for r in results},
         "environment": environment,
@@ -113,10 +114,11 @@ def inputs_file(model: str) -> str:
 
 def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, provenance: dict | None = None,
              charts: dict[str, str] | None = None, tradeoffs: dict[str, str] | None = None,
-             grids: dict[str, str] | None = None) -> str:
+             pictures: dict[str, str] | None = None) -> str:
     """The report a reviewer reads: the verdict first, then narrow tables (they fit a 1000-pixel page), long
-    texts in lists under them, skipped cells counted once with their reasons. `charts`, `tradeoffs`, `grids`:
-    model -> the path of its timing chart, trade-off chart and prediction grid, relative to the report."""
+    texts in lists under them, skipped cells counted once with their reasons, each model's task's own sections.
+    `charts`, `tradeoffs`, `pictures`: model -> the path of its timing chart, trade-off chart and its task's
+    picture, relative to the report."""
     lines = [f"# Parity report: {verdict.label}", ""]
     if verdict.left_out:
         lines += [f"**Partial run**: left out {verdict.left_out}.", ""]
@@ -151,7 +153,7 @@ def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, pr
                                 (charts or {}).get(result.model))
         if not result.error:
             lines += decision_section(result, (tradeoffs or {}).get(result.model))
-            lines += predictions_section(result, (grids or {}).get(result.model))
+            lines += task_named(result.task).sections(result, (pictures or {}).get(result.model))
     failures = [(r, a, e) for r in results for a, e in r.conversion_failures.items()]
     if failures:
         lines += ["", "## Conversion failures (from the manifest)", ""]

@@ -1,7 +1,7 @@
 """Timing in the reports: the CSV rows and the per-model table, pure functions of the results (the charts, which
 write files, are in charts.py).
 
-A CPU cell's % of peak is its GFLOP/s over the measured peak of its own precision (verify/peak.py: int8 against
+A CPU cell's % of peak is its GFLOP/s over the measured peak of its own precision (verify/cells/peak.py: int8 against
 int8 kernels, bf16 against bf16 ones), never over another precision's: int8 cells against the fp32 peak read 292%
 and 322% on a Xeon with VNNI (issue 25). No row reads above 100%: a cell that beats every kernel of its precision
 is the best evidence of that precision's peak on this machine, so the peak becomes that cell's rate and the table
@@ -18,9 +18,9 @@ import pandas as pd
 
 from converter.core.vocabulary import PRECISIONS
 
-from .results import ModelResult
+from ..cells.timing import Timing
+from ..results import ModelResult
 from .tables import table
-from .timing import Timing
 
 TIMING_COLUMNS = ["model", "artifact", "runtime", "device", "precision", "batch", "runs", "warmup", "seconds",
                   "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "cv", "p50_ci_low_ms", "p50_ci_high_ms",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from converter.core.errors import WorkbenchError
 
-from .api import VerifyRun
-from .environment import new_run_id
-from .gate import decide
+from ..api import VerifyRun
+from ..cells.environment import new_run_id
+from ..judge.gate import decide
 from .results_file import RunScope, StoredRun, read_results
 
 
@@ -39,7 +39,7 @@ def merge_runs(folders: list[Path], command: str | None = None, run_id: str = ""
         "run_id": run_id or new_run_id(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **{key: first.provenance.get(key, "") for key, _ in SHARED},
-        "command": command or "library call (verify.merge.merge_runs)",
+        "command": command or "library call (verify.report.merge.merge_runs)",
         "merged_from": "; ".join(f"shard {s.scope.shard} run {s.provenance.get('run_id', '?')} ({s.folder})"
                                  for s in shards),
         "manifest": "each shard's own",

@@ -17,9 +17,9 @@ from converter.core.files import atomic_write
 from converter.core.shards import Shard
 from converter.zoo import ModelEntry, ZooError, entry_from_config
 
+from ..results import ModelResult
+from .markdown import inputs_file
 from .plain import from_plain, to_plain
-from .report import inputs_file
-from .results import ModelResult
 
 RESULTS_FILE, ARRAYS_FILE = "results.json", "results.npz"
 FORMAT = 1

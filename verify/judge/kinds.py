@@ -1,5 +1,5 @@
 """What each output kind checks (its name registered in converter.core.vocabulary.OUTPUT_KINDS): pure data that
-verify.compare reads. Adding a kind is one OutputKind here and one registration line there."""
+verify.judge.compare reads. Adding a kind is one OutputKind here and one registration line there."""
 from __future__ import annotations
 
 from dataclasses import dataclass
