@@ -120,6 +120,8 @@ def source_key(entry: ModelEntry, tools: dict[str, str]) -> str:
     """What every artifact of this model is built from; equal keys mean nothing needs converting.
     A factory's own module file counts; modules it imports in turn do not (use --force after editing those)."""
     config = {k: v for k, v in entry.model_dump(mode="json").items() if k not in NOT_BUILD_INPUTS}
+    if not config["fixed_shape"]:  # added after CODE_VERSION 3: artifacts built before it stay current
+        del config["fixed_shape"]
     files = {}
     if entry.arch and model_registry(entry.arch) is None:  # the user's own model code
         origin = locate_module(entry.arch.partition(":")[0])
@@ -229,6 +231,7 @@ class ExportJob:
     out_dir: Path
     earlier: dict[str, Path]
     threads: int = 0
+    artifact: str = ""  # the artifact it builds
 
 
 def run_export_job(job: ExportJob) -> ExportResult:
@@ -236,7 +239,7 @@ def run_export_job(job: ExportJob) -> ExportResult:
     module = load_reference(job.earlier["eager"], trust_pickle=job.source.trusted_pickle)
     built = BuiltModel(module, job.source.kind, job.source.weights_sha256, job.source.trusted_pickle)
     return job.exporter(ExportContext(job.entry, built, example_args(job.entry), job.out_dir, dict(job.earlier),
-                                      job.threads))
+                                      job.threads, job.artifact))
 
 
 def _use_threads(threads: int) -> None:
@@ -264,7 +267,7 @@ def _export_one(name: str, exporter: Exporter, entry: ModelEntry, source: Source
     if name == "eager":
         job, worker = EagerJob(exporter, entry, staging, threads), run_eager_job
     else:
-        job, worker = ExportJob(exporter, entry, source, staging, dict(done), threads), run_export_job
+        job, worker = ExportJob(exporter, entry, source, staging, dict(done), threads, name), run_export_job
     try:
         outcome = run_isolated(worker, job, limits=export_limits(entry, name, options))
         if not outcome.ok:

@@ -248,6 +248,9 @@ class ModelEntry(_Section):
     # its own kind or tolerance
     outputs: list[ModelOutput] = Field(default_factory=lambda: [ModelOutput(name="logits")], min_length=1)
     logits_output: str | None = None  # the output the classification checks read; default: the first
+    # formats built at the export size (their named axes but batch fixed): the shape sweep's other sizes are SKIP
+    # for their artifacts, not FAIL; for a format fixed-shape by design (an engine built for one size)
+    fixed_shape: list[str] = Field(default_factory=list)
     # what the outputs are for (converter.core.vocabulary.TASKS): labels, report sections and predict; default:
     # the first registered task that reads one of the outputs' kinds, else generic
     task: str | None = None
@@ -377,6 +380,13 @@ class ModelEntry(_Section):
         first = declared or next((o.name for o in self.outputs if o.kind is None), None)
         return {o.name: o.kind or ("logits" if o.name == first else "regression") for o in self.outputs}
 
+    def is_fixed_shape(self, artifact: str) -> bool:
+        """Whether the zoo builds `artifact` at the export size only: `fixed_shape` lists its format, or that of
+        the artifact it is built from (a TVM library of a fixed ONNX model)."""
+        spec = ARTIFACTS[artifact] if artifact in ARTIFACTS else None
+        return spec is not None and (spec.format in self.fixed_shape
+                                     or (spec.requires is not None and self.is_fixed_shape(spec.requires)))
+
     @property
     def task_name(self) -> str:
         """`task`, or the first registered task that reads one of the outputs' kinds (classification for logits),
@@ -445,7 +455,7 @@ NOT_BUILD_INPUTS = frozenset({"preprocess", "tolerance", "tolerance_overrides", 
                               "classes", "classes_file", "images", "precision_tolerance", "limits", "formats", "candidates", "accept_accuracy_drop", "checkpoint", "deployments", "logits_output", "task"})
 
 # Sections a `defaults:` block may set; each is merged key by key into every model's own section.
-DEFAULTABLE = ("input", "inputs", "dynamic", "outputs", "preprocess", "tolerance", "precision_tolerance", "formats", "candidates",
+DEFAULTABLE = ("input", "inputs", "dynamic", "fixed_shape", "outputs", "preprocess", "tolerance", "precision_tolerance", "formats", "candidates",
                "accept_accuracy_drop", "onnx", "torchscript", "paddle", "calibration",
                "seed", "tolerance_overrides", "required", "limits", "deployments")
 
@@ -781,7 +791,7 @@ def _check_outputs(entry: ModelEntry, fail: Fail) -> None:
 def _check_vocabulary(entry: ModelEntry, fail: Fail) -> None:
     """Every format, runtime, artifact and device the entry names is registered (converter.core.vocabulary)."""
     known_formats = formats()
-    for field in ("formats", "candidates"):
+    for field in ("formats", "candidates", "fixed_shape"):
         listed = getattr(entry, field)
         for index, fmt in enumerate(listed):
             if fmt not in known_formats:
@@ -790,6 +800,10 @@ def _check_vocabulary(entry: ModelEntry, fail: Fail) -> None:
             fail(field, "lists a format twice")
     if "eager" in entry.candidates:
         fail("candidates", "eager is the reference every cell is compared with: it is always built, not explored")
+    if entry.fixed_shape and not entry.dynamic:
+        fail("fixed_shape", "the model has no dynamic axis but batch to fix (see dynamic)")
+    if "eager" in entry.fixed_shape:
+        fail("fixed_shape", "eager is the reference: it runs every size of the shape sweep")
     for field, keys in (("tolerance_overrides", list(entry.tolerance_overrides)), ("required", entry.required)):
         for key in keys:
             try:

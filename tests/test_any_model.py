@@ -46,6 +46,9 @@ def entry(**fields) -> ModelEntry:
     ({"outputs": [{"name": "logits", "kind": "boxes"}]}, "outputs.0.kind", "unknown output kind 'boxes'"),
     ({"outputs": ["input_ids"]}, "outputs.0", "also an input's name"),
     ({"images": "."}, "images", "no image input"),
+    ({"fixed_shape": ["onnx"], "inputs": [{"name": "x", "kind": "tokens", "shape": ["batch", 8], "vocab": 5}],
+      "dynamic": {}}, "fixed_shape", "no dynamic axis"),
+    ({"fixed_shape": ["onnx", "tensorflow"]}, "fixed_shape.1", "unknown format 'tensorflow'"),
 ])
 def test_a_bad_declaration_is_one_line_naming_the_model_and_the_field(write_zoo, change, field, fragment):
     path = write_zoo([{**TEXT, **change}])
@@ -109,6 +112,10 @@ MODELS = [
     {"name": "baked", "arch": "tests.any_models:baked_size", "weights": "random", **SMALL_IMAGE,
      "inputs": [{"name": "image", "kind": "image", "shape": ["batch", 3, "height", "width"]}],
      "dynamic": {"height": [32, 48], "width": [32, 40]}, "formats": ["eager", "onnx"], "onnx": {"simplify": False}},
+    {"name": "fixed", "arch": "tests.any_models:baked_size", "weights": "random", **SMALL_IMAGE,
+     "inputs": [{"name": "image", "kind": "image", "shape": ["batch", 3, "height", "width"]}],
+     "dynamic": {"height": [32, 48], "width": [32, 40]}, "fixed_shape": ["onnx"], "formats": ["eager", "onnx"],
+     "onnx": {"simplify": False}},
     {"name": "fcn", "arch": "tests.any_models:fully_convolutional", "weights": "random", **SMALL_IMAGE,
      "inputs": [{"name": "image", "kind": "image", "shape": ["batch", 3, "height", "width"]}],
      "dynamic": {"height": [32, 48, 40], "width": [32, 40, 56]}, "outputs": [{"name": "masks", "kind": "regression"}],
@@ -166,6 +173,16 @@ def test_a_model_that_bakes_its_export_size_passes_there_and_fails_elsewhere_nam
     assert found["logits @ height=32,width=32"]["status"] == "PASS"
     failed = found["logits @ height=48,width=40"]
     assert failed["status"] == "FAIL" and "its Reshape node '/Reshape' failed" in failed["detail"]
+
+
+def test_a_format_the_zoo_fixes_at_the_export_size_is_skipped_at_the_other_sizes(swept):
+    _, manifest, _, rows = swept
+    assert manifest.models["fixed"].artifacts["onnx"].details["dynamic_axes"] == {"image": ["batch"]}
+    found = _rows(rows, "fixed", "onnx", "onnxruntime")
+    assert found["logits @ height=32,width=32"]["status"] == "PASS"
+    skipped = found["logits @ height=48,width=40"]
+    assert skipped["status"] == "SKIP" and "builds onnx at the export size only (fixed_shape)" in skipped["detail"]
+    assert {row["cell_status"] for row in found.values()} == {"PASS"}
 
 
 def test_a_fully_convolutional_net_and_a_two_input_model_pass_at_every_size(swept):

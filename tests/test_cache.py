@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
-from verify.cells.cache import CellCache, cell_facts, cell_value
+import verify.cells.cache
+from verify.cells.cache import CellCache, cell_facts, cell_value, code_files
 from verify.cells.timing import summarise
 
 FEEDS = {"input": np.arange(12, dtype=np.float32).reshape(2, 6)}
@@ -27,6 +29,15 @@ def test_a_stored_cell_comes_back_as_the_worker_returned_it(tmp_path):
     assert np.array_equal(value["output"]["logits"], np.ones((2, 3))) and value["config"]["precision"] == "fp32"
     assert value["timings"] == worker_value()["timings"] and value["canaries"] == []  # not today's readings
     assert value["cached"] and cache.hits == 1
+
+
+def test_the_code_fingerprint_covers_every_source_of_the_workbench():
+    """A cached cell must not outlive an edit of the code that measured it: the fingerprint reads the sources of
+    verify/ and converter/ wherever the module sits in them."""
+    files = code_files()
+    assert Path(verify.cells.cache.__file__).resolve() in files
+    assert any(path.parts[-2:] == ("converter", "zoo.py") for path in files)
+    assert any(path.parts[-3:] == ("verify", "runners", "onnxruntime_runner.py") for path in files)
 
 
 def test_the_key_changes_with_any_input_of_the_cell(tmp_path):

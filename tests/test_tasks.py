@@ -103,13 +103,14 @@ def test_a_new_task_is_one_class_and_one_registration(tmp_path, registered):
     # What to ship scores the cells by the task's metric
     assert "What to ship (hit rate on 8 labelled images" in report
     assert "| onnxruntime | onnx | cpu | fp32 | 100.0% |" in report
-    rows = list(csv.DictReader(open(reports / "brightness.csv")))
+    rows = list(csv.DictReader((reports / "brightness.csv").read_text().splitlines()))
     assert {(r["runtime"], r["artifact"], float(r["hit_rate"])) for r in rows} == {
         ("torch", "eager", 1.0), ("onnxruntime", "onnx", 1.0), ("onnxruntime", "onnx_simplified", 1.0)}
     summary = json.loads((reports / "summary.json").read_text())["models"]["light"]
     assert summary["task"] == "brightness"
     assert summary["accuracy"]["light/onnx/onnxruntime@cpu"] == {"precision": "fp32", "hit_rate": 1.0}
-    assert list(csv.DictReader(open(reports / "predictions.csv"))) == []  # the classifier's table: not this model
+    # the classifier's table is written, without this model
+    assert list(csv.DictReader((reports / "predictions.csv").read_text().splitlines())) == []
 
 
 def test_the_task_is_chosen_by_the_outputs_or_named_and_checked(write_zoo):
@@ -124,11 +125,17 @@ def test_the_task_is_chosen_by_the_outputs_or_named_and_checked(write_zoo):
         load_zoo(write_zoo([{**embedding, "task": "classification"}]))
 
 
-def test_a_model_without_a_task_of_its_own_is_generic_and_shows_no_class_tables(tmp_path):
-    from verify.report.markdown import summary
-    from verify.results import ModelResult
-    from verify.judge.gate import decide
+@pytest.mark.parametrize("task,shown", [("classification", True), ("generic", False), ("a-plugin-of-a-shard", False)])
+def test_the_report_shows_a_models_own_task_sections_only(task, shown):
+    """The same cells with predictions and accuracy: the classifier's tables appear for a classification result
+    only; a result whose task is not registered here (a shard of a workbench with a plugin) keeps its parity."""
+    from dataclasses import replace
 
-    result = ModelResult("vec", task="generic", outputs=["vector"], output_kinds={"vector": "embedding"})
-    assert task_named(result.task).sections(result, None) == []
-    assert summary([result], decide([result], {}), {})["models"]["vec"]["task"] == "generic"
+    from tests.test_accuracy import labelled_result
+    from verify.judge.gate import decide
+    from verify.report.markdown import markdown
+
+    result = replace(labelled_result(), task=task)
+    report = markdown([result], decide([result], {}), {})
+    assert ("Accuracy on 4 labelled images" in report) == shown and ("Predictions" in report) == shown
+    assert "| onnx_int8 | onnxruntime | cpu | int8 |" in report  # the parity rows, whatever the task

@@ -33,6 +33,7 @@ def test_the_library_is_built_for_this_cpu_untuned_and_says_so(converted):
     assert build["target"] == {"kind": "llvm", "mcpu": str(codegen.llvm_get_system_cpu())}
     assert build["tuned"] is False and build["build_seconds"] > 0
     assert record.details["tvm_max_abs_diff"] < 1e-4
+    assert record.details["dynamic_axes"] == {"input": ["batch"]}  # the ONNX model's named batch, kept symbolic
 
 
 def test_the_runner_takes_any_batch_and_describes_the_build(converted):

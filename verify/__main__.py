@@ -175,9 +175,11 @@ def _print_model_line(result, verdict) -> None:
 def _print_model(result, verdict) -> None:
     from converter.core.vocabulary import ARTIFACTS
 
+    from .tasks import task_of
+
     width = max(map(len, ARTIFACTS))
     indent = " " * (17 + 1 + width + 1 + 9 + 1 + 5)
-    labelled = ", labelled: accuracy per cell" if result.labels is not None else ""
+    labelled = f", labelled: {task_of(result).score_name} per cell" if result.labels is not None else ""
     sizes = f", at {len(result.sizes)} sizes ({'; '.join(result.sizes)})" if len(result.sizes) > 1 else ""
     print(f"{result.model}: {result.samples} samples{labelled}{sizes}", file=sys.stderr, flush=True)
     if result.accuracy_note:

@@ -140,7 +140,8 @@ def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = Non
             error = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
             cells = [replace(cell, status=ERROR, detail=error)
                      for cell in plan_cells(name, record, runners, session, by_name.get(name))]
-            result = ModelResult(name, cells=cells, error=error)
+            entry = by_name.get(name)
+            result = ModelResult(name, cells=cells, error=error, task=entry.task_name if entry else "classification")
         return result
 
     lanes = side_by_side(options.timing, min(threads, physical_cores()))

@@ -7,7 +7,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -92,3 +92,23 @@ def folder_lock(folder: Path, holder: str):
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def kept_bytes(kept: Path | None, make: Callable[[], bytes]) -> bytes:
+    """The file `kept` holds (touched: in use, so the verifier's cache prune keeps it), else make() and keep it there. A file named by a
+    digest of what it is made from (a chart, an inputs file) is made once; a cache this user cannot read or write
+    is passed by: the bytes are made instead, and not kept."""
+    try:
+        if kept is not None and kept.is_file():
+            data = kept.read_bytes()
+            os.utime(kept)
+            return data
+    except OSError:
+        pass
+    data = make()
+    try:
+        if kept is not None:
+            atomic_write(kept, data)
+    except OSError:
+        pass
+    return data

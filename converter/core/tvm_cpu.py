@@ -25,11 +25,21 @@ def build_from_onnx(onnx_model, out: Path) -> dict:
     target = host_target()
     started = time.perf_counter()
     module = from_onnx(onnx_model, keep_params_in_input=False)  # weights become constants of the library
+    kept = symbolic_axes(module, [i.name for i in onnx_model.graph.input])
     module = relax.transform.DecomposeOpsForInference()(module)
     executable = tvm.compile(module, target=tvm.target.Target(target))
     executable.export_library(str(out / LIBRARY))
     return {"target": target, "tuned": False, "build_seconds": round(time.perf_counter() - started, 2),
-            "tvm": tvm.__version__}
+            "tvm": tvm.__version__, "dynamic_axes": kept}
+
+
+def symbolic_axes(module, names: list[str]) -> dict[str, list[str]]:
+    """Per input of the Relax module's main function (in the ONNX graph's input order), the axes it keeps
+    symbolic: the ONNX model's named dimensions that the frontend did not turn into numbers."""
+    from tvm.tirx import IntImm
+
+    return {name: [str(dim) for dim in param.ty.shape if not isinstance(dim, IntImm)]
+            for name, param in zip(names, module["main"].params)}
 
 
 def load_vm(library: Path):

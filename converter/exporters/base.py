@@ -23,6 +23,7 @@ class ExportContext:
     out_dir: Path  # an empty staging folder; everything the artifact needs goes here
     earlier: dict[str, Path] = field(default_factory=dict)  # artifact name -> folder, built earlier in this run
     threads: int = 0  # for the libraries an exporter runs (ONNX Runtime's check); 0: their own default
+    artifact: str = ""  # the artifact being built (its format may be one the zoo fixes at the export size)
 
 
 @dataclass
@@ -45,8 +46,9 @@ def traced_batch(ctx: ExportContext) -> tuple[tuple[torch.Tensor, ...], tuple | 
 
     entry = ctx.entry
     batch = Dim("batch", min=1, max=MAX_BATCH) if entry.onnx.dynamic_batch else None
+    fixed = entry.is_fixed_shape(ctx.artifact)
     shapes = tuple({index: batch if axis == BATCH else Dim.AUTO for index, axis in enumerate(spec.shape)
-                    if isinstance(axis, str) and (axis != BATCH or batch is not None)}
+                    if isinstance(axis, str) and (batch is not None if axis == BATCH else not fixed)}
                    for spec in entry.model_inputs)
     if not any(shapes):
         return ctx.example, None
@@ -55,10 +57,12 @@ def traced_batch(ctx: ExportContext) -> tuple[tuple[torch.Tensor, ...], tuple | 
 
 def dynamic_axes(ctx: ExportContext) -> dict[str, dict[int, str]]:
     """{input name: {axis index: axis name}} for the axes exported as dynamic: the batch (unless the zoo fixes
-    it) and every named axis; the TorchScript-based ONNX exporter takes this as its `dynamic_axes`."""
+    it) and every named axis (unless the zoo's `fixed_shape` lists the artifact's format); the TorchScript-based
+    ONNX exporter takes this as its `dynamic_axes`."""
     entry = ctx.entry
+    fixed = entry.is_fixed_shape(ctx.artifact)
     return {spec.name: {index: axis for index, axis in enumerate(spec.shape)
-                        if isinstance(axis, str) and (axis != BATCH or entry.onnx.dynamic_batch)}
+                        if isinstance(axis, str) and (entry.onnx.dynamic_batch if axis == BATCH else not fixed)}
             for spec in entry.model_inputs}
 
 

@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -92,26 +92,6 @@ class CellCache:
                 kept.unlink(missing_ok=True)
 
 
-def kept_bytes(kept: Path | None, make: Callable[[], bytes]) -> bytes:
-    """The file `kept` holds (touched: in use, so prune() keeps it), else make() and keep it there. A file named by a
-    digest of what it is made from (a chart, an inputs file) is made once; a cache this user cannot read or write
-    is passed by: the bytes are made instead, and not kept."""
-    try:
-        if kept is not None and kept.is_file():
-            data = kept.read_bytes()
-            os.utime(kept)
-            return data
-    except OSError:
-        pass
-    data = make()
-    try:
-        if kept is not None:
-            atomic_write(kept, data)
-    except OSError:
-        pass
-    return data
-
-
 def cell_facts(value: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """A cell worker's result as (JSON part, arrays), for store()."""
     arrays = {f"output/{name}": array for name, array in value["output"].items()}
@@ -139,13 +119,23 @@ def cell_value(facts: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str
             "timings": [Timing(**t) for t in facts["timings"]], "canaries": [], "cached": facts.get("stored")}
 
 
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding verify/ and converter/
+
+
+def code_files() -> list[Path]:
+    """The workbench's own Python sources (verify/ and converter/), in a fixed order."""
+    files = sorted([*ROOT.joinpath("verify").rglob("*.py"), *ROOT.joinpath("converter").rglob("*.py")])
+    if not files:  # a fingerprint of nothing would never change: every cached cell would outlive every edit
+        raise RuntimeError(f"no workbench sources under {ROOT}")
+    return files
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """The workbench's own Python sources: a change to any of them (a runner, the timing) invalidates the cache."""
-    root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for path in sorted([*root.joinpath("verify").rglob("*.py"), *root.joinpath("converter").rglob("*.py")]):
-        digest.update(str(path.relative_to(root)).encode())
+    for path in code_files():
+        digest.update(str(path.relative_to(ROOT)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

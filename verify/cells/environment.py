@@ -15,7 +15,7 @@ from converter.manifest import tool_versions
 
 from ..plan.inputs import ImageSet
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def describe_machine(threads: int) -> dict:

@@ -190,12 +190,17 @@ def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, t
         return
     task.on_reference(result, entry, reference)
     reference_path = options.artifacts / eager.path
-    if entry.deployment_checks[0] and task.judges_deployments:
+    deployments, gated = entry.deployment_checks
+    if deployments and task.judges_deployments:
         tell("checking the deployment preprocessing")
         with shared.lanes:
             result.preprocessing = check_preprocessing(model, entry, task, reference_path, images,
                                                        record.trusted_pickle, options, runners[REFERENCE[0]],
                                                        shared.cache, eager.files)
+    elif deployments and gated:  # declared, and nothing to judge them by: an ERROR that blocks, never a silent pass
+        result.preprocessing = [PreprocessingCheck(model, d.name, d.library, ERROR, f"the {task.name} task does not "
+                                                   "judge deployment preprocessing (remove deployments or choose a "
+                                                   "task that does)", gated=True) for d in deployments]
 
     def finished(plan: Cell) -> Cell:
         if plan.reference:
@@ -515,13 +520,15 @@ class _CellRunner:
         request = LoadRequest(options.artifacts / artifact.path, plan.device, options.threads, entry.input_names,
                               tuple(entry.output_names), self.trust)
         runner, max_batch = self.runners[plan.runtime], fixed_batch(entry, plan.artifact)
+        fixed_shape = entry.is_fixed_shape(plan.artifact)  # built at the export size: the other sizes are SKIP
+        sweep_feeds = {} if fixed_shape else self.sweep
         cache = self.shared.cache
         key = cache.key("cell", {"runner": _qualified(runner), "files": _hashes(artifact.files),
                                  "request": _request_parts(request), "timing": options.timing,
                                  "policy": asdict(options.policy), "batches": options.batches,
                                  "max_batch": max_batch, "inputs": [self.inputs.digest, len(self.inputs),
                                                                     repr(self.inputs.fields)]},
-                        {f"{label}/{name}": array for label, feeds in self.sweep.items()
+                        {f"{label}/{name}": array for label, feeds in sweep_feeds.items()
                          for name, array in feeds.items()})
         found = cache.load(key)
         if found is not None:
@@ -542,7 +549,7 @@ class _CellRunner:
             if options.timing:
                 self.shared.before_timing()
             job = CellJob(runner, request, self.inputs, options.timing, options.policy, options.batches,
-                          self.shared.speed.full, max_batch, self.shared.wait.left, progress_file, self.sweep)
+                          self.shared.speed.full, max_batch, self.shared.wait.left, progress_file, sweep_feeds)
             with self.shared.lanes, (self.shared.gpu_lane if DEVICES[plan.device].gpu else nullcontext()):
                 outcome = run_isolated(run_cell_job, job, on_wait=heard,
                                        limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
@@ -586,28 +593,35 @@ class _CellRunner:
             present = {key: array for key, array in reference.items() if key in full}
             comparisons = compare_outputs(present, full, sized, sized_kinds, self.compare_func)
             for key in reference:  # at a size the runtime could not take (or returned no outputs for)
-                if key not in full:
-                    label = output_and_size(key)[1]
-                    error = failed_sizes.get(label, "the runtime returned nothing at this size")
-                    comparisons[key] = Comparison(FAIL, error, failures=(error,), failed_checks=(SHAPE,))
-            sizes = ["", *self.sweep]  # the report's order: size by size, the task's order within each
-            comparisons = {key: comparisons[key] for key in sorted(comparisons, key=lambda key: (
-                sizes.index(output_and_size(key)[1]), self.order.index(output_and_size(key)[0])))}
+                label = output_and_size(key)[1]
+                if key in full:
+                    continue
+                if fixed_shape:
+                    comparisons[key] = Comparison(SKIP, f"not run at {label}: the zoo builds {plan.artifact} at "
+                                                        "the export size only (fixed_shape)")
+                    continue
+                error = failed_sizes.get(label, "the runtime returned nothing at this size")
+                comparisons[key] = Comparison(FAIL, error, failures=(error,), failed_checks=(SHAPE,))
             first = probe_feeds(output, PARITY_BATCH)
             if worst(comparisons)[0] == PASS and any(not np.array_equal(first[n], again[n]) for n in output):
                 repeat = compare_outputs(first, again, tolerances, kinds, self.compare_func)
                 comparisons = {name: c if repeat.get(name, c).status == PASS else with_reason(
                     c, repeat[name].status, f"not deterministic: {repeat[name].reason}")
                     for name, c in comparisons.items()}
+        sizes = ["", *self.sweep]  # the report's order: size by size, the task's order within each
+        comparisons = {key: comparisons[key] for key in sorted(comparisons, key=lambda key: (
+            sizes.index(output_and_size(key)[1]), self.order.index(output_and_size(key)[0])))}
         budget = entry.budget_for(plan.precision)
+        judged = {name: c for name, c in comparisons.items() if c.status != SKIP}  # the sizes it was not built for
         if budget is not None and not plan.reference:
-            status, detail = judge_precision(comparisons, budget, plan.precision,
+            status, detail = judge_precision(judged, budget, plan.precision,
                                              drop_points(reference_accuracy, ran.accuracy),
                                              self.task.agreement(entry, reference, output))
             # each output's verdict is the budget's (its metrics stay: how far from fp32 it is)
-            comparisons = {name: with_reason(c, status, detail) for name, c in comparisons.items()}
+            comparisons = {name: with_reason(c, status, detail) if name in judged else c
+                           for name, c in comparisons.items()}
         else:
-            status, detail = worst(comparisons)
+            status, detail = worst(judged)
         agreed: bool | None = None
         if max_batch is not None:
             invariance = f"not checked: {plan.artifact} was built for batch {max_batch} only"

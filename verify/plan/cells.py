@@ -3,7 +3,7 @@ artifact takes a batch."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from converter.core.vocabulary import ARTIFACTS, REFERENCE, RUNTIMES, cell_precision
 from converter.manifest import ModelRecord
@@ -12,12 +12,16 @@ from converter.zoo import ModelEntry
 from ..results import Cell
 from ..runners import Runner
 
-if TYPE_CHECKING:
-    from ..cells.session import SessionOptions
+
+class Chosen(Protocol):
+    """What a run chose (verify.cells.session.SessionOptions has both)."""
+
+    devices: tuple[str, ...]  # the devices to run on
+    runtimes: tuple[str, ...] | None  # None: every runtime passed in
 
 
 def plan_cells(model: str, record: ModelRecord, runners: Mapping[str, type[Runner]],
-               options: SessionOptions, entry: ModelEntry | None = None) -> list[Cell]:
+               options: Chosen, entry: ModelEntry | None = None) -> list[Cell]:
     """Every (artifact, runtime, device) this model has on the run's devices, as unstarted cells; the reference
     always runs, and so does a cell the zoo requires (on a device this machine lacks: a SKIP that blocks). A cell
     is gated when the zoo deploys it; the others are explored."""

@@ -12,13 +12,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from converter.core.errors import WorkbenchError
-from converter.core.files import atomic_write
+from converter.core.files import atomic_write, kept_bytes
 from converter.core.images import IMAGE_SUFFIXES, image_files, preprocess, read_rgb, synthetic_images as _synthetic
 from converter.core.outputs import Feeds
 from converter.core.samples import sample_feeds
 from converter.zoo import ModelEntry
 
-from ..cells.cache import kept_bytes
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.core.files import atomic_write
+from converter.core.files import atomic_write, kept_bytes
 
-from ..cells.cache import kept_bytes
 from ..results import ModelResult
 
 CHARTS = "charts"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from ..judge.accuracy import drop_points
 from ..judge.compare import FAIL, PASS
 from ..results import Cell, ModelResult
-from ..tasks import task_named
+from ..tasks import task_of
 from .tables import table
 
 
@@ -137,7 +137,7 @@ def _speed(row: Choice, reference: Choice | None) -> str:
 
 def score_name(result: ModelResult, rows: list[Choice]) -> str:
     """What the rows' score is: the task's score against labels, else top-1 agreement or the lowest cosine."""
-    return task_named(result.task).score_name if rows[0].cell.accuracy is not None else _unlabelled_measure(rows[0])
+    return task_of(result).score_name if rows[0].cell.accuracy is not None else _unlabelled_measure(rows[0])
 
 
 def _unlabelled_measure(row: Choice) -> str:

@@ -11,7 +11,7 @@ from ..judge.compare import ERROR, FAIL, PASS, SKIP
 from ..judge.gate import Verdict, is_required
 from ..judge.invariance import PROBE_BATCHES
 from ..results import Cell, ModelResult
-from ..tasks import task_named
+from ..tasks import task_of
 from .decision import decision_section, recommend
 from .tables import number, table
 from .timing_report import peaks_of, timing_section
@@ -153,7 +153,7 @@ def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, pr
                                 (charts or {}).get(result.model))
         if not result.error:
             lines += decision_section(result, (tradeoffs or {}).get(result.model))
-            lines += task_named(result.task).sections(result, (pictures or {}).get(result.model))
+            lines += task_of(result).sections(result, (pictures or {}).get(result.model))
     failures = [(r, a, e) for r in results for a, e in r.conversion_failures.items()]
     if failures:
         lines += ["", "## Conversion failures (from the manifest)", ""]

@@ -22,7 +22,7 @@ from .markdown import inputs_file
 from .plain import from_plain, to_plain
 
 RESULTS_FILE, ARRAYS_FILE = "results.json", "results.npz"
-FORMAT = 1
+FORMAT = 2
 
 
 class ResultsFileError(WorkbenchError):
