@@ -212,7 +212,9 @@ def tradeoff_chart(model: str, rows, score: str = "top-1 accuracy") -> bytes:
             axis.annotate(f"{r.cell.runtime}\n{r.cell.artifact}", (r.latency_ms, 100 * r.score), fontsize=7,
                           xytext=(5, 3), textcoords="offset points")
     axis.set_xscale("log")
-    axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    axis.xaxis.set_major_formatter(plain)
+    axis.xaxis.set_minor_formatter(plain)  # the minor ticks label a range inside one decade (2, 3, 4 ms), not 2x10^0
     axis.set_xlabel(f"median latency at batch {rows[0].latency_batch} (ms, log scale; left is faster)")
     axis.set_ylabel(f"{score} (%)" if labelled else f"{score} with the reference (%)")
     axis.set_title(f"{model}: speed against {score}, passing cells", fontsize=10)
