@@ -55,3 +55,18 @@ def test_shards_run_as_a_matrix_the_gate_merges_them_and_deploy_needs_the_gate()
     assert "parity-verify merge shards/parity-shard-*/reports --report reports/" in merge
     assert steps["mikepenz/action-junit-report"]["with"]["report_paths"] == "reports/junit.xml"
     assert deploy["needs"] == "gate"  # a blocked gate (exit 1) skips the deploy
+
+
+def test_the_tests_run_on_every_python_the_package_accepts():
+    """The `tests` job's matrix is pyproject's requires-python range, minor by minor, through .ci/run."""
+    import re
+    import tomllib
+
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    tests = workflow["jobs"]["tests"]
+    accepted = tomllib.loads((WORKFLOW.parents[2] / "pyproject.toml").read_text())["project"]["requires-python"]
+    low, high = (int(minor) for minor in re.fullmatch(r">=3\.(\d+),<3\.(\d+)", accepted).groups())
+    assert tests["strategy"]["matrix"]["python"] == [f"3.{minor}" for minor in range(low, high)]
+    steps = {step.get("uses", "").split("@")[0]: step for step in tests["steps"]}
+    assert steps["actions/setup-python"]["with"]["python-version"] == "${{ matrix.python }}"
+    assert any(".ci/run" in step.get("run", "") for step in tests["steps"])

@@ -70,16 +70,29 @@ def registered_list(flag: str, value: str | None, known: Iterable[str]) -> list[
 HANDLER_NAME = "parity-workbench"
 
 
-SUPPORTED_PYTHON = (3, 11)  # the pinned torch, paddlepaddle and x2paddle wheels are tested together on it
+# the Pythons the pinned wheels exist for and are tested together on (pyproject's requires-python says the same;
+# this catches a checkout run with another interpreter, which pip never saw)
+SUPPORTED_PYTHONS = ((3, 11), (3, 12), (3, 13))
+
+
+def python_problem(version: tuple[int, int]) -> str | None:
+    """Why this tool cannot run on Python `version`, or None."""
+    if version in SUPPORTED_PYTHONS:
+        return None
+    supported = ", ".join(f"{major}.{minor}" for major, minor in SUPPORTED_PYTHONS)
+    why = {(3, 10): ": onnxruntime, numpy and pandas at their pinned versions have no wheel for it",
+           (3, 14): ": paddlepaddle at its pinned version has no wheel for it"}.get(version, "")
+    return (f"Python {version[0]}.{version[1]}: this tool needs Python {supported}, the versions its pinned torch, "
+            f"paddlepaddle and x2paddle are tested on{why}; create the venv with one of them")
 
 
 def start(args: argparse.Namespace, loggers: tuple[str, ...], fmt: str, log_file: Path | None = None) -> Limits:
     """Quiet the libraries, log our own loggers to stderr, refuse unsafe settings; the workers' limits.
     With `log_file`, our debug lines and every Python warning (here and in the workers) go to that file; the
     console shows the warnings only with --verbose."""
-    if sys.version_info[:2] != SUPPORTED_PYTHON:
-        raise UsageError(f"Python {sys.version.split()[0]}: this tool needs Python 3.11 (the version its pinned "
-                         "torch, paddlepaddle and x2paddle are tested on); create the venv with python3.11")
+    problem = python_problem(sys.version_info[:2])
+    if problem:
+        raise UsageError(problem)
     verbose = args.verbose
     os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ INFO logs drown the progress lines
     handler = logging.StreamHandler(sys.stderr)
