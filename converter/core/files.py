@@ -95,9 +95,9 @@ def folder_lock(folder: Path, holder: str):
 
 
 def kept_bytes(kept: Path | None, make: Callable[[], bytes]) -> bytes:
-    """The file `kept` holds (touched: in use, so the verifier's cache prune keeps it), else make() and keep it there. A file named by a
-    digest of what it is made from (a chart, an inputs file) is made once; a cache this user cannot read or write
-    is passed by: the bytes are made instead, and not kept."""
+    """The file `kept` holds (touched: in use, so the verifier's cache prune keeps it), else make() and keep it
+    there. A file named by a digest of what it is made from (a chart, an inputs file) is made once; a cache this
+    user cannot read or write is passed by: the bytes are made instead, and not kept."""
     try:
         if kept is not None and kept.is_file():
             data = kept.read_bytes()
