@@ -7,8 +7,10 @@ two-class image set (dark, segmented "ants" against yellow, striped "bees" on cl
 is trained on the backbone's features, in about 15 s on 2 cores. The validation images it has never seen are
 written beside it as `val/ants/*.jpg` and `val/bees/*.jpg` (the ImageFolder layout), so the verifier reports
 a real accuracy; a few training images go to `calibration/` for int8 quantisation. `photos/` gets the real
-photograph that matplotlib's wheel ships (Grace Hopper), for the trained EfficientNet-Lite0. Deterministic; existing
-files are kept unless --force.
+photograph that matplotlib's wheel ships (Grace Hopper), for the trained EfficientNet-Lite0. It also trains a
+small detector and a small segmenter on generated pictures of shapes (converter.demo_shapes) and writes their
+labelled validation pictures (`shapes/val`: images, boxes.json, masks). Deterministic; existing files are kept
+unless --force.
 """
 from __future__ import annotations
 
@@ -177,7 +179,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo photographs: {photos} (kept)")
     else:
         print(f"demo photographs: {write_photos(photos)} ({PHOTO} from matplotlib's sample data, and mirrored)")
+    write_shapes(args.out.parent, args.force)
     return 0
+
+
+def write_shapes(folder: Path, force: bool) -> None:
+    """The shapes detector and segmenter (trained here), their labelled validation images and calibration images."""
+    import time
+
+    from . import demo_shapes as shapes
+
+    for name, train, steps in (("detector", shapes.train_detector, shapes.DETECTOR_STEPS),
+                               ("segmenter", shapes.train_segmenter, shapes.SEGMENTER_STEPS)):
+        path = folder / f"shapes_{name}.pt"
+        if path.exists() and not force:
+            print(f"demo shapes {name}: {path} (kept)")
+            continue
+        start = time.perf_counter()
+        shapes.save_state(train(), path)
+        print(f"demo shapes {name}: {path} (written: trained {steps} steps on {shapes.TRAIN_IMAGES} generated "
+              f"images of {', '.join(shapes.SHAPES)} in {time.perf_counter() - start:.0f} s)")
+    labelled, calibration = folder / "shapes" / "val", folder / "shapes" / "calibration"
+    if labelled.is_dir() and not force:
+        print(f"demo shapes validation images: {labelled} (kept)")
+    else:
+        shapes.write_labelled(labelled, shapes.image_set(shapes.VALIDATION_IMAGES, seed=1027))
+        print(f"demo shapes validation images: {labelled} ({shapes.VALIDATION_IMAGES} images, boxes.json (COCO), "
+              "masks/*.png)")
+    if calibration.is_dir() and not force:
+        print(f"demo shapes calibration images: {calibration} (kept)")
+    else:
+        print(f"demo shapes calibration images: {shapes.write_calibration(calibration)} "
+              f"({shapes.CALIBRATION_IMAGES} training images, for int8 quantisation)")
 
 
 if __name__ == "__main__":

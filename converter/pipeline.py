@@ -123,8 +123,9 @@ def source_key(entry: ModelEntry, tools: dict[str, str]) -> str:
     if not config["fixed_shape"]:  # added after CODE_VERSION 3: artifacts built before it stay current
         del config["fixed_shape"]
     files = {}
-    if entry.arch and model_registry(entry.arch) is None:  # the user's own model code
-        origin = locate_module(entry.arch.partition(":")[0])
+    registry = model_registry(entry.arch) if entry.arch else None
+    if entry.arch and (registry is None or registry.source):  # the user's own model code, or the workbench's
+        origin = locate_module(registry.source if registry is not None else entry.arch.partition(":")[0])
         if origin is not None and origin.is_file():
             files["factory"] = file_sha256(origin)
     if entry.checkpoint:

@@ -92,6 +92,21 @@ class Tolerance(_Section):
     rtol: float = Field(default=1e-3, ge=0)
     min_cosine: float = Field(default=0.99999, ge=-1, le=1)
     top1: float = Field(default=1.0, ge=0, le=1)
+    # detections (boxes, scores, labels), matched to the reference's per image and class: only those scoring at
+    # least score_threshold - score_band count, and one unmatched inside the band around the threshold is allowed
+    score_threshold: float = Field(default=0.3, ge=0, le=1)
+    score_band: float = Field(default=0.05, ge=0, le=1)
+    min_iou: float = Field(default=0.99, ge=0, le=1)  # of each matched box with the reference's
+    score_atol: float = Field(default=1e-3, ge=0)  # of each matched detection's score
+    # masks (mask_logits): the pixels whose class (argmax) is the reference's, all of them where the reference's
+    # top-2 margin exceeds clear_margin; the mean IoU of the classes with the reference's mask
+    pixel_agreement: float = Field(default=0.999, ge=0, le=1)
+    clear_margin: float = Field(default=0.01, ge=0)
+    min_miou: float = Field(default=0.99, ge=0, le=1)
+
+
+# what a precision budget sets for detections and masks in place of the fp32 tolerance's values
+STRUCTURAL_LIMITS = ("min_iou", "score_atol", "pixel_agreement", "clear_margin", "min_miou")
 
 
 class OnnxOptions(_Section):
@@ -164,11 +179,22 @@ class PrecisionBudget(_Section):
     min_cosine: float = Field(ge=-1, le=1)
     top1: float = Field(ge=0, le=1)  # fraction of images whose top-1 class matches the reference's
     max_accuracy_drop: float = Field(ge=0, le=100)  # percentage points of top-1 accuracy, with labelled images
+    # detections and masks keep their matching checks, at looser limits (see Tolerance)
+    min_iou: float = Field(default=0.9, ge=0, le=1)
+    score_atol: float = Field(default=0.05, ge=0)
+    pixel_agreement: float = Field(default=0.98, ge=0, le=1)
+    clear_margin: float = Field(default=0.5, ge=0)
+    min_miou: float = Field(default=0.9, ge=0, le=1)
+
+    def limit(self, tolerance: Tolerance) -> Tolerance:
+        """The cell's tolerance with this budget's limits for detections and masks."""
+        return tolerance.model_copy(update={name: getattr(self, name) for name in STRUCTURAL_LIMITS})
 
 
 # The defaults, measured on the default zoo and the slow-test nets (docs/measurements.md): fp16 and
 # bf16 keep the cosine above 0.999 on every net measured; int8 static quantisation moves it most.
-DEFAULT_BUDGETS = {"fp16": PrecisionBudget(min_cosine=0.999, top1=0.9, max_accuracy_drop=0.5),
+DEFAULT_BUDGETS = {"fp16": PrecisionBudget(min_cosine=0.999, top1=0.9, max_accuracy_drop=0.5, min_iou=0.95,
+                                           score_atol=1e-2, pixel_agreement=0.995, clear_margin=0.1, min_miou=0.97),
                    "bf16": PrecisionBudget(min_cosine=0.98, top1=0.75, max_accuracy_drop=1.0),
                    "int8": PrecisionBudget(min_cosine=0.98, top1=0.7, max_accuracy_drop=2.0)}
 
@@ -184,6 +210,13 @@ class ToleranceOverride(_Section):
     rtol: float | None = Field(default=None, ge=0)
     min_cosine: float | None = Field(default=None, ge=-1, le=1)
     top1: float | None = Field(default=None, ge=0, le=1)
+    score_threshold: float | None = Field(default=None, ge=0, le=1)
+    score_band: float | None = Field(default=None, ge=0, le=1)
+    min_iou: float | None = Field(default=None, ge=0, le=1)
+    score_atol: float | None = Field(default=None, ge=0)
+    pixel_agreement: float | None = Field(default=None, ge=0, le=1)
+    clear_margin: float | None = Field(default=None, ge=0)
+    min_miou: float | None = Field(default=None, ge=0, le=1)
 
 
 class ModelOutput(_Section):
@@ -239,6 +272,9 @@ class ModelEntry(_Section):
     classes_file: str | None = None  # one class name per line (relative to the zoo file)
     # a folder of images for this model (relative to the zoo file): flat, or one subfolder per class (labelled)
     images: str | None = None
+    # the images' labels where a class folder cannot hold them (relative to the zoo file): a COCO JSON file of boxes
+    # (detection) or a folder of PNG masks named after the images (segmentation); read by the model's task
+    annotations: str | None = None
     input: InputSpec = InputSpec()
     # the model's named inputs (image, tokens, mask, tensor), in forward's order; None: the one image `input`
     inputs: list[ModelInput] | None = Field(default=None, min_length=1)
@@ -516,7 +552,7 @@ def load_zoo(path: str | Path, trusted_modules: tuple[str, ...] = (), find_facto
         if not isinstance(item, dict):
             raise ZooError(file, f"expected a mapping, found {_kind(item)}", model=label)
         merged = _merge_defaults(defaults, item)
-        for key in ("checkpoint", "classes_file", "images"):
+        for key in ("checkpoint", "classes_file", "images", "annotations"):
             if isinstance(merged.get(key), str):
                 merged[key] = str((path.parent / merged[key]).resolve())
         if isinstance(merged.get("inputs"), list):
@@ -673,6 +709,11 @@ def _check_input(entry: ModelEntry, fail: Fail) -> None:
             fail(field, f"not a folder: {folder}")
     if entry.images is not None and image is None:
         fail("images", "the model has no image input to feed them to (inputs: a kind: image input)")
+    if entry.annotations is not None:
+        if entry.images is None:
+            fail("annotations", "label the model's own images: set images too")
+        if not Path(entry.annotations).exists():
+            fail("annotations", f"no such file or folder: {entry.annotations}")
 
 
 def _check_named_inputs(entry: ModelEntry, fail: Fail) -> None:
@@ -774,6 +815,12 @@ def _check_outputs(entry: ModelEntry, fail: Fail) -> None:
             fail(f"outputs.{index}.kind", OUTPUT_KINDS.unknown(output.kind))
     if len(set(names)) != len(names):
         fail("outputs", "lists an output name twice")
+    kinds = list(entry.output_kinds.values())
+    for kind in dict.fromkeys(kinds):
+        together = OUTPUT_KINDS[kind].together
+        if together and any(kinds.count(part) != 1 for part in together):
+            fail("outputs", f"a {kind} output is compared together with {', '.join(together)}: declare each of "
+                            f"them once (declared: {', '.join(f'{n}: {k}' for n, k in entry.output_kinds.items())})")
     if entry.logits_output is not None and entry.logits_output not in names:
         fail("logits_output", f"'{entry.logits_output}' is not one of the outputs {names}")
     declared = next((o for o in entry.outputs if o.name == entry.logits_output), None)

@@ -147,6 +147,7 @@ def _print_model_line(result, verdict) -> None:
     """One line per model: its counts, the reference's accuracy and the recommendation; then what blocks."""
     from .judge.compare import ERROR, FAIL, PASS, SKIP
     from .report.decision import recommend
+    from .tasks import task_of
 
     deployed = [cell for cell in result.cells if cell.gated]
     counts = [sum(cell.status == status for cell in deployed) for status in (PASS, FAIL, ERROR, SKIP)]
@@ -160,7 +161,7 @@ def _print_model_line(result, verdict) -> None:
         facts.append(f"explored {len(explored)} cells ({sum(c.status == PASS for c in explored)} within budget"
                      + (f", {outside} not shippable" if outside else "") + ")")
     if reference is not None and reference.accuracy is not None:
-        facts.append(f"accuracy {100 * reference.accuracy.value:.1f}%")
+        facts.append(f"{task_of(result).score_name} {100 * reference.accuracy.value:.1f}%")
     chosen = recommend(result) if not result.error else None
     if chosen:
         facts.append(chosen)

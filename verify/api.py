@@ -30,7 +30,7 @@ from .judge.compare import ERROR, CompareFunc, compare
 from .judge.gate import Verdict, decide
 from .plan.cells import plan_cells
 from .plan.entries import ResolvedEntries, resolve_entries
-from .plan.inputs import ImageSet, InputError, label_indices, load_images, save_inputs, synthetic_images
+from .plan.inputs import ImageSet, InputError, load_images, save_inputs, synthetic_images
 from .report.charts import write_timing_charts, write_tradeoff_charts
 from .report.ci import junit_xml, step_summary
 from .report.markdown import inputs_file, markdown, parity_frame, preprocessing_frame, summary
@@ -269,10 +269,9 @@ def model_inputs(entries: dict, names: list[str], images: ImageSet
             classes = entry.class_names()
         except ValueError as exc:
             raise InputError(f"model '{name}': classes_file: {exc}") from None
-        field = "classes_file" if entry.classes_file else "classes"
         # labelled images label nothing a text model sees, nor a model whose task scores no labels
         scored = entry.image_input is not None and task_named(entry.task_name).labelled
-        labels = label_indices(own, classes, name, field) if scored else None
+        labels = task_named(entry.task_name).read_labels(entry, own, classes) if scored else None
         note = None
         if own.labelled and classes is None and scored:
             note = ("the images are labelled, but the model has no class names (set classes or classes_file): "

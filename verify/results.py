@@ -83,7 +83,7 @@ class ModelResult:
     outputs: list[str] = field(default_factory=lambda: ["logits"])  # the model's declared outputs, in its task's order
     flops_per_sample: int | None = None  # one forward pass, counted at conversion (None: not counted)
     classes: list[str] | None = None  # class names, by index (None: the model has none; indices are shown)
-    labels: list[int] | None = None  # per input image, its true class index, when the images are labelled
+    labels: list[Any] | None = None  # per input image, its label (a class index; a task's own), when labelled
     accuracy_note: str | None = None  # why accuracy was not measured although the images are labelled
     reference_probabilities: np.ndarray | None = None  # a classifier's: per sample, the reference's softmax, top 5
     image_source: str = ""  # where this model's images came from

@@ -46,6 +46,8 @@ class ModelRegistry:
     names: Callable[[], list[str]]
     factory: Callable[[str], Callable[..., nn.Module]]
     weights: Callable[[str, str], NamedWeights]  # (architecture, weights name); ValueError for an unknown name
+    # the module defining its architectures where it is the workbench's own code: it counts in the build key
+    source: str | None = None
 
 
 def _torchvision_names() -> list[str]:
@@ -91,10 +93,23 @@ def _pretrained_weights(arch: str, name: str) -> NamedWeights:
                         list(load_object(packaged.categories)()), packaged.mean, packaged.std)
 
 
+def _demo_models() -> dict[str, Callable[..., nn.Module]]:
+    from .shapes import MODELS
+
+    return MODELS
+
+
+def _no_named_weights(arch: str, name: str) -> NamedWeights:
+    raise ValueError(f"'{arch}' has no named weights: `python -m converter.demo` trains it into a checkpoint")
+
+
 MODEL_REGISTRIES = {
     "torchvision": ModelRegistry(_torchvision_names, _torchvision_factory, _torchvision_weights),
     "pretrained": ModelRegistry(lambda: list(pretrained.PRETRAINED), lambda name: partial(pretrained.get_model, name),
                                 _pretrained_weights),
+    # the demo's shapes detector and segmenter (converter.core.shapes)
+    "demo": ModelRegistry(lambda: list(_demo_models()), lambda name: _demo_models()[name], _no_named_weights,
+                          source="converter.core.shapes"),
 }
 
 

@@ -53,6 +53,7 @@ class OutputKindSpec:
     name: str
     kind: str  # 'module:attribute', a verify.judge.kinds.OutputKind: how an output of this kind is checked and compared
     summary: str  # what it is, for the zoo's documentation and its error messages
+    together: tuple[str, ...] = ()  # kinds compared as one (a detector's parts): a model declares each of them once
 
 
 @dataclass(frozen=True)
@@ -125,10 +126,27 @@ OUTPUT_KINDS.register("embedding", OutputKindSpec("embedding", "verify.judge.kin
                                                   "a vector per sample compared by cosine and nearest neighbours"))
 OUTPUT_KINDS.register("regression", OutputKindSpec("regression", "verify.judge.kinds:REGRESSION",
                                                    "any tensor, compared element by element"))
+DETECTOR_PARTS = ("boxes", "scores", "labels")  # matched as one: each detection's box, score and class
+OUTPUT_KINDS.register("boxes", OutputKindSpec("boxes", "verify.judge.kinds:BOXES",
+                                              "a detector's boxes (samples, detections, 4): x1, y1, x2, y2 in pixels",
+                                              DETECTOR_PARTS))
+OUTPUT_KINDS.register("scores", OutputKindSpec("scores", "verify.judge.kinds:SCORES",
+                                               "a detector's scores in 0-1 (samples, detections); padding below 0",
+                                               DETECTOR_PARTS))
+OUTPUT_KINDS.register("labels", OutputKindSpec("labels", "verify.judge.kinds:LABELS",
+                                               "a detector's class indices (samples, detections)", DETECTOR_PARTS))
+OUTPUT_KINDS.register("mask_logits", OutputKindSpec("mask_logits", "verify.judge.kinds:MASK_LOGITS",
+                                                    "per-pixel class scores (samples, classes, height, width)"))
 
 TASKS.register("classification", TaskSpec("classification", "verify.tasks.classification:CLASSIFICATION",
                                           ("logits",), "class scores: top-k, accuracy on labelled images, "
                                                        "predictions, deployment preprocessing"))
+TASKS.register("detection", TaskSpec("detection", "verify.tasks.detection:DETECTION", ("boxes",),
+                                     "boxes, scores and labels: detections matched per image, mAP on annotated images, "
+                                     "pictures of the boxes"))
+TASKS.register("segmentation", TaskSpec("segmentation", "verify.tasks.segmentation:SEGMENTATION", ("mask_logits",),
+                                        "per-pixel classes: pixel agreement and mIoU, mIoU on annotated masks, "
+                                        "pictures of the masks"))
 # the task of a model whose outputs no other task reads: parity of each output by its kind, nothing more
 TASKS.register("generic", TaskSpec("generic", "verify.tasks.base:GENERIC", (), "any outputs, compared by their kinds"))
 

@@ -101,7 +101,7 @@ class SessionOptions:
 def verify_model(model: str, record: ModelRecord, entry: ModelEntry, images: ImageSet, options: SessionOptions,
                  availability: Availability, runners: Mapping[str, type[Runner]],
                  compare_func: CompareFunc = compare, stale: str | None = None,
-                 shared: Shared | None = None, labels: list[int] | None = None,
+                 shared: Shared | None = None, labels: list | None = None,
                  classes: list[str] | None = None) -> ModelResult:
     """Every cell of one model; `stale` says why the artifacts no longer match the zoo (then nothing runs);
     `shared` carries the machine's full speed and the cache from model to model; `labels` are the images'
@@ -171,7 +171,7 @@ def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, t
                   inputs: InputFile,
                   sweep: dict[str, Feeds], planned: list[Cell], options: SessionOptions, availability: Availability,
                   runners: Mapping[str, type[Runner]], compare_func: CompareFunc, shared: Shared,
-                  labels: list[int] | None, tell: Progress) -> None:
+                  labels: list | None, tell: Progress) -> None:
     model, eager = result.model, record.artifacts.get("eager")
     problems = {artifact: integrity_problem(record, artifact, options.artifacts) for artifact in record.artifacts}
     reference_plan = next((c for c in planned if c.reference), None)
@@ -506,7 +506,7 @@ class _CellRunner:
     runners: Mapping[str, type[Runner]]
     compare_func: CompareFunc
     shared: Shared
-    labels: list[int] | None = None
+    labels: list | None = None
     tell: Progress = lambda text: None
     planned: int = 0  # cells in this model, for the progress line
     counted: int = 0  # cells run so far
@@ -578,12 +578,15 @@ class _CellRunner:
             label, error = next(iter(failed_sizes.items()))
             return replace(ran, status=ERROR, detail=f"the model itself fails at {label} (check dynamic): {error}"), None
         ran = replace(ran, **self.task.cell_facts(entry, output, self.labels))
+        budget = entry.budget_for(plan.precision)
         tolerances = {name: entry.tolerance_for(plan.runtime, plan.artifact, plan.device, name) for name in names}
+        if budget is not None and not plan.reference:  # detections and masks keep their checks, at its limits
+            tolerances = {name: budget.limit(tolerance) for name, tolerance in tolerances.items()}
         full = with_sizes(output, sweep)
         if plan.reference:
             # the reference is compared with its own second run: eager PyTorch must be deterministic
             comparisons = compare_outputs(probe_feeds(output, PARITY_BATCH), again, tolerances, kinds,
-                                          self.compare_func)
+                                          self.compare_func, vacuous=False)
             comparisons = {name: c if c.status != FAIL else with_reason(
                 c, FAIL, "two runs on the same input differ (left in train mode? dropout or batch statistics "
                          f"active?): {c.reason}") for name, c in comparisons.items()}
@@ -604,14 +607,13 @@ class _CellRunner:
                 comparisons[key] = Comparison(FAIL, error, failures=(error,), failed_checks=(SHAPE,))
             first = probe_feeds(output, PARITY_BATCH)
             if worst(comparisons)[0] == PASS and any(not np.array_equal(first[n], again[n]) for n in output):
-                repeat = compare_outputs(first, again, tolerances, kinds, self.compare_func)
+                repeat = compare_outputs(first, again, tolerances, kinds, self.compare_func, vacuous=False)
                 comparisons = {name: c if repeat.get(name, c).status == PASS else with_reason(
                     c, repeat[name].status, f"not deterministic: {repeat[name].reason}")
                     for name, c in comparisons.items()}
         sizes = ["", *self.sweep]  # the report's order: size by size, the task's order within each
         comparisons = {key: comparisons[key] for key in sorted(comparisons, key=lambda key: (
             sizes.index(output_and_size(key)[1]), self.order.index(output_and_size(key)[0])))}
-        budget = entry.budget_for(plan.precision)
         judged = {name: c for name, c in comparisons.items() if c.status != SKIP}  # the sizes it was not built for
         if budget is not None and not plan.reference:
             status, detail = judge_precision(judged, budget, plan.precision,
@@ -626,7 +628,7 @@ class _CellRunner:
         if max_batch is not None:
             invariance = f"not checked: {plan.artifact} was built for batch {max_batch} only"
         else:
-            agreed, invariance = batch_invariance(output, value.get("probes", {}), tolerances, budget)
+            agreed, invariance = batch_invariance(output, value.get("probes", {}), tolerances, budget, kinds)
             # the reference's own batch variance is PyTorch's: reported, not blocking (it is the ground truth)
             if agreed is False and status == PASS and not plan.reference:
                 status, detail = FAIL, f"not batch-invariant: {invariance}"

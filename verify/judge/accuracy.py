@@ -58,19 +58,28 @@ def judge_precision(comparisons: Mapping[str, Comparison], budget: PrecisionBudg
     unrunnable = [c.reason for c in comparisons.values() if SHAPE in c.failed_checks]
     if unrunnable:  # it could not run some size of the shape sweep at all: no budget covers that
         return FAIL, "; ".join(dict.fromkeys(unrunnable))
+    # detections and masks were matched at the budget's own limits: their verdicts stand
+    matched = {name: c for name, c in comparisons.items() if c.matched_kind}
+    rest = {name: c for name, c in comparisons.items() if not c.matched_kind}
     first = next(iter(comparisons.values()))
-    if logits is None and not math.isnan(first.top1_agreement):  # class scores first: their agreement counts
-        logits = Agreement(first.top1_agreement, first.cosine, 0)
+    if logits is None and rest and not math.isnan(next(iter(rest.values())).top1_agreement):
+        first_rest = next(iter(rest.values()))  # class scores first: their agreement counts
+        logits = Agreement(first_rest.top1_agreement, first_rest.cosine, 0)
     cosines = {name: (logits.cosine if index == 0 and logits is not None else c.cosine)
-               for index, (name, c) in enumerate(comparisons.items())}
+               for index, (name, c) in enumerate(rest.items())}
     failures, facts = [], []
+    for name, c in matched.items():
+        if c.status == FAIL:
+            failures.append(f"{precision} {name}: {c.reason}" if len(comparisons) > 1 else f"{precision}: {c.reason}")
+    if matched:
+        facts.append("; ".join(f"{name}: {c.reason}" for name, c in matched.items()))
     if drop is not None:
         allowed = allowed_drop(budget, first.samples)
         limit = f"{budget.max_accuracy_drop:g} + one image of {first.samples}"
         facts.append(f"accuracy drop {drop:+.1f} points (budget {limit} = {allowed:.2f})")
         if drop > allowed + 1e-9:
             failures.append(f"{precision} accuracy drop {drop:.1f} points > {allowed:.2f} ({limit})")
-    else:
+    elif rest:
         if logits is not None:  # a model without class scores is judged by its outputs' cosines alone
             facts.append(f"top-1 agreement {logits.top1:.3f} (budget {budget.top1:g}; {logits.flips} confident "
                          "flip(s))")
@@ -82,7 +91,8 @@ def judge_precision(comparisons: Mapping[str, Comparison], budget: PrecisionBudg
                 failures.append(f"{precision} cosine {cosine:.4f} < {budget.min_cosine:g}"
                                 + (f" ({name})" if len(comparisons) > 1 else ""))
         facts.append(f"cosine {min(cosines.values()):.4f} (budget {budget.min_cosine:g})")
-    facts.append(f"max |diff| {first.max_abs_diff:.3g}")
+    if rest:
+        facts.append(f"max |diff| {next(iter(rest.values())).max_abs_diff:.3g}")
     if failures:
         return FAIL, "; ".join(failures)
     return PASS, f"within the {precision} budget: " + ", ".join(facts)

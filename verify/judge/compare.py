@@ -9,6 +9,7 @@ import numpy as np
 from converter.zoo import Tolerance
 
 from .kinds import LOGITS, OutputKind, output_kind
+from .matching import ImageMatch
 
 PASS, FAIL, ERROR, SKIP = "PASS", "FAIL", "ERROR", "SKIP"
 SEVERITY = {PASS: 0, SKIP: 1, FAIL: 2, ERROR: 3}  # the worst status of several is the cell's
@@ -40,6 +41,9 @@ class Comparison:
     failures: tuple[str, ...] = ()  # one line per failed check, for people
     failed_checks: tuple[str, ...] = ()  # which: ELEMENTWISE, COSINE, TOP1, NEIGHBOURS, NON_FINITE, SHAPE
     neighbour_agreement: float | None = None  # embeddings: fraction of samples whose nearest neighbour stayed
+    images: tuple[ImageMatch, ...] = ()  # detections: per image, how the runtime's matched the reference's
+    miou: float | None = None  # masks: the lowest per-image mean IoU with the reference's mask (top1: pixels)
+    matched_kind: bool = False  # detections or masks: judged by matching at the cell's limits (see OutputKind)
 
     @property
     def elementwise_failed(self) -> bool:
@@ -176,12 +180,32 @@ def _neighbour_agreement(ref: np.ndarray, cand: np.ndarray, tolerance: Tolerance
 
 def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
                     tolerances: Mapping[str, Tolerance], kinds: Mapping[str, str],
-                    compare_func: CompareFunc = compare) -> dict[str, Comparison]:
+                    compare_func: CompareFunc = compare, vacuous: bool = True) -> dict[str, Comparison]:
     """Each named output against the reference's, by its kind and at its own tolerance, the first logits output
-    first (the cell's headline comparison)."""
+    first (the cell's headline comparison). A detector's boxes, scores and labels at one size are compared
+    together (verify.judge.detections), mask logits by their pixels' classes (verify.judge.masks). `vacuous`
+    off: a few samples (a probe) need not hold enough detections to support a check on their own."""
+    from .detections import compare_detections
+    from .masks import compare_masks
+
     order = sorted(reference, key=lambda name: kinds.get(name) != "logits")
-    return {name: compare_func(reference[name], candidate[name], tolerances[name], kind=kinds.get(name, "regression"))
-            for name in order}
+    compared: dict[str, Comparison] = {}
+    detectors: dict[str, dict[str, str]] = {}  # size label -> part -> output key
+    for name in order:
+        kind = output_kind(kinds.get(name, "regression"))
+        if kind.detection:
+            detectors.setdefault(output_and_size(name)[1], {})[kind.name] = name
+        elif kind.mask:
+            compared[name] = compare_masks(reference[name], candidate[name], tolerances[name])
+        else:
+            compared[name] = compare_func(reference[name], candidate[name], tolerances[name], kind=kind)
+    for parts in detectors.values():
+        if sorted(parts) != ["boxes", "labels", "scores"]:
+            reason = f"a detector's outputs are compared together: boxes, scores and labels, found {sorted(parts)}"
+            compared.update({name: Comparison(ERROR, reason) for name in parts.values()})
+            continue
+        compared.update(compare_detections(reference, candidate, parts, tolerances[parts["boxes"]], vacuous))
+    return {name: compared[name] for name in order}
 
 
 def worst(comparisons: Mapping[str, Comparison]) -> tuple[str, str]:

@@ -86,10 +86,11 @@ def pareto_front(rows: list[Choice]) -> set[int]:
                        and (o.latency_ms < r.latency_ms or o.score > r.score) for _, o in timed)}
 
 
-def recommendation(rows: list[Choice], accept_drop: float = 0.0) -> str | None:
+def recommendation(rows: list[Choice], accept_drop: float = 0.0, score: str = "accuracy") -> str | None:
     """The fastest cell that passes its gate and loses no more than `accept_drop` points against the reference
     (none by default), with the faster cells that lose more named beside it and what they cost. A speed-up read
-    off an unstable figure (this cell's or the reference's) is withheld and the reason said."""
+    off an unstable figure (this cell's or the reference's) is withheld and the reason said. `score`: what the
+    task's score against labels is called."""
     timed = [row for row in rows if row.speed_option]
     kept = [row for row in timed if row.drop <= accept_drop + 1e-9]
     if not kept:
@@ -97,29 +98,29 @@ def recommendation(rows: list[Choice], accept_drop: float = 0.0) -> str | None:
     best = min(kept, key=lambda row: row.latency_ms)
     cell = best.cell
     reference = next((row for row in rows if row.cell.reference), None)
-    loss = "loses no accuracy" if accept_drop == 0 else f"loses at most {accept_drop:g} points"
+    loss = f"loses no {score}" if accept_drop == 0 else f"loses at most {accept_drop:g} points"
     line = (f"Ship {cell.runtime} on {cell.artifact} ({best.precision}, {cell.device}): the fastest cell that passes "
-            f"its gate and {loss} against the reference, {_speed(best, reference)}, {_score(best)}.")
+            f"its gate and {loss} against the reference, {_speed(best, reference)}, {_score(best, score)}.")
     lossy = [row for row in timed if row.drop > accept_drop + 1e-9 and row.latency_ms < best.latency_ms]
     if lossy:
         faster = min(lossy, key=lambda row: row.latency_ms)
         line += (f" Faster but lossy: {faster.cell.runtime} on {faster.cell.artifact} ({faster.precision}), "
-                 f"{faster.latency_ms:.2f} ms{'' if faster.stable else ' (unstable figure)'}, {_score(faster)}; "
+                 f"{faster.latency_ms:.2f} ms{'' if faster.stable else ' (unstable figure)'}, {_score(faster, score)}; "
                  f"`accept_accuracy_drop: {math.ceil(faster.drop * 10) / 10:g}` in the zoo recommends it.")
     return line
 
 
 def recommend(result: ModelResult) -> str | None:
     """The recommendation for one model, at the accuracy trade its zoo entry accepts."""
-    return recommendation(choices(result), result.accept_accuracy_drop)
+    return recommendation(choices(result), result.accept_accuracy_drop, task_of(result).score_name)
 
 
-def _score(row: Choice) -> str:
+def _score(row: Choice, score: str) -> str:
     if row.cell.accuracy is None:  # its drop is the disagreement itself: nothing to add
         return f"{_unlabelled_measure(row)} with the reference {100 * row.score:.1f}%"
     change = ("as the reference" if abs(row.drop) < 0.05 else
               f"{abs(row.drop):.1f} points {'below' if row.drop > 0 else 'above'} the reference")
-    return f"accuracy {100 * row.score:.1f}% ({change})"
+    return f"{score} {100 * row.score:.1f}% ({change})"
 
 
 def _speed(row: Choice, reference: Choice | None) -> str:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from ..judge.accuracy import Agreement
     from ..judge.preprocessing import PreprocessingComparison
+    from ..plan.inputs import ImageSet
     from ..results import ModelResult
 
 Outputs = Mapping[str, np.ndarray]
@@ -42,7 +43,15 @@ class Task:
         """The output a failing cell's worst samples are chosen by (None: each failing output's own)."""
         return None
 
-    def cell_facts(self, entry: ModelEntry, outputs: Outputs, labels: list[int] | None) -> dict[str, Any]:
+    def read_labels(self, entry: ModelEntry, images: ImageSet, classes: list[str] | None) -> list | None:
+        """Per image, its label for `cell_facts` (None: the images label nothing for this task), checked before any
+        cell runs (InputError naming the file, the model and the field). The base: its class folder's index in
+        `classes` (the ImageFolder layout)."""
+        from ..plan.inputs import label_indices
+
+        return label_indices(images, classes, entry.name, "classes_file" if entry.classes_file else "classes")
+
+    def cell_facts(self, entry: ModelEntry, outputs: Outputs, labels: list | None) -> dict[str, Any]:
         """What a cell's outputs predict, as Cell fields: `predictions` (an array, a row per sample) and
         `accuracy` (a verify.judge.accuracy.Score against the labels, when there are labels)."""
         return {}
