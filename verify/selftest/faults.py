@@ -22,6 +22,7 @@ from verify.runners.torch_runners import TorchEagerRunner, TorchScriptRunner
 
 MODEL = "selftest"
 TEXT_MODEL = "selftest-text"  # token ids and a mask at several lengths, an embedding and logits out
+DETECTOR_MODEL = "selftest-detector"  # boxes, scores, labels and mask logits out
 SEQUENCE_SIZES = (12, 7, 20)  # the text model's sequence lengths: exported and timed at the first
 IMAGENET_MEAN = np.asarray([0.485, 0.456, 0.406], np.float32)[None, :, None, None]
 IMAGENET_STD = np.asarray([0.229, 0.224, 0.225], np.float32)[None, :, None, None]
@@ -47,6 +48,7 @@ class Fault:
     runners: dict[str, type[Runner]] = field(default_factory=dict)  # runtimes passed to the verifier instead
     localise: str | None = None  # the PyTorch module the divergence report must name
     model: str = MODEL  # the self-test model it is injected into
+    blocks: bool = True  # False: a harmless difference the gate must pass (detections in another order)
 
 
 # ---- runtimes that mishandle their input or output (registered in place of the real ones) ----
@@ -108,6 +110,86 @@ class NanPaddleJit(PaddleJitRunner):
     def run(self, feeds: Feeds) -> Feeds:
         out = {name: np.array(value, dtype=np.float32) for name, value in super().run(feeds).items()}
         out[self.request.outputs[0]][0, 0] = np.nan
+        return out
+
+
+def _best_detection(out: Feeds) -> int:
+    """The slot of the first image's highest-scoring detection."""
+    return int(np.argmax(out["scores"][0]))
+
+
+def _copied(out: Feeds) -> dict[str, np.ndarray]:
+    return {name: np.array(value, copy=True) for name, value in out.items()}
+
+
+class ShiftedBoxOnnxRuntime(OnnxRuntimeRunner):
+    """Moves the first image's best box 2 pixels to the right (an off-by-one in a decoding or letterbox step)."""
+
+    def run(self, feeds: Feeds) -> Feeds:
+        out = _copied(super().run(feeds))
+        out["boxes"][0, _best_detection(out)] += np.asarray([2, 0, 2, 0], out["boxes"].dtype)
+        return out
+
+
+class DroppedDetectionOpenVino(OpenVinoRunner):
+    """Loses the first image's best detection (its score zeroed, as a filter or an NMS that went wrong)."""
+
+    def run(self, feeds: Feeds) -> Feeds:
+        out = _copied(super().run(feeds))
+        out["scores"][0, _best_detection(out)] = 0.0
+        return out
+
+
+class SwappedLabelTorchScript(TorchScriptRunner):
+    """Gives the first image's best detection the other class (a label-map mix-up)."""
+
+    def run(self, feeds: Feeds) -> Feeds:
+        out = _copied(super().run(feeds))
+        best = _best_detection(out)
+        out["labels"][0, best] = 1 - out["labels"][0, best]
+        return out
+
+
+class RaisedThresholdOnnxRuntime(OnnxRuntimeRunner):
+    """Keeps only the detections scoring 0.6 or more (a deployment's score threshold set above the model's)."""
+
+    def run(self, feeds: Feeds) -> Feeds:
+        out = _copied(super().run(feeds))
+        out["scores"][out["scores"] < 0.6] = 0.0
+        return out
+
+
+class ShuffledDetectionsOnnxRuntime(OnnxRuntimeRunner):
+    """Returns each image's detections in another order (a sort that is not stable): the same detections."""
+
+    def run(self, feeds: Feeds) -> Feeds:
+        out = _copied(super().run(feeds))
+        order = np.random.default_rng(0).permutation(out["scores"].shape[1])
+        return {name: value[:, order] if name in ("boxes", "scores", "labels") else value for name, value in out.items()}
+
+
+class BorderFlippedMaskOpenVino(OpenVinoRunner):
+    """Gives 5% of the mask's pixels, all on borders between classes, their neighbour's class (a resize that rounds
+    the other way)."""
+
+    def run(self, feeds: Feeds) -> Feeds:
+        out = _copied(super().run(feeds))
+        mask = out["mask"]
+        classes = mask.argmax(axis=1)
+        border = np.zeros(classes.shape, bool)
+        border[..., 1:] |= classes[..., 1:] != classes[..., :-1]
+        border[..., 1:, :] |= classes[..., 1:, :] != classes[..., :-1, :]
+        for image, y, x in np.argwhere(border)[:int(0.05 * classes.size)]:
+            mask[image, :, y, x] = np.roll(mask[image, :, y, x], 1)
+        return out
+
+
+class SwappedMaskChannelsTorchScript(TorchScriptRunner):
+    """Returns the mask with the red and green class channels swapped."""
+
+    def run(self, feeds: Feeds) -> Feeds:
+        out = _copied(super().run(feeds))
+        out["mask"] = np.ascontiguousarray(out["mask"][:, [0, 2, 1]])
         return out
 
 
@@ -341,4 +423,18 @@ FAULTS: tuple[Fault, ...] = (
           runners={"torchscript": MaskIgnoringTorchScript}, model=TEXT_MODEL),
     Fault("embedding-scaled", "OpenVINO's embedding output scaled by 1.01", ("openvino",),
           runners={"openvino": ScaledEmbeddingOpenVino}, model=TEXT_MODEL),
+    Fault("box-shifted-2px", "ONNX Runtime's best box of one image moved 2 px", ("onnxruntime",),
+          runners={"onnxruntime": ShiftedBoxOnnxRuntime}, model=DETECTOR_MODEL),
+    Fault("detection-dropped", "OpenVINO loses one image's best detection", ("openvino",),
+          runners={"openvino": DroppedDetectionOpenVino}, model=DETECTOR_MODEL),
+    Fault("label-swapped", "TorchScript gives one detection the other class", ("torchscript",),
+          runners={"torchscript": SwappedLabelTorchScript}, model=DETECTOR_MODEL),
+    Fault("score-threshold-raised", "ONNX Runtime drops the detections scoring under 0.6 (the zoo's threshold is 0.3)",
+          ("onnxruntime",), runners={"onnxruntime": RaisedThresholdOnnxRuntime}, model=DETECTOR_MODEL),
+    Fault("mask-borders-flipped", "OpenVINO's mask: 5% of the pixels, on class borders, given the neighbour's class",
+          ("openvino",), runners={"openvino": BorderFlippedMaskOpenVino}, model=DETECTOR_MODEL),
+    Fault("mask-channels-swapped", "TorchScript's mask with two class channels swapped", ("torchscript",),
+          runners={"torchscript": SwappedMaskChannelsTorchScript}, model=DETECTOR_MODEL),
+    Fault("detections-reordered", "ONNX Runtime returns the same detections in another order (must pass)", (),
+          runners={"onnxruntime": ShuffledDetectionsOnnxRuntime}, model=DETECTOR_MODEL, blocks=False),
 )

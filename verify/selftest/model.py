@@ -1,11 +1,15 @@
 """The self-test's models, small enough to convert and verify in seconds: an image classifier with every kind of
-layer the injected faults touch (convolutions with BatchNorm, a bilinear resize, dropout, a biased classifier), and
-a text model of any length with an embedding output."""
+layer the injected faults touch (convolutions with BatchNorm, a bilinear resize, dropout, a biased classifier), a
+text model of any length with an embedding output, and a detector that also segments."""
 from __future__ import annotations
 
 from collections import OrderedDict
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+from converter.core.shapes import decode_centres
 
 INPUT_SIZE = 32
 
@@ -61,3 +65,40 @@ class SelftestTextNet(nn.Module):
 
 def selftest_text_net(num_classes: int = 5) -> nn.Module:
     return SelftestTextNet(num_classes=num_classes)
+
+
+class SelftestDetector(nn.Module):
+    """The self-test's detector and segmenter in one, made by hand (every weight a buffer, which `weights: random`
+    leaves as it is): the reddest and the greenest blobs as boxes (classes 0 and 1), 24 detections per image, and
+    per pixel whether it is red, green or neither."""
+
+    def __init__(self, detections: int = 24):
+        super().__init__()
+        self.detections = detections
+        # a blob detector: the difference of two Gaussian blurs of red minus green (and green minus red), zero on
+        # flat colour, so no plateau of equal scores
+        grid = torch.arange(11, dtype=torch.float32) - 5
+        blurs = [torch.exp(-(grid[:, None] ** 2 + grid[None, :] ** 2) / (2 * sigma ** 2)) for sigma in (1.2, 3.0)]
+        blob = 4 * (blurs[0] / blurs[0].sum() - blurs[1] / blurs[1].sum())
+        heat = torch.zeros(2, 3, 11, 11)
+        heat[0, 0], heat[0, 1], heat[1, 1], heat[1, 0] = blob, -blob, blob, -blob
+        self.register_buffer("heat_weight", heat)
+        self.register_buffer("heat_bias", torch.tensor([-2.5, -2.5]))
+        # box maps from the blob's brightness: brighter blobs get wider boxes (width, height in cells; offsets)
+        box = torch.zeros(4, 3, 11, 11)
+        box[0] = box[1] = blurs[1] / blurs[1].sum() / 3
+        self.register_buffer("box_weight", box)
+        self.register_buffer("box_bias", torch.tensor([3.0, 3.0, 0.5, 0.5]))
+        self.register_buffer("mask_weight", torch.tensor([[-1.0, -1.0, 0.0], [2.0, -2.0, 0.0],
+                                                          [-2.0, 2.0, 0.0]]).reshape(3, 3, 1, 1))
+        self.register_buffer("mask_bias", torch.tensor([0.5, -0.5, -0.5]))
+
+    def forward(self, x):
+        heat = F.conv2d(x, self.heat_weight, self.heat_bias, stride=2, padding=5)
+        box = F.conv2d(x, self.box_weight, self.box_bias, stride=2, padding=5)
+        boxes, scores, labels = decode_centres(heat, box, self.detections, stride=2)
+        return boxes, scores, labels, F.conv2d(x, self.mask_weight, self.mask_bias)
+
+
+def selftest_detector() -> nn.Module:
+    return SelftestDetector()

@@ -31,7 +31,7 @@ from ..judge.compare import ERROR, FAIL
 from ..judge.gate import BLOCKED, EXIT_BLOCKED, EXIT_PASS, PASSED
 from ..report.markdown import parity_frame, preprocessing_frame, summary
 from ..runners import registered_runners
-from .faults import FAULTS, MODEL, SEQUENCE_SIZES, TEXT_MODEL, Fault, Rebuilt, resign
+from .faults import DETECTOR_MODEL, FAULTS, MODEL, SEQUENCE_SIZES, TEXT_MODEL, Fault, Rebuilt, resign
 from .model import INPUT_SIZE
 from .table import SelftestRow, named_runtimes
 
@@ -68,13 +68,25 @@ def text_zoo_entry(seed: int) -> dict:
             "outputs": [{"name": "embedding", "kind": "embedding"}, {"name": "logits", "kind": "logits"}]}
 
 
-ENTRIES = {MODEL: zoo_entry, TEXT_MODEL: text_zoo_entry}  # the self-test's models, in their zoo's order
+def detector_zoo_entry(seed: int) -> dict:
+    """The self-test's detector (boxes, scores, labels) that also segments (mask logits), made by hand: its faults
+    are in what a runtime returns, so three formats carry them."""
+    return {"name": DETECTOR_MODEL, "arch": f"{FACTORY_MODULE}:selftest_detector", "weights": "random",
+            "seed": seed, "input": {"shape": [3, INPUT_SIZE, INPUT_SIZE]},
+            "preprocess": {"resize": INPUT_SIZE + 4, "crop": INPUT_SIZE}, "task": "detection",
+            "tolerance": TOLERANCE, "formats": ["eager", "torchscript", "onnx"],
+            "outputs": [{"name": "boxes", "kind": "boxes"}, {"name": "scores", "kind": "scores"},
+                        {"name": "labels", "kind": "labels"}, {"name": "mask", "kind": "mask_logits"}]}
+
+
+# the self-test's models, in their zoo's order
+ENTRIES = {MODEL: zoo_entry, TEXT_MODEL: text_zoo_entry, DETECTOR_MODEL: detector_zoo_entry}
 
 
 def run_selftest(report: Path, seeds: list[int], num_images: int = 8, threads: int = 1,
                  faults: tuple[Fault, ...] = FAULTS,
                  on_row: Callable[[SelftestRow], None] | None = None,
-                 models: tuple[str, ...] = (MODEL, TEXT_MODEL)) -> list[SelftestRow]:
+                 models: tuple[str, ...] = tuple(ENTRIES)) -> list[SelftestRow]:
     """Every fault on every seed, and the clean `models` (with those the faults need) for each seed."""
     rows: list[SelftestRow] = []
     models = tuple(name for name in ENTRIES if name in {*models, *(fault.model for fault in faults)})
@@ -142,6 +154,8 @@ def _rebuild(clean: Path, faults: list[Fault]) -> Path:
     after the fault, building only its artifact's format). Returns that run's artifacts folder."""
     folder = clean.with_name("rebuilt")
     folder.mkdir()
+    if not faults:
+        return folder / "artifacts"
     record = read_manifest(clean / "artifacts").models[MODEL]
     reference = (clean / "artifacts" / record.artifacts["eager"].path).parent
     models = []
@@ -227,6 +241,11 @@ def _judge_clean(seed: int, outcome: Outcome) -> SelftestRow:
 
 
 def _judge_fault(seed: int, fault: Fault, outcome: Outcome) -> SelftestRow:
+    if not fault.blocks:  # a harmless difference: judged as the clean model is
+        row = _judge_clean(seed, outcome)
+        row.fault, row.description = fault.name, fault.description
+        row.problems = ["blocked a harmless difference" if p.startswith("false alarm") else p for p in row.problems]
+        return row
     expected = set(fault.expected)
     row = SelftestRow(seed, fault.name, fault.description, f"{BLOCKED}: " + ", ".join(sorted(expected)),
                       f"exit {outcome.exit_code}", outcome.exit_code)
