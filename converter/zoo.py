@@ -93,7 +93,7 @@ class Tolerance(_Section):
     min_cosine: float = Field(default=0.99999, ge=-1, le=1)
     top1: float = Field(default=1.0, ge=0, le=1)
     # detections (boxes, scores, labels), matched to the reference's per image and class: only those scoring at
-    # least score_threshold - score_band count, and one unmatched inside the band around the threshold is allowed
+    # least score_threshold - score_band count, and those left unmatched inside the band around the threshold pass
     score_threshold: float = Field(default=0.3, ge=0, le=1)
     score_band: float = Field(default=0.05, ge=0, le=1)
     min_iou: float = Field(default=0.99, ge=0, le=1)  # of each matched box with the reference's
@@ -488,7 +488,8 @@ class ModelEntry(_Section):
 # Fields that do not change what the converter builds: editing them needs no new conversion. The
 # checkpoint counts by content (its sha256), not by path; formats only say which artifacts to build.
 NOT_BUILD_INPUTS = frozenset({"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required",
-                              "classes", "classes_file", "images", "precision_tolerance", "limits", "formats", "candidates", "accept_accuracy_drop", "checkpoint", "deployments", "logits_output", "task"})
+                              "classes", "classes_file", "images", "precision_tolerance", "limits", "formats", "candidates", "accept_accuracy_drop", "checkpoint", "deployments", "logits_output", "task",
+                              "annotations"})
 
 # Sections a `defaults:` block may set; each is merged key by key into every model's own section.
 DEFAULTABLE = ("input", "inputs", "dynamic", "fixed_shape", "outputs", "preprocess", "tolerance", "precision_tolerance", "formats", "candidates",

@@ -196,3 +196,38 @@ def test_mean_iou_ignores_unlabelled_pixels():
     truth = np.array([[0, 0, 1, 255]])
     assert mean_iou(np.array([[0, 0, 1, 1]]), truth, classes=2, ignore=255) == 1.0
     assert mean_iou(np.array([[0, 1, 1, 1]]), truth, classes=2, ignore=255) == pytest.approx((1 / 2 + 1 / 2) / 2)
+
+
+def test_a_reduced_precision_cell_with_nan_detections_fails_even_when_its_map_holds():
+    from verify.judge.accuracy import judge_precision
+
+    reference = detections()
+    broken = copy(reference)
+    broken["boxes"][0, 0, 0] = np.nan
+    compared = compare_outputs(reference, broken, TOLERANCES, KINDS)
+    status, reason = judge_precision(compared, DEFAULT_BUDGETS["fp16"], "fp16", drop=0.0)
+    assert status == FAIL and "NaN" in reason
+
+
+def test_padding_may_score_minus_infinity_with_any_box():
+    reference = detections()
+    reference["scores"][:, -2:] = -np.inf
+    reference["boxes"][:, -2:] = np.nan
+    assert set(verdicts(reference, copy(reference)).values()) == {PASS}
+
+
+def test_one_pixel_at_a_near_tie_changing_class_leaves_the_mask_passing():
+    reference = masks()
+    reference[0, :, 5, 5] = [1.0, 1.0 + 1e-3, -5.0]  # class 1 by a thousandth: a near tie
+    moved = reference.copy()
+    moved[0, :, 5, 5] = [1.0 + 2e-3, 1.0, -5.0]
+    compared = compare_masks(reference, moved, Tolerance())
+    assert compared.status == PASS and compared.miou == 1.0 and compared.top1_agreement < 1.0
+
+
+def test_a_probe_of_background_only_is_batch_invariant():
+    full = masks()
+    full[0, 0] += 100  # the first image: background everywhere
+    agreed, reason = batch_invariance({"mask": full}, {1: {"mask": full[:1].copy()}}, {"mask": Tolerance()},
+                                      kinds={"mask": "mask_logits"})
+    assert agreed is True, reason

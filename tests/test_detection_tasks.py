@@ -191,3 +191,38 @@ def test_annotations_must_exist_and_label_the_models_own_images(write_zoo, tmp_p
         load_zoo(write_zoo([{**detector, "images": str(tmp_path / "pictures"),
                              "annotations": str(tmp_path / "missing.json")}]))
     assert load_zoo(write_zoo([detector])).models[0].task_name == "detection"
+
+
+class FoundSome(nn.Module):
+    """A stand-in for a torchvision detector: per image, as many detections as its first pixel says."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(2.0))
+        self.roi_heads = nn.Module()
+        self.roi_heads.detections_per_img = 4
+
+    def forward(self, images):
+        found = []
+        for image in images:
+            count = int(image[0, 0, 0])
+            found.append({"boxes": torch.ones(count, 4) * self.scale, "scores": torch.linspace(0.9, 0.5, count),
+                          "labels": torch.arange(count) + 1})
+        return found
+
+
+def test_a_torchvision_style_detector_gives_fixed_shape_padded_outputs_and_keeps_its_state_dict():
+    from converter.core.archs import model_registry
+    from converter.core.detection_wrappers import PaddedDetections
+
+    wrapped = PaddedDetections(FoundSome())
+    images = torch.zeros(2, 3, 8, 8)
+    images[0, 0, 0, 0], images[1, 0, 0, 0] = 3, 0
+    boxes, scores, labels = wrapped(images)
+    assert boxes.shape == (2, 4, 4) and scores.shape == labels.shape == (2, 4)
+    assert scores[0].tolist() == pytest.approx([0.9, 0.7, 0.5, -1.0]) and scores[1].tolist() == [-1.0] * 4
+    assert labels[0].tolist() == [1, 2, 3, -1] and (boxes[0, :3] == 2).all() and (boxes[0, 3] == 0).all()
+    assert list(wrapped.state_dict()) == ["scale"]  # the detector's own keys: its checkpoints load as they are
+    wrapped.load_state_dict({"scale": torch.tensor(5.0)})
+    assert float(wrapped.detector.scale) == 5.0
+    assert "fasterrcnn_mobilenet_v3_large_320_fpn" in model_registry("torchvision-detection:x").names()

@@ -93,6 +93,18 @@ def _pretrained_weights(arch: str, name: str) -> NamedWeights:
                         list(load_object(packaged.categories)()), packaged.mean, packaged.std)
 
 
+def _torchvision_detection_names() -> list[str]:
+    from .detection_wrappers import torchvision_detection_names
+
+    return torchvision_detection_names()
+
+
+def _torchvision_detector(name: str) -> Callable[..., nn.Module]:
+    from .detection_wrappers import torchvision_detector
+
+    return torchvision_detector(name)
+
+
 def _demo_models() -> dict[str, Callable[..., nn.Module]]:
     from .shapes import MODELS
 
@@ -107,6 +119,8 @@ MODEL_REGISTRIES = {
     "torchvision": ModelRegistry(_torchvision_names, _torchvision_factory, _torchvision_weights),
     "pretrained": ModelRegistry(lambda: list(pretrained.PRETRAINED), lambda name: partial(pretrained.get_model, name),
                                 _pretrained_weights),
+    # torchvision's detectors, their outputs padded to fixed-shape boxes, scores and labels
+    "torchvision-detection": ModelRegistry(_torchvision_detection_names, _torchvision_detector, _torchvision_weights),
     # the demo's shapes detector and segmenter (converter.core.shapes)
     "demo": ModelRegistry(lambda: list(_demo_models()), lambda name: _demo_models()[name], _no_named_weights,
                           source="converter.core.shapes"),

@@ -298,6 +298,9 @@ def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: P
         if unrunnable is not None:
             return Divergence(False, f"not localised: the runtime could not run the inputs of {unrunnable} at all "
                                      "(its error names the operation)")
+        if any(c.matched_kind and c.status != PASS for c in cell.comparisons.values()):
+            return Divergence(False, "not localised: detections and masks are judged by matching, not element by "
+                                     "element as a layer's values would be")
         return Divergence(False, "not localised: the cell fails only on cosine, top-1 or neighbours, and every value "
                                  "is within the elementwise tolerance that each layer would be held to")
     opened_as = LOCALIZABLE.get(cell.runtime) or ("onnx" if cell.artifact in ONNX_ARTIFACTS else None)

@@ -49,8 +49,9 @@ def allowed_drop(budget: PrecisionBudget, samples: int) -> float:
 
 def judge_precision(comparisons: Mapping[str, Comparison], budget: PrecisionBudget, precision: str,
                     drop: float | None, logits: Agreement | None = None) -> tuple[str, str]:
-    """A reduced-precision cell against its budget instead of the fp32 tolerance: with labelled images, the
-    accuracy drop in points (with one image's slack, `allowed_drop`); without, the top-1 agreement and the lowest
+    """A reduced-precision cell against its budget instead of the fp32 tolerance: detections and masks by their
+    matching at the budget's limits (already in their verdicts); with labelled images, the drop of the task's score
+    (accuracy, mAP, mIoU) in points (with one image's slack, `allowed_drop`); without, the top-1 agreement and the lowest
     cosine of every output (for the logits, `logits`: centred, flips counted where the reference was confident).
     An ERROR (no output, a broken reference) stays an ERROR."""
     if any(c.status == ERROR for c in comparisons.values()):

@@ -184,7 +184,8 @@ def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str,
     """Each named output against the reference's, by its kind and at its own tolerance, the first logits output
     first (the cell's headline comparison). A detector's boxes, scores and labels at one size are compared
     together (verify.judge.detections), mask logits by their pixels' classes (verify.judge.masks). `vacuous`
-    off: a few samples (a probe) need not hold enough detections to support a check on their own."""
+    off: a few samples (a probe, the images at another size of a sweep) need not hold enough detections, or more than
+    one class, to support a check on their own."""
     from .detections import compare_detections
     from .masks import compare_masks
 
@@ -196,15 +197,19 @@ def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str,
         if kind.detection:
             detectors.setdefault(output_and_size(name)[1], {})[kind.name] = name
         elif kind.mask:
-            compared[name] = compare_masks(reference[name], candidate[name], tolerances[name])
+            compared[name] = compare_masks(reference[name], candidate[name], tolerances[name],
+                                           vacuous and not output_and_size(name)[1])
         else:
             compared[name] = compare_func(reference[name], candidate[name], tolerances[name], kind=kind)
     for parts in detectors.values():
         if sorted(parts) != ["boxes", "labels", "scores"]:
             reason = f"a detector's outputs are compared together: boxes, scores and labels, found {sorted(parts)}"
-            compared.update({name: Comparison(ERROR, reason) for name in parts.values()})
+            compared.update({name: Comparison(ERROR, reason, matched_kind=True) for name in parts.values()})
             continue
-        compared.update(compare_detections(reference, candidate, parts, tolerances[parts["boxes"]], vacuous))
+        # the boxes' tolerance holds for all three parts; only the first size needs enough detections on its own
+        first_size = not output_and_size(parts["boxes"])[1]
+        compared.update(compare_detections(reference, candidate, parts, tolerances[parts["boxes"]],
+                                           vacuous and first_size))
     return {name: compared[name] for name in order}
 
 

@@ -23,14 +23,23 @@ def detection_problem(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
     if scores.ndim != 2 or boxes.shape != (*scores.shape, 4) or labels.shape != scores.shape:
         return (f"reference detections have shapes boxes {boxes.shape}, scores {scores.shape}, labels {labels.shape};"
                 " expected (samples, detections, 4), (samples, detections), (samples, detections)")
-    if not (np.isfinite(scores).all() and np.isfinite(boxes).all()):
-        return "reference detections contain NaN or Inf"
+    if not _finite(boxes, scores, tolerance):
+        return "reference detections contain NaN (a score) or Inf (a counted detection's box or score)"
     found = int((scores >= tolerance.score_threshold).sum())
     if vacuous and found < MIN_REFERENCE_DETECTIONS:
         return (f"the reference finds {found} detection(s) scoring >= {tolerance.score_threshold:g} on {len(scores)} "
                 f"image(s), fewer than {MIN_REFERENCE_DETECTIONS}: a detection check would pass vacuously (random "
                 "weights? images without the objects it was trained on?)")
     return None
+
+
+def _finite(boxes: np.ndarray, scores: np.ndarray, tolerance: Tolerance) -> bool:
+    """No NaN score, and the detections that count (scoring at least threshold - band) finite: padding may score
+    -inf and carry any box."""
+    scores = scores.astype(np.float64)
+    counted = scores >= tolerance.score_threshold - tolerance.score_band
+    return not np.isnan(scores).any() and bool(np.isfinite(scores[counted]).all()) \
+        and bool(np.isfinite(boxes[counted]).all())
 
 
 def compare_detections(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
@@ -43,18 +52,17 @@ def compare_detections(reference: Mapping[str, np.ndarray], candidate: Mapping[s
     samples = int(ref["scores"].shape[0]) if ref["scores"].ndim else 0
     problem = detection_problem(ref["boxes"], ref["scores"], ref["labels"], tolerance, vacuous)
     if problem is not None:
-        return {name: Comparison(ERROR, problem, samples=samples) for name in names.values()}
+        return {name: Comparison(ERROR, problem, samples=samples, matched_kind=True) for name in names.values()}
     cand = {part: candidate[name] for part, name in names.items()}
     for part, array in cand.items():
         if array.shape != ref[part].shape:
             reason = f"{part} of shape {array.shape}, reference {ref[part].shape}"
-            return {name: Comparison(FAIL, reason, samples=samples, failures=(reason,), failed_checks=(MATCH,))
-                    for name in names.values()}
-    bad = int(sum((~np.isfinite(cand[part].astype(np.float64))).sum() for part in ("boxes", "scores")))
-    if bad:
-        reason = f"detections contain NaN or Inf ({bad} values)"
-        return {name: Comparison(FAIL, reason, samples=samples, failures=(reason,), failed_checks=(NON_FINITE,))
-                for name in names.values()}
+            return {name: Comparison(FAIL, reason, samples=samples, failures=(reason,), failed_checks=(MATCH,),
+                                     matched_kind=True) for name in names.values()}
+    if not _finite(cand["boxes"], cand["scores"], tolerance):
+        reason = "detections contain NaN (a score) or Inf (a counted detection's box or score)"
+        return {name: Comparison(FAIL, reason, samples=samples, failures=(reason,), failed_checks=(NON_FINITE,),
+                                 matched_kind=True) for name in names.values()}
     matches = tuple(match_image(r, c, tolerance.score_threshold, tolerance.score_band) for r, c in zip(
         image_detections(ref["boxes"], ref["scores"], ref["labels"]),
         image_detections(cand["boxes"], cand["scores"], cand["labels"])))

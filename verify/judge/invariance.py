@@ -23,7 +23,8 @@ def batch_invariance(full: Mapping[str, np.ndarray], probes: Mapping[int, Mappin
                      budget: PrecisionBudget | None = None,
                      kinds: Mapping[str, str] | None = None) -> tuple[bool | None, str]:
     """Each probe's outputs against the same samples' rows of the full batch: fp32 within the elementwise
-    tolerance (atol + rtol x the sample's largest magnitude), a reduced precision within its budget's cosine.
+    tolerance (atol + rtol x the sample's largest magnitude), a reduced precision within its budget's cosine;
+    detections and masks (`kinds`) by their own matching, at the cell's limits.
     Returns (None when nothing was probed, whether every probe agreed) and a line saying so."""
     if not probes:
         return None, "not checked"

@@ -11,14 +11,15 @@ from .compare import ERROR, FAIL, NON_FINITE, PASS, TOP1, Comparison, per_sample
 PIXELS = "pixels"  # a failed check: pixels changed class, or the classes' regions moved (mIoU)
 
 
-def mask_problem(reference: np.ndarray) -> str | None:
-    """Why the reference's mask logits cannot support a check."""
+def mask_problem(reference: np.ndarray, vacuous: bool = True) -> str | None:
+    """Why the reference's mask logits cannot support a check. `vacuous`: also when every pixel has one class (off
+    for a probe of a few samples, which may show only background)."""
     if reference.ndim != 4 or 0 in reference.shape or reference.shape[1] < 2:
         return f"reference mask logits have shape {reference.shape}, expected (samples, classes >= 2, height, width)"
     if not np.isfinite(reference).all():
         return "reference mask logits contain NaN or Inf"
     classes = reference.argmax(axis=1)
-    if (classes == classes.flat[0]).all():
+    if vacuous and (classes == classes.flat[0]).all():
         return (f"the reference gives every pixel of every image class {int(classes.flat[0])}: a mask check would pass "
                 "vacuously (random weights? images without the objects it was trained on?)")
     return None
@@ -35,11 +36,13 @@ def mean_iou(a: np.ndarray, b: np.ndarray, classes: int, ignore: int | None = No
     return float((overlap[union > 0] / union[union > 0]).mean()) if (union > 0).any() else float("nan")
 
 
-def compare_masks(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance) -> Comparison:
+def compare_masks(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance,
+                  vacuous: bool = True) -> Comparison:
     """Every pixel whose reference class leads by more than clear_margin keeps its class; of all pixels, at least
-    pixel_agreement do; each image's mean IoU of the classes against the reference's mask >= min_miou. The logits'
-    max |diff| and cosine are shown, not judged: a pixel's class is what a segmenter delivers."""
-    problem = mask_problem(reference)
+    pixel_agreement do; each image's mean IoU of the classes against the reference's mask, over its clear pixels
+    (a near tie flipping to a class found nowhere else would otherwise weigh as a whole class), >= min_miou. The
+    logits' max |diff| and cosine are shown, not judged: a pixel's class is what a segmenter delivers."""
+    problem = mask_problem(reference, vacuous)
     samples = int(reference.shape[0]) if reference.ndim else 0
     if problem is not None:
         return Comparison(ERROR, problem, samples=samples, matched_kind=True)
@@ -57,8 +60,10 @@ def compare_masks(reference: np.ndarray, candidate: np.ndarray, tolerance: Toler
     margin = top2[:, 1] - top2[:, 0]
     agree = ref_class == cand_class
     agreement = float(agree.mean())
-    clear_flips = int((~agree & (margin > tolerance.clear_margin)).sum())
-    ious = [mean_iou(cand_class[i], ref_class[i], classes) for i in range(samples)]
+    clear = margin > tolerance.clear_margin
+    clear_flips = int((~agree & clear).sum())
+    ious = [mean_iou(cand_class[i][clear[i]], ref_class[i][clear[i]], classes) for i in range(samples)]
+    ious = [1.0 if np.isnan(iou) else iou for iou in ious]  # no clear pixel: nothing a class region could lose
     worst_image = int(np.nanargmin(ious))
     failures, failed = [], []
     if clear_flips:

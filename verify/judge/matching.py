@@ -23,10 +23,6 @@ class ImageMatch:
     worst_score_diff: float  # the largest score difference of a matched pair (0.0 with none)
     worst_coordinate_diff: float  # the largest |coordinate difference| of a matched pair, in pixels
 
-    def passes(self, min_iou: float, score_atol: float) -> bool:
-        return (not (self.missed or self.extra or self.relabelled) and self.worst_iou >= min_iou
-                and self.worst_score_diff <= score_atol)
-
 
 @dataclass(frozen=True)
 class Detections:

@@ -52,6 +52,11 @@ def choices(result: ModelResult) -> list[Choice]:
             continue
         if labelled and cell.accuracy is not None:
             score, drop = cell.accuracy.value, drop_points(reference.accuracy, cell.accuracy) or 0.0
+        elif cell.comparison is not None and cell.comparison.matched_kind:
+            # detections and masks, matched at the cell's own limits: within them or not (a few pixels changed
+            # inside an fp16 budget lose nothing a threshold would not)
+            score = 1.0 if cell.status == PASS else 0.0
+            drop = 100.0 * (1.0 - score)
         elif cell.comparison is not None and not math.isnan(cell.comparison.top1_agreement):
             score = cell.comparison.top1_agreement
             drop = 100.0 * (1.0 - score)
@@ -112,7 +117,8 @@ def recommendation(rows: list[Choice], accept_drop: float = 0.0, score: str = "a
 
 def recommend(result: ModelResult) -> str | None:
     """The recommendation for one model, at the accuracy trade its zoo entry accepts."""
-    return recommendation(choices(result), result.accept_accuracy_drop, task_of(result).score_name)
+    rows = choices(result)
+    return recommendation(rows, result.accept_accuracy_drop, score_name(result, rows)) if rows else None
 
 
 def _score(row: Choice, score: str) -> str:
@@ -143,6 +149,8 @@ def score_name(result: ModelResult, rows: list[Choice]) -> str:
 
 def _unlabelled_measure(row: Choice) -> str:
     first = row.cell.comparison
+    if first is not None and first.matched_kind:
+        return "agreement"  # detections or pixels matched at the cell's limits: 100% or 0
     return "top-1 agreement" if first is not None and not math.isnan(first.top1_agreement) else "lowest cosine"
 
 

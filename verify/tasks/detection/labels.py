@@ -14,7 +14,8 @@ from ..geometry import boxes_to_input
 def read_boxes(path: Path, images: ImageSet, classes: list[str] | None, model: str, preprocess) -> list[dict]:
     """Per image of `images` (matched by file name), {"boxes": [[x1, y1, x2, y2], ...], "labels": [...]} in the
     model's input pixels. The categories are matched to the model's classes by name (without classes: their ids
-    in order). An image the file does not list has no objects. InputError naming the file and what is wrong."""
+    in order). Every image must be listed (one without objects has no annotations). InputError naming the file and
+    what is wrong."""
     where = f"{path}: model '{model}', field annotations"
     try:
         coco = json.loads(path.read_text())
@@ -35,14 +36,17 @@ def read_boxes(path: Path, images: ImageSet, classes: list[str] | None, model: s
     labels = []
     for position, name in enumerate(images.names):
         item = listed.get(Path(name).name)
-        found = by_image.get(item["id"], []) if item is not None else []
+        if item is None:
+            raise InputError(f"{where}: image {name} is not listed (list every image, an empty one without "
+                             "annotations)")
+        found = by_image.get(item["id"], [])
         try:
             xywh = np.asarray([a["bbox"] for a in found], np.float64).reshape(-1, 4)
             classes_of = [index[a["category_id"]] for a in found]
         except (KeyError, ValueError, TypeError) as exc:
             raise InputError(f"{where}: image {name}: an annotation without a bbox [x, y, w, h] or a known "
                              f"category_id ({exc})") from None
-        width, height = (item.get("width"), item.get("height")) if item is not None else (None, None)
+        width, height = item.get("width"), item.get("height")
         if not (width and height):
             width, height = images.image(position).size
         boxes = boxes_to_input(np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1), width, height,

@@ -46,7 +46,8 @@ def write_pictures(results: list[ModelResult], entries: dict, folder: Path, run_
             continue
         written[result.model] = picture_file(result.model)
         write_chart(folder, written[result.model], earlier, lambda: detections_picture(result, entry),
-                    run_id, drawn, ("detections", result, entry.preprocess if entry else None))
+                    run_id, drawn, ("detections", result, entry.preprocess if entry else None,
+                                    entry.tolerance if entry else None))
     return written
 
 

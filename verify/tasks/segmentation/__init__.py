@@ -36,9 +36,9 @@ class SegmentationTask(Task):
         score = None
         if labels is not None:
             truth = np.stack([read_mask(path, entry.preprocess) for path in labels])
-            if truth.shape == predicted.shape:
-                known = truth != IGNORE
-                score = Score(len(labels), {LEAD: mean_iou(predicted, truth, logits.shape[1], IGNORE),
+            if truth.shape == predicted.shape:  # (a model whose masks are not at its input's size is not scored)
+                known = (truth != IGNORE) & (truth < logits.shape[1])
+                score = Score(len(labels), {LEAD: mean_iou(predicted[known], truth[known], logits.shape[1]),
                                             "pixel accuracy": float((predicted == truth)[known].mean())})
         return {"predictions": predicted, "accuracy": score}
 

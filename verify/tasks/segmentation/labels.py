@@ -24,9 +24,11 @@ def mask_paths(folder: Path, images: ImageSet, classes: int | None, model: str) 
         path = folder / f"{Path(name).stem}.png"
         try:
             with Image.open(path) as mask:
-                size, values = mask.size, np.unique(np.asarray(mask))
+                size, mode, values = mask.size, mask.mode, np.unique(np.asarray(mask))
         except OSError as exc:
             raise InputError(f"{path}: {where}: no readable mask for image {name} ({exc})") from None
+        if mode not in ("L", "P", "I", "I;16"):
+            raise InputError(f"{path}: {where}: a {mode} image; a mask is one channel of class indices (mode L or P)")
         if size != images.image(position).size:
             raise InputError(f"{path}: {where}: mask of {size[0]}x{size[1]} for image {name} of "
                              f"{images.image(position).size[0]}x{images.image(position).size[1]}")
