@@ -2,6 +2,7 @@
 disagrees, its missed, extra and moved detections marked."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,16 @@ def write_pictures(results: list[ModelResult], entries: dict, folder: Path, run_
             continue
         written[result.model] = picture_file(result.model)
         write_chart(folder, written[result.model], earlier, lambda: detections_picture(result, entry),
-                    run_id, drawn, ("detections", result, entry.preprocess if entry else None,
-                                    entry.tolerance if entry else None))
+                    run_id, drawn, ("detections", result, entry))
     return written
+
+
+def _held(entry, cell, result: ModelResult):
+    """The tolerance the cell's boxes were judged by: its own (overrides included), at its precision's limits."""
+    boxes = next(name for name, kind in result.output_kinds.items() if kind == "boxes")
+    tolerance = entry.tolerance_for(cell.runtime, cell.artifact, cell.device, boxes)
+    budget = entry.budget_for(cell.precision) if not cell.reference else None
+    return budget.limit(tolerance) if budget is not None else tolerance
 
 
 def _found(row: np.ndarray) -> Detections:
@@ -70,8 +78,7 @@ def detections_picture(result: ModelResult, entry) -> bytes:
                                 dpi=100, squeeze=False)
     mean, std = np.asarray(entry.preprocess.mean, np.float32), np.asarray(entry.preprocess.std, np.float32)
     names = result.classes or []
-    tolerance = entry.tolerance
-    threshold = tolerance.score_threshold
+    threshold = entry.tolerance.score_threshold
     for row, image in enumerate(images):
         pixels = result.gallery[image].transpose(1, 2, 0) * std + mean
         expected = _found(reference.predictions[image])
@@ -80,11 +87,12 @@ def detections_picture(result: ModelResult, entry) -> bytes:
             axis.imshow(pixels.clip(0, 1) if pixels.shape[-1] == 3 else pixels[..., 0].clip(0, 1), cmap="gray")
             axis.set_xticks([])
             axis.set_yticks([])
-            paired = pair_detections(expected, _found(cell.predictions[image]), threshold, tolerance.score_band)
+            held = _held(entry, cell, result)
+            paired = pair_detections(expected, _found(cell.predictions[image]), held.score_threshold, held.score_band)
             got, iou = paired.candidate, paired.iou
             colours = {}
             for ref_index, index in paired.pairs:  # moved beyond min_iou: orange
-                colours[index] = "lime" if iou[ref_index, index] >= tolerance.min_iou or cell.reference else "orange"
+                colours[index] = "lime" if iou[ref_index, index] >= held.min_iou or cell.reference else "orange"
             for _, index in paired.relabelled:
                 colours[index] = "red"
             for index in np.flatnonzero(paired.candidate_free):  # unpaired: red above the band, grey inside it
@@ -111,8 +119,9 @@ def detections_picture(result: ModelResult, entry) -> bytes:
             name = result.input_names[image] if image < len(result.input_names) else str(image)
             axis.set_title((title if row == 0 else "") + f"\n{name}{match_line}", fontsize=8)
     agreed = "" if disagreeing else " (every runtime agrees with the reference)"
-    figure.suptitle(f"{result.model}: the reference's detections scoring >= {threshold:g}{agreed}\ngreen: as the "
-                    "reference's; orange: moved; red: extra or relabelled; grey: unpaired inside the score band; "
-                    "dashed yellow: the reference's, lost", fontsize=8)
+    legend = (f"{result.model}: the reference's detections scoring >= {threshold:g}{agreed}. Green: as the "
+              "reference's; orange: moved beyond the cell's min_iou; red: extra or relabelled; grey: unpaired inside "
+              "the score band; dashed yellow: the reference's, lost")
+    figure.suptitle("\n".join(textwrap.wrap(legend, 48 * len(columns))), fontsize=8)
     figure.tight_layout()
     return png_bytes(figure)
