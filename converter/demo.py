@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_PATH,
                         help="the checkpoint; val/, calibration/ and photos/ are written beside it")
     parser.add_argument("--force", action="store_true", help="rewrite existing files")
+    parser.add_argument("--no-shapes", action="store_true",
+                        help="leave out the shapes detector and segmenter (training them takes about a minute)")
     args = parser.parse_args(argv)
     validation, calibration, photos = (args.out.parent / name for name in ("val", "calibration", "photos"))
     if args.out.exists() and not args.force:
@@ -179,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo photographs: {photos} (kept)")
     else:
         print(f"demo photographs: {write_photos(photos)} ({PHOTO} from matplotlib's sample data, and mirrored)")
-    write_shapes(args.out.parent, args.force)
+    if not args.no_shapes:
+        write_shapes(args.out.parent, args.force)
     return 0
 
 

@@ -56,14 +56,14 @@ def heat_targets(images: list[ShapesImage]):
     return torch.from_numpy(heat), torch.from_numpy(box), torch.from_numpy(centre)
 
 
-def train_detector(seed: int = 27, steps: int = DETECTOR_STEPS):
+def train_detector(seed: int = 27, steps: int = DETECTOR_STEPS, count: int = TRAIN_IMAGES):
     """The ShapesDetector, trained with CenterNet's focal loss on the heat maps and L1 on sizes and offsets."""
     import torch
 
     from .core.shapes import ShapesDetector
 
     torch.manual_seed(seed)
-    images = image_set(TRAIN_IMAGES, seed)
+    images = image_set(count, seed)
     pixels = as_tensor(images)
     heat_target, box_target, centres = heat_targets(images)
     model = ShapesDetector()
@@ -89,14 +89,14 @@ def train_detector(seed: int = 27, steps: int = DETECTOR_STEPS):
     return model.eval()
 
 
-def train_segmenter(seed: int = 28, steps: int = SEGMENTER_STEPS):
+def train_segmenter(seed: int = 28, steps: int = SEGMENTER_STEPS, count: int = TRAIN_IMAGES):
     """The ShapesSegmenter, trained with per-pixel cross-entropy."""
     import torch
 
     from .core.shapes import ShapesSegmenter
 
     torch.manual_seed(seed)
-    images = image_set(TRAIN_IMAGES, seed)
+    images = image_set(count, seed)
     pixels = as_tensor(images)
     masks = torch.from_numpy(np.stack([item.mask for item in images]).astype(np.int64))
     model = ShapesSegmenter()

@@ -17,12 +17,18 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_default_zoo_converts_and_passes_every_cpu_runtime(tmp_path):
+    """The classifiers of the shipped zoo. Its shapes detector and segmenter are left out here: training them is most
+    of a minute, and test_detection_tasks and the self-test's detector exercise the same code on models made by
+    hand (the main job verifies the trained ones)."""
     zoo = yaml.safe_load((REPO / "zoo.yaml").read_text())
+    assert {m["name"] for m in zoo["models"] if m.get("arch", "").startswith("demo:")} == {"shapes-detector",
+                                                                                         "shapes-segmenter"}
+    zoo["models"] = [m for m in zoo["models"] if not m.get("arch", "").startswith("demo:")]
     names = {m["name"] for m in zoo["models"]}
     assert {"resnet18", "mobilenet_v3_small", "efficientnet_lite0", "bees-vs-ants"} <= names
     for model in zoo["models"]:
         if "checkpoint" in model:  # the demo writes its checkpoint, validation and calibration images beside it
-            assert demo_main(["--out", str(tmp_path / model["checkpoint"])]) == 0
+            assert demo_main(["--out", str(tmp_path / model["checkpoint"]), "--no-shapes"]) == 0
     (tmp_path / "zoo.yaml").write_text(yaml.safe_dump(zoo))
     artifacts, reports = tmp_path / "artifacts", tmp_path / "reports"
     assert converter_main([str(tmp_path / "zoo.yaml"), "--out", str(artifacts)]) == 0

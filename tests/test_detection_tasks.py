@@ -226,3 +226,28 @@ def test_a_torchvision_style_detector_gives_fixed_shape_padded_outputs_and_keeps
     wrapped.load_state_dict({"scale": torch.tensor(5.0)})
     assert float(wrapped.detector.scale) == 5.0
     assert "fasterrcnn_mobilenet_v3_large_320_fpn" in model_registry("torchvision-detection:x").names()
+
+
+def test_the_demo_trains_its_shapes_models_and_writes_labels_the_tasks_read(tmp_path):
+    """A few training steps (the demo runs hundreds): the models' outputs have the declared shapes, and the
+    labelled pictures it writes are read back by the detection and segmentation tasks."""
+    from converter import demo_shapes
+    from converter.core.shapes import DETECTIONS, SHAPES
+    from verify.tasks.segmentation.labels import mask_paths, read_mask
+
+    detector = demo_shapes.train_detector(steps=2, count=40)
+    segmenter = demo_shapes.train_segmenter(steps=2, count=40)
+    pictures = demo_shapes.image_set(3, seed=5)
+    with torch.no_grad():
+        boxes, scores, labels = detector(demo_shapes.as_tensor(pictures))
+        masks = segmenter(demo_shapes.as_tensor(pictures))
+    assert boxes.shape == (3, DETECTIONS, 4) and scores.shape == labels.shape == (3, DETECTIONS)
+    assert masks.shape == (3, 1 + len(SHAPES), 96, 96)
+    demo_shapes.write_labelled(tmp_path / "val", pictures)
+    images = load_images(tmp_path / "val" / "images")
+    settings = Preprocess(resize=96, crop=96)
+    truth = read_boxes(tmp_path / "val" / "boxes.json", images, list(SHAPES), "m", settings)
+    assert [len(label["labels"]) for label in truth] == [len(p.labels) for p in pictures]
+    assert np.allclose(truth[0]["boxes"], pictures[0].boxes)
+    paths = mask_paths(tmp_path / "val" / "masks", images, 1 + len(SHAPES), "m")
+    assert (read_mask(paths[1], settings) == pictures[1].mask).all()
