@@ -67,12 +67,8 @@ def train_detector(seed: int = 27, steps: int = DETECTOR_STEPS, count: int = TRA
     pixels = as_tensor(images)
     heat_target, box_target, centres = heat_targets(images)
     model = ShapesDetector()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
-    order = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(steps):
-        batch = torch.randint(0, len(images), (BATCH,), generator=order)
+
+    def loss_of(batch):
         heat, box = model.heads(pixels[batch])
         heat = heat.sigmoid().clamp(1e-4, 1 - 1e-4)
         target, positive = heat_target[batch], heat_target[batch] == 1.0
@@ -81,12 +77,8 @@ def train_detector(seed: int = 27, steps: int = DETECTOR_STEPS, count: int = TRA
         objects = centres[batch].sum().clamp(min=1)
         where = centres[batch].unsqueeze(1)
         regression = ((box - box_target[batch]).abs() * where).sum() / objects
-        loss = -focal.sum() / objects + 0.1 * regression
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    return model.eval()
+        return -focal.sum() / objects + 0.1 * regression
+    return _fit(model, loss_of, len(images), steps, seed)
 
 
 def train_segmenter(seed: int = 28, steps: int = SEGMENTER_STEPS, count: int = TRAIN_IMAGES):
@@ -100,13 +92,21 @@ def train_segmenter(seed: int = 28, steps: int = SEGMENTER_STEPS, count: int = T
     pixels = as_tensor(images)
     masks = torch.from_numpy(np.stack([item.mask for item in images]).astype(np.int64))
     model = ShapesSegmenter()
+    return _fit(model, lambda batch: torch.nn.functional.cross_entropy(model(pixels[batch]), masks[batch]),
+                len(images), steps, seed)
+
+
+def _fit(model, loss_of, samples: int, steps: int, seed: int):
+    """Adam with a one-cycle schedule over `steps` batches of BATCH samples drawn with `seed`; the model in eval
+    mode."""
+    import torch
+
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
     order = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(steps):
-        batch = torch.randint(0, len(images), (BATCH,), generator=order)
-        loss = torch.nn.functional.cross_entropy(model(pixels[batch]), masks[batch])
+        loss = loss_of(torch.randint(0, samples, (BATCH,), generator=order))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -222,3 +222,21 @@ def tradeoff_chart(model: str, rows, score: str = "top-1 accuracy") -> bytes:
     axis.legend(fontsize=8, loc="best")
     figure.tight_layout()
     return png_bytes(figure)
+
+
+def write_model_pictures(results: list[ModelResult], entries: dict, folder: Path, run_id: str, drawn: Path | None,
+                         subfolder: str, draw) -> dict[str, str]:
+    """A task's picture of each model, `subfolder/<model>.png`, drawn by `draw(result, entry)` where the reference
+    has predictions and the report kept some inputs (a shard's drawn earlier is copied); by model, the path."""
+    written = {}
+    for result in results:
+        entry, reference = entries.get(result.model), result.reference
+        relative = f"{subfolder}/{file_name(result.model)}.png"
+        earlier = drawn_earlier(result, relative)
+        if earlier is None and (entry is None or reference is None or reference.predictions is None
+                                or not result.gallery):
+            continue
+        written[result.model] = relative
+        write_chart(folder, relative, earlier, lambda: draw(result, entry), run_id, drawn,
+                    (subfolder, result, entry))
+    return written

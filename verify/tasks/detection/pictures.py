@@ -8,16 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from ...judge.matching import Detections, pair_detections
-from ...report.charts import drawn_earlier, file_name, png_bytes, pyplot, write_chart
+from ...report.charts import png_bytes, pyplot, write_model_pictures
 from ...results import ModelResult
 from .tables import box_comparisons
 
 PICTURE_IMAGES = 4
 DISAGREEING_SHOWN = 3
-
-
-def picture_file(model: str) -> str:
-    return f"detections/{file_name(model)}.png"
 
 
 def gallery(result: ModelResult) -> list[int]:
@@ -38,17 +34,7 @@ def gallery(result: ModelResult) -> list[int]:
 
 def write_pictures(results: list[ModelResult], entries: dict, folder: Path, run_id: str,
                    drawn: Path | None) -> dict[str, str]:
-    written = {}
-    for result in results:
-        entry, reference = entries.get(result.model), result.reference
-        earlier = drawn_earlier(result, picture_file(result.model))
-        if earlier is None and (entry is None or reference is None or reference.predictions is None
-                                or not result.gallery):
-            continue
-        written[result.model] = picture_file(result.model)
-        write_chart(folder, written[result.model], earlier, lambda: detections_picture(result, entry),
-                    run_id, drawn, ("detections", result, entry))
-    return written
+    return write_model_pictures(results, entries, folder, run_id, drawn, "detections", detections_picture)
 
 
 def _held(entry, cell, result: ModelResult):
