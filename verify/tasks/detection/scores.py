@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from ...judge.accuracy import Score
 from ...judge.matching import image_detections
 
 LEAD, HALF = "mAP@0.5:0.95", "mAP@0.5"
+_QUIET = threading.Lock()
 
 
 def kept_detections(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, floor: float) -> np.ndarray:
@@ -45,7 +47,9 @@ def mean_average_precision(boxes: np.ndarray, scores: np.ndarray, labels: np.nda
              for j, (x1, y1, x2, y2) in enumerate(d.boxes) if d.scores[j] > 0 and 0 <= d.labels[j] < classes]
     if not found:
         return Score(len(truth), {LEAD: 0.0, HALF: 0.0})
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and table
+    # pycocotools prints its progress and table; sys.stdout is global, and cells are scored in threads: one at a
+    # time, or one thread's restore lets another's table through to the console
+    with _QUIET, contextlib.redirect_stdout(io.StringIO()):
         truth_api = COCO()
         truth_api.dataset = dataset
         truth_api.createIndex()
