@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from converter.zoo import Tolerance
-from verify.judge.compare import ERROR, FAIL, PASS, compare, reference_problem
+from verify.judge.compare import ERROR, FAIL, PASS, compare, non_finite_text, reference_problem
 
 TOL = Tolerance()  # atol 1e-4, rtol 1e-3, min_cosine 0.99999, top1 1.0
 
@@ -56,7 +56,48 @@ def test_nan_or_inf_in_candidate_fails():
         candidate = ref.copy()
         candidate[2, 3] = bad
         result = compare(ref, candidate, TOL)
-        assert result.status == FAIL and "NaN or Inf" in result.reason
+        assert result.status == FAIL and result.non_finite == 1
+        assert ("NaN" if np.isnan(bad) else "Inf") in result.reason and "sample 2 element 3" in result.reason
+
+
+def test_every_non_finite_value_is_counted_and_named():
+    ref = logits()
+    candidate = ref.copy()
+    candidate[1, 4], candidate[3, 0], candidate[5, 9] = np.nan, np.inf, -np.inf
+    result = compare(ref, candidate, TOL)
+    assert result.status == FAIL and result.non_finite == 3 and result.failed_checks == ("non-finite",)
+    assert "1 NaN and 2 Inf (first: sample 1 element 4)" in result.reason
+    assert non_finite_text(ref) == (0, "no NaN or Inf")
+
+
+def test_a_reference_with_nan_is_an_error_naming_the_count():
+    ref = logits()
+    ref[0, 7] = np.nan
+    result = compare(ref, logits(), TOL)
+    assert result.status == ERROR and "1 NaN (first: sample 0 element 7)" in result.reason
+
+
+@pytest.mark.parametrize("scale", [1.0005, 1.003, 1.02])
+def test_the_tolerance_to_pass_is_the_smallest_that_passes(scale):
+    ref = logits()
+    candidate = (ref * scale).astype(np.float32)
+    result = compare(ref, candidate, TOL)
+    assert result.atol_to_pass >= 0 and result.rtol_to_pass >= 0
+    at_atol = TOL.model_copy(update={"atol": result.atol_to_pass, "min_cosine": 0, "top1": 0})
+    at_rtol = TOL.model_copy(update={"rtol": result.rtol_to_pass, "min_cosine": 0, "top1": 0})
+    assert compare(ref, candidate, at_atol).status == PASS and compare(ref, candidate, at_rtol).status == PASS
+    if result.atol_to_pass > 0:  # a little less fails: it is the smallest
+        assert compare(ref, candidate, at_atol.model_copy(update={"atol": result.atol_to_pass * 0.99})).status == FAIL
+    if result.rtol_to_pass > 0:
+        assert compare(ref, candidate, at_rtol.model_copy(update={"rtol": result.rtol_to_pass * 0.99})).status == FAIL
+    if result.status == FAIL:
+        assert f"passes at atol {result.atol_to_pass:.2g}" in result.reason
+
+
+def test_inside_the_tolerance_nothing_more_is_needed():
+    ref = logits()
+    result = compare(ref, ref.copy(), TOL)
+    assert result.atol_to_pass == 0 and result.rtol_to_pass == 0
 
 
 def test_shape_mismatch_fails():

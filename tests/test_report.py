@@ -78,6 +78,7 @@ def test_parity_and_timing_frames():
     assert parity[parity.runtime == "paddle-jit"].iloc[0].waiver == "known drift, issue 9"
     timing = timing_frame(res, peak_gflops=400.0)
     assert list(timing.columns) == TIMING_COLUMNS and len(timing) == 4
+
     assert timing.threads.tolist() == [2, 2, 2, 2] and timing.precision.tolist() == ["fp32"] * 4
     row = timing[timing.batch == 8].iloc[0]
     assert row.gflops == pytest.approx(8 / 0.030) and row.pct_of_peak == pytest.approx(100 * 8 / 0.030 / 400)
@@ -85,6 +86,22 @@ def test_parity_and_timing_frames():
     unknown = timing_frame([replace(res[0], flops_per_sample=None)])  # not counted: no figure, never a guess
     assert unknown.gflops.isna().all() and unknown.pct_of_peak.isna().all()
 
+
+def test_the_tolerance_to_pass_and_non_finite_values_are_shown():
+    res = results()
+    onnx = res[0].cells[1]
+    onnx.comparisons["logits"] = replace(onnx.comparisons["logits"], atol_to_pass=0.31, rtol_to_pass=0.012)
+    res[0].cells[2] = replace(res[0].cells[2], status="FAIL", detail="output contains 3 NaN", comparisons={
+        "logits": Comparison("FAIL", "output contains 3 NaN", samples=8, non_finite=3)})
+    verdict = decide(res, {"m": ENTRY})
+    parity = parity_frame(res, {"m": ENTRY}, verdict)
+    row = parity[parity.runtime == "onnxruntime"].iloc[0]
+    assert row.atol_to_pass == 0.31 and row.rtol_to_pass == 0.012 and row.non_finite == 0
+    assert parity[parity.runtime == "paddle-jit"].iloc[0].non_finite == 3
+    text = markdown(res, verdict, {"cpu": "test cpu", "threads": 2})
+    assert "| onnx | onnxruntime | cpu | fp32 | FAIL | 3.00e-01 | 1.00e-01 | 3.1e-01 / 1.2e-02 |" in text
+    assert "| paddle | paddle-jit | cpu | fp32 | FAIL (waived) | 3 NaN/Inf |" in text
+    assert "| paddle-jit | paddle | cpu | FAIL 3 NaN/Inf (waived) |" in text
 
 def test_summary_lists_failing_cells_and_the_verdict():
     res = results()

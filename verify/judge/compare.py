@@ -44,6 +44,11 @@ class Comparison:
     images: tuple[ImageMatch, ...] = ()  # detections: per image, how the runtime's matched the reference's
     miou: float | None = None  # masks: the lowest per-image mean IoU with the reference's mask (top1: pixels)
     matched_kind: bool = False  # detections or masks: judged by matching at the cell's limits (see OutputKind)
+    non_finite: int = 0  # NaN and Inf values in the candidate's output (any is a FAIL)
+    # the smallest tolerance that passes the elementwise check: atol at the given rtol, rtol at the given atol
+    # (Polygraphy's "minimum required tolerance"); the lowest cosine is `cosine`. NaN where not judged elementwise
+    atol_to_pass: float = float("nan")
+    rtol_to_pass: float = float("nan")
 
     @property
     def elementwise_failed(self) -> bool:
@@ -66,7 +71,7 @@ def reference_problem(reference: np.ndarray, tolerance: Tolerance, kind: OutputK
         expected = "(samples, classes)" if classification else "(samples, ...)"
         return f"reference output has shape {reference.shape}, expected {expected} with both > 0"
     if not np.isfinite(reference).all():
-        return "reference output contains NaN or Inf"
+        return f"reference output contains {non_finite_text(reference)[1]}"
     if np.all(reference == reference.flat[0]):
         return f"reference output is constant ({float(reference.flat[0]):g} everywhere)"
     if kind.bounds is not None and not ((reference >= kind.bounds[0] - 1e-6) & (reference <= kind.bounds[1] + 1e-6)).all():
@@ -103,9 +108,10 @@ def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance,
         return Comparison(FAIL, f"output shape {candidate.shape}, reference {reference.shape}", samples=len(reference))
     samples = len(reference)
     if not np.isfinite(candidate).all():
-        bad = int((~np.isfinite(candidate)).sum())
-        return Comparison(FAIL, f"output contains NaN or Inf ({bad} values)", samples=samples,
-                          failures=(NON_FINITE,), failed_checks=(NON_FINITE,))
+        bad, text = non_finite_text(candidate)
+        reason = f"output contains {text}"
+        return Comparison(FAIL, reason, samples=samples, failures=(reason,), failed_checks=(NON_FINITE,),
+                          non_finite=bad)
 
     ref = reference.reshape(samples, -1).astype(np.float64)
     cand = candidate.reshape(samples, -1).astype(np.float64)
@@ -117,6 +123,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance,
     notes: list[str] = []
     allowed = tolerance.atol + tolerance.rtol * magnitude[:, None]
     outside = diff > allowed
+    atol_to_pass, rtol_to_pass = tolerance_to_pass(diff, magnitude, tolerance)
     if outside.any():
         worst = np.unravel_index(np.argmax(diff - allowed), diff.shape)
         noun = kind.noun
@@ -124,7 +131,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance,
         failures.append(
             f"{int(outside.sum())}/{diff.size} {noun} outside atol {tolerance.atol:g} + rtol {tolerance.rtol:g}"
             f" x max|ref| (worst: sample {worst[0]} {index} {worst[1]}, |diff| {diff[worst]:.3g}"
-            f" > {allowed[worst[0], 0]:.3g})")
+            f" > {allowed[worst[0], 0]:.3g}; passes at atol {atol_to_pass:.2g} or rtol {rtol_to_pass:.2g})")
         failed.append(ELEMENTWISE)
     if cosine < tolerance.min_cosine:
         failures.append(f"cosine {cosine:.6f} < {tolerance.min_cosine:g}")
@@ -158,7 +165,30 @@ def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance,
     return Comparison(FAIL if failures else PASS, reason, samples=samples, max_abs_diff=max_abs,
                       max_rel_diff=float((diff.max(axis=1) / magnitude).max()), cosine=cosine,
                       top1_agreement=top1_agreement, top1_ties=ties, top5_overlap=top5,
-                      neighbour_agreement=neighbours, failures=tuple(failures), failed_checks=tuple(failed))
+                      neighbour_agreement=neighbours, failures=tuple(failures), failed_checks=tuple(failed),
+                      atol_to_pass=atol_to_pass, rtol_to_pass=rtol_to_pass)
+
+
+def tolerance_to_pass(diff: np.ndarray, magnitude: np.ndarray, tolerance: Tolerance) -> tuple[float, float]:
+    """The smallest atol that passes `diff` (samples, values) at the tolerance's rtol, and the smallest rtol at its
+    atol, by the elementwise rule |diff| <= atol + rtol x the sample's largest |reference| (`magnitude`). Each is
+    rounded up by one part in 1e6, so that the value itself passes."""
+    atol = max(0.0, float((diff - tolerance.rtol * magnitude[:, None]).max()))
+    rtol = max(0.0, float(((diff - tolerance.atol) / magnitude[:, None]).max()))
+    return atol * (1 + 1e-6), rtol * (1 + 1e-6)
+
+
+def non_finite_text(array: np.ndarray) -> tuple[int, str]:
+    """How many values of `array` are NaN or Inf, and a phrase naming them and the first one's place:
+    '2 NaN and 1 Inf (first: sample 0 element 7)'. Arrays are (samples, ...), flattened per sample."""
+    values = np.asarray(array, dtype=np.float64)
+    nan, inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+    counts = " and ".join(f"{n} {what}" for n, what in ((nan, "NaN"), (inf, "Inf")) if n) or "no NaN or Inf"
+    if not nan + inf:
+        return 0, counts
+    flat = values.reshape(len(values), -1) if values.ndim >= 1 and len(values) else values.reshape(1, -1)
+    sample, element = np.argwhere(~np.isfinite(flat))[0]
+    return nan + inf, f"{counts} (first: sample {sample} element {element})"
 
 
 def _neighbour_agreement(ref: np.ndarray, cand: np.ndarray, tolerance: Tolerance) -> tuple[float, int]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from converter.zoo import Tolerance
 
-from .compare import ERROR, FAIL, NON_FINITE, PASS, Comparison
+from .compare import ERROR, FAIL, NON_FINITE, PASS, Comparison, non_finite_text
 from .matching import ImageMatch, image_detections, match_image
 
 MIN_REFERENCE_DETECTIONS = 3  # fewer above the threshold on all the images: every check would pass vacuously
@@ -60,9 +60,14 @@ def compare_detections(reference: Mapping[str, np.ndarray], candidate: Mapping[s
             return {name: Comparison(FAIL, reason, samples=samples, failures=(reason,), failed_checks=(MATCH,),
                                      matched_kind=True) for name in names.values()}
     if not _finite(cand["boxes"], cand["scores"], tolerance):
-        reason = "detections contain NaN (a score) or Inf (a counted detection's box or score)"
+        counted = cand["scores"].astype(np.float64) >= tolerance.score_threshold - tolerance.score_band
+        bad = {"scores": non_finite_text(np.where(np.isinf(cand["scores"]) & ~counted, 0.0, cand["scores"])),
+               "boxes": non_finite_text(np.where(counted[..., None], cand["boxes"], 0.0))}
+        reason = "detections contain " + "; ".join(f"{part}: {text}" for part, (n, text) in bad.items() if n) \
+            + " (NaN scores, and Inf in a counted detection's box or score)"
         return {name: Comparison(FAIL, reason, samples=samples, failures=(reason,), failed_checks=(NON_FINITE,),
-                                 matched_kind=True) for name in names.values()}
+                                 matched_kind=True, non_finite=sum(n for n, _ in bad.values()))
+                for name in names.values()}
     matches = tuple(match_image(r, c, tolerance.score_threshold, tolerance.score_band) for r, c in zip(
         image_detections(ref["boxes"], ref["scores"], ref["labels"]),
         image_detections(cand["boxes"], cand["scores"], cand["labels"])))

@@ -61,7 +61,7 @@ def batch_invariance(full: Mapping[str, np.ndarray], probes: Mapping[int, Mappin
                                    f"{worst:.3g} > atol {held.atol:g} + rtol {held.rtol:g} x max|out|")
             else:
                 cosine = float(per_sample_cosine(candidate, expected).min())
-                if cosine < budget.min_cosine:
+                if not cosine >= budget.min_cosine:  # NaN fails too
                     return False, (f"batch {size} and batch {samples} differ on the same samples: '{name}' cosine "
                                    f"{cosine:.4f} < {budget.min_cosine:g}")
     return True, f"batches {sizes} and {samples} agree"

@@ -6,7 +6,7 @@ import numpy as np
 
 from converter.zoo import Tolerance
 
-from .compare import ERROR, FAIL, NON_FINITE, PASS, TOP1, Comparison, per_sample_cosine
+from .compare import ERROR, FAIL, NON_FINITE, PASS, TOP1, Comparison, non_finite_text, per_sample_cosine
 
 PIXELS = "pixels"  # a failed check: pixels changed class, or the classes' regions moved (mIoU)
 
@@ -17,7 +17,7 @@ def mask_problem(reference: np.ndarray, vacuous: bool = True) -> str | None:
     if reference.ndim != 4 or 0 in reference.shape or reference.shape[1] < 2:
         return f"reference mask logits have shape {reference.shape}, expected (samples, classes >= 2, height, width)"
     if not np.isfinite(reference).all():
-        return "reference mask logits contain NaN or Inf"
+        return f"reference mask logits contain {non_finite_text(reference)[1]}"
     classes = reference.argmax(axis=1)
     if vacuous and (classes == classes.flat[0]).all():
         return (f"the reference gives every pixel of every image class {int(classes.flat[0])}: a mask check would pass "
@@ -51,9 +51,10 @@ def compare_masks(reference: np.ndarray, candidate: np.ndarray, tolerance: Toler
         return Comparison(FAIL, reason, samples=samples, failures=(reason,), failed_checks=(PIXELS,),
                           matched_kind=True)
     if not np.isfinite(candidate).all():
-        reason = f"mask logits contain NaN or Inf ({int((~np.isfinite(candidate)).sum())} values)"
+        bad, text = non_finite_text(candidate)
+        reason = f"mask logits contain {text}"
         return Comparison(FAIL, reason, samples=samples, failures=(reason,), failed_checks=(NON_FINITE,),
-                          matched_kind=True)
+                          matched_kind=True, non_finite=bad)
     classes = reference.shape[1]
     ref_class, cand_class = reference.argmax(axis=1), candidate.argmax(axis=1)
     top2 = np.partition(reference, classes - 2, axis=1)[:, -2:]

@@ -17,7 +17,7 @@ from .tables import number, table
 from .timing_report import peaks_of, timing_section
 
 PARITY_COLUMNS = ["model", "artifact", "runtime", "device", "precision", "output", "status", "cell_status", "max_abs_diff",
-                  "max_rel_diff", "cosine", "top1_agreement", "top5_overlap", "top1_ties", "samples", "required",
+                  "max_rel_diff", "atol_to_pass", "rtol_to_pass", "non_finite", "cosine", "top1_agreement", "top5_overlap", "top1_ties", "samples", "required",
                   "deployed", "emulated", "waiver", "batch_invariance", "detail", "first_divergence"]
 PREPROCESSING_COLUMNS = ["model", "deployment", "library", "gated", "status", "channel_shift", "input_max_abs_diff",
                          "max_abs_diff", "top1_agreement", "confident_flips", "waiver", "detail"]
@@ -42,6 +42,9 @@ def parity_frame(results: list[ModelResult], entries: dict, verdict: Verdict) ->
                     "precision": cell.precision, "output": result.output_label(output), "status": c.status if c else cell.status, "cell_status": cell.status,
                     "max_abs_diff": c.max_abs_diff if c else math.nan,
                     "max_rel_diff": c.max_rel_diff if c else math.nan,
+                    "atol_to_pass": c.atol_to_pass if c else math.nan,
+                    "rtol_to_pass": c.rtol_to_pass if c else math.nan,
+                    "non_finite": c.non_finite if c else 0,
                     "cosine": c.cosine if c else math.nan, "top1_agreement": c.top1_agreement if c else math.nan,
                     "top5_overlap": c.top5_overlap if c else math.nan, "top1_ties": c.top1_ties if c else 0,
                     "samples": c.samples if c else result.samples,
@@ -226,7 +229,7 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
     ran = [cell for cell in result.cells if cell.status != SKIP]
     if ran and not result.error:
         lines += table(["artifact", "runtime", "device", "precision", *(["output"] if multi else []), "status", "max abs",
-                         "max rel", "cosine", "top-1", "top-5"],
+                         "max rel", "to pass: atol / rtol", "cosine", "top-1", "top-5"],
                         [row for cell in ran for row in _parity_rows(cell, verdict, multi, result)])
         details = [cell for cell in ran if cell.status != PASS or cell.key in verdict.waivers or "tie" in cell.detail]
         if details:
@@ -293,7 +296,9 @@ def _matrix_cell(cell: Cell | None, verdict: Verdict) -> str:
     text = "REF" if cell.reference and cell.status == PASS else cell.status
     # the diff of the output that decided the status (the logits when every output passed)
     shown = next((c for c in cell.comparisons.values() if c.status == cell.status), cell.comparison)
-    if shown and not math.isnan(shown.max_abs_diff) and not cell.reference:
+    if shown and shown.non_finite and not cell.reference:
+        text += f" {_max_abs(shown)}"
+    elif shown and not math.isnan(shown.max_abs_diff) and not cell.reference:
         text += f" {shown.max_abs_diff:.1e}"
     return text + (" (waived)" if cell.key in verdict.waivers else "") + ("" if cell.gated else " *explored*")
 
@@ -310,10 +315,25 @@ def _parity_rows(cell: Cell, verdict: Verdict, multi: bool, result: ModelResult)
         precision = cell.precision + (" (emulated)" if cell.emulated else "")
         rows.append([cell.artifact, cell.runtime, cell.device, precision,
                      *([result.output_label(output)] if multi else []), status,
-                     number(c.max_abs_diff if c else None), number(c.max_rel_diff if c else None),
+                     _max_abs(c), number(c.max_rel_diff if c else None),
+                     "" if cell.reference else _to_pass(c),
                      number(c.cosine if c else None, "{:.6f}"), number(c.top1_agreement if c else None, "{:.2f}"),
                      number(c.top5_overlap if c else None, "{:.2f}")])
     return rows
+
+
+def _max_abs(comparison) -> str:
+    """The max |diff|, or the count of NaN and Inf values where the output has any (no statistic hides them)."""
+    if comparison is not None and comparison.non_finite:
+        return f"{comparison.non_finite} NaN/Inf"
+    return number(comparison.max_abs_diff if comparison else None)
+
+
+def _to_pass(comparison) -> str:
+    """The smallest atol (at the cell's rtol) and rtol (at its atol) that would pass, where judged elementwise."""
+    if comparison is None or math.isnan(comparison.atol_to_pass):
+        return ""
+    return f"{comparison.atol_to_pass:.1e} / {comparison.rtol_to_pass:.1e}"
 
 
 def _escape(text: str) -> str:
