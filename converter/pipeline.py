@@ -122,6 +122,8 @@ def source_key(entry: ModelEntry, tools: dict[str, str]) -> str:
     config = {k: v for k, v in entry.model_dump(mode="json").items() if k not in NOT_BUILD_INPUTS}
     if not config["fixed_shape"]:  # added after CODE_VERSION 3: artifacts built before it stay current
         del config["fixed_shape"]
+    for unset in [name for name in ("int8_keep_fp32", "fp16_keep_fp32") if not config["onnx"][name]]:
+        del config["onnx"][unset]  # added later: unset, they leave the artifacts built before them current
     for output in config["outputs"]:  # an output's tolerance builds nothing: its fields added later, unset, stay out
         output["tolerance"] = {key: value for key, value in output["tolerance"].items()
                                if key in ("atol", "rtol", "min_cosine", "top1") or value is not None}

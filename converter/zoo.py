@@ -113,6 +113,11 @@ class OnnxOptions(_Section):
     opset: int = Field(default=17, ge=9, le=23)
     dynamic_batch: bool = True
     simplify: bool = True
+    # nodes of the ONNX graph left in float32 in the onnx_int8 and onnx_fp16 artifacts (mixed precision; what
+    # `python -m verify --repair` finds for a cell outside its budget). int8 names are the nodes of ONNX Runtime's
+    # quantisation pre-processing, fp16 names those of the onnx artifact
+    int8_keep_fp32: list[str] = []
+    fp16_keep_fp32: list[str] = []
 
 
 class TorchScriptOptions(_Section):

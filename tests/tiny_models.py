@@ -98,3 +98,29 @@ class ViewByBatch(TinyCNN):
 
 def view_by_batch_cnn(num_classes: int = 10) -> nn.Module:
     return ViewByBatch(num_classes)
+
+
+class PrecisionTraps(TinyCNN):
+    """A classifier that int8 and fp16 both break at a few nodes, and float32 there repairs (the traps are buffers
+    and constants: the converter's realistic initialisation of the weights keeps them). int8: one feature comes out
+    10000x larger than the others, so one per-tensor scale for that activation rounds the others away; dividing by
+    `gain` brings it back down. fp16: the constant 1e5 is past float16's largest value and the converter clamps it
+    to 65504, which moves a ReLU's threshold."""
+
+    def __init__(self, num_classes: int = 10, width: int = 8):
+        super().__init__(num_classes, width)
+        self.expand = nn.Linear(width * 2, 32)
+        self.mix = nn.Linear(32, num_classes)
+        gain, offset = torch.ones(32), torch.zeros(32)
+        gain[0] = offset[0] = 1e4  # always on: the ReLU never hides it from the calibration
+        self.register_buffer("gain", gain)
+        self.register_buffer("offset", offset)
+
+    def forward(self, x):
+        wide = torch.relu(self.expand(self.features(x)) * self.gain + self.offset)
+        logits = self.mix(wide / self.gain)
+        return logits + torch.relu(logits * 1e5 - 5e4) * 1e-4
+
+
+def precision_traps(num_classes: int = 10) -> nn.Module:
+    return PrecisionTraps(num_classes)

@@ -51,6 +51,10 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
         return _selftest(args)
     if not args.report:
         return _usage("--report is required (a folder for the reports)")
+    if args.write_zoo and not args.repair:
+        return _usage("--write-zoo writes what --repair found: add --repair")
+    if args.repair_seconds <= 0:
+        return _usage(f"--repair-seconds: {args.repair_seconds:g}, expected more than 0")
     from converter.core.errors import WorkbenchError
 
     from .api import VerifyOptions, run, write_reports
@@ -87,6 +91,14 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
         print("interrupted: no report written", file=sys.stderr)
         return EXIT_INTERRUPTED
     verdict = verified.verdict
+    if args.repair:
+        try:
+            _repair(args, options, verified)
+        except (WorkbenchError, UsageError) as exc:
+            return _usage(str(exc))
+        except KeyboardInterrupt:
+            print("interrupted: the repair stopped, no report written", file=sys.stderr)
+            return EXIT_INTERRUPTED
     report = write_reports(verified, Path(args.report))
     scope = verified.scope
     shard = (f" (shard {scope.shard}: {len(scope.models)} of the zoo's {len(scope.zoo_models)} models; join the shards "
@@ -95,6 +107,30 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
     for line in verdict.blocking:
         print(f"  blocking: {line}")
     return verdict.exit_code
+
+
+def _repair(args, options, verified) -> None:
+    """Search each repairable failing cell for its fix (verify.repair), print what was found and, with --write-zoo,
+    write the proven changes into the zoo file."""
+    from .repair.run import REPAIRED, repair_run
+    from .repair.zoo_edit import write_change
+
+    status = StatusLine()
+    try:
+        verified.repairs = repair_run(verified, options, args.repair_seconds, progress=status)
+    finally:
+        status.clear()
+    if not verified.repairs:
+        print("\nrepair: no failing cell the repair can search (reduced-precision ONNX cells outside their budget)")
+    for repair in verified.repairs:
+        print(f"\nrepair {repair.model}/{repair.artifact}/{repair.runtime}: {repair.status}: {repair.summary}")
+        if repair.status == REPAIRED and args.write_zoo:
+            write_change(Path(repair.zoo), repair.model, repair.zoo_change)
+            fields = ", ".join(f"{section}.{key}" for section, block in repair.zoo_change.items() for key in block)
+            print(f"  {repair.zoo}: model '{repair.model}': {fields} written; convert again to rebuild it")
+        elif repair.snippet:
+            print("  the zoo change (--write-zoo writes it):")
+            print("".join(f"    {line}\n" for line in repair.snippet.splitlines()), end="")
 
 
 def _merge(argv: list[str]) -> int:
@@ -287,6 +323,13 @@ def _parse(argv):
                              "without it such a run blocks, since it is not a deployment verdict")
     add_limit_arguments(parser, "CPU cell")
     add_trust_argument(parser)
+    parser.add_argument("--repair", action="store_true",
+                        help="after the run, search each failing int8 or fp16 ONNX cell for the fewest nodes to keep "
+                             "in float32, prove the fix with the gate and add a Repairs section to the report")
+    parser.add_argument("--repair-seconds", type=float, default=300.0,
+                        help="--repair: seconds of search per cell, before the gate's proof (default: 300)")
+    parser.add_argument("--write-zoo", action="store_true",
+                        help="--repair: write each proven change into the zoo file (comments and order kept)")
     parser.add_argument("--selftest", action="store_true",
                         help="prove the gate: inject known faults into a small converted model and check each is "
                              "blocked (report default: reports/selftest)")

@@ -85,6 +85,7 @@ class VerifyRun:
     scope: RunScope = field(default_factory=RunScope)  # which models of which zoo, as which shard
     drawn_charts: Path | None = None  # charts drawn before, by what they show (with the cell cache)
     kept_inputs: Path | None = None  # inputs files written before, by what they hold (with the cell cache)
+    repairs: list = field(default_factory=list)  # verify.repair.run.Repair, when --repair searched the failing cells
 
 
 def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = None,
@@ -338,8 +339,14 @@ def write_reports(verified: VerifyRun, folder: Path) -> Path:
     provenance = verified.provenance
     atomic_write(folder / "summary.json",
                  json.dumps(summary(results, verdict, environment, provenance), indent=2, default=str))
-    report = atomic_write(folder / "report.md", markdown(results, verdict, environment, provenance, charts,
-                                                         tradeoffs, pictures))
+    text = markdown(results, verdict, environment, provenance, charts, tradeoffs, pictures)
+    if verified.repairs:
+        from .repair.report import repairs_section
+        from .report.plain import to_plain
+
+        text += "\n".join(repairs_section(verified.repairs)) + "\n"
+        atomic_write(folder / "repairs.json", json.dumps(to_plain(verified.repairs, {}), indent=2))
+    report = atomic_write(folder / "report.md", text)
     write_results(folder, verified.scope, results, verified.entries, environment, provenance, verdict.left_out)
     job_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if job_summary:  # GitHub Actions shows this file on the run's page

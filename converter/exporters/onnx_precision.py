@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 
 from ..core.errors import ConversionError
+from ..zoo import ModelEntry
 from .base import ExportContext, ExportResult
 from .onnx_export import FILE, _op_counts, check_with_onnxruntime
 
@@ -19,18 +20,75 @@ CALIBRATION_METHOD = "MinMax"
 
 
 def export_fp16(ctx: ExportContext) -> ExportResult:
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
     model = onnx.load(str(ctx.earlier["onnx"] / FILE))
-    half = convert_float_to_float16(model, keep_io_types=True)
-    sort_topologically(half.graph)  # the converter appends the input casts after the nodes that read them
+    keep = list(ctx.entry.onnx.fp16_keep_fp32)
+    half = to_fp16(model, keep)
     path = ctx.out_dir / FILE
     onnx.save(half, str(path))
     onnx.checker.check_model(str(path), full_check=True)
     max_diff = check_with_onnxruntime(str(path), ctx)  # loads, keeps the batch, finite; parity is judged later
-    return ExportResult(FILE, {"precision": "fp16", "converter": "onnxruntime.transformers.float16 "
-                                                                 "(keep_io_types: float32 in and out)",
-                               "ops": _op_counts(half), "ort_max_abs_diff": max_diff})
+    details = {"precision": "fp16", "converter": "onnxruntime.transformers.float16 (keep_io_types: float32 in and out)",
+               "ops": _op_counts(half), "ort_max_abs_diff": max_diff}
+    if keep:
+        details["kept_fp32"] = f"{len(keep)} node(s) left in float32 (onnx.fp16_keep_fp32)"
+    return ExportResult(FILE, details)
+
+
+def fp16_candidates(model: onnx.ModelProto) -> list[str]:
+    """The nodes the fp16 converter turns to float16 (every node but the op types it always leaves in float32), in
+    graph order: what `onnx.fp16_keep_fp32` may name."""
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
+
+    return [node.name for node in model.graph.node if node.op_type not in DEFAULT_OP_BLOCK_LIST and node.name]
+
+
+def to_fp16(model: onnx.ModelProto, keep_fp32: list[str] | tuple[str, ...] = ()) -> onnx.ModelProto:
+    """`model` with weights and compute in float16, inputs and outputs kept float32, the nodes named in `keep_fp32`
+    left in float32. ConversionError naming any node the graph does not have."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    _check_names(keep_fp32, {node.name for node in model.graph.node}, "onnx.fp16_keep_fp32", "the onnx artifact")
+    half = convert_float_to_float16(model, keep_io_types=True, node_block_list=list(keep_fp32))
+    if keep_fp32:
+        skip_float16_round_trips(half.graph)
+    sort_topologically(half.graph)  # the converter appends the input casts after the nodes that read them
+    return half
+
+
+def skip_float16_round_trips(graph: onnx.GraphProto) -> int:
+    """Between two nodes left in float32 the fp16 converter still passes the tensor through float16 (a Cast to
+    float16, then one back), so a value past 65504 still overflows. Each such Cast back reads the float32 tensor
+    itself instead (a Cast float32 to float32, which ONNX Runtime removes); the Cast to float16, if nothing else reads
+    it, goes. Returns how many round trips were skipped."""
+    produced = {out: node for node in graph.node for out in node.output}
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    to = {node.name: next((a.i for a in node.attribute if a.name == "to"), None) for node in graph.node
+          if node.op_type == "Cast"}
+    skipped, unused = 0, []
+    for node in graph.node:
+        source = produced.get(node.input[0]) if node.op_type == "Cast" and node.input else None
+        if (source is None or source.op_type != "Cast" or to.get(node.name) != onnx.TensorProto.FLOAT
+                or to.get(source.name) != onnx.TensorProto.FLOAT16):
+            continue
+        node.input[0] = source.input[0]
+        readers[source.output[0]] -= 1
+        if readers[source.output[0]] == 0:
+            unused.append(source)
+        skipped += 1
+    for node in unused:
+        graph.node.remove(node)
+    return skipped
+
+
+def _check_names(names, present: set[str], field: str, where: str) -> None:
+    missing = [name for name in names if name not in present]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ConversionError(f"{field}: {len(missing)} node(s) not in {where}: {shown} (the graph changed? run "
+                              "`python -m verify --repair` again)")
 
 
 def sort_topologically(graph: onnx.GraphProto) -> None:
@@ -49,14 +107,13 @@ def sort_topologically(graph: onnx.GraphProto) -> None:
     graph.node.extend(ordered)
 
 
-def calibration_inputs(ctx: ExportContext) -> tuple[dict[str, np.ndarray], str]:
+def calibration_inputs(entry: ModelEntry) -> tuple[dict[str, np.ndarray], str]:
     """Every input's calibration samples: the zoo's `calibration.images` folder, preprocessed as the image input's
     are, where it has one; otherwise the synthetic samples the converter re-estimates BatchNorm with. Returns
     the feeds and where they came from."""
     from ..core.images import image_files, preprocess, read_rgb
     from ..core.samples import sample_feeds
 
-    entry = ctx.entry
     folder, image = entry.calibration.images, entry.image_input
     given, source = {}, None
     if folder is not None and image is not None:
@@ -93,44 +150,82 @@ FOR_TENSORRT = QdqScheme("int8 activations, symmetric (zero point 0, as TensorRT
 
 def export_int8(ctx: ExportContext) -> ExportResult:
     path = ctx.out_dir / FILE
-    source = quantise_qdq(ctx, ctx.earlier["onnx"] / FILE, path, FOR_ONNXRUNTIME)
+    keep = list(ctx.entry.onnx.int8_keep_fp32)
+    source = quantise_qdq(ctx, ctx.earlier["onnx"] / FILE, path, FOR_ONNXRUNTIME, keep)
     max_diff = check_with_onnxruntime(str(path), ctx)  # loads, keeps the batch, finite; parity is judged later
-    return ExportResult(FILE, {"precision": "int8",
-                               "converter": FOR_ONNXRUNTIME.method,
-                               "calibration": f"{CALIBRATION_METHOD} over {source}",
-                               "ops": _op_counts(onnx.load(str(path))), "ort_max_abs_diff": max_diff})
+    details = {"precision": "int8", "converter": FOR_ONNXRUNTIME.method,
+               "calibration": f"{CALIBRATION_METHOD} over {source}",
+               "ops": _op_counts(onnx.load(str(path))), "ort_max_abs_diff": max_diff}
+    if keep:
+        details["kept_fp32"] = f"{len(keep)} node(s) left in float32 (onnx.int8_keep_fp32)"
+    return ExportResult(FILE, details)
 
 
-def quantise_qdq(ctx: ExportContext, fp32_path: Path, path: Path, scheme: QdqScheme) -> str:
+def quantise_qdq(ctx: ExportContext, fp32_path: Path, path: Path, scheme: QdqScheme,
+                 keep_fp32: list[str] | tuple[str, ...] = ()) -> str:
     """The fp32 ONNX model at `fp32_path` statically quantised to `path` (QDQ format, per-channel int8 weights,
-    activations as `scheme` says, MinMax calibration on the model's calibration images) and checked. Returns
-    where the calibration images came from."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
-        quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    feeds, source = calibration_inputs(ctx)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.steps = iter(range(0, len(next(iter(feeds.values()))), CALIBRATION_BATCH))
-
-        def get_next(self):
-            start = next(self.steps, None)
-            return None if start is None else {name: array[start:start + CALIBRATION_BATCH]
-                                               for name, array in feeds.items()}
-
+    activations as `scheme` says, MinMax calibration on the model's calibration images, the nodes in `keep_fp32`
+    left in float32) and checked. Returns where the calibration images came from."""
+    feeds, source = calibration_inputs(ctx.entry)
     with tempfile.TemporaryDirectory(dir=ctx.out_dir.parent) as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
+        QdqQuantiser(fp32_path, feeds, scheme, Path(scratch)).build(path, keep_fp32)
+    return source
+
+
+class QdqQuantiser:
+    """One model's static quantisation, prepared and calibrated once, built as often as asked with other nodes left
+    in float32 (the mixed-precision search builds dozens). `scratch`: a folder it may write to while it is used."""
+
+    def __init__(self, fp32_path: Path, feeds: dict[str, np.ndarray], scheme: QdqScheme, scratch: Path) -> None:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        self.feeds, self.scheme = feeds, scheme
+        self.prepared, self.ranges = scratch / "prepared.onnx", scratch / "calibration.json"
+        self.ranges.unlink(missing_ok=True)
         # ORT's recommended preparation: shape inference and graph optimisation (folds what can be folded)
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        try:
-            quantize_static(str(prepared), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=getattr(QuantType, scheme.activation_type),
+        quant_pre_process(str(fp32_path), str(self.prepared), skip_symbolic_shape=True)
+        prepared = onnx.load(str(self.prepared))
+        taken = {node.name for node in prepared.graph.node}
+        for index, node in enumerate(prepared.graph.node):  # the optimiser's fused nodes may have none
+            if not node.name:
+                node.name = next(name for n in range(index, index + len(taken) + 1)
+                                 if (name := f"{node.op_type}_{n}") not in taken)
+                taken.add(node.name)
+        onnx.save(prepared, str(self.prepared))
+        self.nodes = [node.name for node in prepared.graph.node]
+
+    def build(self, path: Path, keep_fp32: list[str] | tuple[str, ...] = ()) -> None:
+        """The quantised model at `path`, the nodes of the prepared model named in `keep_fp32` left in float32."""
+        from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
+            quantize_static
+
+        _check_names(keep_fp32, set(self.nodes), "onnx.int8_keep_fp32", "the int8 model's prepared graph")
+        feeds = self.feeds
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.steps = iter(range(0, len(next(iter(feeds.values()))), CALIBRATION_BATCH))
+
+            def get_next(self):
+                start = next(self.steps, None)
+                return None if start is None else {name: array[start:start + CALIBRATION_BATCH]
+                                                   for name, array in feeds.items()}
+
+        try:  # the first build calibrates and keeps the ranges; later ones reuse them
+            quantize_static(str(self.prepared), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=getattr(QuantType, self.scheme.activation_type),
                             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                            extra_options={"ActivationSymmetric": scheme.symmetric_activations,
+                            nodes_to_exclude=list(keep_fp32) or None, calibration_cache_path=str(self.ranges),
+                            extra_options={"ActivationSymmetric": self.scheme.symmetric_activations,
                                            "WeightSymmetric": True})
         except Exception as exc:
             raise ConversionError(f"onnxruntime static quantisation failed: {' '.join(str(exc).split())}") from None
-    onnx.checker.check_model(str(path), full_check=True)
-    return source
+        onnx.checker.check_model(str(path), full_check=True)
+
+    def quantised_nodes(self, path: Path) -> list[str]:
+        """The nodes of the prepared model that the quantised model at `path` feeds from a DequantizeLinear: what
+        `keep_fp32` can usefully name, in graph order."""
+        model = onnx.load(str(path))
+        dequantised = {out for node in model.graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+        reading = {node.name for node in model.graph.node if any(name in dequantised for name in node.input)}
+        return [name for name in self.nodes if name in reading]
