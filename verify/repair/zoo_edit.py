@@ -52,13 +52,13 @@ def edited(text: str, model: str, change: Change, origin: str) -> str:
     models = data.get("models") if hasattr(data, "get") else None
     item = next((m for m in models or () if hasattr(m, "get") and m.get("name") == model), None)
     if item is None:
-        raise ZooError(f"{origin}: models: no entry named '{model}' to write the repair into")
+        raise ZooError(origin, "models: no entry by this name to write the repair into", model=model)
     for section, fields in change.items():
         block = item.get(section)
         if block is None:
             item[section] = block = {}
         elif not hasattr(block, "get"):
-            raise ZooError(f"{origin}: model '{model}': {section} is not a mapping: cannot add {sorted(fields)}")
+            raise ZooError(origin, f"not a mapping: cannot add {sorted(fields)}", model=model, field=section)
         for key, value in fields.items():
             block[key] = list(value) if isinstance(value, tuple) else value
     out = io.StringIO()

@@ -1,0 +1,144 @@
+"""verify --repair: the mixed-precision search on callables, the zoo edit, and a tiny model that int8 and fp16 both
+break, repaired with the fewest float32 nodes and proved by the gate."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from converter.core.errors import ZooError
+from verify.repair.search import fewest_kept, rank_nodes, search
+from verify.repair.zoo_edit import edited, snippet
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class FakeClock:
+    """Each reading moves time on by `step` seconds."""
+
+    def __init__(self, step: float = 1.0):
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+NODES = [f"n{i}" for i in range(20)]
+HARMFUL = {"n3": 0.5, "n11": 0.3, "n17": 0.2}  # what each costs alone in reduced precision; the rest cost 0.001
+
+
+def cost(node: str) -> float:
+    return HARMFUL.get(node, 0.001)
+
+
+def passes_with(needed: set[str]):
+    def passes(kept: tuple[str, ...]) -> tuple[bool, str]:
+        missing = needed - set(kept)
+        return not missing, f"missing {sorted(missing)}" if missing else "within budget"
+    return passes
+
+
+def test_the_costliest_nodes_rank_first_and_the_fewest_that_pass_are_kept():
+    result = search(NODES, cost, passes_with({"n3", "n11"}), seconds=1e6)
+    assert [node for node, _ in result.ranking[:3]] == ["n3", "n11", "n17"]
+    assert result.kept == ("n3", "n11") and result.fewest_proven and not result.note
+    assert result.attempts[0].kept == 20 and result.attempts[0].passed  # every node first: the upper bound
+    assert any(a.kept == 1 and not a.passed for a in result.attempts)
+    assert len(result.attempts) <= 1 + 5  # bisection over 20: log2(20) tries after the first
+
+
+def test_when_even_every_node_in_float32_fails_it_says_the_cause_is_not_the_precision():
+    kept, attempts, note = fewest_kept(NODES, lambda kept: (False, "fails anyway"), deadline=1e6)
+    assert kept is None and len(attempts) == 1 and "not the reduced precision's" in note
+
+
+def test_the_time_bound_stops_the_ranking_and_the_bisection_and_says_so():
+    clock = FakeClock(step=1.0)
+    ranked, measured = rank_nodes(NODES, cost, deadline=5.0, clock=clock)
+    assert measured < len(NODES) and [node for node, _ in ranked][measured:] == NODES[measured:]
+    # half the 12 s ranks 6 nodes (one clock reading each); the bisection has time for one try before the bound
+    result = search(NODES, cost, passes_with({"n3"}), seconds=12.0, clock=FakeClock(step=1.0))
+    assert [node for node, _ in result.ranking][:7] == ["n3", "n0", "n1", "n2", "n4", "n5", "n6"]
+    assert len(result.kept) == 10 and result.kept[0] == "n3" and not result.fewest_proven
+    assert result.note == ("ranked 6 of 20 nodes in the time allowed; stopped at the time limit: 10 nodes pass, "
+                           "0 fail; the fewest lies between")
+
+
+ZOO = """\
+# our zoo
+defaults:
+  formats: [eager, onnx]   # deployed
+models:
+  - name: first
+    arch: torchvision:resnet18   # a comment that must stay
+    onnx: {opset: 17}
+  - name: second
+    arch: torchvision:resnet18
+"""
+
+
+def test_the_zoo_edit_keeps_comments_order_and_other_fields():
+    change = {"onnx": {"int8_keep_fp32": ["/a/Conv", "Mul_2"]}}
+    text = edited(ZOO, "first", change, "zoo.yaml")
+    assert "# our zoo" in text and "# a comment that must stay" in text and "# deployed" in text
+    data = yaml.safe_load(text)
+    assert data["models"][0]["onnx"] == {"opset": 17, "int8_keep_fp32": ["/a/Conv", "Mul_2"]}
+    assert [m["name"] for m in data["models"]] == ["first", "second"]
+    second = yaml.safe_load(edited(ZOO, "second", change, "zoo.yaml"))["models"][1]
+    assert second["onnx"] == {"int8_keep_fp32": ["/a/Conv", "Mul_2"]}
+    assert text.splitlines()[4:6] == ZOO.splitlines()[4:6]  # the list keeps its indentation
+    assert yaml.safe_load(snippet("first", change)) == [{"name": "first", **change}]
+    with pytest.raises(ZooError, match="zoo.yaml: model 'third': models: no entry by this name"):
+        edited(ZOO, "third", change, "zoo.yaml")
+
+
+TRAPS = {"name": "traps", "arch": "tests.tiny_models:precision_traps", "weights": "random", "num_classes": 10,
+         "seed": 0, "input": {"shape": [3, 32, 32]}, "preprocess": {"resize": 36, "crop": 32},
+         "formats": ["eager", "onnx"], "candidates": ["onnx_fp16", "onnx_int8"], "deployments": []}
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _cells(report: Path) -> dict[str, str]:
+    rows = [line.split(" | ") for line in report.read_text().splitlines() if line.startswith("| onnx_")]
+    return {row[0].strip("| "): row[4] for row in rows if row[1] == "onnxruntime"}
+
+
+def test_int8_and_fp16_outside_their_budget_are_repaired_and_the_written_zoo_passes_the_gate(tmp_path):
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text("trusted_modules: [tests.tiny_models]\n# kept\n" + yaml.safe_dump({"models": [TRAPS]}))
+    verify = ("-m", "verify", "--report", "reports", "--no-timing", "--num-images", "12", "--runtimes",
+              "onnxruntime", "--partial")
+    assert _cli("-m", "converter", "zoo.yaml", cwd=tmp_path).returncode == 0
+    repaired = _cli(*verify, "--repair", "--write-zoo", cwd=tmp_path)
+    assert repaired.returncode == 0, repaired.stderr
+    before = _cells(tmp_path / "reports" / "report.md")
+    assert before["onnx_fp16"].startswith("FAIL") and before["onnx_int8"].startswith("FAIL")
+    assert "repair traps/onnx_fp16/onnxruntime: REPAIRED" in repaired.stdout
+    assert "repair traps/onnx_int8/onnxruntime: REPAIRED" in repaired.stdout
+    report = (tmp_path / "reports" / "report.md").read_text()
+    assert "## Repairs" in report and "the gate says PASS" in report and "| nodes in float32 |" in report
+    repairs = json.loads((tmp_path / "reports" / "repairs.json").read_text())
+    assert {r["artifact"]: r["status"] for r in repairs} == {"onnx_fp16": "REPAIRED", "onnx_int8": "REPAIRED"}
+    # the traps are two nodes each (docs of PrecisionTraps); a node fewer was tried and failed
+    assert all(r["kept"] == 2 and r["kept"] < r["candidates"] for r in repairs), repairs
+    assert all(any(not a["passed"] and a["kept"] == 1 for a in r["attempts"]) for r in repairs)
+    # what was written is what the gate proved: the same edit of the same file, one change after the other
+    written = zoo.read_text()
+    assert "# kept" in written
+    onnx = yaml.safe_load(written)["models"][0]["onnx"]
+    assert {r["zoo_change"]["onnx"].popitem()[1] == onnx[f"{r['artifact'][5:]}_keep_fp32"] for r in repairs} == {True}
+    assert not list(tmp_path.glob(".zoo.repair-*"))  # the proof's zoo beside the user's is gone
+
+
+def test_write_zoo_needs_repair(tmp_path):
+    result = _cli("-m", "verify", "--report", "reports", "--write-zoo", cwd=tmp_path)
+    assert result.returncode == 2 and "--write-zoo writes what --repair found: add --repair" in result.stderr
