@@ -142,3 +142,25 @@ def test_int8_and_fp16_outside_their_budget_are_repaired_and_the_written_zoo_pas
 def test_write_zoo_needs_repair(tmp_path):
     result = _cli("-m", "verify", "--report", "reports", "--write-zoo", cwd=tmp_path)
     assert result.returncode == 2 and "--write-zoo writes what --repair found: add --repair" in result.stderr
+
+
+def test_a_failed_conversion_is_repaired_by_the_first_route_that_passes_the_gate(tmp_path):
+    """x2paddle's PyTorch tracer has no aten::flip: with `paddle.route: pytorch` the conversion fails; the search
+    tries the paddle artifact's registered routes in order and the ONNX front end passes."""
+    flipper = {"name": "flipper", "arch": "tests.tiny_models:flipping_cnn", "weights": "random", "num_classes": 10,
+               "seed": 0, "input": {"shape": [3, 32, 32]}, "preprocess": {"resize": 36, "crop": 32},
+               "formats": ["eager", "paddle", "paddle_dygraph"], "paddle": {"route": "pytorch"}, "deployments": []}
+    (tmp_path / "zoo.yaml").write_text("trusted_modules: [tests.tiny_models]\n" + yaml.safe_dump({"models": [flipper]}))
+    assert _cli("-m", "converter", "zoo.yaml", cwd=tmp_path).returncode == 1  # the paddle conversion failed
+    result = _cli("-m", "verify", "--report", "reports", "--no-timing", "--num-images", "4", "--runtimes",
+                  "paddle-inference,paddle-dygraph", "--partial", "--repair", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr  # the run's own verdict stands: the failed conversion blocks
+    repairs = json.loads((tmp_path / "reports" / "repairs.json").read_text())
+    assert len(repairs) == 1, repairs  # paddle_dygraph, made from paddle, is searched with it
+    repair = repairs[0]
+    assert repair["artifact"] == "paddle" and repair["status"] == "REPAIRED"
+    assert [a["label"] for a in repair["attempts"]] == ["x2paddle's ONNX front end"]
+    assert repair["zoo_change"] == {"paddle": {"route": "onnx"}}
+    assert "the gate says PASS" in repair["proof"] and "paddle-dygraph" in repair["runtime"]
+    report = (tmp_path / "reports" / "report.md").read_text()
+    assert "| route | result | seconds | detail |" in report and "route: onnx" in report

@@ -11,6 +11,7 @@ line.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .registry import Registry
 
@@ -19,6 +20,18 @@ from .registry import Registry
 class DeviceSpec:
     name: str
     gpu: bool  # drivers reserve address space: GPU workers get no memory cap
+
+
+@dataclass(frozen=True)
+class Route:
+    """Another way to build an artifact: one zoo field set to another value (`verify --repair` tries them)."""
+
+    label: str  # what the route is, for people: 'opset 18', 'TorchScript script instead of trace'
+    field: str  # the zoo field, dotted: 'onnx.opset'
+    value: Any
+
+
+FIXED_BATCH = Route("fixed batch 1 instead of a dynamic batch", "onnx.dynamic_batch", False)
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,8 @@ class ArtifactSpec:
     cannot_build_here: str | None = None
     gpu: bool = False  # built on its GPU: the export worker gets no memory cap (drivers reserve address space)
     precision: str = "fp32"  # what its weights and arithmetic are: fp32, fp16 or int8
+    # other ways to build it, in the order `verify --repair` tries them (a route already set is skipped)
+    routes: tuple[Route, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,26 +169,39 @@ register_device(DeviceSpec("cpu", gpu=False))
 register_device(DeviceSpec("cuda", gpu=True))
 register_device(DeviceSpec("tensorrt", gpu=True))
 
+# what the exporters' settings can change, tried in this order (the opsets around the default 17 first)
+ONNX_ROUTES = (Route("opset 18", "onnx.opset", 18), Route("opset 16", "onnx.opset", 16),
+               Route("opset 13", "onnx.opset", 13), FIXED_BATCH)
+# the dynamo exporter writes opset 18 at least (converter.exporters.onnx_export.DYNAMO_MIN_OPSET)
+DYNAMO_ROUTES = (Route("opset 20", "onnx.opset", 20), Route("opset 23", "onnx.opset", 23), FIXED_BATCH)
+SIMPLIFIER_OFF = Route("without onnxsim (the simplified artifact is not built)", "onnx.simplify", False)
+PADDLE_ROUTES = (Route("x2paddle's ONNX front end", "paddle.route", "onnx"),
+                 Route("x2paddle's PyTorch tracer", "paddle.route", "pytorch"), FIXED_BATCH)
+
 register_artifact(ArtifactSpec("eager", "eager", "converter.exporters.eager:export"))
-register_artifact(ArtifactSpec("torchscript", "torchscript", "converter.exporters.torchscript:export", "eager"))
+register_artifact(ArtifactSpec("torchscript", "torchscript", "converter.exporters.torchscript:export", "eager",
+                               routes=(Route("torch.jit.script instead of trace", "torchscript.method", "script"),
+                                       Route("torch.jit.trace instead of script", "torchscript.method", "trace"))))
 register_artifact(ArtifactSpec("onnx", "onnx", "converter.exporters.onnx_export:export_raw", "eager",
-                               dynamic_batch_by="onnx.dynamic_batch"))
+                               dynamic_batch_by="onnx.dynamic_batch", routes=ONNX_ROUTES))
 register_artifact(ArtifactSpec("onnx_simplified", "onnx", "converter.exporters.onnx_export:export_simplified",
-                               "onnx", enabled_by="onnx.simplify", dynamic_batch_by="onnx.dynamic_batch"))
+                               "onnx", enabled_by="onnx.simplify", dynamic_batch_by="onnx.dynamic_batch",
+                               routes=(*ONNX_ROUTES, SIMPLIFIER_OFF)))
 register_artifact(ArtifactSpec("onnx_dynamo", "onnx_dynamo", "converter.exporters.onnx_export:export_dynamo", "eager",
-                               dynamic_batch_by="onnx.dynamic_batch"))
+                               dynamic_batch_by="onnx.dynamic_batch", routes=DYNAMO_ROUTES))
 register_artifact(ArtifactSpec("onnx_dynamo_simplified", "onnx_dynamo",
                                "converter.exporters.onnx_export:export_dynamo_simplified", "onnx_dynamo",
-                               enabled_by="onnx.simplify", dynamic_batch_by="onnx.dynamic_batch"))
+                               enabled_by="onnx.simplify", dynamic_batch_by="onnx.dynamic_batch",
+                               routes=(*DYNAMO_ROUTES, SIMPLIFIER_OFF)))
 register_artifact(ArtifactSpec("paddle", "paddle", "converter.exporters.paddle:export", "eager",
-                               dynamic_batch_by="onnx.dynamic_batch"))
+                               dynamic_batch_by="onnx.dynamic_batch", routes=PADDLE_ROUTES))
 register_artifact(ArtifactSpec("paddle_dygraph", "paddle_dygraph", "converter.exporters.paddle:export_dygraph",
                                "paddle", dynamic_batch_by="onnx.dynamic_batch",
-                               takes_files=("x2paddle_code.py", "model.pdparams")))
+                               takes_files=("x2paddle_code.py", "model.pdparams"), routes=PADDLE_ROUTES))
 register_artifact(ArtifactSpec("exported_program", "torch_export", "converter.exporters.exported_program:export",
-                               "eager", dynamic_batch_by="onnx.dynamic_batch"))
+                               "eager", dynamic_batch_by="onnx.dynamic_batch", routes=(FIXED_BATCH,)))
 register_artifact(ArtifactSpec("openvino_ir", "openvino", "converter.exporters.openvino_ir:export", "eager",
-                               dynamic_batch_by="onnx.dynamic_batch"))
+                               dynamic_batch_by="onnx.dynamic_batch", routes=(FIXED_BATCH,)))
 register_artifact(ArtifactSpec("tvm", "tvm", "converter.exporters.tvm_library:export", "onnx",
                                dynamic_batch_by="onnx.dynamic_batch",
                                cannot_build_here="converter.exporters.tvm_library:unavailable_here"))

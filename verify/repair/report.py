@@ -10,7 +10,8 @@ def repairs_section(repairs: list) -> list[str]:
         return []
     zoo = f"`{repairs[0].zoo}`"
     lines = ["", "## Repairs", "",
-             "`--repair` searched each repairable failing cell for its fix and proved what it found with the gate: "
+             "`--repair` searched each failing cell it can for its fix (another route for a float32 artifact, the "
+             "fewest nodes in float32 for an int8 or fp16 one) and proved what it found with the gate: "
              f"{zoo} with the change, converted and verified again. The verdict above is the run's as it was.", ""]
     for repair in repairs:
         lines += [f"### {repair.model}: {repair.artifact} on {repair.runtime}: {repair.status}", "",
@@ -23,9 +24,10 @@ def repairs_section(repairs: list) -> list[str]:
         if repair.latency_ms:
             lines.append(_speed(repair.latency_ms))
         if repair.attempts:
-            lines += ["", *table(["nodes in float32", "result", "seconds", "detail"],
-                                 [[str(a.kept), "pass" if a.passed else "fail", f"{a.seconds:.1f}", a.detail]
-                                  for a in repair.attempts])]
+            routes = any(a.label for a in repair.attempts)
+            lines += ["", *table(["route" if routes else "nodes in float32", "result", "seconds", "detail"],
+                                 [[a.label if routes else str(a.kept), "pass" if a.passed else "fail",
+                                   f"{a.seconds:.1f}", a.detail] for a in repair.attempts])]
         if repair.snippet:
             lines += ["", f"The change for the model's entry in {zoo} (`--write-zoo` writes it):", "", "```yaml",
                       *repair.snippet.rstrip("\n").splitlines(), "```"]

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from converter.core.vocabulary import ARTIFACTS
 from converter.manifest import read_manifest
 from converter.zoo import ModelEntry
 
-from ..judge.compare import FAIL, PASS
+from ..judge.compare import ERROR, FAIL, PASS, SEVERITY, SKIP
 from ..plan.inputs import load_images, synthetic_images, write_input_file
 from .mixed_precision import REPAIRABLE, search_mixed_precision
 from .search import Attempt
@@ -49,43 +50,95 @@ class Repair:
     seconds: float = 0.0
 
 
-def repairable(cell, entry: ModelEntry | None) -> bool:
-    """A cell the repair can search: a reduced-precision ONNX artifact outside its budget, on ONNX Runtime's CPU."""
-    return (cell.status == FAIL and cell.artifact in REPAIRABLE and cell.runtime == "onnxruntime"
-            and cell.device == "cpu" and entry is not None)
+def needs_precision_repair(cell) -> bool:
+    """A reduced-precision ONNX artifact outside its budget, on ONNX Runtime's CPU: a mixed-precision search."""
+    return cell.status == FAIL and cell.artifact in REPAIRABLE and cell.runtime == "onnxruntime" \
+        and cell.device == "cpu"
+
+
+def needs_route(cell) -> bool:
+    """A float32 cell that failed, or whose artifact could not be built or run, and that has other routes."""
+    return cell.status in (FAIL, ERROR) and not cell.reference and cell.precision == "fp32" \
+        and cell.artifact in ARTIFACTS and bool(ARTIFACTS[cell.artifact].routes)
 
 
 def repair_run(verified, options, seconds: float = DEFAULT_SECONDS,
                progress: Callable[[str], None] = lambda text: None) -> list:
-    """A Repair for each repairable failing cell of the run `verified` (a verify.api.VerifyRun made with `options`),
-    each search bounded by `seconds`."""
+    """A Repair for each failing cell of the run `verified` (a verify.api.VerifyRun made with `options`) that the
+    repair can search: a route search per failing float32 artifact, a mixed-precision search per reduced-precision
+    ONNX cell outside its budget; all of one model's searches within `seconds`."""
     zoo = options.zoo or Path(read_manifest(options.artifacts).zoo.get("path", ""))
     images = load_images(options.images) if options.images else synthetic_images(options.num_images)
     repairs = []
     for result in verified.results:
         entry = verified.entries.get(result.model)
-        for cell in result.cells:
-            if not repairable(cell, entry):
+        if entry is None or result.error:
+            continue
+        deadline = time.monotonic() + seconds
+        by_artifact: dict[str, list] = {}
+        routed = [cell for cell in result.cells if needs_route(cell)]
+        failing = {cell.artifact for cell in routed}
+        for cell in routed:  # an artifact made from a failing one (paddle_dygraph from paddle) is searched with it
+            root = cell.artifact
+            while ARTIFACTS[root].requires in failing:
+                root = ARTIFACTS[root].requires
+            by_artifact.setdefault(root, []).append(cell)
+        searches = [(cells, _route_search) for cells in by_artifact.values()]
+        searches += [([cell], _repair_cell) for cell in result.cells if needs_precision_repair(cell)]
+        for cells, searching in searches:
+            started, cell = time.monotonic(), cells[0]
+            runtimes = ", ".join(sorted({c.runtime for c in cells}))
+            base = Repair(cell.model, cell.artifact, runtimes, str(zoo), NOT_REPAIRED,
+                          "; ".join(f"{c.runtime}: {c.detail}" for c in cells) if len(cells) > 1 else cell.detail, "")
+            left = deadline - started
+            if left <= 0:
+                repairs.append(replace(base, summary=f"not searched: the model's {seconds:g} s (--repair-seconds) "
+                                                     "were spent"))
                 continue
-            started = time.monotonic()
             try:
-                repairs.append(_repair_cell(cell, entry, zoo, images, options, seconds, progress))
+                repairs.append(searching(base, cells, entry, zoo, images, options, left, progress))
             except Exception as exc:  # one cell's repair failing must not lose the others'
                 log.debug("repairing %s failed:\n%s", cell.key, traceback.format_exc())
-                repairs.append(Repair(cell.model, cell.artifact, cell.runtime, str(zoo), "ERROR", cell.detail,
-                                      f"the repair failed: {type(exc).__name__}: {' '.join(str(exc).split())}",
-                                      seconds=time.monotonic() - started))
+                repairs.append(replace(base, status=ERROR, seconds=time.monotonic() - started,
+                                       summary=f"the repair failed: {type(exc).__name__}: {' '.join(str(exc).split())}"))
     return repairs
 
 
-def _repair_cell(cell, entry: ModelEntry, zoo: Path, images, options, seconds: float,
+def _route_search(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images, options, seconds: float,
+                  progress: Callable[[str], None]) -> Repair:
+    """Each of the artifact's other routes (converter.core.vocabulary: ArtifactSpec.routes, in their order) not
+    already set: the zoo with it, converted and verified by the gate; the first that passes every cell wins."""
+    started = time.monotonic()
+    routes = [route for route in ARTIFACTS[base.artifact].routes if entry.setting(route.field) != route.value]
+    method = "route search: " + (", ".join(route.label for route in routes) or "no other route")
+    attempts: list[Attempt] = []
+    for route in routes:
+        if time.monotonic() - started > seconds:
+            return replace(base, method=method, attempts=tuple(attempts), seconds=time.monotonic() - started,
+                           summary=f"stopped at the time limit after {len(attempts)} of {len(routes)} routes: none "
+                                   "passed")
+        section, key = route.field.split(".")
+        change = {section: {key: route.value}}
+        progress(f"{base.model} {base.artifact}: trying {route.label}")
+        tried = time.monotonic()
+        status, detail = prove(zoo, cells, change, options)
+        attempts.append(Attempt(0, status == PASS, detail, time.monotonic() - tried, label=route.label))
+        if status == PASS:
+            return replace(base, status=REPAIRED, method=method, attempts=tuple(attempts),
+                           summary=f"{route.label} (`{route.field}: {route.value}`): {detail}", zoo_change=change,
+                           snippet=snippet(base.model, change), proof=detail, seconds=time.monotonic() - started)
+    return replace(base, method=method, attempts=tuple(attempts), seconds=time.monotonic() - started,
+                   summary=f"none of the {len(routes)} other routes passes" if routes else
+                   f"{base.artifact} has no other route than the zoo's")
+
+
+def _repair_cell(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images, options, seconds: float,
                  progress: Callable[[str], None]) -> Repair:
     from ..api import model_inputs
 
-    started = time.monotonic()
+    started, cell = time.monotonic(), cells[0]
     record = read_manifest(options.artifacts).models[cell.model]
     onnx = record.artifacts.get("onnx")
-    base = Repair(cell.model, cell.artifact, cell.runtime, str(zoo), NOT_REPAIRED, cell.detail, "")
     if onnx is None or not onnx.ok or onnx.path is None:
         return replace(base, summary="the fp32 onnx artifact it is made from was not built: nothing to search")
     own_images, labels, _, _ = model_inputs({cell.model: _Resolved(entry)}, [cell.model], images)[cell.model]
@@ -104,7 +157,7 @@ def _repair_cell(cell, entry: ModelEntry, zoo: Path, images, options, seconds: f
         return replace(base, summary=result.note or "no set of nodes passes", seconds=time.monotonic() - started)
     change = {"onnx": {found.zoo_field: list(result.kept)}}
     progress(f"{cell.model} proving: the zoo with {len(result.kept)} node(s) in float32, converted and verified")
-    status, proof = prove(zoo, cell, change, options)
+    status, proof = prove(zoo, [cell], change, options)
     kept = len(result.kept)
     fewest = "the fewest found" + ("" if result.fewest_proven else " (one fewer was not tried)")
     summary = (f"{kept} of {found.candidates} nodes kept in float32 ({fewest}): {proof}" if status == PASS else
@@ -123,30 +176,51 @@ class _Resolved:
     entry: ModelEntry
 
 
-def prove(zoo: Path, cell, change: dict, options) -> tuple[str, str]:
-    """The cell's status and detail from the gate itself: the zoo with `change`, written beside the zoo (its relative
-    paths resolve the same) and removed after, the model converted into a scratch folder and verified there."""
+def prove(zoo: Path, cells: list, change: dict, options) -> tuple[str, str]:
+    """The status (the worst of `cells`, one model's) and detail from the gate itself: the zoo with `change`, written
+    beside the zoo (its relative paths resolve the same) and removed after, the model converted into a scratch
+    folder and verified there on the cells' runtimes. Where the change stops building the cells' artifact (onnxsim
+    off for onnx_simplified), the model's verdict on its other cells of those runtimes."""
     from converter.pipeline import RunOptions, convert
     from converter.zoo import load_zoo
 
     from ..api import VerifyOptions, run
 
+    model = cells[0].model
+    keys = {(c.artifact, c.runtime, c.device) for c in cells}
     changed = zoo.with_name(f".{zoo.stem}.repair-{os.getpid()}{zoo.suffix}")
     try:
-        changed.write_text(edited(zoo.read_text(), cell.model, change, str(zoo)))
+        changed.write_text(edited(zoo.read_text(), model, change, str(zoo)))
         with tempfile.TemporaryDirectory(prefix="parity-proof-") as scratch:
             artifacts = Path(scratch) / "artifacts"
-            convert(load_zoo(changed, options.trusted_modules), RunOptions(out=artifacts, models=[cell.model],
-                                                                          formats=[cell.artifact], jobs=1))
+            formats = sorted({ARTIFACTS[c.artifact].format for c in cells})
+            manifest = convert(load_zoo(changed, options.trusted_modules),
+                               RunOptions(out=artifacts, models=[model], formats=formats, jobs=1))
+            record = manifest.models[model]
+            built = {artifact for artifact, r in record.artifacts.items() if r.ok}
+            failed = {c.artifact: record.artifacts[c.artifact].error for c in cells
+                      if c.artifact in record.artifacts and not record.artifacts[c.artifact].ok}
+            if failed:
+                artifact, error = next(iter(failed.items()))
+                return ERROR, f"the conversion of {artifact} failed: {error}"
             checked = run(VerifyOptions(artifacts=artifacts, zoo=changed, images=options.images,
-                                        num_images=options.num_images, models=(cell.model,),
-                                        runtimes=(cell.runtime,), devices=(cell.device,), threads=options.threads,
+                                        num_images=options.num_images, models=(model,),
+                                        runtimes=tuple(sorted({c.runtime for c in cells})),
+                                        devices=tuple(sorted({c.device for c in cells})), threads=options.threads,
                                         timing=False, partial=True, trusted_modules=options.trusted_modules,
                                         cache=False))
     finally:
         changed.unlink(missing_ok=True)
-    found = next((c for r in checked.results for c in r.cells if (c.artifact, c.runtime, c.device) ==
-                  (cell.artifact, cell.runtime, cell.device)), None)
-    if found is None:
-        return FAIL, "the gate's run has no such cell"
-    return found.status, f"the gate says {found.status}: {found.detail}"
+    result = checked.results[0]
+    found = [c for c in result.cells if (c.artifact, c.runtime, c.device) in keys]
+    if not found:
+        gone = sorted({c.artifact for c in cells} - built)
+        others = [c for c in result.cells if not c.reference and c.status != SKIP]
+        status = max((c.status for c in others), key=SEVERITY.__getitem__, default=PASS)
+        return status, (f"{', '.join(gone)} is no longer built; the model's other cells on these runtimes: {status}"
+                        + ("".join(f"; {c.artifact} on {c.runtime}: {c.detail}" for c in others
+                                   if c.status == status != PASS)))
+    status = max((c.status for c in found), key=SEVERITY.__getitem__)
+    shown = [c for c in found if c.status == status]
+    return status, "the gate says " + "; ".join(
+        f"{status}" + (f" ({c.artifact} on {c.runtime})" if len(found) > 1 else "") + f": {c.detail}" for c in shown)

@@ -12,12 +12,14 @@ Kept = tuple[str, ...]
 
 @dataclass(frozen=True)
 class Attempt:
-    """One build tried: how many nodes (the ranking's first `kept`) stayed in float32, and the judge's word."""
+    """One build tried: how many nodes (the ranking's first `kept`) stayed in float32, or which route (`label`), and
+    the judge's word."""
 
     kept: int
     passed: bool
     detail: str
     seconds: float
+    label: str = ""
 
 
 @dataclass(frozen=True)
