@@ -164,3 +164,52 @@ def test_a_failed_conversion_is_repaired_by_the_first_route_that_passes_the_gate
     assert "the gate says PASS" in repair["proof"] and "paddle-dygraph" in repair["runtime"]
     report = (tmp_path / "reports" / "report.md").read_text()
     assert "| route | result | seconds | detail |" in report and "route: onnx" in report
+
+
+def _chain(blocks: int, width: int = 16, seed: int = 0):
+    """An ONNX model of `blocks` x (MatMul, Add, Relu): 3 x `blocks` nodes, named by block."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes, initializers, last = [], [], "x"
+    for i in range(blocks):
+        weight = (rng.normal(0, 1, (width, width)) / np.sqrt(width)).astype(np.float32)
+        bias = rng.normal(0, 0.1, width).astype(np.float32)
+        initializers += [numpy_helper.from_array(weight, f"w{i}"), numpy_helper.from_array(bias, f"b{i}")]
+        nodes += [helper.make_node("MatMul", [last, f"w{i}"], [f"m{i}"], name=f"matmul{i}"),
+                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"], name=f"add{i}"),
+                  helper.make_node("Relu", [f"a{i}"], [f"r{i}"], name=f"relu{i}")]
+        last = f"r{i}"
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, width])],
+                              [helper.make_tensor_value_info(last, TensorProto.FLOAT, [4, width])], initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_mismatch_in_one_node_of_a_200_node_model_reduces_to_a_repro_that_fails_on_its_own(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from converter.zoo import Tolerance
+    from verify.repair.reduce import ort_run, reference_values, smallest_repro, write_repro
+
+    clean = _chain(67)  # 201 nodes
+    assert len(clean.graph.node) >= 200
+    feeds = {"x": np.random.default_rng(1).normal(0, 1, (4, 16)).astype(np.float32)}
+    golden = reference_values(clean, feeds)  # the ONNX specification's values of every tensor
+    broken = onnx.ModelProto()
+    broken.CopyFrom(clean)
+    bias = next(t for t in broken.graph.initializer if t.name == "b40")  # one node computes something else
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + np.float32(0.05), "b40"))
+    repro, line = smallest_repro(broken, golden, ort_run(), Tolerance())
+    assert repro is not None, line
+    assert repro.nodes == ("add40",) and repro.output == "a40" and len(repro.nodes) <= 3
+    assert repro.max_abs_diff > repro.allowed and "1 node(s) (Add) reproduce the mismatch" in line
+    script = write_repro(tmp_path / "repro", repro, "chain: add40")
+    ran = subprocess.run([sys.executable, script.name], cwd=script.parent, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 1 and "FAIL" in ran.stdout, ran.stdout + ran.stderr  # on its own, with plain ORT
+    assert len(script.read_text().splitlines()) <= 12
+    # the clean model reduces to nothing: every node agrees with the specification
+    nothing, why = smallest_repro(clean, golden, ort_run(), Tolerance())
+    assert nothing is None and "agrees with the golden values on all" in why

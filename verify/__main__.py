@@ -117,13 +117,16 @@ def _repair(args, options, verified) -> None:
 
     status = StatusLine()
     try:
-        verified.repairs = repair_run(verified, options, args.repair_seconds, progress=status)
+        verified.repairs = repair_run(verified, options, args.repair_seconds, progress=status,
+                                      repros=Path(args.report) / "repairs")
     finally:
         status.clear()
     if not verified.repairs:
         print("\nrepair: no failing cell the repair can search (reduced-precision ONNX cells outside their budget)")
     for repair in verified.repairs:
         print(f"\nrepair {repair.model}/{repair.artifact}/{repair.runtime}: {repair.status}: {repair.summary}")
+        if repair.repro:
+            print(f"  minimal repro: {repair.repro}")
         if repair.status == REPAIRED and args.write_zoo:
             write_change(Path(repair.zoo), repair.model, repair.zoo_change)
             fields = ", ".join(f"{section}.{key}" for section, block in repair.zoo_change.items() for key in block)

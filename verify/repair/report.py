@@ -21,6 +21,8 @@ def repairs_section(repairs: list) -> list[str]:
         if repair.costliest:
             lines.append("- costliest nodes alone in reduced precision (1 - cosine): "
                          + ", ".join(f"`{node}` {cost:.3g}" for node, cost in repair.costliest))
+        if repair.repro:
+            lines.append(f"- minimal repro: {repair.repro}")
         if repair.latency_ms:
             lines.append(_speed(repair.latency_ms))
         if repair.attempts:

@@ -46,6 +46,7 @@ class Repair:
     zoo_change: dict = field(default_factory=dict)  # section -> field -> value
     snippet: str = ""  # the change as YAML, for the model's entry
     proof: str = ""  # the gate's verdict on the cell rebuilt from the changed zoo
+    repro: str = ""  # a failing ONNX cell: the smallest subgraph that reproduces it, or why there is none
     latency_ms: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -63,10 +64,11 @@ def needs_route(cell) -> bool:
 
 
 def repair_run(verified, options, seconds: float = DEFAULT_SECONDS,
-               progress: Callable[[str], None] = lambda text: None) -> list:
+               progress: Callable[[str], None] = lambda text: None, repros: Path | None = None) -> list:
     """A Repair for each failing cell of the run `verified` (a verify.api.VerifyRun made with `options`) that the
     repair can search: a route search per failing float32 artifact, a mixed-precision search per reduced-precision
-    ONNX cell outside its budget; all of one model's searches within `seconds`."""
+    ONNX cell outside its budget; all of one model's searches within `seconds`. A float32 ONNX cell that fails on ONNX
+    Runtime also gets its smallest reproducing subgraph, written under `repros` (verify.repair.reduce)."""
     zoo = options.zoo or Path(read_manifest(options.artifacts).zoo.get("path", ""))
     images = load_images(options.images) if options.images else synthetic_images(options.num_images)
     repairs = []
@@ -84,7 +86,10 @@ def repair_run(verified, options, seconds: float = DEFAULT_SECONDS,
                 root = ARTIFACTS[root].requires
             by_artifact.setdefault(root, []).append(cell)
         searches = [(cells, _route_search) for cells in by_artifact.values()]
-        searches += [([cell], _repair_cell) for cell in result.cells if needs_precision_repair(cell)]
+        # the same artifact failing on another runtime (OpenVINO on onnx_int8) is proved with the search's cell
+        searches += [([cell, *(other for other in result.cells if other.artifact == cell.artifact
+                                and other is not cell and other.status == FAIL and other.precision == cell.precision)],
+                      _repair_cell) for cell in result.cells if needs_precision_repair(cell)]
         for cells, searching in searches:
             started, cell = time.monotonic(), cells[0]
             runtimes = ", ".join(sorted({c.runtime for c in cells}))
@@ -96,12 +101,47 @@ def repair_run(verified, options, seconds: float = DEFAULT_SECONDS,
                                                      "were spent"))
                 continue
             try:
-                repairs.append(searching(base, cells, entry, zoo, images, options, left, progress))
+                repair = searching(base, cells, entry, zoo, images, options, left, progress)
+                failing = next((c for c in cells if c.status == FAIL and c.runtime == "onnxruntime"
+                                and c.precision == "fp32" and c.artifact.startswith("onnx")), None)
+                if failing is not None and repros is not None:
+                    progress(f"{cell.model} {failing.artifact}: reducing to the smallest failing subgraph")
+                    repair = replace(repair, repro=_onnx_repro(failing, entry, images, options, repros))
+                repairs.append(repair)
             except Exception as exc:  # one cell's repair failing must not lose the others'
                 log.debug("repairing %s failed:\n%s", cell.key, traceback.format_exc())
                 repairs.append(replace(base, status=ERROR, seconds=time.monotonic() - started,
                                        summary=f"the repair failed: {type(exc).__name__}: {' '.join(str(exc).split())}"))
     return repairs
+
+
+def _onnx_repro(cell, entry: ModelEntry, images, options, folder: Path) -> str:
+    """The smallest subgraph of the cell's ONNX model on which ONNX Runtime and the ONNX specification (the reference
+    evaluator, on the run's first sample) disagree, written to folder/<model>/<artifact>; or why there is none."""
+    import onnx
+
+    from ..api import model_inputs
+    from .reduce import ort_run, reference_values, smallest_repro, write_repro
+
+    record = read_manifest(options.artifacts).models[cell.model].artifacts[cell.artifact]
+    model = onnx.load(str(options.artifacts / record.path))
+    own_images = model_inputs({cell.model: _Resolved(entry)}, [cell.model], images)[cell.model][0]
+    with tempfile.TemporaryDirectory(prefix="parity-repro-") as scratch:
+        inputs, _ = write_input_file(own_images, entry, Path(scratch) / "inputs.bin")
+        feeds = {name: array[:1] for name, array in inputs.read().items()}
+    try:
+        golden = reference_values(model, feeds)
+    except Exception as exc:
+        return f"no repro: the ONNX reference evaluator cannot run this graph ({type(exc).__name__}: {exc})"
+    tolerance = entry.tolerance_for(cell.runtime, cell.artifact, cell.device, entry.output_names[0])
+    repro, line = smallest_repro(model, golden, ort_run(options.threads or 1), tolerance)
+    if repro is None:
+        where = f"; {cell.divergence.summary}" if cell.divergence else ""
+        return (f"no runtime repro: {line} (the ONNX specification's, on the first sample): the graph itself differs "
+                "from PyTorch, an exporter problem, unless the mismatch lives in a kernel fusion that exposing every "
+                f"output prevents{where}")
+    script = write_repro(folder / cell.model / cell.artifact, repro, f"{cell.model} {cell.artifact}")
+    return f"{line}; `{script}` shows it (exit 1 while it reproduces)"
 
 
 def _route_search(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images, options, seconds: float,
@@ -157,7 +197,7 @@ def _repair_cell(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images
         return replace(base, summary=result.note or "no set of nodes passes", seconds=time.monotonic() - started)
     change = {"onnx": {found.zoo_field: list(result.kept)}}
     progress(f"{cell.model} proving: the zoo with {len(result.kept)} node(s) in float32, converted and verified")
-    status, proof = prove(zoo, [cell], change, options)
+    status, proof = prove(zoo, cells, change, options)
     kept = len(result.kept)
     fewest = "the fewest found" + ("" if result.fewest_proven else " (one fewer was not tried)")
     summary = (f"{kept} of {found.candidates} nodes kept in float32 ({fewest}): {proof}" if status == PASS else
