@@ -212,9 +212,10 @@ def render_section(results: list[StepResult], machine: Machine, repeat: int) -> 
     return "\n".join(lines) + "\n"
 
 
-def replace_section(document: str, section: str) -> str:
-    """`document` with the text between BEGIN and END replaced by `section`; without the markers, the section goes
-    in before the first `## ` heading (after the intro), or at the end. Nothing else changes."""
+def replace_section(document: str, section: str, markers: tuple[str, str] = (BEGIN, END)) -> str:
+    """`document` with the text between the markers (BEGIN and END) replaced by `section`; without the markers, the
+    section goes in before the first `## ` heading (after the intro), or at the end. Nothing else changes."""
+    BEGIN, END = markers  # noqa: N806 (the module's names, for another benchmark's section)
     block = f"{BEGIN}\n{section.rstrip()}\n{END}\n"
     lines = document.splitlines(keepends=True)
     stripped = [line.strip() for line in lines]
