@@ -62,8 +62,8 @@ def _perturb(workdir, artifact: str) -> None:
 
 
 @pytest.mark.parametrize("artifact, runtimes, words", [
-    # OpenVINO runs the same ONNX file: its cell is localised in that file too
-    ("onnx", ("onnxruntime", "openvino"), "ONNX node /features/features.3/Conv (Conv), module features.3"),
+    # OpenVINO runs the same ONNX file: its own values are matched to the file's nodes by their tensor names
+    ("onnx", ("onnxruntime", "openvino"), "/features/features.3/Conv (Conv), module features.3"),
     ("torchscript", ("torchscript",), "TorchScript submodule features.3 (Conv2d)"),
 ])
 def test_a_perturbed_middle_conv_is_named_as_the_first_divergence(converted, tmp_path, artifact, runtimes, words):
@@ -130,3 +130,32 @@ def test_a_difference_spread_over_every_layer_reports_where_it_starts(converted,
     found = locate_in_onnx(path, batch, calls, Tolerance(atol=0.0, rtol=5e-4))
     assert found.module not in (None, "features.0") and found.onset_module == "features.0", found.summary
     assert "already above float32 noise" in found.summary and "module features.0" in found.summary
+
+
+@pytest.fixture(scope="module")
+def converted_for_openvino_and_paddle(tmp_path_factory):
+    return convert_tiny_zoo(tmp_path_factory.mktemp("localize-ov-paddle"), [tiny_entry(
+        "tiny", deployments=[], tolerance={"atol": 1e-5, "rtol": 1e-4},
+        formats=["eager", "openvino", "paddle", "paddle_dygraph"])])
+
+
+@pytest.mark.parametrize("artifact, runtime, words, module", [
+    # OpenVINO IR from its PyTorch front end: ops named "__module.features.7/aten::batch_norm/..."; the conv has
+    # BatchNorm folded in, so its BatchNorm's output is the first to differ
+    ("openvino_ir", "openvino", "OpenVINO op __module.features.7/aten::batch_norm", "features.7"),
+    # x2paddle names layers conv2d0, conv2d1, ...: paired with the PyTorch convs in call order
+    ("paddle_dygraph", "paddle-dygraph", "Paddle layer conv2d2 (Conv2D), module features.6", "features.6"),
+])
+def test_openvino_and_paddle_name_the_perturbed_layer_from_their_own_values(converted_for_openvino_and_paddle,
+                                                                             tmp_path, artifact, runtime, words,
+                                                                             module):
+    from verify.selftest.faults import scale_dygraph_mid_conv_weight, scale_ir_mid_conv_weight
+
+    workdir = private_copy(converted_for_openvino_and_paddle, tmp_path)
+    (scale_ir_mid_conv_weight if artifact == "openvino_ir" else scale_dygraph_mid_conv_weight)(workdir, "tiny")
+    code = verify_main(["--artifacts", str(workdir / "artifacts"), "--report", str(workdir / "reports"),
+                        "--devices", "cpu", "--partial", "--num-images", "4", "--no-timing", "--runtimes", runtime])
+    assert code == 1
+    (cell,) = json.loads((workdir / "reports" / "summary.json").read_text())["failing_cells"]
+    assert cell["runtime"] == runtime and cell["first_divergence"]["module"] == module, cell["first_divergence"]
+    assert words in cell["first_divergence"]["summary"]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 PARAMS_FILE = "model.pdparams"
+CODE_FILE = "x2paddle_code.py"  # x2paddle's generated program, beside its weights
 # x2paddle's generated main(): "model = ResNet()" names the top-level Layer
 TOP_LAYER = re.compile(r"^\s*model = (\w+)\(\)", re.MULTILINE)
 

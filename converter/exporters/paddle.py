@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from ..core.errors import ConversionError, one_line
+from ..core.paddle_dygraph import CODE_FILE
 from ..core.paddle_dygraph import PARAMS_FILE as DYGRAPH_PARAMS  # beside CODE_FILE: the dygraph model
 from .base import ExportContext, ExportResult, native_stderr_silenced, sanity_check
 
 MODEL_FILES = ("model.json", "model.pdmodel")  # Paddle 3 (PIR) writes json, Paddle 2 pdmodel
 PARAMS_FILE = "model.pdiparams"
-CODE_FILE = "x2paddle_code.py"
 
 
 ONNX_ROUTE_OPSET = 15  # the newest opset x2paddle 1.6's ONNX front end maps

@@ -23,8 +23,6 @@ MATCH_WINDOW = 4  # an ONNX Conv with BatchNorm folded in matches the output of 
 # Above float32 noise: where a difference spread over many layers (fp16 weights, another BatchNorm
 # epsilon) starts, though a loose tolerance only sees it layers later.
 ONSET_TOLERANCE = Tolerance(atol=1e-7, rtol=1e-5)
-PADDLE_UNAVAILABLE = ("not available for Paddle: x2paddle renames every layer (conv2d0, batchnorm0, ...), "
-                      "so its outputs cannot be matched to PyTorch modules")
 
 
 @dataclass
@@ -53,7 +51,7 @@ class ModuleCall:
 
 @dataclass(frozen=True)
 class LocalizeJob:
-    kind: str  # "onnx" or "torchscript"
+    kind: str  # how the artifact is opened: "onnx" (ONNX Runtime), "openvino", "paddle" (x2paddle's code), "torchscript"
     reference_folder: Path
     artifact: Path
     feeds: dict[str, np.ndarray]  # the model's inputs by name, in forward's order
@@ -72,6 +70,10 @@ def run_localize_job(job: LocalizeJob) -> Divergence:
     calls = capture_module_calls(load_reference(job.reference_folder, job.trust_pickle), feeds)
     if job.kind == "onnx":
         return locate_in_onnx(job.artifact, feeds, calls, job.tolerance, job.threads)
+    if job.kind == "openvino":
+        return locate_in_openvino(job.artifact, feeds, calls, job.tolerance, job.threads)
+    if job.kind == "paddle":
+        return locate_in_paddle(job.artifact, feeds, calls, job.tolerance, job.threads)
     return locate_in_torchscript(job.artifact, calls, job.tolerance)
 
 
@@ -135,21 +137,42 @@ def node_module(node) -> str | None:
     return scope_module(node.name)
 
 
+@dataclass
+class LayerValue:
+    """One layer's output as the runtime computed it, and the PyTorch module it came from (None: unknown)."""
+
+    layer: str
+    op_type: str
+    module: str | None
+    value: np.ndarray
+
+
 def locate_in_onnx(path: Path, feeds: dict[str, np.ndarray] | np.ndarray, calls: list[ModuleCall], tolerance: Tolerance,
                    threads: int = 1) -> Divergence:
     import onnx
     import onnxruntime as ort
 
     model = onnx.load(str(path))
-    values = _intermediate_values(model, feeds, threads, ort)
-    # Only a leaf module's output is some node's output; a container's own ops (a residual Add) have no
+    return first_divergence(onnx_layers(model, _intermediate_values(model, feeds, threads, ort)), calls, tolerance,
+                            "ONNX node", "no ONNX node could be matched to a PyTorch module (no scope names)")
+
+
+def onnx_layers(model, values: dict[str, np.ndarray]) -> list[LayerValue]:
+    """The ONNX graph's nodes in order, each with its first output's value where the runtime gave one."""
+    return [LayerValue(node.name, node.op_type, node_module(node), values[node.output[0]])
+            for node in model.graph.node if node.output and node.output[0] in values]
+
+
+def first_divergence(layers: list[LayerValue], calls: list[ModuleCall], tolerance: Tolerance, noun: str,
+                     unmatched: str) -> Divergence:
+    """The first layer whose value differs beyond `tolerance` from the output of the module it came from (matched
+    in call order, within MATCH_WINDOW calls: a layer with BatchNorm folded in matches the module after its own)."""
+    # Only a leaf module's output is some layer's output; a container's own ops (a residual Add) have no
     # captured counterpart (its output is taken after the block's last ReLU).
     names = {call.name for call in calls if call.leaf}
     cursor, compared, onset = 0, 0, None
-    for node in model.graph.node:
-        if not node.output or node.output[0] not in values:
-            continue
-        module = node_module(node)
+    for layer in layers:
+        module = layer.module
         if module is not None and module not in names:
             module = re.sub(r"_\d+$", "", module)  # a module called more than once
         if module not in names:
@@ -157,7 +180,7 @@ def locate_in_onnx(path: Path, feeds: dict[str, np.ndarray] | np.ndarray, calls:
         start = next((i for i in range(cursor, len(calls)) if calls[i].name == module), None)
         if start is None:
             continue
-        value = values[node.output[0]]
+        value = layer.value
         candidates = [c for c in calls[start:start + MATCH_WINDOW] if c.output.shape == value.shape]
         if not candidates:
             continue
@@ -167,16 +190,115 @@ def locate_in_onnx(path: Path, feeds: dict[str, np.ndarray] | np.ndarray, calls:
         if bad:
             also = f", compared with {best.name} ({best.kind}) where a folded layer follows" \
                 if best.name != module else ""
-            found = Divergence(True, f"first divergence at ONNX node {node.name} ({node.op_type}), module {module}"
+            found = Divergence(True, f"first divergence at {noun} {layer.layer} ({layer.op_type}), module {module}"
                                      f"{also}: max |diff| {diff:.3g} > {allowed:.3g}",
-                               node.name, node.op_type, module, best.name if best.name != module else None,
+                               layer.layer, layer.op_type, module, best.name if best.name != module else None,
                                diff, allowed, compared)
             return _with_onset(found, onset)
         if onset is None and exceeds(best.output, value, ONSET_TOLERANCE)[0]:
-            onset = (f"ONNX node {node.name}", module)
+            onset = (f"{noun} {layer.layer}", module)
     if compared == 0:
-        return Divergence(False, "no ONNX node could be matched to a PyTorch module (no scope names)")
+        return Divergence(False, unmatched)
     return _no_divergence(compared)
+
+
+def locate_in_openvino(path: Path, feeds: dict[str, np.ndarray] | np.ndarray, calls: list[ModuleCall],
+                       tolerance: Tolerance, threads: int = 1) -> Divergence:
+    """OpenVINO's own values of every layer (each op's output made a model output, inference pinned to float32): on
+    an ONNX file its ops keep the ONNX tensor names, so each is matched as the ONNX node it came from; in OpenVINO
+    IR converted from PyTorch, an op's name starts with its module ('__module.layer1.0.conv1/aten::...'). Exposing
+    an output can keep OpenVINO from fusing the op with the next: a fault inside such a fusion is not seen."""
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(path))
+    skipped = {"Parameter", "Constant", "Result", "ShapeOf", "Convert"}
+    exposed = [op.output(0) for op in model.get_ordered_ops() if op.get_type_name() not in skipped
+               and op.get_output_size() and op.output(0).get_element_type() == ov.Type.f32]
+    probes = [f"__parity_probe_{index}" for index in range(len(exposed))]
+    for output, probe in zip(exposed, probes):  # a name of our own to find each one among the compiled outputs
+        output.get_tensor().add_names({probe})
+    model.add_outputs(exposed)
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                 "INFERENCE_NUM_THREADS": max(1, threads)})
+    if not isinstance(feeds, dict):
+        feeds = {compiled.inputs[0].get_any_name(): feeds}
+    results = compiled(dict(feeds))
+    values = {}  # by the op's friendly name and by every name of its output (an ONNX file's tensor names)
+    by_name = {name: out for out in compiled.outputs for name in out.get_names()}
+    for output, probe in zip(exposed, probes):
+        # an output the model already had keeps its own names, not the probe's
+        found = next((by_name[name] for name in (probe, *sorted(output.get_names())) if name in by_name), None)
+        if found is None:
+            continue
+        value = np.asarray(results[found])
+        values[output.get_node().get_friendly_name()] = value
+        for name in output.get_names() - {probe}:
+            values.setdefault(name, value)
+    if path.suffix == ".onnx":
+        import onnx
+
+        graph = onnx.load(str(path))
+        layers = onnx_layers(graph, values)
+        return first_divergence(layers, calls, tolerance, "OpenVINO op (ONNX node)",
+                                "no ONNX node could be matched to a PyTorch module (no scope names)")
+    layers = []
+    for output in exposed:
+        op = output.get_node()
+        if op.get_friendly_name() not in values:
+            continue
+        module = re.match(r"__module\.([^/]+)/", op.get_friendly_name())
+        layers.append(LayerValue(op.get_friendly_name(), op.get_type_name(), module.group(1) if module else None,
+                                 values[op.get_friendly_name()]))
+    return first_divergence(layers, calls, tolerance, "OpenVINO op",
+                            "no OpenVINO op could be matched to a PyTorch module (no '__module.' names)")
+
+
+# x2paddle's layer classes and the PyTorch modules they come from
+PADDLE_KINDS = {"Conv2D": "Conv2d", "BatchNorm": "BatchNorm2d", "BatchNorm2D": "BatchNorm2d", "ReLU": "ReLU",
+                "ReLU6": "ReLU6", "Linear": "Linear", "MaxPool2D": "MaxPool2d", "AvgPool2D": "AvgPool2d",
+                "AdaptiveAvgPool2D": "AdaptiveAvgPool2d", "Sigmoid": "Sigmoid", "Hardswish": "Hardswish",
+                "Hardsigmoid": "Hardsigmoid", "GELU": "GELU", "LayerNorm": "LayerNorm", "Softmax": "Softmax",
+                "Conv2DTranspose": "ConvTranspose2d", "Embedding": "Embedding"}
+
+
+def locate_in_paddle(code_file: Path, feeds: dict[str, np.ndarray] | np.ndarray, calls: list[ModuleCall],
+                     tolerance: Tolerance, threads: int = 1) -> Divergence:
+    """x2paddle's generated program names its layers by kind and count (conv2d0, batchnorm0, ...), not after the
+    PyTorch modules: each kind's layers are paired with the same kind's module calls in call order, where both
+    count the same and the shapes agree; the first pair that differs is reported."""
+    import paddle
+
+    from converter.core.paddle_dygraph import load_dygraph
+
+    layer = load_dygraph(code_file, threads=threads)
+    seen: list[tuple[str, str, np.ndarray]] = []
+
+    def hook(name: str, kind: str):
+        def record(sub, inputs, output):
+            if isinstance(output, paddle.Tensor) and output.dtype == paddle.float32:
+                seen.append((name, kind, output.numpy().copy()))
+        return record
+
+    handles = [sub.register_forward_post_hook(hook(name, type(sub).__name__))
+               for name, sub in layer.named_sublayers() if not list(sub.children())]
+    try:
+        with paddle.no_grad():
+            layer(*[paddle.to_tensor(array) for array in (feeds.values() if isinstance(feeds, dict) else [feeds])])
+    finally:
+        for handle in handles:
+            handle.remove()
+    leaves = [call for call in calls if call.leaf]
+    paired: dict[int, ModuleCall] = {}
+    for kind, torch_kind in PADDLE_KINDS.items():
+        ours = [index for index, (_, k, _) in enumerate(seen) if k == kind]
+        theirs = [call for call in leaves if call.kind == torch_kind]
+        if ours and len(ours) == len(theirs):
+            paired.update(zip(ours, theirs))
+    layers = [LayerValue(name, kind, paired[index].name, value) for index, (name, kind, value) in enumerate(seen)
+              if index in paired and paired[index].output.shape == value.shape]
+    return first_divergence(layers, calls, tolerance, "Paddle layer",
+                            "no Paddle layer could be paired with a PyTorch module (the kinds' counts differ)")
 
 
 def _intermediate_values(model, feeds: dict[str, np.ndarray] | np.ndarray, threads: int, ort) -> dict[str, np.ndarray]:

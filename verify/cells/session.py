@@ -16,6 +16,7 @@ import numpy as np
 
 from converter.core.isolation import Limits, WorkerResult, run_isolated
 from converter.core.outputs import Feeds
+from converter.core.paddle_dygraph import CODE_FILE, PARAMS_FILE
 from converter.core.samples import sample_feeds
 from converter.core.vocabulary import ARTIFACTS, DEVICES, ONNX_ARTIFACTS, REFERENCE
 from converter.manifest import ArtifactRecord, ModelRecord, integrity_problem
@@ -33,7 +34,7 @@ from ..results import Cell, ModelResult, PreprocessingCheck
 from ..runners import Availability, DeviceUnavailable, LoadRequest, Runner
 from ..tasks import Task, task_named
 from .cache import CellCache, cell_facts, cell_value
-from .localize import PADDLE_UNAVAILABLE, Divergence, LocalizeJob, run_localize_job
+from .localize import Divergence, LocalizeJob, run_localize_job
 from .timing import (DEFAULT_BATCHES, MachineSpeed, Timing, TimingPolicy, WaitBudget, canary_readings, feeds_of,
                      measure_steady)
 
@@ -275,9 +276,12 @@ def _stopped(result: ModelResult, planned: list[Cell], error: str, reference: Ce
     return result
 
 
-LOCALIZABLE = {"onnxruntime": "onnx", "torchscript": "torchscript"}  # runtime -> how its artifact is opened
-# Another runtime on an ONNX file (OpenVINO) is localised in that file, layer by layer through ONNX Runtime: it
+# runtime -> how its artifact is opened to read each layer's value: OpenVINO's and Paddle's own (float32) values; a
+# Paddle artifact through x2paddle's generated program, which the paddle folder keeps with its weights when
+# paddle_dygraph is built too. Another runtime on an ONNX file is localised in that file through ONNX Runtime: it
 # finds where the file departs from the model, not a fault of the runtime's own kernels.
+LOCALIZABLE = {"onnxruntime": "onnx", "torchscript": "torchscript", "openvino": "openvino",
+               "paddle-inference": "paddle", "paddle-jit": "paddle", "paddle-dygraph": "paddle"}
 
 
 def built_with(details: dict) -> str:
@@ -304,9 +308,13 @@ def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: P
         return Divergence(False, "not localised: the cell fails only on cosine, top-1 or neighbours, and every value "
                                  "is within the elementwise tolerance that each layer would be held to")
     opened_as = LOCALIZABLE.get(cell.runtime) or ("onnx" if cell.artifact in ONNX_ARTIFACTS else None)
+    if opened_as == "paddle":
+        artifact = artifact.with_name(CODE_FILE)
+        if not artifact.with_name(PARAMS_FILE).is_file():
+            return Divergence(False, f"not localised: {cell.artifact} keeps x2paddle's program ({CODE_FILE}) "
+                                     f"without its dygraph weights ({PARAMS_FILE}); add paddle_dygraph to the zoo's "
+                                     "formats to localise Paddle layer by layer")
     if opened_as is None:
-        if cell.runtime.startswith("paddle"):
-            return Divergence(False, f"layer localisation {PADDLE_UNAVAILABLE}")
         if ARTIFACTS[cell.artifact].requires in ONNX_ARTIFACTS:  # a TVM library, a TensorRT engine
             return Divergence(False, f"layer localisation does not apply to {cell.artifact}, compiled code without "
                                      f"per-layer outputs; the ONNX model it was built from "

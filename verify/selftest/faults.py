@@ -261,13 +261,13 @@ def scale_dynamo_mid_conv_weight(workdir: Path) -> None:
     _edit_onnx(workdir, "onnx_dynamo", edit)
 
 
-def scale_ir_mid_conv_weight(workdir: Path) -> None:
+def scale_ir_mid_conv_weight(workdir: Path, model: str = MODEL) -> None:
     """The OpenVINO IR's middle convolution weights (its only 16x16x3x3 float constant; BatchNorm already folded
     in), times 1.01, edited in model.bin after conversion."""
     import xml.etree.ElementTree as ElementTree
 
     root = workdir / "artifacts"
-    xml = root / read_manifest(root).models[MODEL].artifacts["openvino_ir"].path
+    xml = root / read_manifest(root).models[model].artifacts["openvino_ir"].path
     constants = [layer.find("data") for layer in ElementTree.parse(xml).getroot().iter("layer")
                  if layer.get("type") == "Const"]
     (data,) = [d for d in constants if d is not None and d.get("element_type") == "f32"
@@ -277,7 +277,7 @@ def scale_ir_mid_conv_weight(workdir: Path) -> None:
     weights *= np.float32(1.01)
     weights.flush()
     del weights
-    resign(root, "openvino_ir")
+    resign(root, "openvino_ir", model)
 
 
 def load_paddle_state(path: Path) -> dict:
@@ -290,20 +290,20 @@ def load_paddle_state(path: Path) -> dict:
     return paddle.load(str(path))
 
 
-def scale_dygraph_mid_conv_weight(workdir: Path) -> None:
+def scale_dygraph_mid_conv_weight(workdir: Path, model: str = MODEL) -> None:
     """The Paddle dygraph model's middle convolution weights (its only 16x16x3x3 tensor), times 1.01, edited in
     model.pdparams after conversion."""
     import paddle
 
     root = workdir / "artifacts"
-    params = (root / read_manifest(root).models[MODEL].artifacts["paddle_dygraph"].path).with_name("model.pdparams")
+    params = (root / read_manifest(root).models[model].artifacts["paddle_dygraph"].path).with_name("model.pdparams")
     state = load_paddle_state(params)
     (name,) = [key for key, value in state.items() if tuple(value.shape) == (16, 16, 3, 3)]
     state[name] = np.asarray(state[name]) * np.float32(1.01)
     # a new file in its place: the converter hard-links these weights into the paddle artifact, which stays clean
     paddle.save(state, str(params.with_suffix(".edited")))
     params.with_suffix(".edited").replace(params)
-    resign(root, "paddle_dygraph")
+    resign(root, "paddle_dygraph", model)
 
 
 def resize_to_nearest(workdir: Path) -> None:
