@@ -223,7 +223,14 @@ def replace_section(document: str, section: str, markers: tuple[str, str] = (BEG
         begin = stripped.index(BEGIN)
         end = stripped.index(END, begin)
         return "".join(lines[:begin]) + block + "".join(lines[end + 1:])
-    heading = next((index for index, line in enumerate(lines) if line.startswith("## ")), None)
+    depth, heading = 0, None
+    for index, line in enumerate(lines):
+        marker = line.strip()
+        depth += marker.startswith("<!-- ") and marker.endswith(": begin -->")
+        depth -= marker.startswith("<!-- ") and marker.endswith(": end -->")
+        if depth == 0 and line.startswith("## "):
+            heading = index
+            break
     if heading is None:
         separator = "" if not document else "\n" if document.endswith("\n") else "\n\n"
         return document + separator + block

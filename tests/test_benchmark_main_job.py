@@ -130,6 +130,15 @@ def test_the_section_replaces_only_what_is_between_the_markers():
     assert twice.startswith("# Measurements\n\nThe intro.\n") and twice.endswith("Older figures.\n")
 
 
+def test_another_benchmarks_section_goes_after_this_ones_never_inside_it():
+    from benchmarks.repair import MARKERS
+
+    ours = replace_section(DOCUMENT, "## New\n\nfigures\n")
+    both = replace_section(ours, "## Repairs\n\nfound\n", MARKERS)
+    assert both.index(END) < both.index(MARKERS[0]) < both.index("## Main job and test suite")
+    assert replace_section(both, "## New\n\nfigures 2\n").count("found") == 1
+
+
 def test_without_a_heading_the_section_goes_at_the_end():
     assert replace_section("# Title\nintro", "body") == f"# Title\nintro\n\n{BEGIN}\nbody\n{END}\n"
     assert replace_section("text\n", "body") == f"text\n\n{BEGIN}\nbody\n{END}\n"
