@@ -47,9 +47,16 @@ def test_the_costliest_nodes_rank_first_and_the_fewest_that_pass_are_kept():
     result = search(NODES, cost, passes_with({"n3", "n11"}), seconds=1e6)
     assert [node for node, _ in result.ranking[:3]] == ["n3", "n11", "n17"]
     assert result.kept == ("n3", "n11") and result.fewest_proven and not result.note
-    assert result.attempts[0].kept == 20 and result.attempts[0].passed  # every node first: the upper bound
+    assert result.attempts[0].kept == 0 and not result.attempts[0].passed  # the artifact as it is: it must fail
+    assert result.attempts[1].kept == 20 and result.attempts[1].passed  # every node: the upper bound
     assert any(a.kept == 1 and not a.passed for a in result.attempts)
-    assert len(result.attempts) <= 1 + 5  # bisection over 20: log2(20) tries after the first
+    assert len(result.attempts) <= 2 + 5  # bisection over 20: log2(20) tries after the first two
+
+
+def test_an_artifact_the_judge_passes_as_it_is_is_not_searched():
+    result = search(NODES, cost, lambda kept: (True, "within budget"), seconds=1e6)
+    assert result.kept is None and result.ranking == () and len(result.attempts) == 1
+    assert "passes the artifact as it is" in result.note
 
 
 def test_when_even_every_node_in_float32_fails_it_says_the_cause_is_not_the_precision():
@@ -61,11 +68,12 @@ def test_the_time_bound_stops_the_ranking_and_the_bisection_and_says_so():
     clock = FakeClock(step=1.0)
     ranked, measured = rank_nodes(NODES, cost, deadline=5.0, clock=clock)
     assert measured < len(NODES) and [node for node, _ in ranked][measured:] == NODES[measured:]
-    # half the 12 s ranks 6 nodes (one clock reading each); the bisection has time for one try before the bound
+    # the artifact as it is takes two clock readings; half the 12 s then ranks 5 nodes (one reading each); the
+    # bisection has time for one try before the bound
     result = search(NODES, cost, passes_with({"n3"}), seconds=12.0, clock=FakeClock(step=1.0))
     assert [node for node, _ in result.ranking][:7] == ["n3", "n0", "n1", "n2", "n4", "n5", "n6"]
     assert len(result.kept) == 10 and result.kept[0] == "n3" and not result.fewest_proven
-    assert result.note == ("ranked 6 of 20 nodes in the time allowed; stopped at the time limit: 10 nodes pass, "
+    assert result.note == ("ranked 5 of 20 nodes in the time allowed; stopped at the time limit: 10 nodes pass, "
                            "0 fail; the fewest lies between")
 
 
@@ -95,6 +103,23 @@ def test_the_zoo_edit_keeps_comments_order_and_other_fields():
     assert yaml.safe_load(snippet("first", change)) == [{"name": "first", **change}]
     with pytest.raises(ZooError, match="zoo.yaml: model 'third': models: no entry by this name"):
         edited(ZOO, "third", change, "zoo.yaml")
+
+
+def test_the_zoo_edit_never_writes_through_an_anchor_or_a_merge_key_into_another_model():
+    text = """models:
+  - name: a
+    onnx: &shared {opset: 17}
+  - name: b
+    onnx: *shared
+  - name: c
+    <<: {onnx: {opset: 18}}
+"""
+    change = {"onnx": {"int8_keep_fp32": ["n"]}}
+    for model, expected in (("a", {"opset": 17, "int8_keep_fp32": ["n"]}), ("b", {"opset": 17, "int8_keep_fp32": ["n"]}),
+                            ("c", {"opset": 18, "int8_keep_fp32": ["n"]})):
+        models = {m["name"]: m for m in yaml.safe_load(edited(text, model, change, "zoo.yaml"))["models"]}
+        assert models[model]["onnx"] == expected
+        assert all("int8_keep_fp32" not in m["onnx"] for name, m in models.items() if name != model), models
 
 
 TRAPS = {"name": "traps", "arch": "tests.tiny_models:precision_traps", "weights": "random", "num_classes": 10,
@@ -213,3 +238,26 @@ def test_a_mismatch_in_one_node_of_a_200_node_model_reduces_to_a_repro_that_fail
     # the clean model reduces to nothing: every node agrees with the specification
     nothing, why = smallest_repro(clean, golden, ort_run(), Tolerance())
     assert nothing is None and "agrees with the golden values on all" in why
+
+
+def test_a_model_of_fixed_batch_1_runs_one_sample_at_a_time_and_detections_padding_is_not_a_difference(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    from verify.repair.mixed_precision import distance, run_onnx
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "fixed",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "fixed.onnx"))
+    x = np.arange(-6, 6, dtype=np.float32).reshape(3, 4)
+    assert np.array_equal(run_onnx(tmp_path / "fixed.onnx", {"x": x}, threads=1)["y"], np.maximum(x, 0))
+    scores = np.array([[0.9, 0.5, -np.inf], [0.8, -np.inf, -np.inf]])
+    assert distance({"scores": scores}, {"scores": scores.copy()}) == pytest.approx(0.0, abs=1e-12)
+    moved = scores.copy()
+    moved[0, 1] = 0.1
+    assert 0 < distance({"scores": scores}, {"scores": moved}) < 1
+    lost = scores.copy()
+    lost[1, 0] = -np.inf  # a detection gone: not finite where the reference was
+    assert distance({"scores": scores}, {"scores": lost}) == 2.0

@@ -91,15 +91,17 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
         print("interrupted: no report written", file=sys.stderr)
         return EXIT_INTERRUPTED
     verdict = verified.verdict
+    interrupted = False
     if args.repair:
         try:
             _repair(args, options, verified)
-        except (WorkbenchError, UsageError) as exc:
-            return _usage(str(exc))
-        except KeyboardInterrupt:
-            print("interrupted: the repair stopped, no report written", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        except KeyboardInterrupt:  # the run's reports and the repairs finished so far are still written
+            interrupted = True
     report = write_reports(verified, Path(args.report))
+    if interrupted:
+        print(f"interrupted: the repair stopped; the run's report and {len(verified.repairs)} finished repair(s) "
+              f"-> {report}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     scope = verified.scope
     shard = (f" (shard {scope.shard}: {len(scope.models)} of the zoo's {len(scope.zoo_models)} models; join the shards "
              "with `python -m verify merge`)" if scope.shard else "")
@@ -115,21 +117,28 @@ def _repair(args, options, verified) -> None:
     from .repair.run import REPAIRED, repair_run
     from .repair.zoo_edit import write_change
 
+    from converter.core.errors import WorkbenchError
+
     status = StatusLine()
     try:
-        verified.repairs = repair_run(verified, options, args.repair_seconds, progress=status,
-                                      repros=Path(args.report) / "repairs")
+        repair_run(verified, options, args.repair_seconds, progress=status, repros=Path(args.report) / "repairs",
+                   repairs=verified.repairs)
     finally:
         status.clear()
     if not verified.repairs:
-        print("\nrepair: no failing cell the repair can search (reduced-precision ONNX cells outside their budget)")
+        print("\nrepair: no failing cell the repair can search (a float32 cell with other routes, or an int8 or "
+              "fp16 ONNX cell outside its budget)")
     for repair in verified.repairs:
         print(f"\nrepair {repair.model}/{repair.artifact}/{repair.runtime}: {repair.status}: {repair.summary}")
         if repair.repro:
             print(f"  minimal repro: {repair.repro}")
         if repair.status == REPAIRED and args.write_zoo:
-            write_change(Path(repair.zoo), repair.model, repair.zoo_change)
             fields = ", ".join(f"{section}.{key}" for section, block in repair.zoo_change.items() for key in block)
+            try:
+                write_change(Path(repair.zoo), repair.model, repair.zoo_change)
+            except (WorkbenchError, OSError) as exc:
+                print(f"  not written: {exc}", file=sys.stderr)
+                continue
             print(f"  {repair.zoo}: model '{repair.model}': {fields} written; convert again to rebuild it")
         elif repair.snippet:
             print("  the zoo change (--write-zoo writes it):")
@@ -327,10 +336,12 @@ def _parse(argv):
     add_limit_arguments(parser, "CPU cell")
     add_trust_argument(parser)
     parser.add_argument("--repair", action="store_true",
-                        help="after the run, search each failing int8 or fp16 ONNX cell for the fewest nodes to keep "
-                             "in float32, prove the fix with the gate and add a Repairs section to the report")
+                        help="after the run, search each failing cell for its fix (another route for a float32 "
+                             "artifact, the fewest nodes in float32 for an int8 or fp16 ONNX one, a minimal ONNX "
+                             "repro), prove it with the gate and add a Repairs section to the report")
     parser.add_argument("--repair-seconds", type=float, default=300.0,
-                        help="--repair: seconds of search per cell, before the gate's proof (default: 300)")
+                        help="--repair: seconds of search per model; a try started in time finishes, and the "
+                             "gate's proof of what was found comes on top (default: 300)")
     parser.add_argument("--write-zoo", action="store_true",
                         help="--repair: write each proven change into the zoo file (comments and order kept)")
     parser.add_argument("--selftest", action="store_true",

@@ -39,7 +39,8 @@ def fp16_candidates(model: onnx.ModelProto) -> list[str]:
     graph order: what `onnx.fp16_keep_fp32` may name."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
 
-    return [node.name for node in model.graph.node if node.op_type not in DEFAULT_OP_BLOCK_LIST and node.name]
+    name_nodes(model.graph)
+    return [node.name for node in model.graph.node if node.op_type not in DEFAULT_OP_BLOCK_LIST]
 
 
 def to_fp16(model: onnx.ModelProto, keep_fp32: list[str] | tuple[str, ...] = ()) -> onnx.ModelProto:
@@ -47,6 +48,8 @@ def to_fp16(model: onnx.ModelProto, keep_fp32: list[str] | tuple[str, ...] = ())
     left in float32. ConversionError naming any node the graph does not have."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    if keep_fp32:
+        name_nodes(model.graph)
     _check_names(keep_fp32, {node.name for node in model.graph.node}, "onnx.fp16_keep_fp32", "the onnx artifact")
     half = convert_float_to_float16(model, keep_io_types=True, node_block_list=list(keep_fp32))
     if keep_fp32:
@@ -65,13 +68,14 @@ def skip_float16_round_trips(graph: onnx.GraphProto) -> int:
     for node in graph.node:
         for name in node.input:
             readers[name] = readers.get(name, 0) + 1
-    to = {node.name: next((a.i for a in node.attribute if a.name == "to"), None) for node in graph.node
-          if node.op_type == "Cast"}
+    def to(node) -> int | None:
+        return next((a.i for a in node.attribute if a.name == "to"), None)
+
     skipped, unused = 0, []
     for node in graph.node:
         source = produced.get(node.input[0]) if node.op_type == "Cast" and node.input else None
-        if (source is None or source.op_type != "Cast" or to.get(node.name) != onnx.TensorProto.FLOAT
-                or to.get(source.name) != onnx.TensorProto.FLOAT16):
+        if (source is None or source.op_type != "Cast" or to(node) != onnx.TensorProto.FLOAT
+                or to(source) != onnx.TensorProto.FLOAT16):
             continue
         node.input[0] = source.input[0]
         readers[source.output[0]] -= 1
@@ -81,6 +85,16 @@ def skip_float16_round_trips(graph: onnx.GraphProto) -> int:
     for node in unused:
         graph.node.remove(node)
     return skipped
+
+
+def name_nodes(graph: onnx.GraphProto) -> None:
+    """Give each unnamed node a name, `<op>_<index>`, the same on every run: the keep lists name nodes."""
+    taken = {node.name for node in graph.node}
+    for index, node in enumerate(graph.node):
+        if not node.name:
+            node.name = next(name for n in range(index, index + len(taken) + 1)
+                             if (name := f"{node.op_type}_{n}") not in taken)
+            taken.add(node.name)
 
 
 def _check_names(names, present: set[str], field: str, where: str) -> None:
@@ -185,12 +199,7 @@ class QdqQuantiser:
         # ORT's recommended preparation: shape inference and graph optimisation (folds what can be folded)
         quant_pre_process(str(fp32_path), str(self.prepared), skip_symbolic_shape=True)
         prepared = onnx.load(str(self.prepared))
-        taken = {node.name for node in prepared.graph.node}
-        for index, node in enumerate(prepared.graph.node):  # the optimiser's fused nodes may have none
-            if not node.name:
-                node.name = next(name for n in range(index, index + len(taken) + 1)
-                                 if (name := f"{node.op_type}_{n}") not in taken)
-                taken.add(node.name)
+        name_nodes(prepared.graph)  # the optimiser's fused nodes may have none
         onnx.save(prepared, str(self.prepared))
         self.nodes = [node.name for node in prepared.graph.node]
 

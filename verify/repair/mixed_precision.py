@@ -18,6 +18,7 @@ from converter.zoo import ModelEntry
 
 from ..judge.accuracy import drop_points, judge_precision
 from ..judge.compare import PASS, compare_outputs, per_sample_cosine
+from ..plan.inputs import CHUNK
 from ..tasks import task_named
 from .search import Kept, SearchResult, search
 
@@ -66,24 +67,35 @@ class OnnxBuilds:
         return path
 
 
-def run_onnx(path: Path, feeds: Feeds, threads: int) -> dict[str, np.ndarray]:
-    """Every output of the ONNX model at `path` on `feeds`, by name (ONNX Runtime, CPU)."""
+def run_onnx(path: Path, feeds: Feeds, threads: int, chunk: int = CHUNK) -> dict[str, np.ndarray]:
+    """Every output of the ONNX model at `path` on `feeds`, by name (ONNX Runtime, CPU), `chunk` samples at a time,
+    or one at a time where the model takes a fixed batch of 1."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
-    return dict(zip(names, session.run(names, dict(feeds))))
+    fixed = session.get_inputs()[0].shape[0]
+    step = fixed if isinstance(fixed, int) and fixed > 0 else chunk
+    samples = len(next(iter(feeds.values())))
+    parts = [session.run(names, {name: array[start:start + step] for name, array in feeds.items()})
+             for start in range(0, samples, step)]
+    return {name: np.concatenate([part[index] for part in parts]) for index, name in enumerate(names)}
 
 
 def distance(reference: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> float:
-    """How far `outputs` are from `reference`: 1 - the lowest per-sample cosine over every output (NaN: 2)."""
+    """How far `outputs` are from `reference`: 1 - the lowest per-sample cosine over every output, over the values
+    finite in both (a detector pads its scores with -inf); 2 where a value is NaN or Inf in one and not the other."""
     worst = 0.0
     for name, ref in reference.items():
+        ref = ref.reshape(len(ref), -1).astype(np.float64)
         got = outputs[name].reshape(len(ref), -1).astype(np.float64)
-        cosine = float(per_sample_cosine(ref.reshape(len(ref), -1).astype(np.float64), got).min())
-        worst = max(worst, 1.0 - cosine if np.isfinite(cosine) else 2.0)
+        finite = np.isfinite(ref) & np.isfinite(got)
+        if (~finite & ~(ref == got)).any():
+            return 2.0
+        cosine = float(per_sample_cosine(np.where(finite, ref, 0.0), np.where(finite, got, 0.0)).min())
+        worst = max(worst, 1.0 - cosine)
     return worst
 
 

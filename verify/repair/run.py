@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from converter.core.vocabulary import ARTIFACTS
+from converter.core.vocabulary import ARTIFACTS, ONNX_ARTIFACTS
 from converter.manifest import read_manifest
 from converter.zoo import ModelEntry
 
@@ -64,14 +64,17 @@ def needs_route(cell) -> bool:
 
 
 def repair_run(verified, options, seconds: float = DEFAULT_SECONDS,
-               progress: Callable[[str], None] = lambda text: None, repros: Path | None = None) -> list:
+               progress: Callable[[str], None] = lambda text: None, repros: Path | None = None,
+               repairs: list | None = None) -> list:
     """A Repair for each failing cell of the run `verified` (a verify.api.VerifyRun made with `options`) that the
-    repair can search: a route search per failing float32 artifact, a mixed-precision search per reduced-precision
-    ONNX cell outside its budget; all of one model's searches within `seconds`. A float32 ONNX cell that fails on ONNX
-    Runtime also gets its smallest reproducing subgraph, written under `repros` (verify.repair.reduce)."""
+    repair can search: a route search per failing float32 artifact, then a mixed-precision search per reduced-precision
+    ONNX cell outside its budget (not after a route change for the same model: its keep list would name the nodes of
+    the graph before the change); all of one model's searches within `seconds`. A float32 ONNX cell that fails on ONNX
+    Runtime also gets its smallest reproducing subgraph, written under `repros` (verify.repair.reduce). Each repair is
+    appended to `repairs` as it finishes (an interrupted run keeps those)."""
     zoo = options.zoo or Path(read_manifest(options.artifacts).zoo.get("path", ""))
     images = load_images(options.images) if options.images else synthetic_images(options.num_images)
-    repairs = []
+    repairs = [] if repairs is None else repairs
     for result in verified.results:
         entry = verified.entries.get(result.model)
         if entry is None or result.error:
@@ -85,33 +88,46 @@ def repair_run(verified, options, seconds: float = DEFAULT_SECONDS,
             while ARTIFACTS[root].requires in failing:
                 root = ARTIFACTS[root].requires
             by_artifact.setdefault(root, []).append(cell)
-        searches = [(cells, _route_search) for cells in by_artifact.values()]
+        searches = [(root, cells, _route_search) for root, cells in by_artifact.items()]
         # the same artifact failing on another runtime (OpenVINO on onnx_int8) is proved with the search's cell
-        searches += [([cell, *(other for other in result.cells if other.artifact == cell.artifact
-                                and other is not cell and other.status == FAIL and other.precision == cell.precision)],
+        searches += [(cell.artifact, [cell, *(other for other in result.cells if other.artifact == cell.artifact
+                                              and other is not cell and other.status == FAIL
+                                              and other.precision == cell.precision)],
                       _repair_cell) for cell in result.cells if needs_precision_repair(cell)]
-        for cells, searching in searches:
+        rerouted = None
+        for artifact, cells, searching in searches:
             started, cell = time.monotonic(), cells[0]
             runtimes = ", ".join(sorted({c.runtime for c in cells}))
-            base = Repair(cell.model, cell.artifact, runtimes, str(zoo), NOT_REPAIRED,
-                          "; ".join(f"{c.runtime}: {c.detail}" for c in cells) if len(cells) > 1 else cell.detail, "")
+            base = Repair(cell.model, artifact, runtimes, str(zoo), NOT_REPAIRED,
+                          "; ".join(f"{c.runtime} on {c.artifact}: {c.detail}" for c in cells) if len(cells) > 1
+                          else cell.detail, "")
             left = deadline - started
+            if searching is _repair_cell and rerouted is not None:
+                repairs.append(replace(base, summary=f"not searched: the route change for {rerouted} comes first "
+                                                     "(convert with it, then --repair again)"))
+                continue
             if left <= 0:
                 repairs.append(replace(base, summary=f"not searched: the model's {seconds:g} s (--repair-seconds) "
                                                      "were spent"))
                 continue
             try:
-                repair = searching(base, cells, entry, zoo, images, options, left, progress)
-                failing = next((c for c in cells if c.status == FAIL and c.runtime == "onnxruntime"
-                                and c.precision == "fp32" and c.artifact.startswith("onnx")), None)
-                if failing is not None and repros is not None:
-                    progress(f"{cell.model} {failing.artifact}: reducing to the smallest failing subgraph")
-                    repair = replace(repair, repro=_onnx_repro(failing, entry, images, options, repros))
-                repairs.append(repair)
+                repair = searching(base, cells, entry, zoo, images, options, left, progress, result.cells)
             except Exception as exc:  # one cell's repair failing must not lose the others'
                 log.debug("repairing %s failed:\n%s", cell.key, traceback.format_exc())
-                repairs.append(replace(base, status=ERROR, seconds=time.monotonic() - started,
-                                       summary=f"the repair failed: {type(exc).__name__}: {' '.join(str(exc).split())}"))
+                repair = replace(base, status=ERROR, seconds=time.monotonic() - started,
+                                 summary=f"the repair failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            if searching is _route_search and repair.status == REPAIRED:
+                rerouted = artifact
+            onnx_cell = next((c for c in cells if c.status == FAIL and c.runtime == "onnxruntime"
+                              and c.precision == "fp32" and c.artifact in ONNX_ARTIFACTS), None)
+            if onnx_cell is not None and repros is not None:
+                progress(f"{cell.model} {onnx_cell.artifact}: reducing to the smallest failing subgraph")
+                try:
+                    repair = replace(repair, repro=_onnx_repro(onnx_cell, entry, images, options, repros))
+                except Exception as exc:  # the repro is extra: the search's result stands
+                    log.debug("the repro of %s failed:\n%s", onnx_cell.key, traceback.format_exc())
+                    repair = replace(repair, repro=f"no repro: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            repairs.append(repair)
     return repairs
 
 
@@ -145,7 +161,7 @@ def _onnx_repro(cell, entry: ModelEntry, images, options, folder: Path) -> str:
 
 
 def _route_search(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images, options, seconds: float,
-                  progress: Callable[[str], None]) -> Repair:
+                  progress: Callable[[str], None], before: list) -> Repair:
     """Each of the artifact's other routes (converter.core.vocabulary: ArtifactSpec.routes, in their order) not
     already set: the zoo with it, converted and verified by the gate; the first that passes every cell wins."""
     started = time.monotonic()
@@ -161,7 +177,7 @@ def _route_search(base: Repair, cells: list, entry: ModelEntry, zoo: Path, image
         change = {section: {key: route.value}}
         progress(f"{base.model} {base.artifact}: trying {route.label}")
         tried = time.monotonic()
-        status, detail = prove(zoo, cells, change, options)
+        status, detail = prove(zoo, cells, change, options, before)
         attempts.append(Attempt(0, status == PASS, detail, time.monotonic() - tried, label=route.label))
         if status == PASS:
             return replace(base, status=REPAIRED, method=method, attempts=tuple(attempts),
@@ -173,7 +189,7 @@ def _route_search(base: Repair, cells: list, entry: ModelEntry, zoo: Path, image
 
 
 def _repair_cell(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images, options, seconds: float,
-                 progress: Callable[[str], None]) -> Repair:
+                 progress: Callable[[str], None], before: list) -> Repair:
     from ..api import model_inputs
 
     started, cell = time.monotonic(), cells[0]
@@ -181,6 +197,10 @@ def _repair_cell(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images
     onnx = record.artifacts.get("onnx")
     if onnx is None or not onnx.ok or onnx.path is None:
         return replace(base, summary="the fp32 onnx artifact it is made from was not built: nothing to search")
+    compared = next((c for c in before if (c.artifact, c.runtime, c.device) == ("onnx", "onnxruntime", "cpu")), None)
+    if compared is None or compared.status != PASS:
+        return replace(base, summary="not searched: the search compares with the fp32 onnx model on ONNX Runtime, "
+                                     f"whose cell {'did not run' if compared is None else 'is ' + compared.status}")
     own_images, labels, _, _ = model_inputs({cell.model: _Resolved(entry)}, [cell.model], images)[cell.model]
     threads = options.threads or max(1, (os.cpu_count() or 2) // 2)
     with tempfile.TemporaryDirectory(prefix="parity-repair-") as scratch:
@@ -197,7 +217,7 @@ def _repair_cell(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images
         return replace(base, summary=result.note or "no set of nodes passes", seconds=time.monotonic() - started)
     change = {"onnx": {found.zoo_field: list(result.kept)}}
     progress(f"{cell.model} proving: the zoo with {len(result.kept)} node(s) in float32, converted and verified")
-    status, proof = prove(zoo, cells, change, options)
+    status, proof = prove(zoo, cells, change, options, before)
     kept = len(result.kept)
     fewest = "the fewest found" + ("" if result.fewest_proven else " (one fewer was not tried)")
     summary = (f"{kept} of {found.candidates} nodes kept in float32 ({fewest}): {proof}" if status == PASS else
@@ -216,11 +236,13 @@ class _Resolved:
     entry: ModelEntry
 
 
-def prove(zoo: Path, cells: list, change: dict, options) -> tuple[str, str]:
-    """The status (the worst of `cells`, one model's) and detail from the gate itself: the zoo with `change`, written
-    beside the zoo (its relative paths resolve the same) and removed after, the model converted into a scratch
-    folder and verified there on the cells' runtimes. Where the change stops building the cells' artifact (onnxsim
-    off for onnx_simplified), the model's verdict on its other cells of those runtimes."""
+def prove(zoo: Path, cells: list, change: dict, options, before: list) -> tuple[str, str]:
+    """The gate's own verdict on `change`: the zoo with it, written beside the zoo (its relative paths resolve the same)
+    and removed after, the model converted in full into a scratch folder and verified there on the run's runtimes and
+    devices. PASS only where every one of `cells` (one model's) passes and no cell that passed in the run (`before`)
+    fails now: a setting several artifacts share (the opset, a fixed batch) must not trade one for another. Where the
+    change stops building the cells' artifact (onnxsim off for onnx_simplified), that is said, and the model's other
+    cells decide."""
     from converter.pipeline import RunOptions, convert
     from converter.zoo import load_zoo
 
@@ -233,34 +255,39 @@ def prove(zoo: Path, cells: list, change: dict, options) -> tuple[str, str]:
         changed.write_text(edited(zoo.read_text(), model, change, str(zoo)))
         with tempfile.TemporaryDirectory(prefix="parity-proof-") as scratch:
             artifacts = Path(scratch) / "artifacts"
-            formats = sorted({ARTIFACTS[c.artifact].format for c in cells})
             manifest = convert(load_zoo(changed, options.trusted_modules),
-                               RunOptions(out=artifacts, models=[model], formats=formats, jobs=1))
+                               RunOptions(out=artifacts, models=[model], jobs=1))
             record = manifest.models[model]
-            built = {artifact for artifact, r in record.artifacts.items() if r.ok}
             failed = {c.artifact: record.artifacts[c.artifact].error for c in cells
                       if c.artifact in record.artifacts and not record.artifacts[c.artifact].ok}
             if failed:
                 artifact, error = next(iter(failed.items()))
                 return ERROR, f"the conversion of {artifact} failed: {error}"
             checked = run(VerifyOptions(artifacts=artifacts, zoo=changed, images=options.images,
-                                        num_images=options.num_images, models=(model,),
-                                        runtimes=tuple(sorted({c.runtime for c in cells})),
-                                        devices=tuple(sorted({c.device for c in cells})), threads=options.threads,
-                                        timing=False, partial=True, trusted_modules=options.trusted_modules,
-                                        cache=False))
+                                        num_images=options.num_images, models=(model,), runtimes=options.runtimes,
+                                        devices=options.devices, threads=options.threads, timing=False,
+                                        partial=True, trusted_modules=options.trusted_modules, cache=False))
     finally:
         changed.unlink(missing_ok=True)
-    result = checked.results[0]
-    found = [c for c in result.cells if (c.artifact, c.runtime, c.device) in keys]
-    if not found:
-        gone = sorted({c.artifact for c in cells} - built)
-        others = [c for c in result.cells if not c.reference and c.status != SKIP]
-        status = max((c.status for c in others), key=SEVERITY.__getitem__, default=PASS)
-        return status, (f"{', '.join(gone)} is no longer built; the model's other cells on these runtimes: {status}"
-                        + ("".join(f"; {c.artifact} on {c.runtime}: {c.detail}" for c in others
-                                   if c.status == status != PASS)))
-    status = max((c.status for c in found), key=SEVERITY.__getitem__)
-    shown = [c for c in found if c.status == status]
-    return status, "the gate says " + "; ".join(
-        f"{status}" + (f" ({c.artifact} on {c.runtime})" if len(found) > 1 else "") + f": {c.detail}" for c in shown)
+    after = {(c.artifact, c.runtime, c.device): c for c in checked.results[0].cells}
+    found = [after[key] for key in sorted(keys) if key in after]
+    passed_before = [c for c in before if c.status == PASS and not c.reference]
+    regressed = [after[key] for c in passed_before if (key := (c.artifact, c.runtime, c.device)) in after
+                 and after[key].status not in (PASS, SKIP)]
+    lines = []
+    if found:
+        status = max((c.status for c in found), key=SEVERITY.__getitem__)
+        lines.append(f"the gate says {status}" + "".join(
+            (f" ({c.artifact} on {c.runtime})" if len(found) > 1 else "") + f": {c.detail}"
+            for c in found if c.status == status))
+    else:
+        gone = sorted({c.artifact for c in cells})
+        others = [c for c in after.values() if not c.reference and c.status != SKIP]
+        status = max((c.status for c in others), key=SEVERITY.__getitem__) if others else ERROR
+        lines.append(f"{', '.join(gone)} is no longer built; the model's other cells: "
+                     + (status if others else "none ran"))
+    if regressed:
+        status = max(status, FAIL, key=SEVERITY.__getitem__)
+        lines.append("it breaks what passed: " + "; ".join(f"{c.artifact} on {c.runtime}: {c.status}: {c.detail}"
+                                                          for c in regressed))
+    return status, "; ".join(lines)

@@ -83,10 +83,17 @@ def fewest_kept(ranked: Sequence[str], passes: Callable[[Kept], tuple[bool, str]
 
 def search(nodes: Sequence[str], cost: Callable[[str], float], passes: Callable[[Kept], tuple[bool, str]],
            seconds: float, clock: Callable[[], float] = time.monotonic) -> SearchResult:
-    """Rank `nodes` (at most half of `seconds`), then find the fewest of the ranking to keep in float32."""
+    """The artifact as it is first (none kept: it must fail, or there is nothing to search), then rank `nodes` (at
+    most half of `seconds`) and find the fewest of the ranking to keep in float32."""
     start = clock()
+    passed, detail = passes(())
+    as_is = Attempt(0, passed, detail, clock() - start)
+    if passed:
+        return SearchResult((), None, (as_is,), "the search's judge passes the artifact as it is, every node in reduced "
+                                                "precision: the gate failed it on something the search does not see")
     ranking, measured = rank_nodes(nodes, cost, start + seconds / 2, clock)
     kept, attempts, note = fewest_kept([node for node, _ in ranking], passes, start + seconds, clock)
+    attempts.insert(0, as_is)
     if measured < len(nodes):
         note = "; ".join(filter(None, [f"ranked {measured} of {len(nodes)} nodes in the time allowed", note]))
     return SearchResult(tuple(ranking), kept, tuple(attempts), note)

@@ -55,15 +55,25 @@ def edited(text: str, model: str, change: Change, origin: str) -> str:
         raise ZooError(origin, "models: no entry by this name to write the repair into", model=model)
     for section, fields in change.items():
         block = item.get(section)
+        if block is not None and not hasattr(block, "get"):
+            raise ZooError(origin, f"not a mapping: cannot add {sorted(fields)}", model=model, field=section)
         if block is None:
             item[section] = block = {}
-        elif not hasattr(block, "get"):
-            raise ZooError(origin, f"not a mapping: cannot add {sorted(fields)}", model=model, field=section)
+        elif _shared(block, item, section):  # an anchor, an alias or a merge key: the change is this model's alone
+            item[section] = block = dict(block)
         for key, value in fields.items():
             block[key] = list(value) if isinstance(value, tuple) else value
     out = io.StringIO()
     yaml.dump(data, out)
     return out.getvalue()
+
+
+def _shared(block, item, section: str) -> bool:
+    """Whether the model's `section` is also another's: an anchored mapping (aliases elsewhere are the same object),
+    an alias, or a value the entry takes from a merge key (`<<: *defaults`)."""
+    anchored = getattr(getattr(block, "anchor", None), "value", None) is not None
+    own = getattr(item, "_ok", None)  # ruamel's own keys of a mapping, without those a merge key brings
+    return anchored or (own is not None and section not in own)
 
 
 def write_change(path: Path, model: str, change: Change) -> None:

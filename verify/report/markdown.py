@@ -42,8 +42,8 @@ def parity_frame(results: list[ModelResult], entries: dict, verdict: Verdict) ->
                     "precision": cell.precision, "output": result.output_label(output), "status": c.status if c else cell.status, "cell_status": cell.status,
                     "max_abs_diff": c.max_abs_diff if c else math.nan,
                     "max_rel_diff": c.max_rel_diff if c else math.nan,
-                    "atol_to_pass": c.atol_to_pass if c else math.nan,
-                    "rtol_to_pass": c.rtol_to_pass if c else math.nan,
+                    "atol_to_pass": c.atol_to_pass if c and _elementwise(cell) else math.nan,
+                    "rtol_to_pass": c.rtol_to_pass if c and _elementwise(cell) else math.nan,
                     "non_finite": c.non_finite if c else 0,
                     "cosine": c.cosine if c else math.nan, "top1_agreement": c.top1_agreement if c else math.nan,
                     "top5_overlap": c.top5_overlap if c else math.nan, "top1_ties": c.top1_ties if c else 0,
@@ -316,7 +316,7 @@ def _parity_rows(cell: Cell, verdict: Verdict, multi: bool, result: ModelResult)
         rows.append([cell.artifact, cell.runtime, cell.device, precision,
                      *([result.output_label(output)] if multi else []), status,
                      _max_abs(c), number(c.max_rel_diff if c else None),
-                     "" if cell.reference else _to_pass(c),
+                     _to_pass(c) if _elementwise(cell) else "",
                      number(c.cosine if c else None, "{:.6f}"), number(c.top1_agreement if c else None, "{:.2f}"),
                      number(c.top5_overlap if c else None, "{:.2f}")])
     return rows
@@ -327,6 +327,11 @@ def _max_abs(comparison) -> str:
     if comparison is not None and comparison.non_finite:
         return f"{comparison.non_finite} NaN/Inf"
     return number(comparison.max_abs_diff if comparison else None)
+
+
+def _elementwise(cell: Cell) -> bool:
+    """Whether the cell is held to atol/rtol (a float32 cell; the reference and reduced precisions are not)."""
+    return not cell.reference and cell.precision == "fp32"
 
 
 def _to_pass(comparison) -> str:
