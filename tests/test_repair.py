@@ -127,9 +127,14 @@ TRAPS = {"name": "traps", "arch": "tests.tiny_models:precision_traps", "weights"
          "formats": ["eager", "onnx"], "candidates": ["onnx_fp16", "onnx_int8"], "deployments": []}
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+def _cli(*args: str, cwd: Path, monkeypatch) -> int:
+    """`python -m converter ...` or `python -m verify ...` run in this process (their main), from `cwd`."""
+    from converter.__main__ import main as convert_main
+    from verify.__main__ import main as verify_main
+
+    monkeypatch.chdir(cwd)
+    assert args[0] == "-m"
+    return {"converter": convert_main, "verify": verify_main}[args[1]](list(args[2:]))
 
 
 def _cells(report: Path) -> dict[str, str]:
@@ -137,18 +142,19 @@ def _cells(report: Path) -> dict[str, str]:
     return {row[0].strip("| "): row[4] for row in rows if row[1] == "onnxruntime"}
 
 
-def test_int8_and_fp16_outside_their_budget_are_repaired_and_the_written_zoo_passes_the_gate(tmp_path):
+def test_int8_and_fp16_outside_their_budget_are_repaired_and_the_written_zoo_passes_the_gate(tmp_path, monkeypatch,
+                                                                                              capsys):
     zoo = tmp_path / "zoo.yaml"
     zoo.write_text("trusted_modules: [tests.tiny_models]\n# kept\n" + yaml.safe_dump({"models": [TRAPS]}))
     verify = ("-m", "verify", "--report", "reports", "--no-timing", "--num-images", "12", "--runtimes",
               "onnxruntime", "--partial")
-    assert _cli("-m", "converter", "zoo.yaml", cwd=tmp_path).returncode == 0
-    repaired = _cli(*verify, "--repair", "--write-zoo", cwd=tmp_path)
-    assert repaired.returncode == 0, repaired.stderr
+    assert _cli("-m", "converter", "zoo.yaml", cwd=tmp_path, monkeypatch=monkeypatch) == 0
+    assert _cli(*verify, "--repair", "--write-zoo", cwd=tmp_path, monkeypatch=monkeypatch) == 0
     before = _cells(tmp_path / "reports" / "report.md")
     assert before["onnx_fp16"].startswith("FAIL") and before["onnx_int8"].startswith("FAIL")
-    assert "repair traps/onnx_fp16/onnxruntime: REPAIRED" in repaired.stdout
-    assert "repair traps/onnx_int8/onnxruntime: REPAIRED" in repaired.stdout
+    printed = capsys.readouterr().out
+    assert "repair traps/onnx_fp16/onnxruntime: REPAIRED" in printed and "onnx.fp16_keep_fp32 written" in printed
+    assert "repair traps/onnx_int8/onnxruntime: REPAIRED" in printed
     report = (tmp_path / "reports" / "report.md").read_text()
     assert "## Repairs" in report and "the gate says PASS" in report and "| nodes in float32 |" in report
     repairs = json.loads((tmp_path / "reports" / "repairs.json").read_text())
@@ -164,27 +170,28 @@ def test_int8_and_fp16_outside_their_budget_are_repaired_and_the_written_zoo_pas
     assert not list(tmp_path.glob(".zoo.repair-*"))  # the proof's zoo beside the user's is gone
 
 
-def test_write_zoo_needs_repair(tmp_path):
-    result = _cli("-m", "verify", "--report", "reports", "--write-zoo", cwd=tmp_path)
-    assert result.returncode == 2 and "--write-zoo writes what --repair found: add --repair" in result.stderr
+def test_write_zoo_needs_repair(tmp_path, monkeypatch, capsys):
+    assert _cli("-m", "verify", "--report", "reports", "--write-zoo", cwd=tmp_path, monkeypatch=monkeypatch) == 2
+    assert "--write-zoo writes what --repair found: add --repair" in capsys.readouterr().err
 
 
-def test_a_failed_conversion_is_repaired_by_the_first_route_that_passes_the_gate(tmp_path):
+def test_a_failed_conversion_is_repaired_by_the_first_route_that_passes_the_gate(tmp_path, monkeypatch):
     """x2paddle's PyTorch tracer has no aten::flip: with `paddle.route: pytorch` the conversion fails; the search
     tries the paddle artifact's registered routes in order and the ONNX front end passes."""
     flipper = {"name": "flipper", "arch": "tests.tiny_models:flipping_cnn", "weights": "random", "num_classes": 10,
                "seed": 0, "input": {"shape": [3, 32, 32]}, "preprocess": {"resize": 36, "crop": 32},
                "formats": ["eager", "paddle", "paddle_dygraph"], "paddle": {"route": "pytorch"}, "deployments": []}
     (tmp_path / "zoo.yaml").write_text("trusted_modules: [tests.tiny_models]\n" + yaml.safe_dump({"models": [flipper]}))
-    assert _cli("-m", "converter", "zoo.yaml", cwd=tmp_path).returncode == 1  # the paddle conversion failed
-    result = _cli("-m", "verify", "--report", "reports", "--no-timing", "--num-images", "4", "--runtimes",
-                  "paddle-inference,paddle-dygraph", "--partial", "--repair", cwd=tmp_path)
-    assert result.returncode == 1, result.stderr  # the run's own verdict stands: the failed conversion blocks
+    assert _cli("-m", "converter", "zoo.yaml", cwd=tmp_path, monkeypatch=monkeypatch) == 1  # paddle failed
+    # the run's own verdict stands: the failed conversion blocks
+    assert _cli("-m", "verify", "--report", "reports", "--no-timing", "--num-images", "4", "--runtimes",
+                "paddle-inference,paddle-dygraph", "--partial", "--repair", cwd=tmp_path, monkeypatch=monkeypatch) == 1
     repairs = json.loads((tmp_path / "reports" / "repairs.json").read_text())
     assert len(repairs) == 1, repairs  # paddle_dygraph, made from paddle, is searched with it
     repair = repairs[0]
     assert repair["artifact"] == "paddle" and repair["status"] == "REPAIRED"
-    assert [a["label"] for a in repair["attempts"]] == ["x2paddle's ONNX front end"]
+    assert [a["label"] for a in repair["attempts"]] == ["the zoo as it is, converted again", "x2paddle's ONNX front end"]
+    assert not repair["attempts"][0]["passed"] and "conversion of paddle failed" in repair["attempts"][0]["detail"]
     assert repair["zoo_change"] == {"paddle": {"route": "onnx"}}
     assert "the gate says PASS" in repair["proof"] and "paddle-dygraph" in repair["runtime"]
     report = (tmp_path / "reports" / "report.md").read_text()
@@ -261,3 +268,33 @@ def test_a_model_of_fixed_batch_1_runs_one_sample_at_a_time_and_detections_paddi
     lost = scores.copy()
     lost[1, 0] = -np.inf  # a detection gone: not finite where the reference was
     assert distance({"scores": scores}, {"scores": lost}) == 2.0
+
+
+def test_an_artifact_edited_after_conversion_is_repaired_by_converting_again_not_by_a_route(tmp_path, monkeypatch):
+    """A route must not take the credit for a fix that converting again with the same zoo gives (the self-test's
+    faults are of this kind: injected into the artifact after conversion). The failing ONNX Runtime cell also gets
+    the repro step: ONNX Runtime agrees with the ONNX specification, so the graph itself is what differs."""
+    from tests.conftest import tiny_entry
+    from verify.selftest.faults import resign, scale_conv_weight
+
+    import onnx
+
+    from converter.manifest import read_manifest
+
+    entry = tiny_entry("tiny", formats=["eager", "onnx"], deployments=[], onnx={"simplify": False})
+    (tmp_path / "zoo.yaml").write_text("trusted_modules: [tests.tiny_models]\n" + yaml.safe_dump({"models": [entry]}))
+    assert _cli("-m", "converter", "zoo.yaml", cwd=tmp_path, monkeypatch=monkeypatch) == 0
+    root = tmp_path / "artifacts"
+    path = root / read_manifest(root).models["tiny"].artifacts["onnx"].path
+    model = onnx.load(str(path))
+    scale_conv_weight(model, "/features/features.3/Conv", 1.01)
+    onnx.save(model, str(path))
+    resign(root, "onnx", "tiny")
+    assert _cli("-m", "verify", "--report", "reports", "--no-timing", "--num-images", "4", "--runtimes",
+                "onnxruntime", "--partial", "--repair", "--write-zoo", cwd=tmp_path, monkeypatch=monkeypatch) == 1
+    (repair,) = json.loads((tmp_path / "reports" / "repairs.json").read_text())
+    assert repair["status"] == "REPAIRED" and repair["zoo_change"] == {}
+    assert [a["label"] for a in repair["attempts"]] == ["the zoo as it is, converted again"]
+    assert "converting again with the same zoo passes" in repair["summary"] and "--force" in repair["summary"]
+    assert repair["repro"].startswith("no runtime repro") and "exporter problem" in repair["repro"]
+    assert yaml.safe_load((tmp_path / "zoo.yaml").read_text())["models"] == [entry]  # nothing to write

@@ -114,7 +114,7 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
 def _repair(args, options, verified) -> None:
     """Search each repairable failing cell for its fix (verify.repair), print what was found and, with --write-zoo,
     write the proven changes into the zoo file."""
-    from .repair.run import REPAIRED, repair_run
+    from .repair.run import REPAIRED, repair_run, zoo_fields
     from .repair.zoo_edit import write_change
 
     from converter.core.errors import WorkbenchError
@@ -132,8 +132,8 @@ def _repair(args, options, verified) -> None:
         print(f"\nrepair {repair.model}/{repair.artifact}/{repair.runtime}: {repair.status}: {repair.summary}")
         if repair.repro:
             print(f"  minimal repro: {repair.repro}")
-        if repair.status == REPAIRED and args.write_zoo:
-            fields = ", ".join(f"{section}.{key}" for section, block in repair.zoo_change.items() for key in block)
+        if repair.status == REPAIRED and args.write_zoo and repair.zoo_change:
+            fields = ", ".join(key for key, _ in zoo_fields(repair.zoo_change))
             try:
                 write_change(Path(repair.zoo), repair.model, repair.zoo_change)
             except (WorkbenchError, OSError) as exc:

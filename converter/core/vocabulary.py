@@ -24,10 +24,11 @@ class DeviceSpec:
 
 @dataclass(frozen=True)
 class Route:
-    """Another way to build an artifact: one zoo field set to another value (`verify --repair` tries them)."""
+    """Another way to build an artifact (`verify --repair` tries them): one zoo field set to another value, or, with
+    `field` 'formats', one format swapped for another in the model's `formats` or `candidates` (value: (from, to))."""
 
     label: str  # what the route is, for people: 'opset 18', 'TorchScript script instead of trace'
-    field: str  # the zoo field, dotted: 'onnx.opset'
+    field: str  # the zoo field, dotted: 'onnx.opset'; or 'formats'
     value: Any
 
 
@@ -171,9 +172,11 @@ register_device(DeviceSpec("tensorrt", gpu=True))
 
 # what the exporters' settings can change, tried in this order (the opsets around the default 17 first)
 ONNX_ROUTES = (Route("opset 18", "onnx.opset", 18), Route("opset 16", "onnx.opset", 16),
-               Route("opset 13", "onnx.opset", 13), FIXED_BATCH)
+               Route("opset 13", "onnx.opset", 13), FIXED_BATCH,
+               Route("torch.onnx's dynamo exporter instead", "formats", ("onnx", "onnx_dynamo")))
 # the dynamo exporter writes opset 18 at least (converter.exporters.onnx_export.DYNAMO_MIN_OPSET)
-DYNAMO_ROUTES = (Route("opset 20", "onnx.opset", 20), Route("opset 23", "onnx.opset", 23), FIXED_BATCH)
+DYNAMO_ROUTES = (Route("opset 20", "onnx.opset", 20), Route("opset 23", "onnx.opset", 23), FIXED_BATCH,
+                 Route("torch.onnx's TorchScript-based exporter instead", "formats", ("onnx_dynamo", "onnx")))
 SIMPLIFIER_OFF = Route("without onnxsim (the simplified artifact is not built)", "onnx.simplify", False)
 PADDLE_ROUTES = (Route("x2paddle's ONNX front end", "paddle.route", "onnx"),
                  Route("x2paddle's PyTorch tracer", "paddle.route", "pytorch"), FIXED_BATCH)

@@ -46,9 +46,9 @@ class Comparison:
     matched_kind: bool = False  # detections or masks: judged by matching at the cell's limits (see OutputKind)
     non_finite: int = 0  # NaN and Inf values in the candidate's output (any is a FAIL)
     # the smallest tolerance that passes the elementwise check: atol at the given rtol, rtol at the given atol
-    # (Polygraphy's "minimum required tolerance"); the lowest cosine is `cosine`. NaN where not judged elementwise
-    atol_to_pass: float = float("nan")
-    rtol_to_pass: float = float("nan")
+    # (Polygraphy's "minimum required tolerance"); the lowest cosine is `cosine`. None where not judged elementwise
+    atol_to_pass: float | None = None
+    rtol_to_pass: float | None = None
 
     @property
     def elementwise_failed(self) -> bool:

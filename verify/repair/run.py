@@ -23,7 +23,7 @@ from .zoo_edit import edited, snippet
 
 log = logging.getLogger(__name__)
 REPAIRED, NOT_REPAIRED = "REPAIRED", "NOT REPAIRED"
-DEFAULT_SECONDS = 300.0  # per cell: the search's bound (the gate's proof comes after it)
+DEFAULT_SECONDS = 300.0  # per model: the searches' bound (a try started in time finishes; the proof comes on top)
 SHOWN_NODES = 5  # the costliest nodes named in the report
 
 
@@ -162,30 +162,70 @@ def _onnx_repro(cell, entry: ModelEntry, images, options, folder: Path) -> str:
 
 def _route_search(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images, options, seconds: float,
                   progress: Callable[[str], None], before: list) -> Repair:
-    """Each of the artifact's other routes (converter.core.vocabulary: ArtifactSpec.routes, in their order) not
-    already set: the zoo with it, converted and verified by the gate; the first that passes every cell wins."""
+    """The zoo as it is, converted again (an artifact on disk that is not what the converter makes now is not the
+    route's fault), then each of the artifact's other routes (converter.core.vocabulary: ArtifactSpec.routes, in their
+    order) not already set: the zoo with it, converted and verified by the gate; the first that passes wins."""
     started = time.monotonic()
-    routes = [route for route in ARTIFACTS[base.artifact].routes if entry.setting(route.field) != route.value]
-    method = "route search: " + (", ".join(route.label for route in routes) or "no other route")
+    tries = [("the zoo as it is, converted again", {}, {})]
+    for route in ARTIFACTS[base.artifact].routes:
+        found = _route_change(route, entry)
+        if found is not None:
+            tries.append((route.label, *found))
+    method = "route search: " + ", ".join(label for label, _, _ in tries)
     attempts: list[Attempt] = []
-    for route in routes:
+    for label, change, renamed in tries:
         if time.monotonic() - started > seconds:
             return replace(base, method=method, attempts=tuple(attempts), seconds=time.monotonic() - started,
-                           summary=f"stopped at the time limit after {len(attempts)} of {len(routes)} routes: none "
+                           summary=f"stopped at the time limit after {len(attempts)} of {len(tries)} tries: none "
                                    "passed")
-        section, key = route.field.split(".")
-        change = {section: {key: route.value}}
-        progress(f"{base.model} {base.artifact}: trying {route.label}")
+        progress(f"{base.model} {base.artifact}: trying {label}")
         tried = time.monotonic()
-        status, detail = prove(zoo, cells, change, options, before)
-        attempts.append(Attempt(0, status == PASS, detail, time.monotonic() - tried, label=route.label))
-        if status == PASS:
-            return replace(base, status=REPAIRED, method=method, attempts=tuple(attempts),
-                           summary=f"{route.label} (`{route.field}: {route.value}`): {detail}", zoo_change=change,
-                           snippet=snippet(base.model, change), proof=detail, seconds=time.monotonic() - started)
+        status, detail = prove(zoo, cells, change, options, before, renamed)
+        attempts.append(Attempt(0, status == PASS, detail, time.monotonic() - tried, label=label))
+        if status != PASS:
+            continue
+        if not change:
+            return replace(base, status=REPAIRED, method=method, attempts=tuple(attempts), proof=detail,
+                           seconds=time.monotonic() - started,
+                           summary="converting again with the same zoo passes: the artifact on disk is not what the "
+                                   "converter makes now (edited after conversion, or built by other tools); run "
+                                   f"`python -m converter {zoo} --force`: {detail}")
+        shown = "; ".join(f"`{key}: {value}`" for key, value in zoo_fields(change))
+        return replace(base, status=REPAIRED, method=method, attempts=tuple(attempts),
+                       summary=f"{label} ({shown}): {detail}", zoo_change=change,
+                       snippet=snippet(base.model, change), proof=detail, seconds=time.monotonic() - started)
     return replace(base, method=method, attempts=tuple(attempts), seconds=time.monotonic() - started,
-                   summary=f"none of the {len(routes)} other routes passes" if routes else
-                   f"{base.artifact} has no other route than the zoo's")
+                   summary=f"none of the {len(tries) - 1} other routes passes, nor converting again" if len(tries) > 1
+                   else f"{base.artifact} has no other route than the zoo's, and converting again does not pass")
+
+
+def _route_change(route, entry: ModelEntry) -> tuple[dict, dict[str, str]] | None:
+    """The zoo change a route makes for this model, and the artifacts it renames (a format swapped: onnx's cells are
+    then onnx_dynamo's); None where the route is the model's setting already."""
+    if route.field != "formats":
+        if entry.setting(route.field) == route.value:
+            return None
+        section, key = route.field.split(".")
+        return {section: {key: route.value}}, {}
+    old, new = route.value
+    listed = next((name for name in ("formats", "candidates") if old in getattr(entry, name)), None)
+    if listed is None or new in entry.built_formats:
+        return None
+    swapped = [new if name == old else name for name in getattr(entry, listed)]
+    renamed = {}
+    for spec in ARTIFACTS.values():  # onnx -> onnx_dynamo, onnx_simplified -> onnx_dynamo_simplified
+        twin = next((other for other in ARTIFACTS.values() if other.format == new
+                     and other.enabled_by == spec.enabled_by), None)
+        if spec.format == old and twin is not None:
+            renamed[spec.name] = twin.name
+    return {listed: swapped}, renamed
+
+
+def zoo_fields(change: dict) -> list[tuple[str, object]]:
+    """A zoo change's fields, dotted: [('onnx.opset', 18)], [('formats', [...])]."""
+    return [(f"{key}.{field}", value) for key, block in change.items() if isinstance(block, dict)
+            for field, value in block.items()] + [(key, value) for key, value in change.items()
+                                                  if not isinstance(value, dict)]
 
 
 def _repair_cell(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images, options, seconds: float,
@@ -224,9 +264,10 @@ def _repair_cell(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images
                f"the search's {kept} node(s) in float32 passed on its inputs, but not the gate: {proof}")
     if result.note:
         summary += f"; {result.note}"
-    return replace(base, status=REPAIRED if status == PASS else NOT_REPAIRED, summary=summary, kept=kept,
-                   zoo_change=change, snippet=snippet(cell.model, change), proof=proof,
-                   seconds=time.monotonic() - started)
+    if status != PASS:  # no change to offer: the gate did not pass it
+        return replace(base, summary=summary, kept=kept, proof=proof, seconds=time.monotonic() - started)
+    return replace(base, status=REPAIRED, summary=summary, kept=kept, zoo_change=change,
+                   snippet=snippet(cell.model, change), proof=proof, seconds=time.monotonic() - started)
 
 
 @dataclass(frozen=True)
@@ -236,20 +277,22 @@ class _Resolved:
     entry: ModelEntry
 
 
-def prove(zoo: Path, cells: list, change: dict, options, before: list) -> tuple[str, str]:
+def prove(zoo: Path, cells: list, change: dict, options, before: list,
+          renamed: dict[str, str] | None = None) -> tuple[str, str]:
     """The gate's own verdict on `change`: the zoo with it, written beside the zoo (its relative paths resolve the same)
     and removed after, the model converted in full into a scratch folder and verified there on the run's runtimes and
     devices. PASS only where every one of `cells` (one model's) passes and no cell that passed in the run (`before`)
     fails now: a setting several artifacts share (the opset, a fixed batch) must not trade one for another. Where the
     change stops building the cells' artifact (onnxsim off for onnx_simplified), that is said, and the model's other
-    cells decide."""
+    cells decide. `renamed`: the artifact that takes a cell's place after the change (a format swapped)."""
     from converter.pipeline import RunOptions, convert
     from converter.zoo import load_zoo
 
     from ..api import VerifyOptions, run
 
     model = cells[0].model
-    keys = {(c.artifact, c.runtime, c.device) for c in cells}
+    renamed = renamed or {}
+    keys = {(renamed.get(c.artifact, c.artifact), c.runtime, c.device) for c in cells}
     changed = zoo.with_name(f".{zoo.stem}.repair-{os.getpid()}{zoo.suffix}")
     try:
         changed.write_text(edited(zoo.read_text(), model, change, str(zoo)))
@@ -258,8 +301,8 @@ def prove(zoo: Path, cells: list, change: dict, options, before: list) -> tuple[
             manifest = convert(load_zoo(changed, options.trusted_modules),
                                RunOptions(out=artifacts, models=[model], jobs=1))
             record = manifest.models[model]
-            failed = {c.artifact: record.artifacts[c.artifact].error for c in cells
-                      if c.artifact in record.artifacts and not record.artifacts[c.artifact].ok}
+            failed = {artifact: record.artifacts[artifact].error for artifact, _, _ in keys
+                      if artifact in record.artifacts and not record.artifacts[artifact].ok}
             if failed:
                 artifact, error = next(iter(failed.items()))
                 return ERROR, f"the conversion of {artifact} failed: {error}"
@@ -281,7 +324,7 @@ def prove(zoo: Path, cells: list, change: dict, options, before: list) -> tuple[
             (f" ({c.artifact} on {c.runtime})" if len(found) > 1 else "") + f": {c.detail}"
             for c in found if c.status == status))
     else:
-        gone = sorted({c.artifact for c in cells})
+        gone = sorted({renamed.get(c.artifact, c.artifact) for c in cells})
         others = [c for c in after.values() if not c.reference and c.status != SKIP]
         status = max((c.status for c in others), key=SEVERITY.__getitem__) if others else ERROR
         lines.append(f"{', '.join(gone)} is no longer built; the model's other cells: "

@@ -10,7 +10,7 @@ from typing import Any
 from converter.core.files import atomic_write
 from converter.core.errors import ZooError
 
-Change = Mapping[str, Mapping[str, Any]]  # section -> field -> value, merged into one model's entry
+Change = Mapping[str, Any]  # section -> field -> value, merged into one model's entry; or field -> value, replaced
 
 
 def _yaml(text: str = ""):
@@ -34,6 +34,9 @@ def snippet(model: str, change: Change) -> str:
 
     item = CommentedMap(name=model)
     for section, fields in change.items():
+        if not isinstance(fields, Mapping):
+            item[section] = CommentedSeq(fields) if isinstance(fields, (list, tuple)) else fields
+            continue
         block = CommentedMap()
         for key, value in fields.items():
             if isinstance(value, (list, tuple)):
@@ -54,6 +57,9 @@ def edited(text: str, model: str, change: Change, origin: str) -> str:
     if item is None:
         raise ZooError(origin, "models: no entry by this name to write the repair into", model=model)
     for section, fields in change.items():
+        if not isinstance(fields, Mapping):  # a field of the entry itself: `formats` with a format swapped
+            item[section] = list(fields) if isinstance(fields, (list, tuple)) else fields
+            continue
         block = item.get(section)
         if block is not None and not hasattr(block, "get"):
             raise ZooError(origin, f"not a mapping: cannot add {sorted(fields)}", model=model, field=section)

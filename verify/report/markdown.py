@@ -42,8 +42,8 @@ def parity_frame(results: list[ModelResult], entries: dict, verdict: Verdict) ->
                     "precision": cell.precision, "output": result.output_label(output), "status": c.status if c else cell.status, "cell_status": cell.status,
                     "max_abs_diff": c.max_abs_diff if c else math.nan,
                     "max_rel_diff": c.max_rel_diff if c else math.nan,
-                    "atol_to_pass": c.atol_to_pass if c and _elementwise(cell) else math.nan,
-                    "rtol_to_pass": c.rtol_to_pass if c and _elementwise(cell) else math.nan,
+                    "atol_to_pass": _or_nan(c.atol_to_pass if c and _elementwise(cell) else None),
+                    "rtol_to_pass": _or_nan(c.rtol_to_pass if c and _elementwise(cell) else None),
                     "non_finite": c.non_finite if c else 0,
                     "cosine": c.cosine if c else math.nan, "top1_agreement": c.top1_agreement if c else math.nan,
                     "top5_overlap": c.top5_overlap if c else math.nan, "top1_ties": c.top1_ties if c else 0,
@@ -329,6 +329,10 @@ def _max_abs(comparison) -> str:
     return number(comparison.max_abs_diff if comparison else None)
 
 
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def _elementwise(cell: Cell) -> bool:
     """Whether the cell is held to atol/rtol (a float32 cell; the reference and reduced precisions are not)."""
     return not cell.reference and cell.precision == "fp32"
@@ -336,7 +340,7 @@ def _elementwise(cell: Cell) -> bool:
 
 def _to_pass(comparison) -> str:
     """The smallest atol (at the cell's rtol) and rtol (at its atol) that would pass, where judged elementwise."""
-    if comparison is None or math.isnan(comparison.atol_to_pass):
+    if comparison is None or comparison.atol_to_pass is None or comparison.rtol_to_pass is None:
         return ""
     return f"{comparison.atol_to_pass:.1e} / {comparison.rtol_to_pass:.1e}"
 
