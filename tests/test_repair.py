@@ -298,3 +298,45 @@ def test_an_artifact_edited_after_conversion_is_repaired_by_converting_again_not
     assert "converting again with the same zoo passes" in repair["summary"] and "--force" in repair["summary"]
     assert repair["repro"].startswith("no runtime repro") and "exporter problem" in repair["repro"]
     assert yaml.safe_load((tmp_path / "zoo.yaml").read_text())["models"] == [entry]  # nothing to write
+
+
+def test_a_route_is_one_zoo_field_or_one_format_swapped_and_a_route_already_set_is_skipped():
+    from converter.core.vocabulary import ARTIFACTS
+    from converter.zoo import entry_from_config
+    from verify.repair.run import _route_change
+
+    def routes(artifact: str, **fields) -> dict[str, tuple]:
+        entry = entry_from_config({"name": "m", "arch": "torchvision:resnet18", **fields}, "zoo.yaml")
+        return {route.label: _route_change(route, entry) for route in ARTIFACTS[artifact].routes}
+
+    onnx = routes("onnx", formats=["eager", "onnx", "paddle"])
+    assert onnx["opset 18"] == ({"onnx": {"opset": 18}}, {})
+    assert onnx["torch.onnx's dynamo exporter instead"] == (
+        {"formats": ["eager", "onnx_dynamo", "paddle"]}, {"onnx": "onnx_dynamo", "onnx_simplified": "onnx_dynamo_simplified"})
+    assert routes("onnx", formats=["eager", "onnx", "onnx_dynamo"])["torch.onnx's dynamo exporter instead"] is None
+    assert routes("onnx", onnx={"opset": 18})["opset 18"] is None  # already the zoo's
+    explored = routes("onnx_dynamo", formats=["eager"], candidates=["onnx_dynamo"])
+    assert explored["torch.onnx's TorchScript-based exporter instead"][0] == {"candidates": ["onnx"]}
+    assert routes("torchscript", torchscript={"method": "script"})["torch.jit.script instead of trace"] is None
+
+
+def test_the_legacy_exporters_baked_sequence_length_is_repaired_by_the_dynamo_exporter(tmp_path, monkeypatch):
+    """Not a fault of ours: torch.onnx's TorchScript-based exporter writes the traced sequence length into the
+    attention's Reshape (tests/test_any_model.py). No opset or batch setting helps; the dynamo exporter does, and
+    the zoo change swaps the format."""
+    text = {"name": "text", "arch": "tests.any_models:text_classifier", "weights": "random",
+            "inputs": [{"name": "input_ids", "kind": "tokens", "shape": ["batch", "sequence"], "vocab": 100},
+                       {"name": "attention_mask", "kind": "mask", "of": "input_ids", "shape": ["batch", "sequence"]}],
+            "dynamic": {"sequence": [16, 8]}, "formats": ["eager", "onnx"], "onnx": {"simplify": False}}
+    (tmp_path / "zoo.yaml").write_text("trusted_modules: [tests.any_models]\n" + yaml.safe_dump({"models": [text]}))
+    assert _cli("-m", "converter", "zoo.yaml", cwd=tmp_path, monkeypatch=monkeypatch) == 0
+    assert _cli("-m", "verify", "--report", "reports", "--no-timing", "--runtimes", "onnxruntime", "--partial",
+                "--repair", "--write-zoo", cwd=tmp_path, monkeypatch=monkeypatch) == 1
+    (repair,) = json.loads((tmp_path / "reports" / "repairs.json").read_text())
+    labels = [a["label"] for a in repair["attempts"]]
+    assert labels == ["the zoo as it is, converted again", "opset 18", "opset 16", "opset 13",
+                      "fixed batch 1 instead of a dynamic batch", "torch.onnx's dynamo exporter instead"]
+    assert [a["passed"] for a in repair["attempts"]] == [False] * 5 + [True]
+    assert "PASS" in repair["proof"] and "sequence=8" in repair["proof"]
+    assert repair["repro"].startswith("not reduced: the cell fails only at other sizes")
+    assert yaml.safe_load((tmp_path / "zoo.yaml").read_text())["models"][0]["formats"] == ["eager", "onnx_dynamo"]

@@ -105,20 +105,24 @@ def sanity_check(ctx: ExportContext, run: Callable[[Feeds], Any], runtime: str) 
 
 
 @contextlib.contextmanager
-def native_stderr_silenced():
-    """Discard what C++ code writes to file descriptor 2 meanwhile (onnxsim prints a warning per op it cannot fold),
-    which Python's redirect_stderr cannot catch. Exporters run in a worker of their own, so no other thread's output
-    is lost."""
+def native_stderr_silenced(fds: tuple[int, ...] = (2,)):
+    """Discard what C++ code writes to file descriptor 2 (or `fds`) meanwhile (onnxsim prints a warning per op it
+    cannot fold; torch's TorchScript-based ONNX exporter prints the whole graph to 1 when it fails), which Python's
+    redirect_stderr cannot catch. Exporters run in a worker of their own, so no other thread's output is lost."""
     import os
     import sys
 
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = {fd: os.dup(fd) for fd in fds}
     with open(os.devnull, "wb") as sink:
-        os.dup2(sink.fileno(), 2)
+        for fd in fds:
+            os.dup2(sink.fileno(), fd)
         try:
             yield
         finally:
+            sys.stdout.flush()
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)

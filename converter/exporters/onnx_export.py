@@ -24,8 +24,9 @@ def export_torchscript_based(ctx: ExportContext, path: Path, opset: int) -> None
     entry = ctx.entry
     axes = {**dynamic_axes(ctx), **({name: {0: BATCH} for name in entry.output_names}
                                     if entry.onnx.dynamic_batch else {})}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter announces its own deprecation
+    # the legacy exporter announces its own deprecation, and prints its whole graph when it fails (the error says it)
+    with warnings.catch_warnings(), native_stderr_silenced((1, 2)):
+        warnings.simplefilter("ignore")
         torch.onnx.export(ctx.built.module, ctx.example, str(path), dynamo=False, opset_version=opset,
                           input_names=list(entry.input_names), output_names=entry.output_names,
                           dynamic_axes={name: a for name, a in axes.items() if a} or None, do_constant_folding=True)

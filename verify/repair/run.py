@@ -137,8 +137,12 @@ def _onnx_repro(cell, entry: ModelEntry, images, options, folder: Path) -> str:
     import onnx
 
     from ..api import model_inputs
+    from ..judge.compare import output_and_size
     from .reduce import ort_run, reference_values, smallest_repro, write_repro
 
+    if not any(c.status == FAIL and not output_and_size(name)[1] for name, c in cell.comparisons.items()):
+        return ("not reduced: the cell fails only at other sizes of the shape sweep, and the repro is made at the "
+                "first size (the cell's detail names the operation that failed)")
     record = read_manifest(options.artifacts).models[cell.model].artifacts[cell.artifact]
     model = onnx.load(str(options.artifacts / record.path))
     own_images = model_inputs({cell.model: _Resolved(entry)}, [cell.model], images)[cell.model][0]
