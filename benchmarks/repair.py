@@ -34,7 +34,7 @@ def render(repairs: list[dict], seconds: float, exit_code: int, command: str) ->
              f"`{command}` took {seconds:.0f} s in all (the run, the searches and their proofs), exit code "
              f"{exit_code}.", "",
              "| model | artifact | runtimes | result | float32 nodes or route | search and proof s | latency ms (ONNX "
-             "Runtime, the run's batch) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "Runtime, a batch of 8) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for repair in repairs:
         route = next((a["label"] for a in repair["attempts"] if a["label"] and a["passed"]), "")
         kept = route or (f"{repair['kept']} of {repair['candidates']}" if repair["candidates"] else "")

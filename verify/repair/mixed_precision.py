@@ -23,6 +23,7 @@ from ..tasks import task_named
 from .search import Kept, SearchResult, search
 
 # the zoo field each repairable artifact's kept nodes go in, and the precision its budget is
+LATENCY_BATCH = 8  # the builds' latency is timed on this many samples
 RANKING_SAMPLES = 8  # a node's cost is measured on the first few samples: ranking builds one model per node
 REPAIRABLE = {"onnx_int8": ("int8", "int8_keep_fp32"), "onnx_fp16": ("fp16", "fp16_keep_fp32")}
 
@@ -36,7 +37,7 @@ class MixedPrecision:
     candidates: int  # nodes that run in reduced precision and could stay in float32
     result: SearchResult
     zoo_field: str  # onnx.<zoo_field>: the nodes to keep
-    latency_ms: dict[str, float]  # ONNX Runtime, the run's batch: 'fp32', the artifact's precision, 'mixed'
+    latency_ms: dict[str, float]  # ONNX Runtime, a batch of 8: 'fp32', the artifact's precision, 'mixed'
     seconds: float
 
 
@@ -159,13 +160,17 @@ def search_mixed_precision(artifact: str, entry: ModelEntry, fp32_path: Path, fe
 
 
 def _latency(path: Path, feeds: Feeds, threads: int, runs: int = 5) -> float:
-    """The median milliseconds of one ONNX Runtime run over `feeds` (after a warm-up): a figure within this run,
-    to compare the three builds, not a benchmark."""
+    """The median milliseconds of one ONNX Runtime run over the first LATENCY_BATCH samples of `feeds` (one, where the
+    model takes a fixed batch of 1), after a warm-up: a figure within this run, to compare the three builds, not a
+    benchmark."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    fixed = session.get_inputs()[0].shape[0]
+    batch = fixed if isinstance(fixed, int) and fixed > 0 else LATENCY_BATCH
+    feeds = {name: array[:batch] for name, array in feeds.items()}
     session.run(None, dict(feeds))
     times = []
     for _ in range(runs):

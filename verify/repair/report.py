@@ -43,7 +43,7 @@ def _speed(latency: dict[str, float]) -> str:
     reduced = next((value for key, value in latency.items() if key not in ("fp32", "mixed")), None)
     name = next((key for key in latency if key not in ("fp32", "mixed")), "reduced")
     parts = [f"{key} {value:.1f} ms" for key, value in latency.items()]
-    text = "- ONNX Runtime on the run's batch, this machine: " + ", ".join(parts)
+    text = "- ONNX Runtime on a batch of 8, this machine, one run's median of 5: " + ", ".join(parts)
     if fp32 and reduced and mixed:
         if reduced >= fp32:
             text += f" ({name} is no faster than fp32 here: there is no speed-up to keep)"
