@@ -305,8 +305,9 @@ def prove(zoo: Path, cells: list, change: dict, options, before: list,
             manifest = convert(load_zoo(changed, options.trusted_modules),
                                RunOptions(out=artifacts, models=[model], jobs=1))
             record = manifest.models[model]
-            failed = {artifact: record.artifacts[artifact].error for artifact, _, _ in keys
-                      if artifact in record.artifacts and not record.artifacts[artifact].ok}
+            wanted = {artifact for artifact, _, _ in keys}
+            failed = {artifact: record.artifacts[artifact].error for artifact in ARTIFACTS  # the first built first
+                      if artifact in wanted and artifact in record.artifacts and not record.artifacts[artifact].ok}
             if failed:
                 artifact, error = next(iter(failed.items()))
                 return ERROR, f"the conversion of {artifact} failed: {error}"
