@@ -411,11 +411,11 @@ FAULTS: tuple[Fault, ...] = (
     Fault("exported-program-weight-1pct", "torch.export program exported with the middle conv's weights changed by 1%",
           ("torch-export",), rebuilt=Rebuilt("exported_program", scale_mid_conv_weight_in_torch)),
     Fault("openvino-ir-weight-1pct", "OpenVINO IR: the middle conv's weights changed by 1% in model.bin after "
-          "conversion", ("openvino",), inject=scale_ir_mid_conv_weight),
+          "conversion", ("openvino",), inject=scale_ir_mid_conv_weight, localise="mid.bn"),
     Fault("paddle-bias-dropped", "Paddle: the last conv's bias dropped (zero) in the params",
           ("paddle-inference", "paddle-jit"), rebuilt=Rebuilt("paddle", drop_head_conv_bias)),
     Fault("paddle-dygraph-weight-1pct", "Paddle dygraph: the middle conv's weights changed by 1% in model.pdparams "
-          "after conversion", ("paddle-dygraph",), inject=scale_dygraph_mid_conv_weight),
+          "after conversion", ("paddle-dygraph",), inject=scale_dygraph_mid_conv_weight, localise="mid.conv"),
     Fault("bgr-input", "Paddle Inference fed BGR instead of RGB", ("paddle-inference",),
           runners={"paddle-inference": BgrInputPaddleInference}),
     Fault("wrong-mean-std", "ONNX Runtime fed inputs normalised with mean/std 0.5 instead of ImageNet's",
