@@ -77,6 +77,9 @@ def test_a_perturbed_middle_conv_is_named_as_the_first_divergence(converted, tmp
     assert tuple(cell["runtime"] for cell in failing) == runtimes
     for cell in failing:
         assert cell["first_divergence"]["module"] == "features.3" and words in cell["first_divergence"]["summary"]
+        # each runtime's own values: OpenVINO's ops, named as the ONNX nodes they came from
+        own = {"onnxruntime": "at ONNX node ", "openvino": "at OpenVINO op (ONNX node) ", "torchscript": "TorchScript"}
+        assert own[cell["runtime"]] in cell["first_divergence"]["summary"]
     assert words in (workdir / "reports" / "report.md").read_text()
     assert words in summary["blocking"][0]  # the CI log line says where, too
 
@@ -144,7 +147,8 @@ def converted_for_openvino_and_paddle(tmp_path_factory):
     # BatchNorm folded in, so its BatchNorm's output is the first to differ
     ("openvino_ir", "openvino", "OpenVINO op __module.features.7/aten::batch_norm", "features.7"),
     # x2paddle names layers conv2d0, conv2d1, ...: paired with the PyTorch convs in call order
-    ("paddle_dygraph", "paddle-dygraph", "Paddle layer conv2d2 (Conv2D), module features.6", "features.6"),
+    ("paddle_dygraph", "paddle-dygraph", "in x2paddle's dygraph program from the same conversion: first divergence at "
+                                         "Paddle layer conv2d2 (Conv2D), module features.6", "features.6"),
 ])
 def test_openvino_and_paddle_name_the_perturbed_layer_from_their_own_values(converted_for_openvino_and_paddle,
                                                                              tmp_path, artifact, runtime, words,

@@ -340,3 +340,20 @@ def test_the_legacy_exporters_baked_sequence_length_is_repaired_by_the_dynamo_ex
     assert "PASS" in repair["proof"] and "sequence=8" in repair["proof"]
     assert repair["repro"].startswith("not reduced: the cell fails only at other sizes")
     assert yaml.safe_load((tmp_path / "zoo.yaml").read_text())["models"][0]["formats"] == ["eager", "onnx_dynamo"]
+
+
+def test_a_models_repairs_add_up_to_one_change_and_an_onnx_route_holds_back_the_keep_lists():
+    from verify.repair.run import _Progress, merged
+
+    assert merged({"onnx": {"opset": 18}}, {"onnx": {"int8_keep_fp32": ["a"]}, "paddle": {"route": "onnx"}}) == {
+        "onnx": {"opset": 18, "int8_keep_fp32": ["a"]}, "paddle": {"route": "onnx"}}
+    assert merged({"formats": ["eager", "onnx"]}, {"formats": ["eager", "onnx_dynamo"]}) == {
+        "formats": ["eager", "onnx_dynamo"]}
+    progress = _Progress()
+    progress.add({"paddle": {"route": "onnx"}}, [("paddle", "paddle-inference", "cpu")])
+    progress.add({"onnx": {"fp16_keep_fp32": ["n"]}}, [])  # a keep list leaves the fp32 graph as it is
+    assert not progress.graph_changed and progress.fixed == {("paddle", "paddle-inference", "cpu")}
+    assert progress.on_top({"onnx": {"opset": 18}}) == {"paddle": {"route": "onnx"},
+                                                        "onnx": {"fp16_keep_fp32": ["n"], "opset": 18}}
+    progress.add({"onnx": {"opset": 18}}, [])
+    assert progress.graph_changed

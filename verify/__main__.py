@@ -91,17 +91,21 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
         print("interrupted: no report written", file=sys.stderr)
         return EXIT_INTERRUPTED
     verdict = verified.verdict
-    interrupted = False
+    interrupted, repair_error = False, None
     if args.repair:
         try:
             _repair(args, options, verified)
         except KeyboardInterrupt:  # the run's reports and the repairs finished so far are still written
             interrupted = True
+        except (WorkbenchError, UsageError) as exc:
+            repair_error = str(exc)
     report = write_reports(verified, Path(args.report))
     if interrupted:
         print(f"interrupted: the repair stopped; the run's report and {len(verified.repairs)} finished repair(s) "
               f"-> {report}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if repair_error is not None:  # the run's own report is written; the repair could not run
+        return _usage(f"--repair: {repair_error} (the run's report: {report})")
     scope = verified.scope
     shard = (f" (shard {scope.shard}: {len(scope.models)} of the zoo's {len(scope.zoo_models)} models; join the shards "
              "with `python -m verify merge`)" if scope.shard else "")

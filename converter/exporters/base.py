@@ -108,21 +108,25 @@ def sanity_check(ctx: ExportContext, run: Callable[[Feeds], Any], runtime: str) 
 def native_stderr_silenced(fds: tuple[int, ...] = (2,)):
     """Discard what C++ code writes to file descriptor 2 (or `fds`) meanwhile (onnxsim prints a warning per op it
     cannot fold; torch's TorchScript-based ONNX exporter prints the whole graph to 1 when it fails), which Python's
-    redirect_stderr cannot catch. Exporters run in a worker of their own, so no other thread's output is lost."""
+    redirect_stderr cannot catch. Exporters run in a worker of their own, so no other thread's output is lost. Every
+    descriptor redirected is restored, whatever fails."""
     import os
     import sys
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in fds}
-    with open(os.devnull, "wb") as sink:
-        for fd in fds:
-            os.dup2(sink.fileno(), fd)
-        try:
-            yield
-        finally:
+    saved: dict[int, int] = {}
+    try:
+        with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
             sys.stderr.flush()
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
+        with open(os.devnull, "wb") as sink:
+            for fd in fds:
+                saved[fd] = os.dup(fd)
+                os.dup2(sink.fileno(), fd)
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)

@@ -297,8 +297,11 @@ def locate_in_paddle(code_file: Path, feeds: dict[str, np.ndarray] | np.ndarray,
             paired.update(zip(ours, theirs))
     layers = [LayerValue(name, kind, paired[index].name, value) for index, (name, kind, value) in enumerate(seen)
               if index in paired and paired[index].output.shape == value.shape]
-    return first_divergence(layers, calls, tolerance, "Paddle layer",
-                            "no Paddle layer could be paired with a PyTorch module (the kinds' counts differ)")
+    unmatched = ("x2paddle's program has no layer whose output could be recorded (functional calls only)" if not seen
+                 else "no Paddle layer could be paired with a PyTorch module (each kind's counts differ)")
+    found = first_divergence(layers, calls, tolerance, "Paddle layer", unmatched)
+    found.summary = f"in x2paddle's dygraph program from the same conversion: {found.summary}"
+    return found
 
 
 def _intermediate_values(model, feeds: dict[str, np.ndarray] | np.ndarray, threads: int, ort) -> dict[str, np.ndarray]:

@@ -37,7 +37,8 @@ class MixedPrecision:
     candidates: int  # nodes that run in reduced precision and could stay in float32
     result: SearchResult
     zoo_field: str  # onnx.<zoo_field>: the nodes to keep
-    latency_ms: dict[str, float]  # ONNX Runtime, a batch of 8: 'fp32', the artifact's precision, 'mixed'
+    latency_ms: dict[str, float]  # ONNX Runtime: 'fp32', the artifact's precision, 'mixed'
+    latency_batch: int  # the samples each was timed on
     seconds: float
 
 
@@ -152,17 +153,17 @@ def search_mixed_precision(artifact: str, entry: ModelEntry, fp32_path: Path, fe
         return status == PASS, detail
 
     result = search(builds.candidates, cost, passes, seconds)
-    latency = {"fp32": _latency(fp32_path, feeds, threads), precision: _latency(builds.build(()), feeds, threads)}
+    timed = {"fp32": _latency(fp32_path, feeds, threads), precision: _latency(builds.build(()), feeds, threads)}
     if result.kept is not None:
-        latency["mixed"] = _latency(builds.build(result.kept), feeds, threads)
-    return MixedPrecision(artifact, precision, len(builds.candidates), result, field, latency,
-                          time.monotonic() - started)
+        timed["mixed"] = _latency(builds.build(result.kept), feeds, threads)
+    return MixedPrecision(artifact, precision, len(builds.candidates), result, field,
+                          {name: ms for name, (ms, _) in timed.items()}, timed["fp32"][1], time.monotonic() - started)
 
 
-def _latency(path: Path, feeds: Feeds, threads: int, runs: int = 5) -> float:
+def _latency(path: Path, feeds: Feeds, threads: int, runs: int = 5) -> tuple[float, int]:
     """The median milliseconds of one ONNX Runtime run over the first LATENCY_BATCH samples of `feeds` (one, where the
     model takes a fixed batch of 1), after a warm-up: a figure within this run, to compare the three builds, not a
-    benchmark."""
+    benchmark. Returns the milliseconds and the batch."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -177,4 +178,4 @@ def _latency(path: Path, feeds: Feeds, threads: int, runs: int = 5) -> float:
         start = time.perf_counter()
         session.run(None, dict(feeds))
         times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    return 1000 * float(np.median(times)), len(next(iter(feeds.values())))

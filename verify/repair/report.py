@@ -24,7 +24,7 @@ def repairs_section(repairs: list) -> list[str]:
         if repair.repro:
             lines.append(f"- minimal repro: {repair.repro}")
         if repair.latency_ms:
-            lines.append(_speed(repair.latency_ms))
+            lines.append(_speed(repair.latency_ms, repair.latency_batch))
         if repair.attempts:
             routes = any(a.label for a in repair.attempts)
             lines += ["", *table(["route" if routes else "nodes in float32", "result", "seconds", "detail"],
@@ -37,13 +37,13 @@ def repairs_section(repairs: list) -> list[str]:
     return lines
 
 
-def _speed(latency: dict[str, float]) -> str:
+def _speed(latency: dict[str, float], batch: int) -> str:
     """The three builds' latency and how much of the reduced precision's speed-up over fp32 the mixed one keeps."""
     fp32, mixed = latency.get("fp32"), latency.get("mixed")
     reduced = next((value for key, value in latency.items() if key not in ("fp32", "mixed")), None)
     name = next((key for key in latency if key not in ("fp32", "mixed")), "reduced")
     parts = [f"{key} {value:.1f} ms" for key, value in latency.items()]
-    text = "- ONNX Runtime on a batch of 8, this machine, one run's median of 5: " + ", ".join(parts)
+    text = f"- ONNX Runtime on a batch of {batch}, this machine, the median of 5 runs: " + ", ".join(parts)
     if fp32 and reduced and mixed:
         if reduced >= fp32:
             text += f" ({name} is no faster than fp32 here: there is no speed-up to keep)"

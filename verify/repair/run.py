@@ -48,7 +48,9 @@ class Repair:
     proof: str = ""  # the gate's verdict on the cell rebuilt from the changed zoo
     repro: str = ""  # a failing ONNX cell: the smallest subgraph that reproduces it, or why there is none
     latency_ms: dict[str, float] = field(default_factory=dict)
+    latency_batch: int = 0  # the samples each latency was timed on
     seconds: float = 0.0
+    fixed: tuple = ()  # the cells (artifact, runtime, device) the proved change fixed
 
 
 def needs_precision_repair(cell) -> bool:
@@ -94,7 +96,7 @@ def repair_run(verified, options, seconds: float = DEFAULT_SECONDS,
                                               and other is not cell and other.status == FAIL
                                               and other.precision == cell.precision)],
                       _repair_cell) for cell in result.cells if needs_precision_repair(cell)]
-        rerouted = None
+        progress_of = _Progress()  # the model's changes proved so far, and the cells they fixed
         for artifact, cells, searching in searches:
             started, cell = time.monotonic(), cells[0]
             runtimes = ", ".join(sorted({c.runtime for c in cells}))
@@ -102,22 +104,24 @@ def repair_run(verified, options, seconds: float = DEFAULT_SECONDS,
                           "; ".join(f"{c.runtime} on {c.artifact}: {c.detail}" for c in cells) if len(cells) > 1
                           else cell.detail, "")
             left = deadline - started
-            if searching is _repair_cell and rerouted is not None:
-                repairs.append(replace(base, summary=f"not searched: the route change for {rerouted} comes first "
-                                                     "(convert with it, then --repair again)"))
+            if searching is _repair_cell and progress_of.graph_changed:
+                repairs.append(replace(base, summary="not searched: a route change for this model's ONNX graph comes "
+                                                     "first, and a keep list names that graph's nodes (write it with "
+                                                     "--write-zoo, convert, then --repair again)"))
                 continue
             if left <= 0:
                 repairs.append(replace(base, summary=f"not searched: the model's {seconds:g} s (--repair-seconds) "
                                                      "were spent"))
                 continue
             try:
-                repair = searching(base, cells, entry, zoo, images, options, left, progress, result.cells)
+                repair = searching(base, cells, entry, zoo, images, options, left, progress, result.cells,
+                                   progress_of)
             except Exception as exc:  # one cell's repair failing must not lose the others'
                 log.debug("repairing %s failed:\n%s", cell.key, traceback.format_exc())
                 repair = replace(base, status=ERROR, seconds=time.monotonic() - started,
                                  summary=f"the repair failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
-            if searching is _route_search and repair.status == REPAIRED:
-                rerouted = artifact
+            if repair.status == REPAIRED and repair.zoo_change:
+                progress_of.add(repair.zoo_change, repair.fixed)
             onnx_cell = next((c for c in cells if c.status == FAIL and c.runtime == "onnxruntime"
                               and c.precision == "fp32" and c.artifact in ONNX_ARTIFACTS), None)
             if onnx_cell is not None and repros is not None:
@@ -165,7 +169,7 @@ def _onnx_repro(cell, entry: ModelEntry, images, options, folder: Path) -> str:
 
 
 def _route_search(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images, options, seconds: float,
-                  progress: Callable[[str], None], before: list) -> Repair:
+                  progress: Callable[[str], None], before: list, earlier: _Progress) -> Repair:
     """The zoo as it is, converted again (an artifact on disk that is not what the converter makes now is not the
     route's fault), then each of the artifact's other routes (converter.core.vocabulary: ArtifactSpec.routes, in their
     order) not already set: the zoo with it, converted and verified by the gate; the first that passes wins."""
@@ -184,10 +188,12 @@ def _route_search(base: Repair, cells: list, entry: ModelEntry, zoo: Path, image
                                    "passed")
         progress(f"{base.model} {base.artifact}: trying {label}")
         tried = time.monotonic()
-        status, detail = prove(zoo, cells, change, options, before, renamed)
+        whole = earlier.on_top(change)
+        status, detail = prove(zoo, cells, whole, options, before, renamed, frozenset(earlier.fixed))
         attempts.append(Attempt(0, status == PASS, detail, time.monotonic() - tried, label=label))
         if status != PASS:
             continue
+        fixed = tuple(sorted((renamed.get(c.artifact, c.artifact), c.runtime, c.device) for c in cells))
         if not change:
             return replace(base, status=REPAIRED, method=method, attempts=tuple(attempts), proof=detail,
                            seconds=time.monotonic() - started,
@@ -195,9 +201,10 @@ def _route_search(base: Repair, cells: list, entry: ModelEntry, zoo: Path, image
                                    "converter makes now (edited after conversion, or built by other tools); run "
                                    f"`python -m converter {zoo} --force`: {detail}")
         shown = "; ".join(f"`{key}: {value}`" for key, value in zoo_fields(change))
+        also = f" (on top of this model's earlier repairs: {zoo_fields(earlier.change)})" if earlier.change else ""
         return replace(base, status=REPAIRED, method=method, attempts=tuple(attempts),
-                       summary=f"{label} ({shown}): {detail}", zoo_change=change,
-                       snippet=snippet(base.model, change), proof=detail, seconds=time.monotonic() - started)
+                       summary=f"{label} ({shown}){also}: {detail}", zoo_change=whole, fixed=fixed,
+                       snippet=snippet(base.model, whole), proof=detail, seconds=time.monotonic() - started)
     return replace(base, method=method, attempts=tuple(attempts), seconds=time.monotonic() - started,
                    summary=f"none of the {len(tries) - 1} other routes passes, nor converting again" if len(tries) > 1
                    else f"{base.artifact} has no other route than the zoo's, and converting again does not pass")
@@ -233,7 +240,7 @@ def zoo_fields(change: dict) -> list[tuple[str, object]]:
 
 
 def _repair_cell(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images, options, seconds: float,
-                 progress: Callable[[str], None], before: list) -> Repair:
+                 progress: Callable[[str], None], before: list, earlier: _Progress) -> Repair:
     from ..api import model_inputs
 
     started, cell = time.monotonic(), cells[0]
@@ -256,12 +263,12 @@ def _repair_cell(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images
     method = (f"{found.precision} mixed precision: {found.candidates} nodes ranked by their cost alone in "
               f"{found.precision}, then the fewest of the ranking kept in float32 (bisection)")
     base = replace(base, method=method, attempts=result.attempts, costliest=result.ranking[:SHOWN_NODES],
-                   candidates=found.candidates, latency_ms=found.latency_ms)
+                   candidates=found.candidates, latency_ms=found.latency_ms, latency_batch=found.latency_batch)
     if result.kept is None:
         return replace(base, summary=result.note or "no set of nodes passes", seconds=time.monotonic() - started)
-    change = {"onnx": {found.zoo_field: list(result.kept)}}
+    change = earlier.on_top({"onnx": {found.zoo_field: list(result.kept)}})
     progress(f"{cell.model} proving: the zoo with {len(result.kept)} node(s) in float32, converted and verified")
-    status, proof = prove(zoo, cells, change, options, before)
+    status, proof = prove(zoo, cells, change, options, before, fixed=frozenset(earlier.fixed))
     kept = len(result.kept)
     fewest = "the fewest found" + ("" if result.fewest_proven else " (one fewer was not tried)")
     summary = (f"{kept} of {found.candidates} nodes kept in float32 ({fewest}): {proof}" if status == PASS else
@@ -271,7 +278,39 @@ def _repair_cell(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images
     if status != PASS:  # no change to offer: the gate did not pass it
         return replace(base, summary=summary, kept=kept, proof=proof, seconds=time.monotonic() - started)
     return replace(base, status=REPAIRED, summary=summary, kept=kept, zoo_change=change,
-                   snippet=snippet(cell.model, change), proof=proof, seconds=time.monotonic() - started)
+                   snippet=snippet(cell.model, change), proof=proof, seconds=time.monotonic() - started,
+                   fixed=tuple(sorted((c.artifact, c.runtime, c.device) for c in cells)))
+
+
+class _Progress:
+    """One model's repairs so far: the zoo change they add up to (each later search is proved on top of it, and
+    writes it whole), and the cells they fixed (which a later change must not break)."""
+
+    def __init__(self) -> None:
+        self.change: dict = {}
+        self.fixed: set = set()
+
+    @property
+    def graph_changed(self) -> bool:
+        """Whether the changes so far alter the fp32 ONNX graph that a keep list names the nodes of."""
+        onnx = self.change.get("onnx", {})
+        return "opset" in onnx or "dynamic_batch" in onnx or "formats" in self.change or "candidates" in self.change
+
+    def on_top(self, change: dict) -> dict:
+        return merged(self.change, change)
+
+    def add(self, change: dict, fixed) -> None:
+        self.change = merged(self.change, change)
+        self.fixed |= set(fixed)
+
+
+def merged(first: dict, second: dict) -> dict:
+    """Two zoo changes as one: a section's fields merged (the second's win), any other field replaced."""
+    out = {key: dict(value) if isinstance(value, dict) else value for key, value in first.items()}
+    for key, value in second.items():
+        out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
 
 
 @dataclass(frozen=True)
@@ -281,14 +320,14 @@ class _Resolved:
     entry: ModelEntry
 
 
-def prove(zoo: Path, cells: list, change: dict, options, before: list,
-          renamed: dict[str, str] | None = None) -> tuple[str, str]:
+def prove(zoo: Path, cells: list, change: dict, options, before: list, renamed: dict[str, str] | None = None,
+          fixed: frozenset = frozenset()) -> tuple[str, str]:
     """The gate's own verdict on `change`: the zoo with it, written beside the zoo (its relative paths resolve the same)
     and removed after, the model converted in full into a scratch folder and verified there on the run's runtimes and
-    devices. PASS only where every one of `cells` (one model's) passes and no cell that passed in the run (`before`)
-    fails now: a setting several artifacts share (the opset, a fixed batch) must not trade one for another. Where the
-    change stops building the cells' artifact (onnxsim off for onnx_simplified), that is said, and the model's other
-    cells decide. `renamed`: the artifact that takes a cell's place after the change (a format swapped)."""
+    devices. PASS only where every one of `cells` (one model's) passes, and nothing is worse than in the run (`before`):
+    no cell that passed, or that an earlier repair of this model fixed (`fixed`: their keys), fails, errs, is skipped
+    or is no longer built; a setting several artifacts share (the opset, a fixed batch) must not trade one for another.
+    `renamed`: the artifact that takes a cell's place after the change (a format swapped)."""
     from converter.pipeline import RunOptions, convert
     from converter.zoo import load_zoo
 
@@ -296,7 +335,11 @@ def prove(zoo: Path, cells: list, change: dict, options, before: list,
 
     model = cells[0].model
     renamed = renamed or {}
-    keys = {(renamed.get(c.artifact, c.artifact), c.runtime, c.device) for c in cells}
+
+    def key(cell) -> tuple[str, str, str]:
+        return renamed.get(cell.artifact, cell.artifact), cell.runtime, cell.device
+
+    keys = {key(c) for c in cells}
     changed = zoo.with_name(f".{zoo.stem}.repair-{os.getpid()}{zoo.suffix}")
     try:
         changed.write_text(edited(zoo.read_text(), model, change, str(zoo)))
@@ -318,10 +361,10 @@ def prove(zoo: Path, cells: list, change: dict, options, before: list,
     finally:
         changed.unlink(missing_ok=True)
     after = {(c.artifact, c.runtime, c.device): c for c in checked.results[0].cells}
-    found = [after[key] for key in sorted(keys) if key in after]
-    passed_before = [c for c in before if c.status == PASS and not c.reference]
-    regressed = [after[key] for c in passed_before if (key := (c.artifact, c.runtime, c.device)) in after
-                 and after[key].status not in (PASS, SKIP)]
+    found = [after[k] for k in sorted(keys) if k in after]
+    good_before = {key(c) for c in before if c.status == PASS and not c.reference} | set(fixed)
+    worse = [(k, after[k].status, after[k].detail) if k in after else (k, "gone", "no longer built")
+             for k in sorted(good_before - keys) if k not in after or after[k].status != PASS]
     lines = []
     if found:
         status = max((c.status for c in found), key=SEVERITY.__getitem__)
@@ -329,13 +372,13 @@ def prove(zoo: Path, cells: list, change: dict, options, before: list,
             (f" ({c.artifact} on {c.runtime})" if len(found) > 1 else "") + f": {c.detail}"
             for c in found if c.status == status))
     else:
-        gone = sorted({renamed.get(c.artifact, c.artifact) for c in cells})
+        gone = sorted({artifact for artifact, _, _ in keys})
         others = [c for c in after.values() if not c.reference and c.status != SKIP]
         status = max((c.status for c in others), key=SEVERITY.__getitem__) if others else ERROR
         lines.append(f"{', '.join(gone)} is no longer built; the model's other cells: "
                      + (status if others else "none ran"))
-    if regressed:
+    if worse:
         status = max(status, FAIL, key=SEVERITY.__getitem__)
-        lines.append("it breaks what passed: " + "; ".join(f"{c.artifact} on {c.runtime}: {c.status}: {c.detail}"
-                                                          for c in regressed))
+        lines.append("it makes worse what passed: " + "; ".join(f"{artifact} on {runtime}: {what}: {detail}"
+                                                                for (artifact, runtime, _), what, detail in worse))
     return status, "; ".join(lines)
