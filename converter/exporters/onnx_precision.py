@@ -68,6 +68,7 @@ def skip_float16_round_trips(graph: onnx.GraphProto) -> int:
     for node in graph.node:
         for name in node.input:
             readers[name] = readers.get(name, 0) + 1
+
     def to(node) -> int | None:
         return next((a.i for a in node.attribute if a.name == "to"), None)
 

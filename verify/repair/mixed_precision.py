@@ -20,6 +20,7 @@ from ..judge.accuracy import drop_points, judge_precision
 from ..judge.compare import PASS, compare_outputs, per_sample_cosine
 from ..plan.inputs import CHUNK
 from ..tasks import task_named
+from .onnxruntime_cpu import batch_of, cpu_session
 from .search import Kept, SearchResult, search
 
 # the zoo field each repairable artifact's kept nodes go in, and the precision its budget is
@@ -72,14 +73,9 @@ class OnnxBuilds:
 def run_onnx(path: Path, feeds: Feeds, threads: int, chunk: int = CHUNK) -> dict[str, np.ndarray]:
     """Every output of the ONNX model at `path` on `feeds`, by name (ONNX Runtime, CPU), `chunk` samples at a time,
     or one at a time where the model takes a fixed batch of 1."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(path, threads)
     names = [output.name for output in session.get_outputs()]
-    fixed = session.get_inputs()[0].shape[0]
-    step = fixed if isinstance(fixed, int) and fixed > 0 else chunk
+    step = batch_of(session, chunk)
     samples = len(next(iter(feeds.values())))
     parts = [session.run(names, {name: array[start:start + step] for name, array in feeds.items()})
              for start in range(0, samples, step)]
@@ -164,14 +160,8 @@ def _latency(path: Path, feeds: Feeds, threads: int, runs: int = 5) -> tuple[flo
     """The median milliseconds of one ONNX Runtime run over the first LATENCY_BATCH samples of `feeds` (one, where the
     model takes a fixed batch of 1), after a warm-up: a figure within this run, to compare the three builds, not a
     benchmark. Returns the milliseconds and the batch."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    fixed = session.get_inputs()[0].shape[0]
-    batch = fixed if isinstance(fixed, int) and fixed > 0 else LATENCY_BATCH
-    feeds = {name: array[:batch] for name, array in feeds.items()}
+    session = cpu_session(path, threads)
+    feeds = {name: array[:batch_of(session, LATENCY_BATCH)] for name, array in feeds.items()}
     session.run(None, dict(feeds))
     times = []
     for _ in range(runs):

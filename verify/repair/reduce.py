@@ -13,6 +13,8 @@ import numpy as np
 from converter.core.files import atomic_write
 from converter.zoo import Tolerance
 
+from .onnxruntime_cpu import cpu_session
+
 Run = Callable[[bytes, Mapping[str, np.ndarray]], dict[str, np.ndarray]]  # (model bytes, feeds) -> outputs by name
 
 
@@ -34,13 +36,7 @@ def ort_run(threads: int = 1, optimised: bool = True) -> Run:
     """ONNX Runtime on the CPU, with its graph optimisations (a bug may live in a fused kernel) unless `optimised`
     is off."""
     def run(model: bytes, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        if not optimised:
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        session = cpu_session(model, threads, optimised)
         names = [output.name for output in session.get_outputs()]
         return dict(zip(names, session.run(names, dict(feeds))))
     return run

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from converter.core.errors import one_line
+from converter.core.machine import physical_cores
 from converter.core.vocabulary import ARTIFACTS, ONNX_ARTIFACTS
 from converter.manifest import read_manifest
 from converter.zoo import ModelEntry
@@ -119,7 +121,7 @@ def repair_run(verified, options, seconds: float = DEFAULT_SECONDS,
             except Exception as exc:  # one cell's repair failing must not lose the others'
                 log.debug("repairing %s failed:\n%s", cell.key, traceback.format_exc())
                 repair = replace(base, status=ERROR, seconds=time.monotonic() - started,
-                                 summary=f"the repair failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                                 summary=f"the repair failed: {one_line(exc)}")
             if repair.status == REPAIRED and repair.zoo_change:
                 progress_of.add(repair.zoo_change, repair.fixed)
             onnx_cell = next((c for c in cells if c.status == FAIL and c.runtime == "onnxruntime"
@@ -130,7 +132,7 @@ def repair_run(verified, options, seconds: float = DEFAULT_SECONDS,
                     repair = replace(repair, repro=_onnx_repro(onnx_cell, entry, images, options, repros))
                 except Exception as exc:  # the repro is extra: the search's result stands
                     log.debug("the repro of %s failed:\n%s", onnx_cell.key, traceback.format_exc())
-                    repair = replace(repair, repro=f"no repro: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                    repair = replace(repair, repro=f"no repro: {one_line(exc)}")
             repairs.append(repair)
     return repairs
 
@@ -140,7 +142,6 @@ def _onnx_repro(cell, entry: ModelEntry, images, options, folder: Path) -> str:
     evaluator, on the run's first sample) disagree, written to folder/<model>/<artifact>; or why there is none."""
     import onnx
 
-    from ..api import model_inputs
     from ..judge.compare import output_and_size
     from .reduce import ort_run, reference_values, smallest_repro, write_repro
 
@@ -149,16 +150,13 @@ def _onnx_repro(cell, entry: ModelEntry, images, options, folder: Path) -> str:
                 "first size (the cell's detail names the operation that failed)")
     record = read_manifest(options.artifacts).models[cell.model].artifacts[cell.artifact]
     model = onnx.load(str(options.artifacts / record.path))
-    own_images = model_inputs({cell.model: _Resolved(entry)}, [cell.model], images)[cell.model][0]
-    with tempfile.TemporaryDirectory(prefix="parity-repro-") as scratch:
-        inputs, _ = write_input_file(own_images, entry, Path(scratch) / "inputs.bin")
-        feeds = {name: array[:1] for name, array in inputs.read().items()}
+    feeds = {name: array[:1] for name, array in _model_feeds(cell.model, entry, images)[0].items()}
     try:
         golden = reference_values(model, feeds)
     except Exception as exc:
-        return f"no repro: the ONNX reference evaluator cannot run this graph ({type(exc).__name__}: {exc})"
+        return f"no repro: the ONNX reference evaluator cannot run this graph ({one_line(exc)})"
     tolerance = entry.tolerance_for(cell.runtime, cell.artifact, cell.device, entry.output_names[0])
-    repro, line = smallest_repro(model, golden, ort_run(options.threads or 1), tolerance)
+    repro, line = smallest_repro(model, golden, ort_run(options.threads or physical_cores()), tolerance)
     if repro is None:
         where = f"; {cell.divergence.summary}" if cell.divergence else ""
         return (f"no runtime repro: {line} (the ONNX specification's, on the first sample): the graph itself differs "
@@ -241,8 +239,6 @@ def zoo_fields(change: dict) -> list[tuple[str, object]]:
 
 def _repair_cell(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images, options, seconds: float,
                  progress: Callable[[str], None], before: list, earlier: _Progress) -> Repair:
-    from ..api import model_inputs
-
     started, cell = time.monotonic(), cells[0]
     record = read_manifest(options.artifacts).models[cell.model]
     onnx = record.artifacts.get("onnx")
@@ -252,11 +248,9 @@ def _repair_cell(base: Repair, cells: list, entry: ModelEntry, zoo: Path, images
     if compared is None or compared.status != PASS:
         return replace(base, summary="not searched: the search compares with the fp32 onnx model on ONNX Runtime, "
                                      f"whose cell {'did not run' if compared is None else 'is ' + compared.status}")
-    own_images, labels, _, _ = model_inputs({cell.model: _Resolved(entry)}, [cell.model], images)[cell.model]
-    threads = options.threads or max(1, (os.cpu_count() or 2) // 2)
+    feeds, labels = _model_feeds(cell.model, entry, images)
+    threads = options.threads or physical_cores()
     with tempfile.TemporaryDirectory(prefix="parity-repair-") as scratch:
-        inputs, _ = write_input_file(own_images, entry, Path(scratch) / "inputs.bin")
-        feeds = inputs.read()
         found = search_mixed_precision(cell.artifact, entry, options.artifacts / onnx.path, feeds, labels, seconds,
                                        threads, Path(scratch), lambda text: progress(f"{cell.model} {text}"))
     result = found.result
@@ -318,6 +312,17 @@ class _Resolved:
     """What verify.api.model_inputs reads of a resolved zoo entry."""
 
     entry: ModelEntry
+
+
+def _model_feeds(model: str, entry: ModelEntry, images) -> tuple[dict, list | None]:
+    """The samples the run fed the model (its own images, or the run's, preprocessed as the verifier does), and their
+    labels where the task scores them."""
+    from ..api import model_inputs
+
+    own_images, labels, _, _ = model_inputs({model: _Resolved(entry)}, [model], images)[model]
+    with tempfile.TemporaryDirectory(prefix="parity-repair-") as scratch:
+        inputs, _ = write_input_file(own_images, entry, Path(scratch) / "inputs.bin")
+        return inputs.read(), labels
 
 
 def prove(zoo: Path, cells: list, change: dict, options, before: list, renamed: dict[str, str] | None = None,

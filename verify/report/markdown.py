@@ -17,8 +17,9 @@ from .tables import number, table
 from .timing_report import peaks_of, timing_section
 
 PARITY_COLUMNS = ["model", "artifact", "runtime", "device", "precision", "output", "status", "cell_status", "max_abs_diff",
-                  "max_rel_diff", "atol_to_pass", "rtol_to_pass", "non_finite", "cosine", "top1_agreement", "top5_overlap", "top1_ties", "samples", "required",
-                  "deployed", "emulated", "waiver", "batch_invariance", "detail", "first_divergence"]
+                  "max_rel_diff", "atol_to_pass", "rtol_to_pass", "non_finite", "cosine", "top1_agreement",
+                  "top5_overlap", "top1_ties", "samples", "required", "deployed", "emulated", "waiver",
+                  "batch_invariance", "detail", "first_divergence"]
 PREPROCESSING_COLUMNS = ["model", "deployment", "library", "gated", "status", "channel_shift", "input_max_abs_diff",
                          "max_abs_diff", "top1_agreement", "confident_flips", "waiver", "detail"]
 
