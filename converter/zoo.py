@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
@@ -20,7 +20,10 @@ from .core.vocabulary import (ARTIFACTS, DEVICES, OUTPUT_KINDS, RUNTIMES, TASKS,
 
 MAX_ZOO_BYTES = 1 << 20  # a zoo is a page of YAML; anything larger is a mistake or an attack
 MAX_ZOO_NODES = 100_000  # after expanding YAML aliases: refuses "billion laughs" documents quickly
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # becomes a folder name: no separators, no leading dot
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# `tolerance: auto`: atol/rtol this many times the reference's noise floor (docs/history.md: the self-test's faults
+# sit at 1,245 floors and more, its clean models at 0.89 at most, the default zoo's clean cells at 2.0)
+AUTO_NOISE_MULTIPLE = 20.0  # becomes a folder name: no separators, no leading dot
 
 
 class _ZooLoader(yaml.SafeLoader):
@@ -90,6 +93,10 @@ class Preprocess(_Section):
 class Tolerance(_Section):
     atol: float = Field(default=1e-4, ge=0)
     rtol: float = Field(default=1e-3, ge=0)
+    # `tolerance: auto`: atol and rtol derived from the reference's own noise floor, times noise_multiple
+    # (verify.judge.noise; calibrated on the self-test's faults, docs/verification.md)
+    auto: bool = False
+    noise_multiple: float = Field(default=AUTO_NOISE_MULTIPLE, gt=1)
     min_cosine: float = Field(default=0.99999, ge=-1, le=1)
     top1: float = Field(default=1.0, ge=0, le=1)
     # detections (boxes, scores, labels), matched to the reference's per image and class: only those scoring at
@@ -306,6 +313,10 @@ class ModelEntry(_Section):
     # how many points of top-1 accuracy (without labels: of agreement with the reference) the recommendation may
     # trade for speed; 0: it recommends the fastest cell that loses nothing, and names the faster lossy ones
     accept_accuracy_drop: float = Field(default=0.0, ge=0, le=100)
+    # the performance gate (`python -m verify --baseline last-pass`): a deployed cell whose median latency is slower
+    # than the baseline run's by more than this fraction, with both runs' 95% intervals apart, blocks; None: only
+    # reported
+    max_slowdown: float | None = Field(default=None, gt=0)
     onnx: OnnxOptions = OnnxOptions()
     torchscript: TorchScriptOptions = TorchScriptOptions()
     paddle: PaddleOptions = PaddleOptions()
@@ -320,11 +331,14 @@ class ModelEntry(_Section):
     allow_failures: list[Waiver] = Field(default_factory=list)
     required: list[str] = Field(default_factory=list)
 
-    def tolerance_for(self, runtime: str, artifact: str, device: str, output: str | None = None) -> Tolerance:
-        """The model's tolerance, then the output's own, then each matching cell override from the least to the
-        most specific."""
+    def tolerance_for(self, runtime: str, artifact: str, device: str, output: str | None = None,
+                      derived: Mapping[str, float] | None = None) -> Tolerance:
+        """The model's tolerance (its atol and rtol replaced by `derived` ones, from the noise floor, where it is
+        `auto`), then the output's own, then each matching cell override from the least to the most specific."""
         matching = [(parse_selector(key), override) for key, override in self.tolerance_overrides.items()]
         merged = self.tolerance.model_dump()
+        if self.tolerance.auto and derived:
+            merged.update(derived)
         own = next((o.tolerance for o in self.outputs if o.name == output), None)
         if own is not None:
             merged.update(own.model_dump(exclude_none=True))
@@ -356,6 +370,14 @@ class ModelEntry(_Section):
         """`outputs: [logits, embedding]` is short for `[{name: logits}, {name: embedding}]`."""
         if isinstance(data, dict) and isinstance(data.get("outputs"), list):
             data = {**data, "outputs": [{"name": o} if isinstance(o, str) else o for o in data["outputs"]]}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_tolerance(cls, data: Any) -> Any:
+        """`tolerance: auto` is short for `{auto: true}` (atol and rtol from the reference's noise floor)."""
+        if isinstance(data, dict) and data.get("tolerance") == "auto":
+            data = {**data, "tolerance": {"auto": True}}
         return data
 
     @model_validator(mode="before")
@@ -494,11 +516,11 @@ class ModelEntry(_Section):
 # checkpoint counts by content (its sha256), not by path; formats only say which artifacts to build.
 NOT_BUILD_INPUTS = frozenset({"preprocess", "tolerance", "tolerance_overrides", "allow_failures", "required",
                               "classes", "classes_file", "images", "precision_tolerance", "limits", "formats", "candidates", "accept_accuracy_drop", "checkpoint", "deployments", "logits_output", "task",
-                              "annotations"})
+                              "annotations", "max_slowdown"})
 
 # Sections a `defaults:` block may set; each is merged key by key into every model's own section.
 DEFAULTABLE = ("input", "inputs", "dynamic", "fixed_shape", "outputs", "preprocess", "tolerance", "precision_tolerance", "formats", "candidates",
-               "accept_accuracy_drop", "onnx", "torchscript", "paddle", "calibration",
+               "accept_accuracy_drop", "max_slowdown", "onnx", "torchscript", "paddle", "calibration",
                "seed", "tolerance_overrides", "required", "limits", "deployments")
 
 

@@ -21,6 +21,10 @@ def test_selftest_cli_detects_every_fault_without_a_false_alarm(tmp_path, capsys
     assert len(frame) == 1 + len(FAULTS) and frame.detected.all(), frame[~frame.detected].to_dict("records")
     clean = frame[frame.fault == "clean"]
     assert list(clean.got) == ["PASS"] and (clean.max_abs_diff < 1e-5).all()
+    # `tolerance: auto`'s calibration: the clean model's cells within a few noise floors, every fault judged element
+    # by element far above the multiple (a row where either fails is not `detected`)
+    assert 0 < clean.noise_units.max() < 5
+    assert frame.set_index("fault").noise_units[["onnx-weight-1pct", "onnx-float16", "bgr-input"]].min() > 1000
     faults = frame[frame.fault != "clean"].set_index(["seed", "fault"])
     for fault in FAULTS:
         row = faults.loc[(0, fault.name)]
@@ -32,6 +36,7 @@ def test_selftest_cli_detects_every_fault_without_a_false_alarm(tmp_path, capsys
             assert row.localised == fault.localise
     text = (report / "selftest.md").read_text()
     assert text.startswith("# Gate self-test: PASS") and "| 0 | onnx-float16" in text
+    assert "`tolerance: auto` holds float32 cells to 20x the reference's noise floor: the clean models' cells" in text
     console = capsys.readouterr()
     assert "Gate self-test: PASS" in console.out
     assert "UserWarning" not in console.err  # library warnings go to selftest.log (once per process: maybe none here)

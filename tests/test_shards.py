@@ -102,7 +102,7 @@ def runs(converted, tmp_path_factory):
     for k in (1, 2):
         codes[f"shard{k}"] = verify_main([*common, "--report", str(root / f"shard{k}"), "--shard", f"{k}/2"])
     codes["merged"] = verify_main(["merge", str(root / "shard1"), str(root / "shard2"), "--report",
-                                   str(root / "merged")])
+                                   str(root / "merged"), "--history", str(root / "merged.sqlite")])
     return root, codes
 
 
@@ -128,6 +128,14 @@ def test_two_shards_merged_give_the_single_runs_verdict_failures_and_rows(runs):
         return sorted((case.get("classname"), case.get("name"), tuple(child.tag for child in case))
                       for case in suites.iter("testcase"))
     assert cases("merged") == cases("single")
+    # the history: the shards' runs as shards beside the artifacts, the merge as one run of the whole zoo
+    from verify.history.store import HistoryStore
+
+    shards = HistoryStore(root / "artifacts" / "history.sqlite")
+    assert [kind for _, _, kind, *_ in shards.runs()] == ["run", "shard", "shard"]
+    recorded = HistoryStore(root / "merged.sqlite").load("last")
+    assert recorded.kind == "merged" and recorded.run_id == merged["provenance"]["run_id"]
+    assert not recorded.passed and {cell.model for cell in recorded.cells} == set(MODELS)
     merged_md = (root / "merged" / "report.md").read_text()
     assert "merged_from: shard 1/2 run " in merged_md and "shard 2/2 run " in merged_md
     assert merged["provenance"]["run_id"] in merged_md

@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     if given[:1] == ["merge"]:
         return _merge(given[1:])
+    if given[:1] == ["history"]:
+        return _history(given[1:])
+    if given[:1] == ["diff"]:
+        return _diff(given[1:])
     args = _parse(argv)
     if not args.report or args.selftest:
         return _main(args, argv, "")
@@ -59,6 +63,10 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
 
     from .api import VerifyOptions, run, write_reports
 
+    try:  # a history or a baseline that cannot be used stops the run before it starts, not after
+        store, baseline = _history_and_baseline(args)
+    except WorkbenchError as exc:
+        return _usage(str(exc))
     try:
         options = VerifyOptions(
             artifacts=Path(args.artifacts), zoo=Path(args.zoo) if args.zoo else None,
@@ -99,7 +107,21 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
             interrupted = True
         except (WorkbenchError, UsageError) as exc:
             repair_error = str(exc)
+    if baseline is not None:
+        from .history.runs import gate_on_baseline
+
+        gate_on_baseline(verified, baseline)
+        verdict = verified.verdict
     report = write_reports(verified, Path(args.report))
+    recorded = ""
+    if store is not None and not interrupted:
+        from .history.runs import record_of
+
+        try:
+            store.record(record_of(verified))
+            recorded = f"; recorded in {store.path}"
+        except WorkbenchError as exc:
+            return _usage(f"the run's report is written ({report}), but not recorded: {exc}")
     if interrupted:
         print(f"interrupted: the repair stopped; the run's report and {len(verified.repairs)} finished repair(s) "
               f"-> {report}", file=sys.stderr)
@@ -109,10 +131,21 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
     scope = verified.scope
     shard = (f" (shard {scope.shard}: {len(scope.models)} of the zoo's {len(scope.zoo_models)} models; join the shards "
              "with `python -m verify merge`)" if scope.shard else "")
-    print(f"\n{verdict.label}: {len(verdict.blocking)} blocking, {len(verdict.waived)} waived -> {report}{shard}")
+    print(f"\n{verdict.label}: {len(verdict.blocking)} blocking, {len(verdict.waived)} waived -> {report}{shard}"
+          f"{recorded}")
     for line in verdict.blocking:
         print(f"  blocking: {line}")
     return verdict.exit_code
+
+
+def _history_and_baseline(args):
+    """The history to record this run in (None: --no-history) and the baseline run to gate its speed on."""
+    from .history.runs import find_run
+    from .history.store import FILE_NAME, HistoryStore
+
+    store = None if args.no_history else HistoryStore(args.history or Path(args.artifacts) / FILE_NAME)
+    baseline = find_run(args.baseline, store) if args.baseline else None
+    return store, baseline
 
 
 def _repair(args, options, verified) -> None:
@@ -158,6 +191,9 @@ def _merge(argv: list[str]) -> int:
                     "options is a usage error (2).")
     parser.add_argument("shards", nargs="+", metavar="SHARD_REPORT_DIR")
     parser.add_argument("--report", required=True, help="folder for the merged reports")
+    parser.add_argument("--history", default="artifacts/history.sqlite",
+                        help="the history to record the merged run in (default: %(default)s)")
+    parser.add_argument("--no-history", action="store_true", help="do not record the merged run")
     parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
     args = parser.parse_args(argv)
     from converter.core.errors import WorkbenchError
@@ -171,11 +207,18 @@ def _merge(argv: list[str]) -> int:
     run_id, report = new_run_id(), Path(args.report)
     if any(Path(shard).resolve() == report.resolve() for shard in args.shards):
         return _usage(f"--report {report}: is one of the shards; merge into a folder of its own")
+    from .history.records import MERGED
+    from .history.runs import record_of
+    from .history.store import HistoryStore
+
     try:
+        store = None if args.no_history else HistoryStore(args.history)
         with folder_lock(report, f"verify merge {run_id}"):
             merged = merge_runs([Path(shard) for shard in args.shards],
                                 " ".join(["python -m verify merge", *argv]), run_id)
             written = write_reports(merged, report)
+            if store is not None:
+                store.record(record_of(merged, MERGED))
     except (WorkbenchError, FolderBusy) as exc:
         return _usage(str(exc))
     verdict = merged.verdict
@@ -187,6 +230,95 @@ def _merge(argv: list[str]) -> int:
     for line in verdict.blocking:
         print(f"  blocking: {line}")
     return verdict.exit_code
+
+
+def _history(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m verify history", description="The recorded runs, and per cell its status, its worst "
+        "difference from the reference (also in units of the reference's noise floor) and its p50 latency over the "
+        "runs: printed, and written as history.md, history.csv and a chart per model. Exit codes: 0, or 2 for a "
+        "history that cannot be read.")
+    parser.add_argument("--history", default=None, help="the history file or sqlite:///path URL (default: "
+                                                          "ARTIFACTS/history.sqlite)")
+    parser.add_argument("--artifacts", default="artifacts", help="the converter's output folder (default: artifacts)")
+    parser.add_argument("--model", help="one model's cells only")
+    parser.add_argument("--runs", type=int, default=20, help="the last this many runs (default: 20)")
+    parser.add_argument("--report", default="reports/history",
+                        help="folder for history.md, history.csv and <model>-history.png (default: reports/history)")
+    args = parser.parse_args(argv)
+    from converter.core.errors import WorkbenchError
+    from converter.core.files import atomic_write
+
+    from .history.store import FILE_NAME, HistoryStore
+    from .history.tables import draw_history, history_frame, history_lines, runs_table
+
+    if args.runs < 1:
+        return _usage(f"--runs: at least 1, got {args.runs}")
+    try:
+        store = HistoryStore(args.history or Path(args.artifacts) / FILE_NAME)
+        runs = store.runs(args.runs)
+        points = store.cell_points(args.model, args.runs)
+    except WorkbenchError as exc:
+        return _usage(str(exc))
+    if not runs:
+        return _usage(f"{store.path}: no run recorded yet (python -m verify --report DIR records one)")
+    if args.model and not points:
+        known = sorted({p.model for p in store.cell_points(None, args.runs)})
+        return _usage(f"--model {args.model}: not in the last {args.runs} runs (has: {', '.join(known)})")
+    folder = Path(args.report)
+    charts = draw_history(points, folder)
+    text = "\n".join([f"# Run history: {store.path}", "", *runs_table(runs), "",
+                      "Per cell: its status, its worst output's max |diff| from the reference and that difference in "
+                      "the reference's noise floors (float32 cells), and the p50 latency of its first timed batch.",
+                      *history_lines(points), "",
+                      *[f"![{model}]({path.name})" for model, path in charts.items()]]) + "\n"
+    atomic_write(folder / "history.md", text)
+    atomic_write(folder / "history.csv", history_frame(points).to_csv(index=False))
+    print(text)
+    print(f"-> {folder / 'history.md'}, history.csv" + (f", {len(charts)} chart(s)" if charts else ""))
+    return EXIT_OK
+
+
+def _diff(argv: list[str]) -> int:
+    from .history.diff import DRIFT_UNITS, FAIL_ON, MIN_SLOWDOWN
+
+    parser = argparse.ArgumentParser(
+        prog="python -m verify diff", usage="python -m verify diff RUN_A RUN_B [--fail-on drift,slowdown,status]",
+        description="What changed from RUN_A to RUN_B (each a recorded run's id or the start of it, last, last-pass, "
+                    "either with ~N for the Nth before it, or a report folder): the cells whose status changed, the outputs whose difference from the "
+                    f"reference moved by more than {DRIFT_UNITS:g} noise floors, the timings that moved by more than "
+                    f"{MIN_SLOWDOWN:.0%} beyond both runs' 95% intervals (same machine only), the tool versions. "
+                    "Exit codes: 0; 1 when a --fail-on category found something; 2 usage error.")
+    parser.add_argument("runs", nargs=2, metavar="RUN")
+    parser.add_argument("--history", default=None, help="the history file or sqlite:///path URL (default: "
+                                                          "ARTIFACTS/history.sqlite)")
+    parser.add_argument("--artifacts", default="artifacts", help="the converter's output folder (default: artifacts)")
+    parser.add_argument("--fail-on", default="", help=f"comma-separated among {','.join(FAIL_ON)}: exit 1 when one "
+                                                       "found something (default: report only)")
+    args = parser.parse_args(argv)
+    from converter.core.errors import WorkbenchError
+
+    from .history.diff import diff_runs
+    from .history.runs import find_run
+    from .history.store import FILE_NAME, HistoryStore
+    from .history.tables import diff_lines
+
+    fail_on = tuple(split_list(args.fail_on) or ())
+    unknown = [what for what in fail_on if what not in FAIL_ON]
+    if unknown:
+        return _usage(f"--fail-on: unknown {unknown} (choose from {', '.join(FAIL_ON)})")
+    try:
+        store = HistoryStore(args.history or Path(args.artifacts) / FILE_NAME)
+        before, after = (find_run(reference, store) for reference in args.runs)
+    except WorkbenchError as exc:
+        return _usage(str(exc))
+    diff = diff_runs(before, after)
+    print("\n".join(diff_lines(diff)))
+    failing = diff.failing(fail_on)
+    if failing:
+        print(f"\nFAIL (--fail-on): {', '.join(failing)}")
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _print_header() -> None:
@@ -294,6 +426,8 @@ def _parse(argv):
     parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__.split("\n\n")[0],
                                      usage="python -m verify --report DIR [options]\n"
                                            "       python -m verify merge SHARD_REPORT_DIR... --report DIR\n"
+                                           "       python -m verify history [--model M]\n"
+                                           "       python -m verify diff RUN_A RUN_B [--fail-on drift,slowdown,status]\n"
                                            "       python -m verify --selftest [--report DIR] [--seeds 0,1,2]",
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -339,6 +473,13 @@ def _parse(argv):
                              "without it such a run blocks, since it is not a deployment verdict")
     add_limit_arguments(parser, "CPU cell")
     add_trust_argument(parser)
+    parser.add_argument("--history", help="the run history to record this run in: a file or an sqlite:///path URL "
+                                          "(default: ARTIFACTS/history.sqlite); `python -m verify history` shows it")
+    parser.add_argument("--no-history", action="store_true", help="do not record this run")
+    parser.add_argument("--baseline",
+                        help="a recorded run (an id, last, last-pass) or a report folder: a deployed cell slower than "
+                             "it beyond both runs' 95%% intervals blocks where the zoo sets max_slowdown; other "
+                             "slowdowns are notes")
     parser.add_argument("--repair", action="store_true",
                         help="after the run, search each failing cell for its fix (another route for a float32 "
                              "artifact, the fewest nodes in float32 for an int8 or fp16 ONNX one, a minimal ONNX "

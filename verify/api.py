@@ -339,7 +339,7 @@ def write_reports(verified: VerifyRun, folder: Path) -> Path:
     provenance = verified.provenance
     atomic_write(folder / "summary.json",
                  json.dumps(summary(results, verdict, environment, provenance), indent=2, default=str))
-    text = markdown(results, verdict, environment, provenance, charts, tradeoffs, pictures)
+    text = markdown(results, verdict, environment, provenance, charts, tradeoffs, pictures, verified.entries)
     if verified.repairs:
         from .repair.report import repairs_section
         from .report.plain import to_plain

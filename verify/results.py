@@ -11,6 +11,7 @@ from .cells.localize import Divergence
 from .cells.timing import Timing
 from .judge.accuracy import Score
 from .judge.compare import SIZE_SEPARATOR, Comparison, output_and_size
+from .judge.noise import NoiseFloor
 from .judge.preprocessing import PreprocessingComparison
 
 
@@ -94,10 +95,22 @@ class ModelResult:
     sizes: list[str] = field(default_factory=list)  # the shape sweep's sizes ('sequence=8'), the first timed; [] none
     output_kinds: dict[str, str] = field(default_factory=dict)  # each output's kind (logits, embedding, ...)
     task: str = "classification"  # what the outputs are for (converter.core.vocabulary.TASKS)
+    # each elementwise output's noise floor: how far the fp32 reference moves from itself (verify.judge.noise)
+    noise_floor: dict[str, NoiseFloor] = field(default_factory=dict)
+    inputs_digest: str = ""  # sha256 of the samples every runtime got
+    reference_digest: str = ""  # sha256 of the reference's outputs on them: the same inputs, another answer, in a diff
 
     def output_label(self, key: str) -> str:
         """A comparison's key as the report shows it: 'logits @ sequence=77', the first size named too."""
         return key if not key or output_and_size(key)[1] or not self.sizes else f"{key}{SIZE_SEPARATOR}{self.sizes[0]}"
+
+    def noise_units(self, cell: Cell, key: str) -> float | None:
+        """How many of the reference's noise floors a float32 cell's output `key` is from the reference (None where
+        it is not judged element by element, or no floor was measured)."""
+        comparison = cell.comparisons.get(key)
+        if cell.reference or cell.precision != "fp32" or comparison is None or comparison.matched_kind:
+            return None
+        return comparison.noise_units
 
     @property
     def rows_per_cell(self) -> bool:

@@ -101,9 +101,14 @@ def cell_facts(value: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndar
     sweep = value.get("sweep", {})  # per size of the shape sweep: its outputs, or why the runtime failed there
     arrays.update({f"size/{label}/{name}": array for label, outputs in sweep.items() if not isinstance(outputs, str)
                    for name, array in outputs.items()})
+    noise = value.get("noise", {})  # the reference's: its first samples computed otherwise, or why not
+    arrays.update({f"noise/{variant}/{name}": array for variant, outputs in noise.items()
+                   if not isinstance(outputs, str) for name, array in outputs.items()})
     return {"config": value["config"], "timings": [asdict(t) for t in value["timings"]],
             "sweep": {label: outputs if isinstance(outputs, str) else sorted(outputs)
-                      for label, outputs in sweep.items()}}, arrays
+                      for label, outputs in sweep.items()},
+            "noise": {variant: outputs if isinstance(outputs, str) else sorted(outputs)
+                      for variant, outputs in noise.items()}}, arrays
 
 
 def cell_value(facts: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -114,7 +119,9 @@ def cell_value(facts: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str
     probes = {size: found for size in PROBE_BATCHES if (found := part(f"probe{size}"))}
     sweep = {label: names if isinstance(names, str) else {name: arrays[f"size/{label}/{name}"] for name in names}
              for label, names in facts.get("sweep", {}).items()}
-    return {"output": part("output"), "again": part("again"), "probes": probes, "sweep": sweep,
+    noise = {variant: names if isinstance(names, str) else {name: arrays[f"noise/{variant}/{name}"] for name in names}
+             for variant, names in facts.get("noise", {}).items()}
+    return {"output": part("output"), "again": part("again"), "probes": probes, "sweep": sweep, "noise": noise,
             "config": facts["config"],
             "timings": [Timing(**t) for t in facts["timings"]], "canaries": [], "cached": facts.get("stored")}
 

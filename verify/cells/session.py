@@ -2,6 +2,7 @@
 each cell runs in a worker and comes back as a new, finished Cell."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import tempfile
@@ -27,6 +28,7 @@ from ..judge.compare import (ERROR, FAIL, PASS, SHAPE, SIZE_SEPARATOR, SKIP, Com
                              compare_outputs, output_and_size, with_reason, worst)
 from ..judge.invariance import PROBE_BATCHES, batch_invariance, probe_feeds
 from ..judge.kinds import output_kind
+from ..judge.noise import NoiseFloor, judged_tolerance, reference_floors, with_noise_units
 from ..judge.preprocessing import deployment_batch, reference_batch
 from ..plan.cells import fixed_batch, plan_cells
 from ..plan.inputs import CHUNK, ImageSet, InputFile, write_input_file
@@ -186,6 +188,8 @@ def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, t
     run = _CellRunner(entry, task, result.outputs, inputs, sweep, record.trusted_pickle, options, runners,
                       compare_func, shared, labels, tell, len(planned))
     reference_cell, reference = run(reference_plan, eager)
+    result.noise_floor = run.noise_floor
+    result.inputs_digest, result.reference_digest = inputs.digest, outputs_digest(reference)
     if reference_cell.status != PASS:
         _stopped(result, planned, f"reference (torch eager, CPU): {reference_cell.detail}", reference_cell)
         return
@@ -413,6 +417,7 @@ class CellJob:
     wait_seconds: float = TimingPolicy.run_wait_seconds  # left in this run for waiting on the machine's speed
     progress_file: Path | None = None  # where the worker says how far it is
     sweep: dict[str, Feeds] = field(default_factory=dict)  # the shape sweep's other sizes: a few samples each
+    noise: bool = False  # the reference: its first samples computed otherwise too, for its noise floor
 
 
 def run_cell_job(job: CellJob) -> dict:
@@ -447,6 +452,9 @@ def run_cell_job(job: CellJob) -> dict:
     # the same first samples alone and in an odd batch (an artifact built for batch 1 has nothing to compare)
     probes = {size: run(probe_feeds(head, size)) for size in PROBE_BATCHES
               if job.max_batch is None and size < samples}
+    if job.noise:
+        tell("measuring the noise floor")
+    noise = runner.noise_variants(probe_feeds(head, PARITY_BATCH)) if job.noise else {}
     timings: list[Timing] = []
     canaries: list[float] = []
     budget = WaitBudget(job.wait_seconds)
@@ -457,7 +465,7 @@ def run_cell_job(job: CellJob) -> dict:
         timings.append(timing)
         canaries += readings
     return {"output": output, "again": again, "config": runner.describe(), "timings": timings, "canaries": canaries,
-            "waited": job.wait_seconds - budget.left, "probes": probes, "sweep": sweep}
+            "waited": job.wait_seconds - budget.left, "probes": probes, "sweep": sweep, "noise": noise}
 
 
 # Where a runtime's error names the operation that could not run: ONNX Runtime, OpenVINO, TorchScript, torch.export
@@ -521,6 +529,7 @@ class _CellRunner:
     tell: Progress = lambda text: None
     planned: int = 0  # cells in this model, for the progress line
     counted: int = 0  # cells run so far
+    noise_floor: dict[str, NoiseFloor] = field(default_factory=dict)  # the reference's, once it has run
     _counting: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, plan: Cell, artifact: ArtifactRecord, reference: Feeds | None = None,
@@ -560,7 +569,9 @@ class _CellRunner:
             if options.timing:
                 self.shared.before_timing()
             job = CellJob(runner, request, self.inputs, options.timing, options.policy, options.batches,
-                          self.shared.speed.full, max_batch, self.shared.wait.left, progress_file, sweep_feeds)
+                          self.shared.speed.full, max_batch, self.shared.wait.left, progress_file, sweep_feeds,
+                          noise=plan.reference and any(not output_kind(kind).matched
+                                                       for kind in entry.output_kinds.values()))
             with self.shared.lanes, (self.shared.gpu_lane if DEVICES[plan.device].gpu else nullcontext()):
                 outcome = run_isolated(run_cell_job, job, on_wait=heard,
                                        limits=entry.limits.over(options.limits, gpu=DEVICES[plan.device].gpu))
@@ -590,7 +601,11 @@ class _CellRunner:
             return replace(ran, status=ERROR, detail=f"the model itself fails at {label} (check dynamic): {error}"), None
         ran = replace(ran, **self.task.cell_facts(entry, output, self.labels))
         budget = entry.budget_for(plan.precision)
-        tolerances = {name: entry.tolerance_for(plan.runtime, plan.artifact, plan.device, name) for name in names}
+        if plan.reference:
+            self.noise_floor = reference_floors(probe_feeds(output, PARITY_BATCH), value.get("probes", {}),
+                                                value.get("noise", {}), kinds)
+        tolerances = {name: judged_tolerance(entry, plan.runtime, plan.artifact, plan.device, name, self.noise_floor)
+                      for name in names}
         if budget is not None and not plan.reference:  # detections and masks keep their checks, at its limits
             tolerances = {name: budget.limit(tolerance) for name, tolerance in tolerances.items()}
         full = with_sizes(output, sweep)
@@ -606,6 +621,8 @@ class _CellRunner:
             sized_kinds = {key: kinds[output_and_size(key)[0]] for key in reference}
             present = {key: array for key, array in reference.items() if key in full}
             comparisons = compare_outputs(present, full, sized, sized_kinds, self.compare_func)
+            if plan.precision == "fp32":
+                comparisons = with_noise_units(comparisons, present, full, self.noise_floor)
             for key in reference:  # at a size the runtime could not take (or returned no outputs for)
                 label = output_and_size(key)[1]
                 if key in full:
@@ -645,6 +662,16 @@ class _CellRunner:
                 status, detail = FAIL, f"not batch-invariant: {invariance}"
         return replace(ran, status=status, detail=detail, comparisons=comparisons, batch_invariance=invariance,
                        batch_invariant=agreed), full
+
+
+def outputs_digest(outputs: Feeds) -> str:
+    """sha256 of named arrays: their names, dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(outputs):
+        array = np.ascontiguousarray(outputs[name])
+        digest.update(f"{name}{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def with_sizes(output: Feeds, sweep: Mapping[str, Feeds | str]) -> Feeds:

@@ -49,6 +49,9 @@ class Comparison:
     # (Polygraphy's "minimum required tolerance"); the lowest cosine is `cosine`. None where not judged elementwise
     atol_to_pass: float | None = None
     rtol_to_pass: float | None = None
+    # the worst element's difference in units of the reference's noise floor (verify.judge.noise; float32 cells
+    # judged element by element, once the floor is measured)
+    noise_units: float | None = None
 
     @property
     def elementwise_failed(self) -> bool:

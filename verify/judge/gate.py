@@ -2,13 +2,14 @@
 the results and returns what it decided; the report reads the waivers it applied from the verdict."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from converter.core.cli import EXIT_FAILED, EXIT_OK
 from converter.zoo import ModelEntry, Waiver
 
 from ..results import Cell, ModelResult
 from .compare import ERROR, FAIL, PASS, SKIP
+from .noise import FAR_ABOVE, far_above
 
 EXIT_PASS, EXIT_BLOCKED = EXIT_OK, EXIT_FAILED
 PASSED, BLOCKED = "PASS", "BLOCKED"
@@ -82,6 +83,7 @@ def decide(results: list[ModelResult], entries: dict[str, ModelEntry], left_out:
             elif not cell.conversion_failed:  # the conversion failure itself is already listed
                 where = f" [{cell.divergence.summary}]" if cell.divergence and cell.divergence.layer else ""
                 blocking.append(f"{cell.key}: {problem}{where}")
+        notes += far_above_notes(result, entry)
         for check in result.preprocessing:
             if check.status not in (FAIL, ERROR) or result.error:
                 continue
@@ -101,6 +103,28 @@ def decide(results: list[ModelResult], entries: dict[str, ModelEntry], left_out:
             if index not in used:
                 notes.append(f"{result.model}: waiver {_describe(waiver)} matched no failure: remove it?")
     return Verdict(not blocking, tuple(blocking), tuple(waived), tuple(notes), applied, left_out)
+
+
+def with_regressions(verdict: Verdict, blocking: list[str], notes: list[str]) -> Verdict:
+    """The verdict with more blocking lines and notes (the performance gate against a baseline run)."""
+    return replace(verdict, passed=verdict.passed and not blocking, blocking=(*verdict.blocking, *blocking),
+                   notes=(*verdict.notes, *notes))
+
+
+def far_above_notes(result: ModelResult, entry: ModelEntry | None) -> list[str]:
+    """The float32 cells that pass their hand-written tolerance yet sit far above the reference's noise floor: a
+    real change may hide under a loose tolerance (`tolerance: auto` holds them to the floor)."""
+    notes = []
+    for cell in result.cells:
+        if cell.status != PASS:
+            continue
+        for key in cell.comparisons:
+            units = result.noise_units(cell, key)
+            if far_above(units):
+                auto = " (tolerance: auto would block it)" if entry is None or not entry.tolerance.auto else ""
+                notes.append(f"{cell.key}: '{key}' passes its tolerance but differs by {units:.0f}x the reference's "
+                             f"noise floor (over {FAR_ABOVE:g}x): a real change under a loose tolerance?{auto}")
+    return notes
 
 
 def is_required(cell: Cell, entry: ModelEntry | None) -> bool:

@@ -7,9 +7,12 @@ from typing import Any
 
 import pandas as pd
 
-from ..judge.compare import ERROR, FAIL, PASS, SKIP
+from converter.zoo import ModelEntry
+
+from ..judge.compare import ERROR, FAIL, PASS, SKIP, output_and_size
 from ..judge.gate import Verdict, is_required
 from ..judge.invariance import PROBE_BATCHES
+from ..judge.noise import derived_limits, far_above, judged_tolerance
 from ..results import Cell, ModelResult
 from ..tasks import task_of
 from .decision import decision_section, recommend
@@ -17,7 +20,7 @@ from .tables import number, table
 from .timing_report import peaks_of, timing_section
 
 PARITY_COLUMNS = ["model", "artifact", "runtime", "device", "precision", "output", "status", "cell_status", "max_abs_diff",
-                  "max_rel_diff", "atol_to_pass", "rtol_to_pass", "non_finite", "cosine", "top1_agreement",
+                  "max_rel_diff", "noise_units", "atol", "rtol", "tolerance_from", "atol_to_pass", "rtol_to_pass", "non_finite", "cosine", "top1_agreement",
                   "top5_overlap", "top1_ties", "samples", "required", "deployed", "emulated", "waiver",
                   "batch_invariance", "detail", "first_divergence"]
 PREPROCESSING_COLUMNS = ["model", "deployment", "library", "gated", "status", "channel_shift", "input_max_abs_diff",
@@ -43,6 +46,8 @@ def parity_frame(results: list[ModelResult], entries: dict, verdict: Verdict) ->
                     "precision": cell.precision, "output": result.output_label(output), "status": c.status if c else cell.status, "cell_status": cell.status,
                     "max_abs_diff": c.max_abs_diff if c else math.nan,
                     "max_rel_diff": c.max_rel_diff if c else math.nan,
+                    "noise_units": _or_nan(result.noise_units(cell, output)),
+                    **_judged_by(entries.get(cell.model), cell, output, result),
                     "atol_to_pass": _or_nan(c.atol_to_pass if c and _elementwise(cell) else None),
                     "rtol_to_pass": _or_nan(c.rtol_to_pass if c and _elementwise(cell) else None),
                     "non_finite": c.non_finite if c else 0,
@@ -103,6 +108,7 @@ def summary(results: list[ModelResult], verdict: Verdict, environment: dict,
                              "conversion_failures": r.conversion_failures, "trusted_pickle": r.trusted_pickle,
                              "images": r.image_source, "classes": len(r.classes) if r.classes else None,
                              "task": r.task,
+                             "noise_floor": {name: asdict(floor) for name, floor in r.noise_floor.items()},
                              "accuracy": {c.key: {"precision": c.precision, **c.accuracy.metrics}
                                           for c in r.cells if c.accuracy},
                              "recommendation": recommend(r)}
@@ -118,11 +124,11 @@ def inputs_file(model: str) -> str:
 
 def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, provenance: dict | None = None,
              charts: dict[str, str] | None = None, tradeoffs: dict[str, str] | None = None,
-             pictures: dict[str, str] | None = None) -> str:
+             pictures: dict[str, str] | None = None, entries: dict[str, ModelEntry] | None = None) -> str:
     """The report a reviewer reads: the verdict first, then narrow tables (they fit a 1000-pixel page), long
     texts in lists under them, skipped cells counted once with their reasons, each model's task's own sections.
     `charts`, `tradeoffs`, `pictures`: model -> the path of its timing chart, trade-off chart and its task's
-    picture, relative to the report."""
+    picture, relative to the report; `entries` the zoo's, by model (the tolerances)."""
     lines = [f"# Parity report: {verdict.label}", ""]
     if verdict.left_out:
         lines += [f"**Partial run**: left out {verdict.left_out}.", ""]
@@ -154,7 +160,7 @@ def markdown(results: list[ModelResult], verdict: Verdict, environment: dict, pr
     everywhere = _skipped_everywhere(results)
     for result in results:
         lines += _model_section(result, verdict, everywhere, peaks_of(environment, results),
-                                (charts or {}).get(result.model))
+                                (charts or {}).get(result.model), (entries or {}).get(result.model))
         if not result.error:
             lines += decision_section(result, (tradeoffs or {}).get(result.model))
             lines += task_of(result).sections(result, (pictures or {}).get(result.model))
@@ -209,7 +215,7 @@ def _matrix(results: list[ModelResult], verdict: Verdict) -> list[str]:
 
 
 def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: set, peak_gflops: float | None,
-                   chart: str | None) -> list[str]:
+                   chart: str | None, entry: ModelEntry | None = None) -> list[str]:
     lines = ["", f"## {result.model}", ""]
     facts = [f"{result.samples} samples" + (f" ({result.image_source})" if result.image_source else "")
              + (f", inputs saved in `{inputs_file(result.model)}`" if result.inputs_saved else
@@ -230,7 +236,7 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
     ran = [cell for cell in result.cells if cell.status != SKIP]
     if ran and not result.error:
         lines += table(["artifact", "runtime", "device", "precision", *(["output"] if multi else []), "status", "max abs",
-                         "max rel", "to pass: atol / rtol", "cosine", "top-1", "top-5"],
+                         "max rel", "noise x", "to pass: atol / rtol", "cosine", "top-1", "top-5"],
                         [row for cell in ran for row in _parity_rows(cell, verdict, multi, result)])
         details = [cell for cell in ran if cell.status != PASS or cell.key in verdict.waivers or "tie" in cell.detail]
         if details:
@@ -239,6 +245,7 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
                              + ("" if c.gated else " (explored: it does not block)")
                              for c in details]
         lines += _invariance_lines(ran)
+        lines += _noise_lines(result, entry)
         lines += timing_section(result, peak_gflops, chart)
     lines += _skipped([cell for cell in result.cells if cell.status == SKIP
                        and (cell.runtime, cell.artifact, cell.device) not in skipped_everywhere], "Skipped")
@@ -264,6 +271,28 @@ def _model_section(result: ModelResult, verdict: Verdict, skipped_everywhere: se
                          + (f" (waived: {verdict.waivers[p.key]})" if p.key in verdict.waivers else "")
                          for p in result.preprocessing]
     return lines
+
+
+def _noise_lines(result: ModelResult, entry: ModelEntry | None) -> list[str]:
+    """The reference's noise floor per output, and the tolerance `auto` derived from it."""
+    if not result.noise_floor:
+        return []
+    lines = ["", "Noise floor of the reference (float32 against itself in float64, on other threads and in other "
+                 "batches; `noise x` is a float32 cell's max rel in these units):", ""]
+    for name, floor in result.noise_floor.items():
+        line = f"- {name}: {floor.describe()}"
+        if entry is not None and entry.tolerance.auto:
+            limits = derived_limits(entry.tolerance.noise_multiple, floor)
+            line += (f"; `tolerance: auto`: atol {limits['atol']:.2g}, rtol {limits['rtol']:.2g} "
+                     f"({entry.tolerance.noise_multiple:g}x the floor)")
+        lines.append(line)
+    return lines
+
+
+def _units(units: float | None) -> str:
+    if units is None:
+        return ""
+    return f"**{units:.0f}**" if far_above(units) else f"{units:.1f}" if units < 100 else f"{units:.0f}"
 
 
 def _invariance_lines(cells: list[Cell]) -> list[str]:
@@ -317,6 +346,7 @@ def _parity_rows(cell: Cell, verdict: Verdict, multi: bool, result: ModelResult)
         rows.append([cell.artifact, cell.runtime, cell.device, precision,
                      *([result.output_label(output)] if multi else []), status,
                      _max_abs(c), number(c.max_rel_diff if c else None),
+                     _units(result.noise_units(cell, output or next(iter(cell.comparisons), ""))),
                      _to_pass(c) if _elementwise(cell) else "",
                      number(c.cosine if c else None, "{:.6f}"), number(c.top1_agreement if c else None, "{:.2f}"),
                      number(c.top5_overlap if c else None, "{:.2f}")])
@@ -328,6 +358,19 @@ def _max_abs(comparison) -> str:
     if comparison is not None and comparison.non_finite:
         return f"{comparison.non_finite} NaN/Inf"
     return number(comparison.max_abs_diff if comparison else None)
+
+
+def _judged_by(entry: ModelEntry | None, cell: Cell, output: str, result: ModelResult) -> dict[str, Any]:
+    """The atol and rtol a float32 cell's output was held to, and where they came from: the zoo, or its noise floor
+    (`tolerance: auto`)."""
+    if entry is None or not _elementwise(cell) or output not in cell.comparisons:
+        return {"atol": math.nan, "rtol": math.nan, "tolerance_from": ""}
+    name = output_and_size(output)[0]
+    held = judged_tolerance(entry, cell.runtime, cell.artifact, cell.device, name, result.noise_floor)
+    derived = entry.tolerance.auto and name in result.noise_floor and held.rtol == derived_limits(
+        entry.tolerance.noise_multiple, result.noise_floor[name])["rtol"]
+    return {"atol": held.atol, "rtol": held.rtol,
+            "tolerance_from": f"noise floor x{entry.tolerance.noise_multiple:g}" if derived else "zoo"}
 
 
 def _or_nan(value: float | None) -> float:

@@ -110,3 +110,9 @@ class Runner(ABC):
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """The effective configuration: version, device, providers, threads, optimisations."""
+
+    def noise_variants(self, feeds: Feeds) -> dict[str, Feeds | str]:
+        """The same samples computed otherwise (in float64, on another number of threads, in another order), each
+        by a name, or the reason it could not run: what the reference's noise floor is measured from
+        (verify.judge.noise). A runtime that cannot vary its arithmetic has none."""
+        return {}

@@ -7,6 +7,8 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from converter.core.outputs import named_outputs
 
 from .base import Availability, Feeds, LoadRequest, Runner
@@ -59,6 +61,32 @@ class _TorchRunner(Runner):
     def _optimise(self, module: torch.nn.Module) -> torch.nn.Module:
         return module
 
+    def noise_variants(self, feeds: Feeds) -> dict[str, Feeds | str]:
+        import torch
+
+        from converter.core.errors import one_line
+
+        variants: dict[str, Feeds | str] = {}
+        threads = torch.get_num_threads()
+        other = 1 if threads > 1 else 2  # another split of every reduction
+        torch.set_num_threads(other)
+        try:
+            variants[f"threads={other}"] = self.run(feeds)
+        except Exception as exc:
+            variants[f"threads={other}"] = one_line(exc)
+        finally:
+            torch.set_num_threads(threads)
+        try:  # each sample's neighbours in the batch change
+            backwards = self.run({name: np.ascontiguousarray(array[::-1]) for name, array in feeds.items()})
+            variants["reversed"] = {name: np.ascontiguousarray(array[::-1]) for name, array in backwards.items()}
+        except Exception as exc:
+            variants["reversed"] = one_line(exc)
+        variants["float64"] = self._in_float64(feeds)
+        return variants
+
+    def _in_float64(self, feeds: Feeds) -> Feeds | str:
+        return "not a module whose weights can be cast"
+
     def describe(self) -> dict:
         import torch
 
@@ -76,6 +104,25 @@ class TorchEagerRunner(_TorchRunner):
         from converter.core.reference import load_reference
 
         return load_reference(request.path.parent, trust_pickle=request.trust_pickle)
+
+    def _in_float64(self, feeds: Feeds) -> Feeds | str:
+        """A float64 copy of the model on float64 inputs (integer inputs as they are)."""
+        import copy
+
+        import torch
+
+        from converter.core.errors import one_line
+
+        try:
+            module = copy.deepcopy(self.module).double()
+            tensors = [torch.from_numpy(feeds[name]).to(self.device) for name in self.request.inputs]
+            tensors = [t.double() if t.is_floating_point() else t for t in tensors]
+            if self.channels_last:
+                tensors = [t.contiguous(memory_format=torch.channels_last) for t in tensors]
+            with torch.inference_mode():
+                return named_outputs(module(*tensors), self.request.outputs)
+        except Exception as exc:  # a model that makes float32 tensors of its own in forward
+            return one_line(exc)
 
 
 class TorchScriptRunner(_TorchRunner):

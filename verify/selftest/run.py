@@ -24,6 +24,7 @@ from converter.core.images import synthetic_images
 from converter.core.machine import physical_cores
 from converter.core.reference import load_reference
 from converter.core.vocabulary import ARTIFACTS, RUNTIMES
+from converter.zoo import AUTO_NOISE_MULTIPLE
 from converter.manifest import read_manifest
 
 from ..api import VerifyOptions, VerifyRun, run, write_reports
@@ -234,10 +235,23 @@ def _judge_clean(seed: int, outcome: Outcome) -> SelftestRow:
     summary_, parity, _ = _tables(outcome)
     row.got = PASSED if outcome.exit_code == EXIT_PASS else f"{BLOCKED}: " + "; ".join(summary_["blocking"])
     row.max_abs_diff = float(parity[~parity.detail.str.startswith("reference", na=False)].max_abs_diff.max())
+    row.noise_units = _units(parity.dropna(subset=["noise_units"]), max)
     row.detected = outcome.exit_code == EXIT_PASS
     if not row.detected:
         row.problems.append("false alarm on the clean model")
+    if row.noise_units > AUTO_NOISE_MULTIPLE:
+        row.problems.append(f"tolerance: auto ({AUTO_NOISE_MULTIPLE:g}x the noise floor) would block the clean model: "
+                            f"a cell is {row.noise_units:.3g}x from the reference")
     return row
+
+
+def _units(parity, pick) -> float:
+    """Per cell its output furthest from the reference in noise floors, and then `pick` (min, max) of the cells. A
+    cell with an output not judged element by element (another size it could not run, NaN, detections) is left out:
+    what it is judged by does not depend on atol and rtol."""
+    cells = parity.groupby(["model", "artifact", "runtime", "device"]).noise_units
+    units = cells.max()[cells.count() == cells.size()]
+    return float(pick(units)) if len(units) else math.nan
 
 
 def _judge_fault(seed: int, fault: Fault, outcome: Outcome) -> SelftestRow:
@@ -261,6 +275,10 @@ def _judge_fault(seed: int, fault: Fault, outcome: Outcome) -> SelftestRow:
     diffs += list(preprocessing[preprocessing.deployment.isin({e.split(":", 1)[1] for e in expected if ":" in e})]
                   .max_abs_diff.dropna())
     row.max_abs_diff = max(diffs) if diffs else math.nan
+    row.noise_units = _units(blamed, min)
+    if row.noise_units <= AUTO_NOISE_MULTIPLE:
+        row.problems.append(f"tolerance: auto ({AUTO_NOISE_MULTIPLE:g}x the noise floor) would not block it: a blamed "
+                            f"cell is only {row.noise_units:.3g}x from the reference")
     if outcome.exit_code != EXIT_BLOCKED:
         row.problems.append(f"not blocked (exit {outcome.exit_code})")
     if named != expected:

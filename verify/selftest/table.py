@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from converter.zoo import AUTO_NOISE_MULTIPLE
+
 from ..judge.compare import ERROR, FAIL, PASS
 
 SELFTEST_COLUMNS = ["seed", "fault", "description", "expected", "got", "exit_code", "max_abs_diff",
-                    "localised", "detected"]
+                    "noise_units", "localised", "detected"]
 
 
 @dataclass
@@ -21,6 +23,9 @@ class SelftestRow:
     got: str
     exit_code: int
     max_abs_diff: float = math.nan
+    # in units of the reference's noise floor: a fault's least changed blamed cell, the clean model's most changed
+    # cell (float32 cells judged element by element; NaN where none is): what calibrates `tolerance: auto`
+    noise_units: float = math.nan
     localised: str = ""  # the module the divergence report named ("" when not asked for)
     detected: bool = False  # a fault blocked with exactly the expected runtimes named; clean: passed
     problems: list[str] = field(default_factory=list)
@@ -42,6 +47,21 @@ def selftest_frame(rows: list[SelftestRow]) -> pd.DataFrame:
                          for r in rows], columns=SELFTEST_COLUMNS + ["problems"])
 
 
+def calibration_lines(rows: list[SelftestRow]) -> list[str]:
+    """How the self-test calibrates `tolerance: auto`: the clean models' cells below its multiple of the noise
+    floor, every fault judged element by element above it."""
+    passing = [r for r in rows if r.expected == PASS]  # the clean models, and the harmless differences
+    clean = [r.noise_units for r in passing if not math.isnan(r.noise_units)]
+    faults = [r for r in rows if r.expected != PASS and not math.isnan(r.noise_units)]
+    if not clean or not faults:
+        return []
+    lowest = min(faults, key=lambda r: r.noise_units)
+    return [f"`tolerance: auto` holds float32 cells to {AUTO_NOISE_MULTIPLE:g}x the reference's noise floor: the clean "
+            f"models' cells (and the harmless differences') reach at most {max(clean):.3g}x, and the {len(faults)} fault runs judged element by "
+            f"element are at least {lowest.noise_units:.3g}x ({lowest.fault}, seed {lowest.seed}), so each of them "
+            "also blocks under it and no clean run does.", ""]
+
+
 def selftest_markdown(rows: list[SelftestRow]) -> str:
     failed = [r for r in rows if not r.detected]
     seeds = sorted({r.seed for r in rows})
@@ -57,11 +77,13 @@ def selftest_markdown(rows: list[SelftestRow]) -> str:
         lines += ["**Not detected / false alarms:**", ""]
         lines += [f"- seed {r.seed} {r.fault}: {'; '.join(r.problems)}" for r in failed]
         lines.append("")
-    header = ["seed", "fault", "expected", "got", "max abs diff", "localised", "detected"]
+    lines += calibration_lines(rows)
+    header = ["seed", "fault", "expected", "got", "max abs diff", "noise x", "localised", "detected"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         diff = "n/a (non-finite, or no output)" if math.isnan(r.max_abs_diff) else f"{r.max_abs_diff:.3g}"
-        cells = [str(r.seed), f"{r.fault}: {r.description}", r.expected, r.got, diff, r.localised or "-",
+        units = "-" if math.isnan(r.noise_units) else f"{r.noise_units:.3g}"
+        cells = [str(r.seed), f"{r.fault}: {r.description}", r.expected, r.got, diff, units, r.localised or "-",
                  "yes" if r.detected else "**NO**"]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
