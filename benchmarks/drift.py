@@ -5,8 +5,10 @@ same run with `tolerance: auto`.
 
     python benchmarks/drift.py [--artifacts artifacts] [--model resnet18] [--write docs/measurements.md]
 
-Works on a scratch copy of the artifacts and the zoo (the converted zoo is left as it is). A benchmark, not a test:
-on the default zoo it takes minutes.
+It runs on the converted zoo in place: the zoo's relative paths (images, calibration folders) are part of the build
+key, so a copy elsewhere would be stale. The edited ONNX file and manifest are restored afterwards, and the
+`tolerance: auto` zoo is a hidden file beside the zoo, removed afterwards. Its runs go into a scratch history. A
+benchmark, not a test: on the default zoo it takes minutes.
 """
 from __future__ import annotations
 

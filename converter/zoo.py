@@ -20,10 +20,10 @@ from .core.vocabulary import (ARTIFACTS, DEVICES, OUTPUT_KINDS, RUNTIMES, TASKS,
 
 MAX_ZOO_BYTES = 1 << 20  # a zoo is a page of YAML; anything larger is a mistake or an attack
 MAX_ZOO_NODES = 100_000  # after expanding YAML aliases: refuses "billion laughs" documents quickly
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # becomes a folder name: no separators, no leading dot
 # `tolerance: auto`: atol/rtol this many times the reference's noise floor (docs/history.md: the self-test's faults
 # sit at 1,245 floors and more, its clean models at 0.89 at most, the default zoo's clean cells at 2.0)
-AUTO_NOISE_MULTIPLE = 20.0  # becomes a folder name: no separators, no leading dot
+AUTO_NOISE_MULTIPLE = 20.0
 
 
 class _ZooLoader(yaml.SafeLoader):
@@ -666,6 +666,7 @@ def _expanded_size(value: Any, memo: dict[int, int], active: set[int]) -> int:
 
 
 def _merge_defaults(defaults: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    defaults, item = _auto_tolerance_mapping(defaults), _auto_tolerance_mapping(item)
     merged = dict(item)
     for key, value in defaults.items():
         if key not in merged:
@@ -673,6 +674,11 @@ def _merge_defaults(defaults: dict[str, Any], item: dict[str, Any]) -> dict[str,
         elif isinstance(value, dict) and isinstance(merged[key], dict):
             merged[key] = {**value, **merged[key]}
     return merged
+
+
+def _auto_tolerance_mapping(section: dict[str, Any]) -> dict[str, Any]:
+    """`tolerance: auto` as the mapping it is short for, so that it merges key by key with the defaults' tolerance."""
+    return {**section, "tolerance": {"auto": True}} if section.get("tolerance") == "auto" else section
 
 
 Fail = Callable[[str, str], NoReturn]

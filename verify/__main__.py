@@ -64,7 +64,7 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
     from .api import VerifyOptions, run, write_reports
 
     try:  # a history or a baseline that cannot be used stops the run before it starts, not after
-        store, baseline = _history_and_baseline(args)
+        store, baseline, missing = _history_and_baseline(args)
     except WorkbenchError as exc:
         return _usage(str(exc))
     try:
@@ -107,14 +107,14 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
             interrupted = True
         except (WorkbenchError, UsageError) as exc:
             repair_error = str(exc)
-    if baseline is not None:
+    if args.baseline:
         from .history.runs import gate_on_baseline
 
-        gate_on_baseline(verified, baseline)
+        gate_on_baseline(verified, baseline, missing)
         verdict = verified.verdict
     report = write_reports(verified, Path(args.report))
     recorded = ""
-    if store is not None and not interrupted:
+    if store is not None:  # an interrupted repair leaves the run itself finished
         from .history.runs import record_of
 
         try:
@@ -140,12 +140,19 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
 
 def _history_and_baseline(args):
     """The history to record this run in (None: --no-history) and the baseline run to gate its speed on."""
-    from .history.runs import find_run
-    from .history.store import FILE_NAME, HistoryStore
+    from .history.runs import find_run, is_latest
+    from .history.store import FILE_NAME, HistoryStore, NoSuchRun
 
     store = None if args.no_history else HistoryStore(args.history or Path(args.artifacts) / FILE_NAME)
-    baseline = find_run(args.baseline, store) if args.baseline else None
-    return store, baseline
+    baseline, missing = None, ""
+    if args.baseline:
+        try:
+            baseline = find_run(args.baseline, store)
+        except NoSuchRun as exc:
+            if not is_latest(args.baseline):  # a run asked for by its id: a mistake; `last-pass` in a new history:
+                raise  # the first run of a CI job, which has nothing to compare yet
+            missing = str(exc)
+    return store, baseline, missing
 
 
 def _repair(args, options, verified) -> None:
@@ -299,7 +306,7 @@ def _diff(argv: list[str]) -> int:
     from converter.core.errors import WorkbenchError
 
     from .history.diff import diff_runs
-    from .history.runs import find_run
+    from .history.runs import find_run, is_latest
     from .history.store import FILE_NAME, HistoryStore
     from .history.tables import diff_lines
 
@@ -307,8 +314,9 @@ def _diff(argv: list[str]) -> int:
     unknown = [what for what in fail_on if what not in FAIL_ON]
     if unknown:
         return _usage(f"--fail-on: unknown {unknown} (choose from {', '.join(FAIL_ON)})")
-    try:
-        store = HistoryStore(args.history or Path(args.artifacts) / FILE_NAME)
+    try:  # two report folders need no history
+        folders = all(Path(run).is_dir() and not is_latest(run) for run in args.runs)
+        store = None if folders else HistoryStore(args.history or Path(args.artifacts) / FILE_NAME)
         before, after = (find_run(reference, store) for reference in args.runs)
     except WorkbenchError as exc:
         return _usage(str(exc))

@@ -86,6 +86,9 @@ class VerifyRun:
     drawn_charts: Path | None = None  # charts drawn before, by what they show (with the cell cache)
     kept_inputs: Path | None = None  # inputs files written before, by what they hold (with the cell cache)
     repairs: list = field(default_factory=list)  # verify.repair.run.Repair, when --repair searched the failing cells
+    # the performance gate's lines against a baseline run ({"blocking": [...], "notes": [...]}; verify.history.runs):
+    # in the verdict already, and kept so that a merge of shards applies them again
+    baseline: dict = field(default_factory=dict)
 
 
 def run(options: VerifyOptions, runners: Mapping[str, type[Runner]] | None = None,
@@ -347,7 +350,8 @@ def write_reports(verified: VerifyRun, folder: Path) -> Path:
         text += "\n".join(repairs_section(verified.repairs)) + "\n"
         atomic_write(folder / "repairs.json", json.dumps(to_plain(verified.repairs, {}), indent=2))
     report = atomic_write(folder / "report.md", text)
-    write_results(folder, verified.scope, results, verified.entries, environment, provenance, verdict.left_out)
+    write_results(folder, verified.scope, results, verified.entries, environment, provenance, verdict.left_out,
+                  verified.baseline)
     job_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if job_summary:  # GitHub Actions shows this file on the run's page
         with open(job_summary, "a", encoding="utf-8") as file:

@@ -189,10 +189,10 @@ def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, t
                       compare_func, shared, labels, tell, len(planned))
     reference_cell, reference = run(reference_plan, eager)
     result.noise_floor = run.noise_floor
-    result.inputs_digest, result.reference_digest = inputs.digest, outputs_digest(reference)
     if reference_cell.status != PASS:
         _stopped(result, planned, f"reference (torch eager, CPU): {reference_cell.detail}", reference_cell)
         return
+    result.inputs_digest, result.reference_digest = inputs.digest, outputs_digest(reference)
     task.on_reference(result, entry, reference)
     reference_path = options.artifacts / eager.path
     deployments, gated = entry.deployment_checks
@@ -229,7 +229,7 @@ def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, t
             with shared.lanes:
                 cell = replace(cell, divergence=_localize(cell, entry, reference_path.parent,
                                                           options.artifacts / artifact.path, feeds,
-                                                          record.trusted_pickle, options))
+                                                          record.trusted_pickle, options, result.noise_floor))
         return cell
     if shared.lanes.count == 1:
         result.cells = [finished(plan) for plan in planned]
@@ -299,7 +299,7 @@ def built_with(details: dict) -> str:
 
 
 def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: Path, feeds: Feeds,
-              trust: bool, options: SessionOptions) -> Divergence:
+              trust: bool, options: SessionOptions, floors: Mapping[str, NoiseFloor] | None = None) -> Divergence:
     failing = [(name, c) for name, c in cell.comparisons.items() if c.elementwise_failed]
     if not failing:
         unrunnable = next((name for name, c in cell.comparisons.items() if SHAPE in c.failed_checks), None)
@@ -327,7 +327,8 @@ def _localize(cell: Cell, entry: ModelEntry, reference_folder: Path, artifact: P
     output = output_and_size(failing[0][0])[0]
     job = LocalizeJob(opened_as, reference_folder, artifact,
                       feeds if fixed_batch(entry, cell.artifact) is None else probe_feeds(feeds, 1),
-                      entry.tolerance_for(cell.runtime, cell.artifact, cell.device, output), trust, options.threads)
+                      judged_tolerance(entry, cell.runtime, cell.artifact, cell.device, output, floors or {}), trust,
+                      options.threads)
     outcome = run_isolated(run_localize_job, job, limits=entry.limits.over(options.limits))
     if not outcome.ok:
         log.debug("localisation of %s failed:\n%s", cell.key, outcome.traceback)

@@ -13,6 +13,7 @@ from .records import CellRecord, RunRecord
 DRIFT_UNITS = 10.0
 MIN_SLOWDOWN = 0.05  # a timing moved when its median changed by more than this, beyond both runs' 95% intervals
 FAIL_ON = ("status", "drift", "slowdown")
+ABSENT = "absent"  # a cell's status in a run that did not have it
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,11 @@ class RunDiff:
     timings_compared: str = ""  # why timings were not compared, or "" when they were
 
     def failing(self, fail_on: tuple[str, ...]) -> list[str]:
-        """The `fail_on` categories that found something."""
-        return [what for what in fail_on if getattr(self, what)]
+        """The `fail_on` categories that found something, or (slowdown) could not be checked."""
+        found = [what for what in fail_on if getattr(self, what)]
+        if "slowdown" in fail_on and not self.slowdown and self.timings_compared:
+            found.append(f"slowdown not checked ({self.timings_compared})")
+        return found
 
 
 def diff_runs(before: RunRecord, after: RunRecord, drift_units: float = DRIFT_UNITS,
@@ -73,9 +77,13 @@ def diff_runs(before: RunRecord, after: RunRecord, drift_units: float = DRIFT_UN
     new = {cell.key: cell for cell in after.cells}
     result.added.extend(key for key in new if key not in old)
     result.removed.extend(key for key in old if key not in new)
+    result.status.extend(StatusChange(key, old[key].status, ABSENT, "not in the later run") for key in result.removed)
     same_machine = before.machine == after.machine
+    timed = [run.run_id for run in (before, after) if not any(cell.timings for cell in run.cells)]
     if not same_machine:
         result.timings_compared = f"timings not compared: another machine ({before.machine} against {after.machine})"
+    elif timed:
+        result.timings_compared = f"timings not compared: run {' and '.join(timed)} timed nothing (--no-timing)"
     for key, cell in new.items():
         earlier = old.get(key)
         if earlier is None:
@@ -83,13 +91,13 @@ def diff_runs(before: RunRecord, after: RunRecord, drift_units: float = DRIFT_UN
         if earlier.status != cell.status:
             result.status.append(StatusChange(key, earlier.status, cell.status, cell.detail))
         result.drift.extend(_drifts(earlier, cell, drift_units))
-        if same_machine:
+        if not result.timings_compared:
             for change in timing_changes(earlier, cell, min_slowdown):
                 (result.slowdown if change.ratio > 1 else result.speedup).append(change)
     result.tools.update({name: (before.tools.get(name, "-"), after.tools.get(name, "-"))
                          for name in sorted(set(before.tools) | set(after.tools))
                          if before.tools.get(name) != after.tools.get(name)})
-    for model in after.models:
+    for model in after.models if same_machine else ():  # bit for bit: another CPU's kernels round otherwise
         earlier = before.model(model.model)
         if (earlier is not None and earlier.inputs_digest and earlier.inputs_digest == model.inputs_digest
                 and earlier.reference_digest != model.reference_digest):

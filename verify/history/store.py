@@ -65,6 +65,10 @@ class HistoryError(WorkbenchError):
     """A history file that cannot be used as it is (a usage error: exit code 2); it is left untouched."""
 
 
+class NoSuchRun(HistoryError):
+    """The history holds no run the reference names (none yet, or none passing)."""
+
+
 @dataclass(frozen=True)
 class CellPoint:
     """One cell in one recorded run: a point of its history."""
@@ -103,16 +107,14 @@ class HistoryStore:
 
     def __init__(self, location: str | Path):
         self.path = history_path(location)
-        if self.path.exists():
-            with self._connect() as connection:
-                self._check(connection)
+        with self._reading():  # checked now: a history that cannot be used stops a run before it starts
+            pass
 
     def record(self, run: RunRecord) -> int:
         """Add a run, all of it or nothing; returns its sequence number. A run id already recorded is a
         HistoryError (nothing is replaced)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         plain = json.dumps(to_plain(run, {}), default=str)
-        with self._connect() as connection:
+        with self._connect(create=True) as connection:
             try:
                 connection.execute("BEGIN IMMEDIATE")  # the write lock now: a concurrent writer waits its turn
                 if not self._check(connection):
@@ -143,9 +145,9 @@ class HistoryStore:
 
     def runs(self, limit: int | None = None) -> list[tuple[int, str, str, str, str, str]]:
         """(seq, run id, kind, date, verdict, machine) of the recorded runs, oldest first (the last `limit`)."""
-        if not self.path.exists():
-            return []
         with self._reading() as connection:
+            if connection is None:
+                return []
             rows = connection.execute("SELECT seq, run_id, kind, date, verdict, machine FROM runs ORDER BY seq DESC"
                                       + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
         return rows[::-1]
@@ -154,18 +156,19 @@ class HistoryStore:
         """A recorded run by its id (or a unique start of it), `last` (the last run or merge, not a shard) or
         `last-pass` (the last one that passed), each with `~N` for the Nth before it (`last~1`: the one before the
         last); HistoryError when there is none."""
-        if not self.path.exists():
-            raise HistoryError(f"{self.path}: no history yet (a verify run records one)")
         latest, _, back = reference.partition("~")
         with self._reading() as connection:
+            if connection is None:
+                raise NoSuchRun(f"{self.path}: no run recorded yet (a verify run records one)")
             kinds = f"kind IN ('{RUN}', '{MERGED}')"
             if latest in LATEST and (not back or back.isdigit()):
                 passed = " AND passed = 1" if latest == "last-pass" else ""
                 row = connection.execute(f"SELECT record FROM runs WHERE {kinds}{passed} ORDER BY seq DESC "
                                          "LIMIT 1 OFFSET ?", (int(back or 0),)).fetchone()
             else:
-                rows = connection.execute("SELECT record FROM runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '\\' "
-                                          "ORDER BY seq", (reference, _like_prefix(reference))).fetchall()
+                rows = connection.execute("SELECT record FROM runs WHERE run_id = ?", (reference,)).fetchall() or \
+                    connection.execute("SELECT record FROM runs WHERE substr(run_id, 1, ?) = ? ORDER BY seq",
+                                       (len(reference), reference)).fetchall()
                 if len(rows) > 1:
                     raise HistoryError(f"{self.path}: {len(rows)} runs start with {reference!r}: give more of the id")
                 row = rows[0] if rows else None
@@ -173,14 +176,14 @@ class HistoryStore:
             what = (f"no run {reference!r}" if latest not in LATEST else
                     f"no {'passing ' if latest == 'last-pass' else ''}run recorded" + (f" {back} before the last"
                                                                                         if back else ""))
-            raise HistoryError(f"{self.path}: {what} (`python -m verify history` lists the runs)")
+            raise NoSuchRun(f"{self.path}: {what} (`python -m verify history` lists the runs)")
         return self._decode(row[0])
 
     def cell_points(self, model: str | None = None, limit: int | None = None) -> list[CellPoint]:
         """Every cell of the last `limit` runs and merges (of one model), oldest first."""
-        if not self.path.exists():
-            return []
         with self._reading() as connection:
+            if connection is None:
+                return []
             seqs = [row[0] for row in connection.execute(
                 f"SELECT seq FROM runs WHERE kind IN ('{RUN}', '{MERGED}') ORDER BY seq DESC"
                 + (f" LIMIT {int(limit)}" if limit else "")).fetchall()]
@@ -201,21 +204,36 @@ class HistoryStore:
             raise HistoryError(f"{self.path}: a run record this workbench cannot read: {exc}") from None
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, create: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection to the file; every SQLite or file error on the way, a HistoryError naming the file."""
         try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            elif not self.path.exists():
+                raise HistoryError(f"{self.path}: no such file")
             connection = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise HistoryError(f"{self.path}: cannot be opened: {exc}") from None
         try:
             yield connection
+        except sqlite3.OperationalError as exc:
+            raise HistoryError(_failure(self.path, exc)) from None
+        except sqlite3.DatabaseError as exc:
+            raise HistoryError(f"{self.path}: a damaged SQLite database ({exc}); it is left as it is (move it away, "
+                               "or give another --history)") from None
+        except OSError as exc:
+            raise HistoryError(f"{self.path}: {exc}") from None
         finally:
             connection.close()
 
     @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
+    def _reading(self) -> Iterator[sqlite3.Connection | None]:
+        """A connection to a checked history, or None where there is none yet (no file, or an empty one)."""
+        if not self.path.exists():
+            yield None
+            return
         with self._connect() as connection:
-            self._check(connection)
-            yield connection
+            yield connection if self._check(connection) else None
 
     def _check(self, connection: sqlite3.Connection) -> bool:
         """Whether the file holds this history (False: an empty file, to be made); HistoryError otherwise."""
@@ -223,6 +241,8 @@ class HistoryStore:
             application, version = (connection.execute(f"PRAGMA {name}").fetchone()[0]
                                     for name in ("application_id", "user_version"))
             tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            raise HistoryError(_failure(self.path, exc)) from None
         except sqlite3.DatabaseError as exc:
             raise HistoryError(f"{self.path}: not a readable SQLite database ({exc}): corrupt, or another kind of "
                                "file; it is left as it is (move it away, or give another --history)") from None
@@ -237,5 +257,10 @@ class HistoryStore:
         return True
 
 
-def _like_prefix(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+def _failure(path: Path, exc: sqlite3.OperationalError) -> str:
+    """An SQLite operational error in words: a lock held too long, a read-only or full disk, or what it says."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return (f"{path}: another run held its lock for over {BUSY_SECONDS:g} s ({text}); nothing was changed, run "
+                "again")
+    return f"{path}: {text}; nothing was changed"

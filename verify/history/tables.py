@@ -106,9 +106,8 @@ def diff_lines(diff: RunDiff) -> list[str]:
             lines += [f"  {c.key} batch {c.batch}: {c.p50_before:.2f} ms [{c.interval_before[0]:.2f}, "
                       f"{c.interval_before[1]:.2f}] -> {c.p50_after:.2f} ms [{c.interval_after[0]:.2f}, "
                       f"{c.interval_after[1]:.2f}] ({100 * (c.ratio - 1):+.0f}%)" for c in changes]
-    for title, keys in (("cells only in the later run", diff.added), ("cells only in the earlier run", diff.removed)):
-        if keys:
-            lines += ["", f"{title} ({len(keys)}): " + ", ".join(keys)]
+    if diff.added:  # the earlier run's cells that are gone are status changes (to absent), above
+        lines += ["", f"cells only in the later run ({len(diff.added)}): " + ", ".join(diff.added)]
     return lines
 
 

@@ -9,6 +9,7 @@ from converter.zoo import ModelEntry, Waiver
 
 from ..results import Cell, ModelResult
 from .compare import ERROR, FAIL, PASS, SKIP
+from .kinds import output_kind
 from .noise import FAR_ABOVE, far_above
 
 EXIT_PASS, EXIT_BLOCKED = EXIT_OK, EXIT_FAILED
@@ -83,7 +84,7 @@ def decide(results: list[ModelResult], entries: dict[str, ModelEntry], left_out:
             elif not cell.conversion_failed:  # the conversion failure itself is already listed
                 where = f" [{cell.divergence.summary}]" if cell.divergence and cell.divergence.layer else ""
                 blocking.append(f"{cell.key}: {problem}{where}")
-        notes += far_above_notes(result, entry)
+        notes += noise_notes(result, entry)
         for check in result.preprocessing:
             if check.status not in (FAIL, ERROR) or result.error:
                 continue
@@ -111,12 +112,13 @@ def with_regressions(verdict: Verdict, blocking: list[str], notes: list[str]) ->
                    notes=(*verdict.notes, *notes))
 
 
-def far_above_notes(result: ModelResult, entry: ModelEntry | None) -> list[str]:
-    """The float32 cells that pass their hand-written tolerance yet sit far above the reference's noise floor: a
-    real change may hide under a loose tolerance (`tolerance: auto` holds them to the floor)."""
+def noise_notes(result: ModelResult, entry: ModelEntry | None) -> list[str]:
+    """The CPU float32 cells that pass their hand-written tolerance yet sit far above the reference's noise floor (a
+    real change may hide under a loose tolerance; `tolerance: auto` holds them to the floor), and the outputs a
+    `tolerance: auto` had no floor for (judged by the zoo's atol and rtol instead)."""
     notes = []
     for cell in result.cells:
-        if cell.status != PASS:
+        if cell.status != PASS or cell.device != "cpu":  # the floor is the CPU reference's (see judged_tolerance)
             continue
         for key in cell.comparisons:
             units = result.noise_units(cell, key)
@@ -124,6 +126,13 @@ def far_above_notes(result: ModelResult, entry: ModelEntry | None) -> list[str]:
                 auto = " (tolerance: auto would block it)" if entry is None or not entry.tolerance.auto else ""
                 notes.append(f"{cell.key}: '{key}' passes its tolerance but differs by {units:.0f}x the reference's "
                              f"noise floor (over {FAR_ABOVE:g}x): a real change under a loose tolerance?{auto}")
+    if entry is not None and entry.tolerance.auto and not result.error:
+        unmeasured = [name for name, kind in entry.output_kinds.items()
+                      if not output_kind(kind).matched and name not in result.noise_floor]
+        if unmeasured:
+            notes.append(f"{result.model}: tolerance: auto, but no noise floor was measured for "
+                         f"{', '.join(unmeasured)}: judged by the zoo's atol {entry.tolerance.atol:g} and rtol "
+                         f"{entry.tolerance.rtol:g}")
     return notes
 
 

@@ -103,8 +103,9 @@ def derived_limits(multiple: float, floor: NoiseFloor) -> dict[str, float]:
 def judged_tolerance(entry: ModelEntry, runtime: str, artifact: str, device: str, output: str,
                      floors: Mapping[str, NoiseFloor]) -> Tolerance:
     """The tolerance an output of a cell is held to: the zoo's, with atol and rtol from the output's noise floor
-    where the model's tolerance is `auto` and the floor was measured (else the zoo's own values)."""
-    floor = floors.get(output)
+    where the model's tolerance is `auto`, the floor was measured and the cell runs on the CPU (the floor is the CPU
+    reference's; a GPU's kernels round otherwise, and the calibration is the CPU's), else the zoo's own values."""
+    floor = floors.get(output) if device == "cpu" else None
     derived = derived_limits(entry.tolerance.noise_multiple, floor) if floor is not None else None
     return entry.tolerance_for(runtime, artifact, device, output, derived)
 

@@ -129,7 +129,8 @@ def repair_run(verified, options, seconds: float = DEFAULT_SECONDS,
             if onnx_cell is not None and repros is not None:
                 progress(f"{cell.model} {onnx_cell.artifact}: reducing to the smallest failing subgraph")
                 try:
-                    repair = replace(repair, repro=_onnx_repro(onnx_cell, entry, images, options, repros))
+                    repair = replace(repair, repro=_onnx_repro(onnx_cell, entry, images, options, repros,
+                                                                      result.noise_floor))
                 except Exception as exc:  # the repro is extra: the search's result stands
                     log.debug("the repro of %s failed:\n%s", onnx_cell.key, traceback.format_exc())
                     repair = replace(repair, repro=f"no repro: {one_line(exc)}")
@@ -137,12 +138,13 @@ def repair_run(verified, options, seconds: float = DEFAULT_SECONDS,
     return repairs
 
 
-def _onnx_repro(cell, entry: ModelEntry, images, options, folder: Path) -> str:
+def _onnx_repro(cell, entry: ModelEntry, images, options, folder: Path, floors: dict | None = None) -> str:
     """The smallest subgraph of the cell's ONNX model on which ONNX Runtime and the ONNX specification (the reference
     evaluator, on the run's first sample) disagree, written to folder/<model>/<artifact>; or why there is none."""
     import onnx
 
     from ..judge.compare import output_and_size
+    from ..judge.noise import judged_tolerance
     from .reduce import ort_run, reference_values, smallest_repro, write_repro
 
     if not any(c.status == FAIL and not output_and_size(name)[1] for name, c in cell.comparisons.items()):
@@ -155,7 +157,7 @@ def _onnx_repro(cell, entry: ModelEntry, images, options, folder: Path) -> str:
         golden = reference_values(model, feeds)
     except Exception as exc:
         return f"no repro: the ONNX reference evaluator cannot run this graph ({one_line(exc)})"
-    tolerance = entry.tolerance_for(cell.runtime, cell.artifact, cell.device, entry.output_names[0])
+    tolerance = judged_tolerance(entry, cell.runtime, cell.artifact, cell.device, entry.output_names[0], floors or {})
     repro, line = smallest_repro(model, golden, ort_run(options.threads or physical_cores()), tolerance)
     if repro is None:
         where = f"; {cell.divergence.summary}" if cell.divergence else ""

@@ -11,7 +11,7 @@ from converter.core.errors import WorkbenchError
 
 from ..api import VerifyRun
 from ..cells.environment import new_run_id
-from ..judge.gate import decide
+from ..judge.gate import decide, with_regressions
 from .results_file import RunScope, StoredRun, read_results
 
 
@@ -34,6 +34,10 @@ def merge_runs(folders: list[Path], command: str | None = None, run_id: str = ""
     entries = {name: entry for shard in shards for name, entry in shard.entries.items()}
     settings = first.scope.settings
     verdict = decide(results, entries, first.left_out, accept_partial=bool(settings.get("partial")))
+    # each shard's performance gate (--baseline) against its own baseline: its lines count in the merged verdict
+    baseline = {part: [line for shard in shards for line in shard.baseline.get(part, [])]
+                for part in ("blocking", "notes")}
+    verdict = with_regressions(verdict, baseline["blocking"], baseline["notes"])
     count = first.scope.shard.count
     provenance = {
         "run_id": run_id or new_run_id(),
@@ -55,7 +59,7 @@ def merge_runs(folders: list[Path], command: str | None = None, run_id: str = ""
                                          + (", ".join(r.model for r in s.results) or "none")
                                          for s in shards))
     scope = replace(first.scope, shard=None, models=order)
-    return VerifyRun(results, verdict, environment, entries, provenance, scope)
+    return VerifyRun(results, verdict, environment, entries, provenance, scope, baseline=baseline)
 
 
 def _checked_in_order(shards: list[StoredRun]) -> list[StoredRun]:

@@ -49,14 +49,15 @@ class StoredRun:
     provenance: dict
     left_out: str | None
     folder: Path
+    baseline: dict = field(default_factory=dict)  # the performance gate's blocking lines and notes (VerifyRun's)
 
 
 def write_results(folder: Path, scope: RunScope, results: list[ModelResult], entries: dict[str, ModelEntry],
-                  environment: dict, provenance: dict, left_out: str | None) -> None:
+                  environment: dict, provenance: dict, left_out: str | None, baseline: dict | None = None) -> None:
     """The arrays first and the JSON last, each replaced atomically: a folder with the JSON has its arrays."""
     arrays: dict[str, np.ndarray] = {}
     plain = {"format": FORMAT, "scope": asdict(scope), "provenance": provenance, "environment": environment,
-             "left_out": left_out,
+             "left_out": left_out, "baseline": baseline or {},
              "entries": {name: entry.model_dump(mode="json") for name, entry in entries.items()},
              "results": [to_plain(replace(result, inputs=None, gallery={}, drawn_in=None, inputs_in=None), arrays)
                          for result in results]}
@@ -94,4 +95,5 @@ def read_results(folder: Path) -> StoredRun:
         result.drawn_in = str(folder)
         if (folder / inputs_file(result.model)).is_file():
             result.inputs_in = str(folder)
-    return StoredRun(scope, results, entries, plain["environment"], plain["provenance"], plain["left_out"], folder)
+    return StoredRun(scope, results, entries, plain["environment"], plain["provenance"], plain["left_out"], folder,
+                     plain.get("baseline") or {})
