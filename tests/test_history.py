@@ -164,12 +164,43 @@ def test_an_empty_damaged_or_read_only_history_is_one_line(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(deep) in err[0] and "left as it is" in err[0], err
-    if os.geteuid() != 0:  # root writes read-only files
-        locked = tmp_path / "locked.sqlite"
-        HistoryStore(locked).record(record("one"))
-        locked.chmod(0o444)
-        with pytest.raises(HistoryError, match="readonly"):
-            HistoryStore(locked).record(record("two"))
+
+
+def test_a_read_only_history_or_a_held_lock_stops_the_run_before_it_starts(tmp_path, monkeypatch):
+    path = tmp_path / "h.sqlite"
+    HistoryStore(path).record(record("one"))
+    real = sqlite3.connect  # read-only as the file system would make it (a chmod does not stop root)
+    monkeypatch.setattr(sqlite3, "connect", lambda file, **kw: real(f"file:{file}?mode=ro", uri=True, **kw))
+    with pytest.raises(HistoryError, match=r"h.sqlite: attempt to write a readonly database; nothing was changed"):
+        HistoryStore(path, writing=True)
+    monkeypatch.setattr(sqlite3, "connect", real)
+    monkeypatch.setattr("verify.history.store.BUSY_SECONDS", 0.2)
+    holder = real(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(HistoryError, match="another run held its lock for over 0.2 s"):
+            HistoryStore(path, writing=True)
+        assert HistoryStore(path).load("last").run_id == "one"  # a reader is not stopped by a writer
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    HistoryStore(path, writing=True).record(record("two"))
+    nowhere = tmp_path / "ro"
+    nowhere.mkdir()
+    monkeypatch.setattr(os, "access", lambda folder, mode: Path(folder) != nowhere)
+    with pytest.raises(HistoryError, match="cannot be made: .* is not writable"):
+        HistoryStore(nowhere / "sub" / "h.sqlite", writing=True)
+    assert not (nowhere / "sub").exists()  # nothing made before the run
+
+
+def test_run_references(tmp_path):
+    store = HistoryStore(tmp_path / "h.sqlite")
+    for run_id in ("Run-A1", "run-b1"):
+        store.record(record(run_id))
+    assert store.load("Run").run_id == "Run-A1" and store.load("run").run_id == "run-b1"  # case-sensitive
+    for reference in ("last~", "last~99999999999999999999", "last~x"):
+        with pytest.raises(HistoryError):
+            store.load(reference)
 
 
 def test_history_urls(tmp_path):
@@ -193,6 +224,15 @@ def test_diff_names_status_drift_slowdown_and_tool_versions():
     assert not same.drift and not same.slowdown and not same.status and same.failing(("drift", "slowdown")) == []
     elsewhere = diff_runs(before, record("d", p50=30.0, machine="cpu y, 2 threads"))
     assert not elsewhere.slowdown and "another machine" in elsewhere.timings_compared
+    assert elsewhere.failing(("slowdown",)) == [f"slowdown not checked ({elsewhere.timings_compared})"]
+    other_batch = record("e", p50=30.0)
+    other_batch.cells[0].timings[0] = TimingRecord(8, 30.0, 29.0, 31.0, True, 20)
+    unmatched = diff_runs(before, other_batch)  # nothing timed at the same batch size: not a pass
+    assert "no cell was timed at the same batch size" in unmatched.timings_compared
+    assert unmatched.failing(("slowdown",))
+    gone = record("f")
+    gone.cells.clear()
+    assert [(c.key, c.after) for c in diff_runs(before, gone).status] == [(KEY, "absent")]
 
 
 def test_baseline_blocks_only_where_the_zoo_sets_max_slowdown(write_zoo):
@@ -210,6 +250,14 @@ def test_baseline_blocks_only_where_the_zoo_sets_max_slowdown(write_zoo):
     assert not blocking and "set max_slowdown" in notes[0]
     blocking, notes = baseline_regressions(record("base"), record("now", p50=50.0, machine="other"), entries)
     assert not blocking and "another machine" in notes[0]
+    lacking = record("base")
+    lacking.cells[0] = CellRecord("m/other/x@cpu", "m", "other", "x", "cpu", "fp32", True, "PASS", "", {},
+                                  lacking.cells[0].timings)
+    blocking, notes = baseline_regressions(lacking, record("now", p50=50.0), entries)
+    assert not blocking and "1 timed cell(s) not timed in the baseline, not compared: " + KEY in notes[0]
+    entries = {e.name: e for e in load_zoo(write_zoo([tiny_entry("m", max_slowdown=0.02)])).models}
+    blocking, notes = baseline_regressions(record("base"), record("now", p50=10.45), entries)
+    assert "max_slowdown: 2%" in blocking[0]  # a limit under the 5% reporting threshold still gates
 
 
 # ---- the noise floor: pure ----
@@ -238,6 +286,21 @@ def test_noise_floor_is_the_largest_move_relative_to_each_sample():
                               {"float64": {"logits": moved, "boxes": moved}}, {"logits": "logits", "boxes": "boxes"})
     assert list(floors) == ["logits"] and set(floors["logits"].sources) == {"batch=1", "float64"}
     assert FAR_ABOVE == 50.0
+
+
+def test_tolerance_auto_merges_with_the_defaults_and_holds_cpu_cells_only(write_zoo):
+    from converter.zoo import load_zoo
+    from verify.judge.noise import judged_tolerance
+
+    entry = load_zoo(write_zoo([tiny_entry("m", tolerance="auto")],
+                               defaults={"tolerance": {"min_cosine": 0.9999, "atol": 1e-3}})).models[0]
+    assert entry.tolerance.auto and entry.tolerance.min_cosine == 0.9999
+    floors = {"logits": NoiseFloor(2e-6, 5e-6, 8, {"float64": 2e-6})}
+    cpu = judged_tolerance(entry, "onnxruntime", "onnx", "cpu", "logits", floors)
+    assert (cpu.atol, cpu.rtol, cpu.min_cosine) == (pytest.approx(1e-4), pytest.approx(4e-5), 0.9999)
+    gpu = judged_tolerance(entry, "onnxruntime", "onnx", "cuda", "logits", floors)
+    assert (gpu.atol, gpu.rtol) == (1e-3, 1e-3)  # the floor is the CPU reference's: a GPU keeps the zoo's values
+    assert judged_tolerance(entry, "onnxruntime", "onnx", "cpu", "logits", {}).atol == 1e-3  # no floor: the zoo's
 
 
 # ---- on a converted model ----
@@ -325,7 +388,8 @@ def test_a_slowed_runtime_is_named_by_diff_and_blocked_by_the_baseline_gate(conv
     runners = {name: runner for name, runner in registered_runners().items() if name in ("torch", "onnxruntime")}
     options = VerifyOptions(artifacts=root / "artifacts", zoo=root / "zoo.yaml", devices=("cpu",), num_images=4,
                             partial=True, batches=(1,), run_id="",
-                            policy=TimingPolicy(min_seconds=0.05, max_seconds=0.3, run_wait_seconds=0))
+                            policy=TimingPolicy(min_seconds=0.05, max_seconds=0.3, run_wait_seconds=0,
+                                                max_interval=1.0, max_drift=1.0))  # steady on a busy machine
     monkeypatch.setattr("verify.api.remembered_peak", lambda *args: {})  # the machine's peak: not tested here
     baseline = run(options, runners=runners)
     assert baseline.verdict.passed

@@ -3,8 +3,9 @@ time them, write the reports, and exit with the gate's verdict.
 
 Exit codes: 0 every required cell PASS; 1 a cell FAILed or ERRORed, a declared deployment preprocessing check
 failed, a required runtime was skipped, or a conversion failed (unless waived by allow_failures in the zoo); with
---selftest, a fault went undetected or the clean model was blocked; 2 usage error (no manifest, bad path, bad
-zoo); 130 interrupted.
+--selftest, a fault went undetected or the clean model was blocked; with --baseline, a deployed cell slower than the
+baseline run by more than the zoo's max_slowdown; 2 usage error (no manifest, bad path, bad zoo, a history file that
+cannot be used); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -140,18 +141,25 @@ def _main(args, argv: list[str] | None, run_id: str) -> int:
 
 def _history_and_baseline(args):
     """The history to record this run in (None: --no-history) and the baseline run to gate its speed on."""
+    from .history.records import SHARD
     from .history.runs import find_run, is_latest
-    from .history.store import FILE_NAME, HistoryStore, NoSuchRun
+    from .history.store import FILE_NAME, HistoryError, HistoryStore, NoSuchRun
 
-    store = None if args.no_history else HistoryStore(args.history or Path(args.artifacts) / FILE_NAME)
+    store = None if args.no_history else HistoryStore(args.history or Path(args.artifacts) / FILE_NAME,
+                                                      writing=True)
     baseline, missing = None, ""
     if args.baseline:
         try:
             baseline = find_run(args.baseline, store)
         except NoSuchRun as exc:
-            if not is_latest(args.baseline):  # a run asked for by its id: a mistake; `last-pass` in a new history:
-                raise  # the first run of a CI job, which has nothing to compare yet
-            missing = str(exc)
+            if not is_latest(args.baseline):  # a run asked for by its id: a mistake
+                raise
+            kinds = {kind for _, _, kind, *_ in store.runs()} if store is not None else set()
+            if kinds == {SHARD}:  # a shard's history: last and last-pass skip shards, so it never finds one
+                raise HistoryError(f"{store.path}: holds shard runs only, which {args.baseline} skips: give every "
+                                   "shard the same --baseline (a run id of the merged history, or a report "
+                                   "folder)") from None
+            missing = str(exc)  # a new history, or none passing yet: the first runs of a CI job
     return store, baseline, missing
 
 
@@ -219,7 +227,7 @@ def _merge(argv: list[str]) -> int:
     from .history.store import HistoryStore
 
     try:
-        store = None if args.no_history else HistoryStore(args.history)
+        store = None if args.no_history else HistoryStore(args.history, writing=True)
         with folder_lock(report, f"verify merge {run_id}"):
             merged = merge_runs([Path(shard) for shard in args.shards],
                                 " ".join(["python -m verify merge", *argv]), run_id)

@@ -84,6 +84,7 @@ def diff_runs(before: RunRecord, after: RunRecord, drift_units: float = DRIFT_UN
         result.timings_compared = f"timings not compared: another machine ({before.machine} against {after.machine})"
     elif timed:
         result.timings_compared = f"timings not compared: run {' and '.join(timed)} timed nothing (--no-timing)"
+    compared = 0  # (cell, batch) timings found in both runs
     for key, cell in new.items():
         earlier = old.get(key)
         if earlier is None:
@@ -92,8 +93,11 @@ def diff_runs(before: RunRecord, after: RunRecord, drift_units: float = DRIFT_UN
             result.status.append(StatusChange(key, earlier.status, cell.status, cell.detail))
         result.drift.extend(_drifts(earlier, cell, drift_units))
         if not result.timings_compared:
+            compared += len({t.batch for t in earlier.timings} & {t.batch for t in cell.timings})
             for change in timing_changes(earlier, cell, min_slowdown):
                 (result.slowdown if change.ratio > 1 else result.speedup).append(change)
+    if not result.timings_compared and not compared:
+        result.timings_compared = "timings not compared: no cell was timed at the same batch size in both runs"
     result.tools.update({name: (before.tools.get(name, "-"), after.tools.get(name, "-"))
                          for name in sorted(set(before.tools) | set(after.tools))
                          if before.tools.get(name) != after.tools.get(name)})

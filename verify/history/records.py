@@ -74,7 +74,7 @@ class RunRecord:
     passed: bool
     commit: str
     zoo_sha256: str
-    machine: str  # the CPU and the threads: timings compare only between runs on the same
+    machine: str  # the CPU, the threads and the GPU: timings compare only between runs on the same
     tools: dict[str, str]  # framework and runtime versions
     environment: dict  # the CPU's model and flags, the GPU, the platform, ...
     provenance: dict  # command, zoo, images, shard, ...
@@ -93,7 +93,9 @@ def run_record(results: list[ModelResult], verdict: Verdict, environment: dict, 
     """One finished run (or a merge of shards) as the history keeps it."""
     tools = {key.removeprefix("version."): str(value) for key, value in environment.items()
              if key.startswith("version.")}
-    machine = f"{environment.get('cpu', '?')}, {environment.get('threads', '?')} threads"
+    gpu = environment.get("gpu", "none")
+    machine = f"{environment.get('cpu', '?')}, {environment.get('threads', '?')} threads" + (
+        f", {gpu}" if gpu not in ("none", "", None) else "")
     models = [ModelRecord(r.model, r.task, r.error, r.samples, dict(r.noise_floor), r.inputs_digest,
                           r.reference_digest) for r in results]
     cells = [_cell_record(result, cell) for result in results for cell in result.cells]

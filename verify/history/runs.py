@@ -29,6 +29,7 @@ def find_run(reference: str, store: HistoryStore | None) -> RunRecord:
         stored = read_results(folder)
         verdict = decide(stored.results, stored.entries, stored.left_out,
                          accept_partial=bool(stored.scope.settings.get("partial")))
+        verdict = with_regressions(verdict, stored.baseline.get("blocking", []), stored.baseline.get("notes", []))
         return run_record(stored.results, verdict, stored.environment, stored.provenance, stored.scope.zoo_sha256,
                           SHARD if stored.scope.shard else MERGED if "merged_from" in stored.provenance else RUN)
     if store is None:
@@ -38,8 +39,12 @@ def find_run(reference: str, store: HistoryStore | None) -> RunRecord:
 
 def is_latest(reference: str) -> bool:
     """Whether `reference` is `last` or `last-pass`, with or without ~N."""
-    latest, _, back = reference.partition("~")
-    return latest in LATEST and (not back or back.isdigit())
+    latest, tilde, back = reference.partition("~")
+    return latest in LATEST and (not tilde or back.isdigit())
+
+
+def _timed_batches(cell) -> set[int]:
+    return {timing.batch for timing in cell.timings} if cell is not None else set()
 
 
 def gate_on_baseline(verified, baseline: RunRecord | None, missing: str = "") -> None:
@@ -68,7 +73,8 @@ def baseline_regressions(baseline: RunRecord, current: RunRecord,
         if not any(cell.timings for cell in run.cells):
             return [], [f"{name}: {which} timed nothing (--no-timing), so no timing was compared"]
     blocking, notes = [], []
-    absent = [cell.key for cell in current.cells if cell.timings and not (baseline.cell(cell.key) or cell).timings]
+    absent = [cell.key for cell in current.cells if cell.timings and not _timed_batches(baseline.cell(cell.key))
+              & _timed_batches(cell)]
     if absent:
         notes.append(f"{name}: {len(absent)} timed cell(s) not timed in the baseline, not compared: "
                      + ", ".join(absent[:5]) + (" ..." if len(absent) > 5 else ""))
@@ -79,7 +85,7 @@ def baseline_regressions(baseline: RunRecord, current: RunRecord,
         entry = entries.get(cell.model)
         limit = entry.max_slowdown if entry is not None else None
         steady = {t.batch for t in earlier.timings if t.stable} & {t.batch for t in cell.timings if t.stable}
-        for change in timing_changes(earlier, cell, MIN_SLOWDOWN):
+        for change in timing_changes(earlier, cell, MIN_SLOWDOWN if limit is None else min(limit, MIN_SLOWDOWN)):
             if change.ratio <= 1:
                 continue
             line = (f"{cell.key} batch {change.batch}: p50 {change.p50_before:.2f} -> {change.p50_after:.2f} ms "

@@ -10,6 +10,7 @@ every merge of shards.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,10 +106,25 @@ class HistoryStore:
     """The history in one SQLite file. Opening checks it (HistoryError when it is not ours or is newer); a new
     file is made on the first record()."""
 
-    def __init__(self, location: str | Path):
+    def __init__(self, location: str | Path, writing: bool = False):
+        """`writing`: the caller will record(): the file (or its folder) must take a write, and its lock is taken
+        and let go at once (waiting for a writer that holds it), so that a run that could not be recorded does not
+        start."""
         self.path = history_path(location)
         with self._reading():  # checked now: a history that cannot be used stops a run before it starts
             pass
+        if writing and self.path.exists():
+            with self._connect() as connection:
+                connection.execute("BEGIN IMMEDIATE")
+                try:  # a write that changes nothing, and is rolled back: a read-only file refuses it
+                    version = connection.execute("PRAGMA user_version").fetchone()[0]
+                    connection.execute(f"PRAGMA user_version = {int(version)}")
+                finally:
+                    connection.execute("ROLLBACK")
+        elif writing:  # made on the first record(), in a folder made then: nothing is made before the run
+            folder = next(parent for parent in self.path.parents if parent.exists())
+            if not os.access(folder, os.W_OK):
+                raise HistoryError(f"{self.path}: cannot be made: {folder} is not writable")
 
     def record(self, run: RunRecord) -> int:
         """Add a run, all of it or nothing; returns its sequence number. A run id already recorded is a
@@ -156,12 +172,14 @@ class HistoryStore:
         """A recorded run by its id (or a unique start of it), `last` (the last run or merge, not a shard) or
         `last-pass` (the last one that passed), each with `~N` for the Nth before it (`last~1`: the one before the
         last); HistoryError when there is none."""
-        latest, _, back = reference.partition("~")
+        latest, tilde, back = reference.partition("~")
+        if latest in LATEST and back.isdigit() and int(back) > 1_000_000_000:
+            raise NoSuchRun(f"{self.path}: no run {reference!r}")
         with self._reading() as connection:
             if connection is None:
                 raise NoSuchRun(f"{self.path}: no run recorded yet (a verify run records one)")
             kinds = f"kind IN ('{RUN}', '{MERGED}')"
-            if latest in LATEST and (not back or back.isdigit()):
+            if latest in LATEST and (not tilde or back.isdigit()):
                 passed = " AND passed = 1" if latest == "last-pass" else ""
                 row = connection.execute(f"SELECT record FROM runs WHERE {kinds}{passed} ORDER BY seq DESC "
                                          "LIMIT 1 OFFSET ?", (int(back or 0),)).fetchone()

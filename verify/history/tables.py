@@ -16,6 +16,7 @@ from .diff import RunDiff
 from .records import RunRecord
 from .store import CellPoint
 
+LINE_MARKERS = "os^Dv<>phX*"
 HISTORY_COLUMNS = ["seq", "run_id", "date", "model", "key", "runtime", "artifact", "device", "precision", "status",
                    "max_abs_diff", "noise_units", "p50_ms", "batch"]
 
@@ -52,14 +53,13 @@ def draw_history(points: list[CellPoint], folder: Path) -> dict[str, Path]:
         if not mine or len(runs) < 1:
             continue
         figure, (noise, latency) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
-        for key in dict.fromkeys(p.key for p in mine):
+        for index, key in enumerate(dict.fromkeys(p.key for p in mine)):
             series = [p for p in mine if p.key == key]
             x = [runs.index(p.run_id) for p in series]
-            label = f"{series[0].runtime} on {series[0].artifact}"
-            noise.plot(x, [p.noise_units if p.noise_units is not None else math.nan for p in series], marker="o",
-                       label=label)
-            latency.plot(x, [p.p50_ms if p.p50_ms is not None else math.nan for p in series], marker="o",
-                         label=label)
+            style = {"marker": LINE_MARKERS[index % len(LINE_MARKERS)], "label": f"{series[0].runtime} on "
+                     f"{series[0].artifact}"}  # ten colours repeat: the marker tells the eleventh line apart
+            noise.plot(x, [p.noise_units if p.noise_units is not None else math.nan for p in series], **style)
+            latency.plot(x, [p.p50_ms if p.p50_ms is not None else math.nan for p in series], **style)
         noise.axhline(FAR_ABOVE, color="grey", linestyle="--", linewidth=1)
         noise.annotate(f"{FAR_ABOVE:g}x: flagged", (0, FAR_ABOVE), xytext=(2, 3), textcoords="offset points",
                        fontsize=7, color="grey")

@@ -278,7 +278,7 @@ def _noise_lines(result: ModelResult, entry: ModelEntry | None) -> list[str]:
     if not result.noise_floor:
         return []
     lines = ["", "Noise floor of the reference (float32 against itself in float64, on other threads and in other "
-                 "batches; `noise x` is a float32 cell's max rel in these units):", ""]
+                 "batches; `noise x` is a float32 cell's worst difference in these floors, over 50 flagged):", ""]
     for name, floor in result.noise_floor.items():
         line = f"- {name}: {floor.describe()}"
         if entry is not None and entry.tolerance.auto:

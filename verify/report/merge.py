@@ -35,7 +35,7 @@ def merge_runs(folders: list[Path], command: str | None = None, run_id: str = ""
     settings = first.scope.settings
     verdict = decide(results, entries, first.left_out, accept_partial=bool(settings.get("partial")))
     # each shard's performance gate (--baseline) against its own baseline: its lines count in the merged verdict
-    baseline = {part: [line for shard in shards for line in shard.baseline.get(part, [])]
+    baseline = {part: list(dict.fromkeys(line for shard in shards for line in shard.baseline.get(part, [])))
                 for part in ("blocking", "notes")}
     verdict = with_regressions(verdict, baseline["blocking"], baseline["notes"])
     count = first.scope.shard.count

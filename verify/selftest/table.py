@@ -57,9 +57,13 @@ def calibration_lines(rows: list[SelftestRow]) -> list[str]:
         return []
     lowest = min(faults, key=lambda r: r.noise_units)
     return [f"`tolerance: auto` holds float32 cells to {AUTO_NOISE_MULTIPLE:g}x the reference's noise floor: the clean "
-            f"models' cells (and the harmless differences') reach at most {max(clean):.3g}x, and the {len(faults)} fault runs judged element by "
-            f"element are at least {lowest.noise_units:.3g}x ({lowest.fault}, seed {lowest.seed}), so each of them "
-            "also blocks under it and no clean run does.", ""]
+            f"models' cells (and the harmless differences') reach at most {_times(max(clean))}, and the "
+            f"{len(faults)} fault runs judged element by element are at least {_times(lowest.noise_units)} "
+            f"({lowest.fault}, seed {lowest.seed}), so each of them also blocks under it and no clean run does.", ""]
+
+
+def _times(units: float) -> str:
+    return f"{units:,.0f}x" if units >= 100 else f"{units:.2g}x"
 
 
 def selftest_markdown(rows: list[SelftestRow]) -> str:
