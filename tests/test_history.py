@@ -28,14 +28,15 @@ KEY = "m/onnx/onnxruntime@cpu"
 
 def record(run_id: str, passed: bool = True, units: float = 1.2, p50: float = 10.0, kind: str = RUN,
            machine: str = "cpu x, 2 threads", tools: dict | None = None, status: str = "PASS",
-           stable: bool = True) -> RunRecord:
+           stable: bool = True, reference: tuple = (1.0, -2.0, 3.0)) -> RunRecord:
     timing = TimingRecord(1, p50, p50 * 0.98, p50 * 1.02, stable, 20)
     cell = CellRecord(KEY, "m", "onnx", "onnxruntime", "cpu", "fp32", True, status, "detail",
                       {"logits": OutputRecord(status, units * 1e-6, units * 1e-6, 0.99999, units)}, [timing])
     floor = NoiseFloor(1e-6, 3e-6, 8, {"float64": 1e-6})
     return RunRecord(run_id, kind, "2026-12-04T05:00:00", "PASS" if passed else "BLOCKED", passed, "abc123", "f00d",
                      machine, tools or {"torch": "2.14.1", "onnxruntime": "1.23.0"}, {"cpu": "cpu x"}, {"command": "c"},
-                     [ModelRecord("m", "classification", None, 8, {"logits": floor}, "in", "ref")], [cell])
+                     [ModelRecord("m", "classification", None, 8, {"logits": floor}, "in", {"logits": list(reference)})],
+                     [cell])
 
 
 # ---- the store ----
@@ -219,6 +220,10 @@ def test_diff_names_status_drift_slowdown_and_tool_versions():
     assert [(d.key, d.output, d.units_before, d.units_after) for d in diff.drift] == [(KEY, "logits", 1.2, 400.0)]
     assert [(c.batch, c.p50_before, c.p50_after) for c in diff.slowdown] == [(1, 10.0, 13.0)]
     assert diff.tools == {"onnxruntime": ("1.23.0", "1.24.0")}
+    assert not diff.reference_changed  # the same reference answer
+    moved = diff_runs(before, record("g", reference=(1.0, -2.0, 3.001)))  # 0.001 is hundreds of floors
+    assert len(moved.reference_changed) == 1 and moved.reference_changed[0].startswith("m 'logits' (")
+    assert not diff_runs(before, record("h", reference=(1.0, -2.0, 3.0 + 1e-6))).reference_changed  # rounding
     assert diff.failing(("drift", "slowdown", "status")) == ["drift", "slowdown", "status"]
     same = diff_runs(before, record("c", units=3.0, p50=10.1))  # within 10 floors; inside both intervals
     assert not same.drift and not same.slowdown and not same.status and same.failing(("drift", "slowdown")) == []

@@ -98,7 +98,9 @@ class ModelResult:
     # each elementwise output's noise floor: how far the fp32 reference moves from itself (verify.judge.noise)
     noise_floor: dict[str, NoiseFloor] = field(default_factory=dict)
     inputs_digest: str = ""  # sha256 of the samples every runtime got
-    reference_digest: str = ""  # sha256 of the reference's outputs on them: the same inputs, another answer, in a diff
+    # the reference's first sample, its first values per output with a noise floor: a diff of two runs on the same
+    # inputs tells a reference that moved (a torch upgrade) from one that only rounded otherwise
+    reference_sample: dict[str, list[float]] = field(default_factory=dict)
 
     def output_label(self, key: str) -> str:
         """A comparison's key as the report shows it: 'logits @ sequence=77', the first size named too."""

@@ -2,7 +2,6 @@
 each cell runs in a worker and comes back as a new, finished Cell."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import tempfile
@@ -28,7 +27,7 @@ from ..judge.compare import (ERROR, FAIL, PASS, SHAPE, SIZE_SEPARATOR, SKIP, Com
                              compare_outputs, output_and_size, with_reason, worst)
 from ..judge.invariance import PROBE_BATCHES, batch_invariance, probe_feeds
 from ..judge.kinds import output_kind
-from ..judge.noise import NoiseFloor, judged_tolerance, reference_floors, with_noise_units
+from ..judge.noise import NoiseFloor, judged_tolerance, reference_floors, reference_sample, with_noise_units
 from ..judge.preprocessing import deployment_batch, reference_batch
 from ..plan.cells import fixed_batch, plan_cells
 from ..plan.inputs import CHUNK, ImageSet, InputFile, write_input_file
@@ -192,7 +191,8 @@ def _verify_cells(result: ModelResult, record: ModelRecord, entry: ModelEntry, t
     if reference_cell.status != PASS:
         _stopped(result, planned, f"reference (torch eager, CPU): {reference_cell.detail}", reference_cell)
         return
-    result.inputs_digest, result.reference_digest = inputs.digest, outputs_digest(reference)
+    result.inputs_digest = inputs.digest
+    result.reference_sample = {name: reference_sample(reference[name]) for name in result.noise_floor}
     task.on_reference(result, entry, reference)
     reference_path = options.artifacts / eager.path
     deployments, gated = entry.deployment_checks
@@ -663,16 +663,6 @@ class _CellRunner:
                 status, detail = FAIL, f"not batch-invariant: {invariance}"
         return replace(ran, status=status, detail=detail, comparisons=comparisons, batch_invariance=invariance,
                        batch_invariant=agreed), full
-
-
-def outputs_digest(outputs: Feeds) -> str:
-    """sha256 of named arrays: their names, dtypes, shapes and bytes."""
-    digest = hashlib.sha256()
-    for name in sorted(outputs):
-        array = np.ascontiguousarray(outputs[name])
-        digest.update(f"{name}{array.dtype}{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
 
 
 def with_sizes(output: Feeds, sweep: Mapping[str, Feeds | str]) -> Feeds:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..judge.noise import sample_units
 from .records import CellRecord, RunRecord
 
 # An output drifted when its difference from the reference moved by more than this many noise floors: a
@@ -57,7 +58,7 @@ class RunDiff:
     slowdown: list[TimingChange] = field(default_factory=list)
     speedup: list[TimingChange] = field(default_factory=list)
     tools: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (before, after)
-    reference_changed: list[str] = field(default_factory=list)  # models whose reference answered otherwise
+    reference_changed: list[str] = field(default_factory=list)  # reference outputs that moved beyond their floor
     added: list[str] = field(default_factory=list)  # cells only in the later run
     removed: list[str] = field(default_factory=list)
     timings_compared: str = ""  # why timings were not compared, or "" when they were
@@ -101,11 +102,15 @@ def diff_runs(before: RunRecord, after: RunRecord, drift_units: float = DRIFT_UN
     result.tools.update({name: (before.tools.get(name, "-"), after.tools.get(name, "-"))
                          for name in sorted(set(before.tools) | set(after.tools))
                          if before.tools.get(name) != after.tools.get(name)})
-    for model in after.models if same_machine else ():  # bit for bit: another CPU's kernels round otherwise
+    for model in after.models:  # the reference itself, on the same inputs, beyond its noise floor
         earlier = before.model(model.model)
-        if (earlier is not None and earlier.inputs_digest and earlier.inputs_digest == model.inputs_digest
-                and earlier.reference_digest != model.reference_digest):
-            result.reference_changed.append(model.model)
+        if earlier is None or not earlier.inputs_digest or earlier.inputs_digest != model.inputs_digest:
+            continue
+        for output, values in model.reference_sample.items():
+            floor = model.noise_floor.get(output)
+            units = sample_units(earlier.reference_sample.get(output, []), values, floor) if floor else None
+            if units is not None and units > drift_units:
+                result.reference_changed.append(f"{model.model} '{output}' ({units:.0f} noise floors)")
     return result
 
 

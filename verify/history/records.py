@@ -62,7 +62,7 @@ class ModelRecord:
     samples: int
     noise_floor: dict[str, NoiseFloor] = field(default_factory=dict)
     inputs_digest: str = ""  # what every runtime got
-    reference_digest: str = ""  # what the reference answered on them
+    reference_sample: dict[str, list[float]] = field(default_factory=dict)  # its first sample's first values
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def run_record(results: list[ModelResult], verdict: Verdict, environment: dict, 
     machine = f"{environment.get('cpu', '?')}, {environment.get('threads', '?')} threads" + (
         f", {gpu}" if gpu not in ("none", "", None) else "")
     models = [ModelRecord(r.model, r.task, r.error, r.samples, dict(r.noise_floor), r.inputs_digest,
-                          r.reference_digest) for r in results]
+                          dict(r.reference_sample)) for r in results]
     cells = [_cell_record(result, cell) for result in results for cell in result.cells]
     return RunRecord(provenance.get("run_id", ""), kind, provenance.get("date", ""), verdict.label, verdict.passed,
                      provenance.get("commit", ""), zoo_sha256, machine, tools,

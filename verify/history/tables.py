@@ -91,7 +91,8 @@ def diff_lines(diff: RunDiff) -> list[str]:
         lines += ["", f"tool versions changed ({len(diff.tools)}):"]
         lines += [f"  {name}: {old} -> {new}" for name, (old, new) in diff.tools.items()]
     if diff.reference_changed:
-        lines += ["", "the reference answered otherwise on the same inputs: " + ", ".join(diff.reference_changed)]
+        lines += ["", "the reference itself moved on the same inputs (beyond its noise floor): "
+                  + ", ".join(diff.reference_changed)]
     lines += ["", f"status changed ({len(diff.status)}):"]
     lines += [f"  {c.key}: {c.before} -> {c.after}" + (f" ({c.detail})" if c.after != "PASS" else "")
               for c in diff.status]

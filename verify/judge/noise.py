@@ -95,6 +95,22 @@ def with_noise_units(comparisons: Mapping[str, Comparison], reference: Mapping[s
     return marked
 
 
+SAMPLE_VALUES = 256  # of the reference's first sample, kept in the history
+
+
+def reference_sample(output: np.ndarray) -> list[float]:
+    """The first SAMPLE_VALUES values of an output's first sample, as the history keeps them."""
+    return [float(value) for value in np.asarray(output[0], dtype=np.float64).ravel()[:SAMPLE_VALUES]]
+
+
+def sample_units(before: list[float], after: list[float], floor: NoiseFloor) -> float | None:
+    """How many noise floors apart two runs' reference samples are (None when they do not line up)."""
+    if not before or len(before) != len(after):
+        return None
+    first, second = np.asarray(before), np.asarray(after)
+    return float((np.abs(second - first) / (floor.abs + floor.rel * np.abs(first).max())).max())
+
+
 def derived_limits(multiple: float, floor: NoiseFloor) -> dict[str, float]:
     """`tolerance: auto`'s atol and rtol for an output with this noise floor: `multiple` floors."""
     return {"atol": multiple * floor.abs, "rtol": multiple * floor.rel}
