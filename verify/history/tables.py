@@ -60,11 +60,16 @@ def draw_history(points: list[CellPoint], folder: Path) -> dict[str, Path]:
                      f"{series[0].artifact}"}  # ten colours repeat: the marker tells the eleventh line apart
             noise.plot(x, [p.noise_units if p.noise_units is not None else math.nan for p in series], **style)
             latency.plot(x, [p.p50_ms if p.p50_ms is not None else math.nan for p in series], **style)
-        noise.axhline(FAR_ABOVE, color="grey", linestyle="--", linewidth=1)
-        noise.annotate(f"{FAR_ABOVE:g}x: flagged", (0, FAR_ABOVE), xytext=(2, 3), textcoords="offset points",
-                       fontsize=7, color="grey")
         noise.set_ylabel("worst difference\n(noise floors)")
-        noise.set_yscale("log")
+        if any(p.noise_units is not None for p in mine):
+            noise.axhline(FAR_ABOVE, color="grey", linestyle="--", linewidth=1)
+            noise.annotate(f"{FAR_ABOVE:g}x: flagged", (0, FAR_ABOVE), xytext=(2, 3), textcoords="offset points",
+                           fontsize=7, color="grey")
+            noise.set_yscale("log")
+        else:
+            noise.set_yticks([])
+            noise.text(0.5, 0.5, "no noise floor: detections and masks are judged by matching", ha="center",
+                       va="center", transform=noise.transAxes, color="grey")
         latency.set_ylabel("p50 latency (ms)\nfirst timed batch")
         if all(p.p50_ms is None for p in mine):
             latency.set_yticks([])
