@@ -26,8 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.main_job import describe_machine, machine_line, replace_section  # noqa: E402
-from converter.core.files import atomic_write  # noqa: E402
+from benchmarks.main_job import describe_machine, machine_line, publish  # noqa: E402
 
 MARKERS = ("<!-- benchmarks/drift.py: begin -->", "<!-- benchmarks/drift.py: end -->")
 FACTOR = 1.0005  # 0.05%
@@ -161,9 +160,7 @@ def main() -> int:
              f"the same run with `tolerance: auto` for {args.model}: exit {code4}; FAIL: "
              + ", ".join(f"{r.runtime} on {r.artifact} (rtol {r.rtol:.2g})" for r in blocked.itertuples())]
     section = render(parity, floors, costs, steps, clean_s)
-    print(section)
-    if args.write:
-        atomic_write(args.write, replace_section(args.write.read_text(), section, MARKERS))
+    publish(section, args.write, MARKERS)
     return 0
 
 

@@ -237,6 +237,13 @@ def replace_section(document: str, section: str, markers: tuple[str, str] = (BEG
     return "".join(lines[:heading]) + block + "\n" + "".join(lines[heading:])
 
 
+def publish(section: str, document: Path | None, markers: tuple[str, str] = (BEGIN, END)) -> None:
+    """Print a benchmark's section and, given a document (--write), replace its part of it."""
+    print(section)
+    if document is not None:
+        atomic_write(document, replace_section(document.read_text(), section, markers))
+
+
 def describe_machine() -> Machine:
     features = cpu_features()
     return Machine(cpu=features.model, avx512f="avx512f" in features.flags,

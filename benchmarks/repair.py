@@ -21,8 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.main_job import describe_machine, machine_line, replace_section  # noqa: E402
-from converter.core.files import atomic_write  # noqa: E402
+from benchmarks.main_job import describe_machine, machine_line, publish  # noqa: E402
 
 MARKERS = ("<!-- benchmarks/repair.py: begin -->", "<!-- benchmarks/repair.py: end -->")
 
@@ -67,9 +66,7 @@ def main() -> int:
     shown = "python -m verify --report REPORT --no-timing --repair" + \
         (f" --repair-seconds {args.seconds:g}" if args.seconds != 300 else "")
     section = render(repairs, seconds, ran.returncode, shown)
-    print(section)
-    if args.write:
-        atomic_write(args.write, replace_section(args.write.read_text(), section, MARKERS))
+    publish(section, args.write, MARKERS)
     return 0
 
 

@@ -143,10 +143,9 @@ def _history_and_baseline(args):
     """The history to record this run in (None: --no-history) and the baseline run to gate its speed on."""
     from .history.records import SHARD
     from .history.runs import find_run, is_latest
-    from .history.store import FILE_NAME, HistoryError, HistoryStore, NoSuchRun
+    from .history.store import HistoryError, HistoryStore, NoSuchRun
 
-    store = None if args.no_history else HistoryStore(args.history or Path(args.artifacts) / FILE_NAME,
-                                                      writing=True)
+    store = None if args.no_history else HistoryStore(_history_file(args), writing=True)
     baseline, missing = None, ""
     if args.baseline:
         try:
@@ -253,9 +252,7 @@ def _history(argv: list[str]) -> int:
         "difference from the reference (also in units of the reference's noise floor) and its p50 latency over the "
         "runs: printed, and written as history.md, history.csv and a chart per model. Exit codes: 0, or 2 for a "
         "history that cannot be read.")
-    parser.add_argument("--history", default=None, help="the history file or sqlite:///path URL (default: "
-                                                          "ARTIFACTS/history.sqlite)")
-    parser.add_argument("--artifacts", default="artifacts", help="the converter's output folder (default: artifacts)")
+    _add_history_arguments(parser)
     parser.add_argument("--model", help="one model's cells only")
     parser.add_argument("--runs", type=int, default=20, help="the last this many runs (default: 20)")
     parser.add_argument("--report", default="reports/history",
@@ -264,13 +261,13 @@ def _history(argv: list[str]) -> int:
     from converter.core.errors import WorkbenchError
     from converter.core.files import atomic_write
 
-    from .history.store import FILE_NAME, HistoryStore
+    from .history.store import HistoryStore
     from .history.tables import draw_history, history_frame, history_lines, runs_table
 
     if args.runs < 1:
         return _usage(f"--runs: at least 1, got {args.runs}")
     try:
-        store = HistoryStore(args.history or Path(args.artifacts) / FILE_NAME)
+        store = HistoryStore(_history_file(args))
         runs = store.runs(args.runs)
         points = store.cell_points(args.model, args.runs)
     except WorkbenchError as exc:
@@ -305,9 +302,7 @@ def _diff(argv: list[str]) -> int:
                     f"{MIN_SLOWDOWN:.0%} beyond both runs' 95% intervals (same machine only), the tool versions. "
                     "Exit codes: 0; 1 when a --fail-on category found something; 2 usage error.")
     parser.add_argument("runs", nargs=2, metavar="RUN")
-    parser.add_argument("--history", default=None, help="the history file or sqlite:///path URL (default: "
-                                                          "ARTIFACTS/history.sqlite)")
-    parser.add_argument("--artifacts", default="artifacts", help="the converter's output folder (default: artifacts)")
+    _add_history_arguments(parser)
     parser.add_argument("--fail-on", default="", help=f"comma-separated among {','.join(FAIL_ON)}: exit 1 when one "
                                                        "found something (default: report only)")
     args = parser.parse_args(argv)
@@ -315,7 +310,7 @@ def _diff(argv: list[str]) -> int:
 
     from .history.diff import diff_runs
     from .history.runs import find_run, is_latest
-    from .history.store import FILE_NAME, HistoryStore
+    from .history.store import HistoryStore
     from .history.tables import diff_lines
 
     fail_on = tuple(split_list(args.fail_on) or ())
@@ -324,7 +319,7 @@ def _diff(argv: list[str]) -> int:
         return _usage(f"--fail-on: unknown {unknown} (choose from {', '.join(FAIL_ON)})")
     try:  # two report folders need no history
         folders = all(Path(run).is_dir() and not is_latest(run) for run in args.runs)
-        store = None if folders else HistoryStore(args.history or Path(args.artifacts) / FILE_NAME)
+        store = None if folders else HistoryStore(_history_file(args))
         before, after = (find_run(reference, store) for reference in args.runs)
     except WorkbenchError as exc:
         return _usage(str(exc))
@@ -335,6 +330,19 @@ def _diff(argv: list[str]) -> int:
         print(f"\nFAIL (--fail-on): {', '.join(failing)}")
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _add_history_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--history", default=None, help="the history file or sqlite:///path URL (default: "
+                                                          "ARTIFACTS/history.sqlite)")
+    parser.add_argument("--artifacts", default="artifacts", help="the converter's output folder (default: artifacts)")
+
+
+def _history_file(args) -> str | Path:
+    """--history, else the history beside --artifacts."""
+    from .history.store import FILE_NAME
+
+    return args.history or Path(args.artifacts) / FILE_NAME
 
 
 def _print_header() -> None:

@@ -59,8 +59,7 @@ class RunDiff:
     speedup: list[TimingChange] = field(default_factory=list)
     tools: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (before, after)
     reference_changed: list[str] = field(default_factory=list)  # reference outputs that moved beyond their floor
-    added: list[str] = field(default_factory=list)  # cells only in the later run
-    removed: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # cells only in the later run (those gone are status changes)
     timings_compared: str = ""  # why timings were not compared, or "" when they were
 
     def failing(self, fail_on: tuple[str, ...]) -> list[str]:
@@ -77,14 +76,14 @@ def diff_runs(before: RunRecord, after: RunRecord, drift_units: float = DRIFT_UN
     old = {cell.key: cell for cell in before.cells}
     new = {cell.key: cell for cell in after.cells}
     result.added.extend(key for key in new if key not in old)
-    result.removed.extend(key for key in old if key not in new)
-    result.status.extend(StatusChange(key, old[key].status, ABSENT, "not in the later run") for key in result.removed)
+    result.status.extend(StatusChange(key, cell.status, ABSENT, "not in the later run") for key, cell in old.items()
+                         if key not in new)
     same_machine = before.machine == after.machine
-    timed = [run.run_id for run in (before, after) if not any(cell.timings for cell in run.cells)]
+    untimed = [run.run_id for run in (before, after) if not run.timed]
     if not same_machine:
         result.timings_compared = f"timings not compared: another machine ({before.machine} against {after.machine})"
-    elif timed:
-        result.timings_compared = f"timings not compared: run {' and '.join(timed)} timed nothing (--no-timing)"
+    elif untimed:
+        result.timings_compared = f"timings not compared: run {' and '.join(untimed)} timed nothing (--no-timing)"
     compared = 0  # (cell, batch) timings found in both runs
     for key, cell in new.items():
         earlier = old.get(key)
@@ -94,7 +93,7 @@ def diff_runs(before: RunRecord, after: RunRecord, drift_units: float = DRIFT_UN
             result.status.append(StatusChange(key, earlier.status, cell.status, cell.detail))
         result.drift.extend(_drifts(earlier, cell, drift_units))
         if not result.timings_compared:
-            compared += len({t.batch for t in earlier.timings} & {t.batch for t in cell.timings})
+            compared += len(earlier.batches & cell.batches)
             for change in timing_changes(earlier, cell, min_slowdown):
                 (result.slowdown if change.ratio > 1 else result.speedup).append(change)
     if not result.timings_compared and not compared:

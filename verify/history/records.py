@@ -47,6 +47,11 @@ class CellRecord:
     cached: bool = False  # its outputs and timings were an earlier run's (the cell cache)
 
     @property
+    def batches(self) -> set[int]:
+        """The batch sizes it was timed at."""
+        return {timing.batch for timing in self.timings}
+
+    @property
     def worst(self) -> OutputRecord | None:
         """The output furthest from the reference (by noise units where known, else by max |diff|)."""
         measured = [o for o in self.outputs.values() if o.max_abs_diff is not None]
@@ -80,6 +85,11 @@ class RunRecord:
     provenance: dict  # command, zoo, images, shard, ...
     models: list[ModelRecord] = field(default_factory=list)
     cells: list[CellRecord] = field(default_factory=list)
+
+    @property
+    def timed(self) -> bool:
+        """Whether any cell was timed (not a --no-timing run)."""
+        return any(cell.timings for cell in self.cells)
 
     def cell(self, key: str) -> CellRecord | None:
         return next((cell for cell in self.cells if cell.key == key), None)

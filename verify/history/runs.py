@@ -43,10 +43,6 @@ def is_latest(reference: str) -> bool:
     return latest in LATEST and (not tilde or back.isdigit())
 
 
-def _timed_batches(cell) -> set[int]:
-    return {timing.batch for timing in cell.timings} if cell is not None else set()
-
-
 def gate_on_baseline(verified, baseline: RunRecord | None, missing: str = "") -> None:
     """The performance gate: `verified`'s verdict also blocks the deployed cells slower than in `baseline` where
     the zoo sets max_slowdown (baseline_regressions); other slowdowns become notes. No baseline (`missing` says
@@ -70,11 +66,11 @@ def baseline_regressions(baseline: RunRecord, current: RunRecord,
         return [], [f"{name}: timings not compared, it ran on another machine ({baseline.machine}; this run: "
                     f"{current.machine})"]
     for run, which in ((current, "this run"), (baseline, "the baseline run")):
-        if not any(cell.timings for cell in run.cells):
+        if not run.timed:
             return [], [f"{name}: {which} timed nothing (--no-timing), so no timing was compared"]
     blocking, notes = [], []
-    absent = [cell.key for cell in current.cells if cell.timings and not _timed_batches(baseline.cell(cell.key))
-              & _timed_batches(cell)]
+    absent = [cell.key for cell in current.cells  # timed here, and at none of these batch sizes in the baseline
+              if cell.timings and not cell.batches & getattr(baseline.cell(cell.key), "batches", set())]
     if absent:
         notes.append(f"{name}: {len(absent)} timed cell(s) not timed in the baseline, not compared: "
                      + ", ".join(absent[:5]) + (" ..." if len(absent) > 5 else ""))

@@ -107,8 +107,7 @@ def sample_units(before: list[float], after: list[float], floor: NoiseFloor) -> 
     """How many noise floors apart two runs' reference samples are (None when they do not line up)."""
     if not before or len(before) != len(after):
         return None
-    first, second = np.asarray(before), np.asarray(after)
-    return float((np.abs(second - first) / (floor.abs + floor.rel * np.abs(first).max())).max())
+    return noise_units(np.asarray([before]), np.asarray([after]), floor)
 
 
 def derived_limits(multiple: float, floor: NoiseFloor) -> dict[str, float]:
